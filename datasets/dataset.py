@@ -1,0 +1,159 @@
+"""The on-disk copy dataset every stage reads: built recipes and imported real datasets alike.
+
+Layout of a dataset folder::
+
+    dataset.json     schema, name, recipe, seed, counts, fingerprint, images_root, pixel digest
+    references.csv   reference_id, path                      (path relative to images_root)
+    queries.csv      query_id, path, reference_id, family, tier, params
+                     reference_id: the matching reference ids joined by '|', empty for a distractor
+                     params: JSON of the applied transformation parameters (for replay)
+    references/ queries/ contact_sheet.png   (for built datasets)
+
+The ``fingerprint`` identifies what the dataset *is*: its recipe, seed, ground truth, stored parameters and the
+content of its source/reference files. It is what results are keyed by. Built datasets hash their sources and
+parameters rather than their generated pixels, so the same recipe and seed give the same fingerprint on CPU or
+GPU, whose float rounding may move a generated pixel by one level; ``pixels_sha256`` records the generated
+files themselves for integrity checks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+DATASET_SCHEMA = 1
+DATASET_FILE = "dataset.json"
+
+
+class DatasetError(ValueError):
+    """A dataset folder is missing, malformed or of an unknown schema (message names the file)."""
+
+
+@dataclass(frozen=True)
+class CopyDataset:
+    """References, queries and ground truth of one dataset folder."""
+
+    root: Path
+    meta: dict
+    references: pd.DataFrame  # reference_id, path (absolute)
+    queries: pd.DataFrame  # query_id, path (absolute), reference_id, family, tier, params
+    positives: dict[str, frozenset[str]] = field(repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.meta["name"]
+
+    @property
+    def fingerprint(self) -> str:
+        return self.meta["fingerprint"]
+
+    @property
+    def reference_ids(self) -> list[str]:
+        return self.references["reference_id"].tolist()
+
+    @property
+    def query_ids(self) -> list[str]:
+        return self.queries["query_id"].tolist()
+
+    def counts(self) -> dict[str, int]:
+        n_dis = sum(1 for q in self.query_ids if not self.positives.get(q))
+        return {"references": len(self.references), "queries": len(self.queries), "distractors": n_dis}
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write then rename, so an interrupted write never leaves a half file behind."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def split_ids(value: object) -> frozenset[str]:
+    """Parse the '|'-joined reference ids of a manifest cell (empty or NaN: a distractor)."""
+    if value is None or (isinstance(value, float) and value != value) or value == "":
+        return frozenset()
+    return frozenset(str(value).split("|"))
+
+
+def compute_fingerprint(identity: dict, references: pd.DataFrame, queries: pd.DataFrame, digests: dict[str, str]) -> str:
+    """sha256 over the identity dict, the ground truth, stored params and the given content digests."""
+    h = hashlib.sha256()
+    h.update(json.dumps(identity, sort_keys=True).encode())
+    for rid in references["reference_id"]:
+        h.update(f"R|{rid}|{digests.get('R:' + rid, '')}\n".encode())
+    cols = ["query_id", "reference_id", "family", "tier", "params"]
+    for row in queries[cols].fillna("").itertuples(index=False):
+        qid = row[0]
+        h.update(("Q|" + "|".join(map(str, row)) + f"|{digests.get('Q:' + qid, '')}\n").encode())
+    return h.hexdigest()
+
+
+def write_dataset_index(root: str | Path, meta: dict, references: pd.DataFrame, queries: pd.DataFrame) -> None:
+    """Write references.csv, queries.csv and dataset.json (last, atomically: its presence marks a complete dataset)."""
+    root = Path(root)
+    for col in ("family", "tier", "params"):
+        if col not in queries:
+            queries = queries.assign(**{col: "" if col != "params" else "{}"})
+    atomic_write_text(root / "references.csv", references[["reference_id", "path"]].to_csv(index=False))
+    cols = ["query_id", "path", "reference_id", "family", "tier", "params"]
+    atomic_write_text(root / "queries.csv", queries[cols].to_csv(index=False))
+    meta = {"schema": DATASET_SCHEMA, **meta}
+    atomic_write_text(root / DATASET_FILE, json.dumps(meta, indent=2, sort_keys=True) + "\n")
+
+
+def load_dataset(path: str | Path) -> CopyDataset:
+    """Read a dataset folder written by ``copybench data build`` or ``copybench data import``."""
+    root = Path(path).expanduser().resolve()
+    meta_file = root / DATASET_FILE
+    if not meta_file.is_file():
+        raise DatasetError(f"not a copybench dataset: {meta_file} is missing (build one with `copybench data build`)")
+    try:
+        meta = json.loads(meta_file.read_text())
+    except json.JSONDecodeError as exc:
+        raise DatasetError(f"{meta_file} is not valid JSON: {exc}") from exc
+    if meta.get("schema") != DATASET_SCHEMA:
+        raise DatasetError(f"{meta_file}: unknown dataset schema {meta.get('schema')!r} (this copybench reads {DATASET_SCHEMA})")
+    images_root = (root / meta.get("images_root", ".")).resolve()
+    refs = _read_table(root / "references.csv", ["reference_id", "path"])
+    queries = _read_table(root / "queries.csv", ["query_id", "path", "reference_id"])
+    for table in (refs, queries):
+        table["path"] = [str(images_root / p) for p in table["path"]]
+    for col, default in (("family", ""), ("tier", ""), ("params", "{}")):
+        queries[col] = queries[col].fillna(default) if col in queries else default
+    positives = {q: split_ids(r) for q, r in zip(queries["query_id"], queries["reference_id"])}
+    _check_ids(meta_file, refs, queries, positives)
+    return CopyDataset(root, meta, refs, queries, positives)
+
+
+def _read_table(path: Path, required: list[str]) -> pd.DataFrame:
+    if not path.is_file():
+        raise DatasetError(f"dataset file missing: {path}")
+    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    missing = [c for c in required if c not in table.columns]
+    if missing:
+        raise DatasetError(f"{path}: missing column(s) {', '.join(missing)}")
+    return table
+
+
+def _check_ids(meta_file: Path, refs: pd.DataFrame, queries: pd.DataFrame, positives: dict) -> None:
+    for kind, ids in (("reference", refs["reference_id"]), ("query", queries["query_id"])):
+        dup = ids[ids.duplicated()]
+        if len(dup):
+            raise DatasetError(f"{meta_file.parent}: duplicate {kind} id {dup.iloc[0]!r}")
+    known = set(refs["reference_id"])
+    for q, pos in positives.items():
+        unknown = pos - known
+        if unknown:
+            raise DatasetError(f"{meta_file.parent}: query {q!r} names unknown reference {sorted(unknown)[0]!r}")

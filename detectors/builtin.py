@@ -1,0 +1,5 @@
+"""Imports every built-in detector module so their ``@register_detector`` decorators run."""
+
+from __future__ import annotations
+
+from . import pixel, timm_models  # noqa: F401

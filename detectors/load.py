@@ -1,0 +1,162 @@
+"""Turning a registered name into a ready model: weights resolution, provenance, device placement.
+
+Weights resolution order (first hit wins):
+1. an explicit file the caller names (``weights_file``);
+2. ``$COPYBENCH_WEIGHTS_DIR/<detector name>.<ext>`` (any extension) or ``$COPYBENCH_WEIGHTS_DIR/<file name of the official URL>``;
+3. the pip package that ships them (spec.weights ``package:<module>[/<relative file>]``);
+4. the official URL / hub name, downloaded once into the torch hub cache and sha256-verified
+   (only when ``download=True``; never in tests or the default run).
+With nothing found, :class:`WeightsMissingError` says which file is missing and where to put it, unless the
+caller explicitly allows random weights, in which case the provenance says ``random`` everywhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .registry import DetectorSpec, WeightsMissingError, get_entry
+
+WEIGHTS_DIR_ENV = "COPYBENCH_WEIGHTS_DIR"
+
+
+@dataclass(frozen=True)
+class WeightsInfo:
+    """Provenance of the weights a detector runs with: status is real, random or none (parameter-free)."""
+
+    status: str
+    source: str = ""
+    sha256: str | None = None
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, streamed."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _package_file(ref: str) -> Path | None:
+    """``module[/relative/file]`` inside an installed package, or None when it is not installed."""
+    module, _, rel = ref.partition("/")
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    root = Path(next(iter(spec.submodule_search_locations)))
+    if rel:
+        path = root / rel
+        return path if path.exists() else None
+    candidates = sorted(p for ext in ("*.pth", "*.pt", "*.onnx", "*.safetensors", "*.bin") for p in root.rglob(ext))
+    return candidates[0] if candidates else None
+
+
+def _official_name(spec: DetectorSpec) -> str | None:
+    if spec.weights.startswith(("http://", "https://")):
+        return spec.weights.rsplit("/", 1)[-1]
+    return None
+
+
+def find_weights(spec: DetectorSpec, weights_file: str | Path | None = None) -> Path | None:
+    """The first weights file found offline for ``spec``, or None."""
+    if weights_file is not None:
+        path = Path(weights_file).expanduser()
+        if not path.is_file():
+            raise WeightsMissingError(f"weights file for {spec.name!r} not found: {path}")
+        return path
+    wdir = os.environ.get(WEIGHTS_DIR_ENV)
+    if wdir:
+        names = [p for p in Path(wdir).glob(f"{spec.name}.*") if p.is_file()]
+        official = _official_name(spec)
+        if official and (Path(wdir) / official).is_file():
+            names.append(Path(wdir) / official)
+        if names:
+            return sorted(names)[0]
+    if spec.weights.startswith("package:"):
+        return _package_file(spec.weights.removeprefix("package:"))
+    if spec.weights.startswith(("http://", "https://")):
+        cached = Path(torch.hub.get_dir()) / "checkpoints" / _official_name(spec)
+        return cached if cached.is_file() else None
+    return None
+
+
+def download_weights(spec: DetectorSpec) -> Path:
+    """Fetch the official file into the torch hub cache, verifying its sha256 when one is published."""
+    if not spec.weights.startswith(("http://", "https://")):
+        raise WeightsMissingError(f"detector {spec.name!r} has no downloadable weights ({spec.weights or 'none'})")
+    dest = Path(torch.hub.get_dir()) / "checkpoints" / _official_name(spec)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    torch.hub.download_url_to_file(spec.weights, str(dest), progress=True)
+    if spec.sha256 and file_sha256(dest) != spec.sha256:
+        dest.unlink()
+        raise WeightsMissingError(f"downloaded weights for {spec.name!r} fail their sha256 check: {spec.weights}")
+    return dest
+
+
+def missing_message(spec: DetectorSpec) -> str:
+    """Where a user should put the weights of ``spec``."""
+    where = spec.weights
+    if where.startswith("package:"):
+        hint = f"install the pip package that ships them ({where.removeprefix('package:').split('/')[0]})"
+    elif where.startswith(("http://", "https://")):
+        hint = f"download {where} and put it in ${WEIGHTS_DIR_ENV}/ (or pass --weights FILE)"
+    else:
+        hint = f"put the weights file at ${WEIGHTS_DIR_ENV}/{spec.name}.<ext> (official source: {where})"
+    return (
+        f"no weights for detector {spec.name!r}: {hint}; "
+        f"or pass --allow-random to run it with random weights (results are then marked 'random')"
+    )
+
+
+def weights_status(name: str) -> str:
+    """``real``, ``missing`` or ``none`` (parameter-free), without building the model."""
+    spec = get_entry(name).spec
+    if spec.parameter_free:
+        return "none"
+    try:
+        return "real" if find_weights(spec) else "missing"
+    except WeightsMissingError:
+        return "missing"
+
+
+class Detector(torch.nn.Module):
+    """A registered model with its spec and weights provenance; forward returns raw (unnormalised) output."""
+
+    def __init__(self, spec: DetectorSpec, model: torch.nn.Module, weights: WeightsInfo):
+        super().__init__()
+        self.spec, self.model, self.weights = spec, model, weights
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+def create_detector(
+    name: str,
+    *,
+    weights_file: str | Path | None = None,
+    allow_random: bool = False,
+    download: bool = False,
+    device: str | torch.device = "cpu",
+) -> Detector:
+    """Build a detector in eval mode on ``device`` with real weights, or random ones only when allowed."""
+    entry = get_entry(name)
+    spec = entry.spec
+    if spec.parameter_free:
+        path, info = None, WeightsInfo("none")
+    else:
+        path = find_weights(spec, weights_file)
+        if path is None and download:
+            path = download_weights(spec)
+        if path is None and not allow_random:
+            raise WeightsMissingError(missing_message(spec))
+        info = WeightsInfo("real", str(path), file_sha256(path)) if path else WeightsInfo("random")
+    model = entry.factory(path)
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"detector {name!r}: factory returned {type(model).__name__}, expected a torch.nn.Module")
+    return Detector(spec, model, info).eval().to(device)

@@ -1,0 +1,169 @@
+"""Detector registry: specs, the ``@register_detector`` decorator, lookup and plugins.
+
+Contract. A detector is a factory registered with a frozen :class:`DetectorSpec`. The factory takes the path of
+a weights file (or ``None`` for a randomly initialised model) and returns a ``torch.nn.Module`` whose forward
+maps a preprocessed batch ``(B, 3, H, W)`` (float32, already resized and normalised by the harness from the
+spec) to raw descriptors: ``(B, D)`` for ``output="global"`` or ``(B, T, D)`` for ``output="tokens"``
+(token 0 is the global/CLS token). The harness, not the detector, builds the preprocessing and L2-normalises.
+
+Plugins register from other packages through the entry-point group ``copybench.detectors`` (loaded lazily, on
+the first lookup of a name that is not built in) or ad hoc as ``module:factory``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import importlib
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+HALF = (0.5, 0.5, 0.5)
+UNIT_MEAN = (0.0, 0.0, 0.0)
+UNIT_STD = (1.0, 1.0, 1.0)
+RESIZE_POLICIES = ("square", "short_crop", "short")
+ENTRY_POINT_GROUP = "copybench.detectors"
+
+
+class UnknownDetectorError(KeyError):
+    """No detector of that name is registered (message names it and suggests close names)."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; we want it readable
+        return str(self.args[0])
+
+
+class WeightsMissingError(FileNotFoundError):
+    """The detector needs weights that cannot be found offline."""
+
+
+@dataclass(frozen=True)
+class DetectorSpec:
+    """Everything the harness needs to preprocess, run and report a detector."""
+
+    name: str
+    dims: int
+    input_size: int
+    resize: str = "square"  # square: squash to size x size; short_crop: short side then centre crop; short: short side only
+    interpolation: str = "bicubic"
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    weights: str = ""  # where real weights come from: "package:<module>[/<file>]", an https URL, "hub:<repo>:<name>", or "" if parameter-free
+    sha256: str | None = None  # of the official weights file, when published
+    license: str = ""
+    paper: str = ""
+    output: str = "global"  # "global" (B, D) or "tokens" (B, T, D)
+    family: str = ""
+
+    def __post_init__(self) -> None:
+        if self.resize not in RESIZE_POLICIES:
+            raise ValueError(f"detector {self.name!r}: resize must be one of {RESIZE_POLICIES}, got {self.resize!r}")
+        if self.output not in ("global", "tokens"):
+            raise ValueError(f"detector {self.name!r}: output must be 'global' or 'tokens', got {self.output!r}")
+        if self.dims <= 0 or self.input_size <= 0:
+            raise ValueError(f"detector {self.name!r}: dims and input_size must be positive")
+
+    @property
+    def parameter_free(self) -> bool:
+        return self.weights == ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+Factory = Callable[[Path | None], "object"]
+
+
+@dataclass
+class _Entry:
+    spec: DetectorSpec
+    factory: Factory
+    origin: str = field(default="builtin")
+
+
+_REGISTRY: dict[str, _Entry] = {}
+_BUILTINS_LOADED = False
+_PLUGINS_LOADED = False
+
+
+def register_detector(spec: DetectorSpec, *, origin: str = "builtin") -> Callable[[Factory], Factory]:
+    """Decorator: register ``factory`` under ``spec.name``; a duplicate name is an error."""
+
+    def wrap(factory: Factory) -> Factory:
+        if spec.name in _REGISTRY:
+            raise ValueError(f"detector {spec.name!r} is already registered (by {_REGISTRY[spec.name].origin})")
+        _REGISTRY[spec.name] = _Entry(spec, factory, origin)
+        factory.copybench_spec = spec  # lets "module:factory" find the spec of a decorated factory
+        return factory
+
+    return wrap
+
+
+def _load_builtins() -> None:
+    global _BUILTINS_LOADED
+    if not _BUILTINS_LOADED:
+        _BUILTINS_LOADED = True
+        importlib.import_module("copybench.detectors.builtin")
+
+
+def _load_plugins() -> None:
+    """Import every entry point of the plugin group; a broken plugin is logged, never fatal."""
+    global _PLUGINS_LOADED
+    if _PLUGINS_LOADED:
+        return
+    _PLUGINS_LOADED = True
+    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            before = set(_REGISTRY)
+            ep.load()
+            for name in set(_REGISTRY) - before:
+                _REGISTRY[name].origin = f"plugin {ep.value}"
+        except Exception as exc:  # a third-party bug must not take the harness down
+            log.warning("detector plugin %s (%s) failed to load: %s", ep.name, ep.value, exc)
+
+
+def _load_ad_hoc(name: str) -> _Entry:
+    """``module:factory``: import it; a decorated factory brings its own spec."""
+    module_name, _, attr = name.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise UnknownDetectorError(f"cannot load detector {name!r}: {exc}") from exc
+    spec = getattr(factory, "copybench_spec", None)
+    if spec is None:
+        raise UnknownDetectorError(
+            f"{name!r} is not a registered detector factory: decorate it with @register_detector(DetectorSpec(...))"
+        )
+    return _REGISTRY.get(spec.name) or _Entry(spec, factory, f"ad hoc {name}")
+
+
+def get_entry(name: str) -> _Entry:
+    """Look up one detector by name (built-in, plugin, or ``module:factory``)."""
+    _load_builtins()
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    if ":" in name and not name.startswith(("http:", "https:")):
+        return _load_ad_hoc(name)
+    _load_plugins()
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    close = [n for n in _REGISTRY if name.split("_")[0] in n][:5]
+    hint = f"; close names: {', '.join(close)}" if close else ""
+    raise UnknownDetectorError(f"unknown detector {name!r}{hint} (see `copybench list detectors`)")
+
+
+def get_spec(name: str) -> DetectorSpec:
+    """The spec of a registered detector."""
+    return get_entry(name).spec
+
+
+def list_detectors(pattern: str = "*") -> list[str]:
+    """Sorted names of registered detectors (plugins included) matching a shell-style pattern."""
+    _load_builtins()
+    _load_plugins()
+    return sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern))
