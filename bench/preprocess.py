@@ -1,0 +1,85 @@
+"""Image decoding and the per-detector preprocessing the harness builds from a :class:`DetectorSpec`.
+
+Decoding accepts anything Pillow reads (jpg, png, webp, bmp, tiff, gif first frame), in any mode: grayscale,
+palette, RGBA/LA (composited on white), CMYK, 16-bit and float images are converted to 8-bit RGB. A file that
+cannot be decoded raises :class:`ImageReadError` naming it, so callers can skip it and report it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageFile, UnidentifiedImageError
+
+ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error we report, not a silently grey image
+Image.MAX_IMAGE_PIXELS = 300_000_000
+
+
+class ImageReadError(OSError):
+    """An image file could not be read or decoded."""
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Any Pillow image as 8-bit RGB (alpha composited on white, 16-bit and float rescaled)."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        lo, hi = float(arr.min()), float(arr.max())
+        arr = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
+        img = Image.fromarray(arr.round().astype(np.uint8), "L")
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        img = img.convert("RGBA")
+        canvas = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(canvas, img)
+    return img.convert("RGB")
+
+
+def read_image(path: str | Path) -> Image.Image:
+    """Decode ``path`` fully into an RGB image, or raise ImageReadError naming the file."""
+    path = Path(path)
+    try:
+        if path.stat().st_size == 0:
+            raise ImageReadError(f"{path}: empty file (0 bytes)")
+        with Image.open(path) as img:
+            img.load()
+            return to_rgb(img)
+    except ImageReadError:
+        raise
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise ImageReadError(f"{path}: cannot decode image ({exc})") from exc
+
+
+def pil_to_tensor(img: Image.Image) -> torch.Tensor:
+    """RGB PIL image -> uint8 tensor (3, H, W)."""
+    return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1).contiguous()
+
+
+class Preprocess:
+    """uint8 (3, H, W) or (B, 3, H, W) -> float32 normalised tensor at the detector's native size."""
+
+    def __init__(self, spec) -> None:
+        from torchvision.transforms import InterpolationMode
+
+        self.spec = spec
+        self.interpolation = InterpolationMode(spec.interpolation)
+        self.mean = torch.tensor(spec.mean).view(3, 1, 1)
+        self.std = torch.tensor(spec.std).view(3, 1, 1)
+
+    def resize(self, x: torch.Tensor) -> torch.Tensor:
+        """Resize (uint8 in, uint8 out) by the spec's policy."""
+        from torchvision.transforms.v2 import functional as TF
+
+        size, policy = self.spec.input_size, self.spec.resize
+        if policy == "square":
+            return TF.resize(x, [size, size], interpolation=self.interpolation, antialias=True)
+        x = TF.resize(x, size, interpolation=self.interpolation, antialias=True)
+        return TF.center_crop(x, [size, size]) if policy == "short_crop" else x
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 -> float in [0, 1] -> (x - mean) / std; works on CPU or GPU tensors."""
+        x = x.float().div_(255.0)
+        return (x - self.mean.to(x.device)) / self.std.to(x.device)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.normalize(self.resize(x))
