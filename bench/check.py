@@ -1,0 +1,75 @@
+"""``copybench check``: the CI regression gate.
+
+Baseline and new results are matched by their key (detector, dataset fingerprint, similarity settings). A
+metric that drops by more than the tolerance fails the gate, and so does a baseline entry with no new result
+(a detector that silently stopped running is a regression too). Improvements never fail.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from .results import load_results
+
+GATED_METRICS = ("micro_ap", "map", "recall@1", "recall_at_p90")
+
+
+@dataclass(frozen=True)
+class Change:
+    """One (key, metric) comparison."""
+
+    detector: str
+    dataset: str
+    metric: str
+    baseline: float | None
+    new: float | None
+    status: str  # ok, improved, dropped, missing
+
+    @property
+    def delta(self) -> float | None:
+        if self.baseline is None or self.new is None:
+            return None
+        return self.new - self.baseline
+
+
+def _key(result: dict) -> str:
+    return json.dumps(result["key"], sort_keys=True)
+
+
+def compare(baseline: str | Path, results: str | Path, *, tolerance: float = 0.01,
+            metrics: tuple[str, ...] = GATED_METRICS) -> list[Change]:
+    """All comparisons between baseline and new accuracy results."""
+    if tolerance < 0:
+        raise ValueError(f"tolerance must be >= 0, got {tolerance}")
+    base, _ = load_results(baseline, strict=True)
+    new, _ = load_results(results, strict=True)
+    base = [r for r in base if r["kind"] == "accuracy"]
+    if not base:
+        raise ValueError(f"no accuracy results in baseline {baseline}")
+    by_key = {_key(r): r for r in new if r["kind"] == "accuracy"}
+    changes = []
+    for b in base:
+        n = by_key.get(_key(b))
+        for metric in metrics:
+            bv = b["metrics"].get(metric)
+            nv = None if n is None else n["metrics"].get(metric)
+            changes.append(Change(b["detector"]["name"], b["dataset"]["name"], metric, bv, nv,
+                                  _status(n is not None, bv, nv, tolerance)))
+    return changes
+
+
+def _status(found: bool, bv: float | None, nv: float | None, tolerance: float) -> str:
+    if not found:
+        return "missing"
+    if bv is None:
+        return "ok"
+    if nv is None or nv < bv - tolerance:
+        return "dropped"
+    return "improved" if nv > bv + tolerance else "ok"
+
+
+def failed(changes: list[Change]) -> bool:
+    """Whether the gate fails."""
+    return any(c.status in ("dropped", "missing") for c in changes)

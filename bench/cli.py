@@ -1,0 +1,316 @@
+"""The ``copybench`` command line: thin wrappers over library functions with the same argument names.
+
+Exit codes: 0 success, 1 a check failed, 2 bad usage or input (the message names the bad value).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+class UsageError(Exception):
+    """Bad input from the user: printed without a traceback, exit code 2."""
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(stderr=False)
+
+
+def _csv(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _expand_detectors(spec: str) -> list[str]:
+    """Comma list of names, shell patterns (``dino_*``) or ``module:factory`` plugins."""
+    from copybench.detectors import get_spec, list_detectors
+
+    names: list[str] = []
+    for item in _csv(spec):
+        if any(ch in item for ch in "*?[") and ":" not in item:
+            found = list_detectors(item)
+            if not found:
+                raise UsageError(f"detector pattern {item!r} matches nothing (see `copybench list detectors`)")
+            names += found
+        else:
+            get_spec(item)  # raises UnknownDetectorError naming it
+            names.append(item)
+    if not names:
+        raise UsageError("--detectors is empty")
+    return list(dict.fromkeys(names))
+
+
+def _weights_map(items: list[str] | None) -> dict[str, str]:
+    out = {}
+    for item in items or []:
+        name, sep, path = item.partition("=")
+        if not sep:
+            raise UsageError(f"--weights expects NAME=FILE, got {item!r}")
+        out[name] = path
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- commands
+def cmd_list(args) -> int:
+    from rich.table import Table
+
+    console = _console()
+    if args.what == "detectors":
+        from copybench.detectors import describe_detectors
+
+        table = Table(title="registered detectors (weights: real = found offline, missing = needs a file, none = parameter-free)")
+        for col in ("name", "family", "dims", "input", "output", "weights", "source"):
+            table.add_column(col)
+        for d in describe_detectors(args.pattern or "*"):
+            style = {"missing": "yellow", "real": "green"}.get(d["weights"])
+            table.add_row(d["name"], d["family"], str(d["dims"]), f"{d['input_size']} {d['resize']}", d["output"],
+                          d["weights"], d["source"], style=style)
+        console.print(table)
+    else:
+        from copybench.datasets import list_recipes
+
+        table = Table(title="dataset recipes (copybench data build RECIPE --out DIR)")
+        table.add_column("recipe")
+        table.add_column("description")
+        for name, desc in list_recipes():
+            if not args.pattern or __import__("fnmatch").fnmatch(name, args.pattern):
+                table.add_row(name, desc)
+        console.print(table)
+    return EXIT_OK
+
+
+def cmd_data_build(args) -> int:
+    from copybench.datasets import build_dataset
+
+    ds = build_dataset(args.recipe, args.out, sources=args.sources, n_queries=args.n_queries, seed=args.seed,
+                       device=args.device, progress=not args.quiet)
+    _report_dataset(ds)
+    return EXIT_OK
+
+
+def cmd_data_import(args) -> int:
+    from copybench.datasets import import_dataset
+
+    ds = import_dataset(args.format, args.src, args.out, progress=not args.quiet)
+    _report_dataset(ds)
+    return EXIT_OK
+
+
+def _report_dataset(ds) -> None:
+    c = ds.counts()
+    _console().print(f"[green]dataset[/green] {ds.name} at {ds.root}: {c['references']} references, "
+                     f"{c['queries']} queries ({c['distractors']} distractors), fingerprint {ds.fingerprint[:12]}")
+
+
+def _settings(args):
+    from .run import RunSettings
+
+    return RunSettings(similarity=args.similarity, chunks=args.chunks, topk=args.topk, device=args.device,
+                       dtype=args.dtype, batch_size=args.batch_size, whitening=args.whitening,
+                       score_norm=args.score_norm, norm_set=args.norm_set, n_boot=args.n_boot)
+
+
+def cmd_run(args) -> int:
+    from copybench.datasets.dataset import load_dataset
+
+    from .run import run_benchmark
+
+    dataset = load_dataset(args.dataset)
+    names = _expand_detectors(args.detectors)
+    outcomes = run_benchmark(dataset, names, _settings(args), results=args.results,
+                             cache_dir=None if args.no_cache else args.cache_dir, allow_random=args.allow_random,
+                             weights=_weights_map(args.weights), skip_existing=not args.force, progress=not args.quiet)
+    _print_outcomes(outcomes)
+    from .table import render_table
+
+    if any(o.path for o in outcomes):
+        render_table(args.results)
+    return EXIT_OK if all(o.status != "failed" for o in outcomes) else EXIT_BAD_INPUT
+
+
+def _print_outcomes(outcomes) -> None:
+    console = _console()
+    for o in outcomes:
+        colour = {"done": "green", "skipped": "cyan", "failed": "red"}[o.status]
+        where = f" -> {o.path}" if o.path else ""
+        console.print(f"[{colour}]{o.status:8}[/{colour}] {o.detector}{where} {o.message}".rstrip())
+        if o.result and o.result.get("skipped"):
+            console.print(f"          {len(o.result['skipped'])} unreadable image(s) skipped: "
+                          + ", ".join(s["path"] for s in o.result["skipped"][:5]))
+
+
+def cmd_table(args) -> int:
+    from .table import render_table
+
+    text = render_table(args.results_dir, fmt=args.format, out=args.out)
+    if text and not args.out:
+        sys.stdout.write(text)
+    elif args.out:
+        _console().print(f"wrote {args.out}")
+    return EXIT_OK
+
+
+def cmd_check(args) -> int:
+    from rich.table import Table
+
+    from .check import GATED_METRICS, compare, failed
+
+    metrics = tuple(_csv(args.metrics)) if args.metrics else GATED_METRICS
+    changes = compare(args.baseline, args.results, tolerance=args.tolerance, metrics=metrics)
+    table = Table(title=f"regression check (tolerance {args.tolerance})")
+    for col in ("detector", "dataset", "metric", "baseline", "new", "delta", "status"):
+        table.add_column(col)
+    colours = {"dropped": "red", "missing": "red", "improved": "green", "ok": ""}
+    fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
+    for c in changes:
+        if c.status != "ok" or args.verbose:
+            table.add_row(c.detector, c.dataset, c.metric, fmt(c.baseline), fmt(c.new),
+                          "-" if c.delta is None else f"{c.delta:+.4f}", c.status, style=colours[c.status])
+    console = _console()
+    if table.row_count:
+        console.print(table)
+    bad = failed(changes)
+    n_keys = len({(c.detector, c.dataset) for c in changes})
+    console.print(f"[{'red' if bad else 'green'}]{'FAILED' if bad else 'passed'}[/]: {len(changes)} comparisons "
+                  f"over {n_keys} (detector, dataset) results")
+    return EXIT_CHECK_FAILED if bad else EXIT_OK
+
+
+def cmd_export(args) -> int:
+    from .interop import export_isc
+
+    out = export_isc(args.result_file, args.out)
+    _console().print(f"wrote {', '.join(str(p) for p in out)}")
+    return EXIT_OK
+
+
+def cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    return run_demo(out=args.out, detectors=args.detectors, device=args.device, n_queries=args.n_queries,
+                    seed=args.seed, progress=not args.quiet)
+
+
+# ----------------------------------------------------------------------------------------------- parser
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--similarity", default="cosine", choices=("cosine", "split", "split_cross"),
+                   help="cosine on global descriptors, or the split product (per-token / per-chunk max)")
+    p.add_argument("--chunks", type=int, default=None, help="split a global descriptor into this many chunks (split similarities)")
+    p.add_argument("--results", default="runs/results", help="results folder (default: runs/results)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "fp16"))
+    p.add_argument("--topk", type=int, default=100, help="references kept per query (metrics use this ranking)")
+    p.add_argument("--allow-random", action="store_true", help="run detectors with no weights found using random weights (marked 'random')")
+    p.add_argument("--weights", action="append", metavar="NAME=FILE", help="explicit weights file for a detector (repeatable)")
+    p.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "copybench" / "descriptors"), help="descriptor cache")
+    p.add_argument("--no-cache", action="store_true", help="do not read or write the descriptor cache")
+    p.add_argument("--norm-set", default=None, help="separate image folder for whitening / score normalisation")
+    p.add_argument("--whitening", action="store_true", help="PCA-whitening learned on --norm-set")
+    p.add_argument("--score-norm", action="store_true", help="SSCD score normalisation against --norm-set")
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap samples for 95%% confidence intervals")
+    p.add_argument("--force", action="store_true", help="recompute results that already exist")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="copybench", description="Benchmark image copy detectors; scan generated images for training-set replication.")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("-v", "--verbose", action="store_true", help="more logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("demo", help="build the embedded default dataset, run the default detectors, print the leaderboard")
+    p.add_argument("--out", default="runs/demo", help="folder for the dataset and results (default: runs/demo)")
+    p.add_argument("--detectors", default=None, help="comma list (default: the offline detectors with real weights + pixel baselines)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--n-queries", type=int, default=None, help="queries in the default dataset (default: the recipe's)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("list", help="list registered detectors or dataset recipes")
+    p.add_argument("what", choices=("detectors", "recipes"))
+    p.add_argument("pattern", nargs="?", default=None, help="shell pattern, e.g. 'dino_*'")
+    p.set_defaults(func=cmd_list)
+
+    data = sub.add_parser("data", help="build or import datasets").add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    p = data.add_parser("build", help="build a synthetic copy dataset from a recipe")
+    p.add_argument("recipe")
+    p.add_argument("--out", required=True)
+    p.add_argument("--sources", default=None, help="image folder, cutouts:DIR, voc:DIR or coco:ANN.json:IMAGES (default: embedded photos)")
+    p.add_argument("--n-queries", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=cmd_data_build)
+    p = data.add_parser("import", help="import a real dataset layout (disc21, copydays, folder)")
+    p.add_argument("format", choices=("disc21", "copydays", "folder"))
+    p.add_argument("src")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_data_import)
+
+    p = sub.add_parser("run", help="descriptors, retrieval and metrics: one result file per detector and dataset")
+    p.add_argument("--dataset", required=True, help="dataset folder (from `copybench data build` or `data import`)")
+    p.add_argument("--detectors", required=True, help="comma list of names, patterns (dino_*) or module:factory")
+    _add_run_options(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("table", help="leaderboard of the results in a folder")
+    p.add_argument("results_dir")
+    p.add_argument("--format", default="terminal", choices=("terminal", "md", "csv", "html"))
+    p.add_argument("--out", default=None)
+    p.set_defaults(func=cmd_table)
+
+    p = sub.add_parser("check", help="regression gate: exit 1 when a metric drops by more than the tolerance")
+    p.add_argument("--baseline", required=True, help="baseline result file or folder")
+    p.add_argument("--results", required=True, help="new result file or folder")
+    p.add_argument("--tolerance", type=float, default=0.01, help="allowed absolute drop (default 0.01)")
+    p.add_argument("--metrics", default=None, help="comma list (default: micro_ap,map,recall@1,recall_at_p90)")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("export", help="write a result's predictions in the ISC format (predictions.csv, ground_truth.csv)")
+    p.add_argument("result_file")
+    p.add_argument("--format", default="isc", choices=("isc",))
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_export)
+
+    for module in ("throughput", "scan"):
+        _register_optional(sub, module)
+    return parser
+
+
+def _register_optional(sub, module: str) -> None:
+    """Subcommands whose modules define ``register_cli(subparsers)``."""
+    import importlib
+
+    try:
+        mod = importlib.import_module(f"copybench.{module}")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"copybench.{module}":
+            raise
+        return
+    mod.register_cli(sub)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from copybench.detectors import UnknownDetectorError, WeightsMissingError
+
+    try:
+        return args.func(args)
+    except (UsageError, UnknownDetectorError, WeightsMissingError, ValueError, FileNotFoundError, NotADirectoryError) as exc:
+        _console().print(f"[red]error:[/red] {exc}", highlight=False)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        _console().print("[yellow]interrupted[/yellow]: finished results are kept; rerun to resume")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

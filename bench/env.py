@@ -1,0 +1,62 @@
+"""The environment recorded with every result: versions, git commit, machine and device."""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+from functools import lru_cache
+from importlib import metadata
+from pathlib import Path
+
+from . import __version__
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+@lru_cache(maxsize=1)
+def git_commit() -> str | None:
+    """Commit of the copybench checkout this code runs from (None when not in a git checkout)."""
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True
+        )
+        dirty = subprocess.run(
+            ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, timeout=5,
+        ).stdout.strip()
+        return out.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def device_name(device: str) -> str:
+    """Human name of a torch device: the GPU model, or the CPU model and thread count."""
+    import torch
+
+    if str(device).startswith("cuda") and torch.cuda.is_available():
+        return torch.cuda.get_device_name(torch.device(device))
+    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+
+
+def environment(device: str = "cpu", dtype: str = "fp32") -> dict:
+    """Versions, commit, host and device for a result file."""
+    import torch
+
+    return {
+        "copybench": __version__,
+        "git_commit": git_commit(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        **{name: _version(name) for name in ("torchvision", "timm", "kornia", "faiss-cpu", "faiss-gpu", "onnxruntime", "numpy")},
+        "platform": platform.platform(),
+        "hostname": platform.node(),
+        "device": str(device),
+        "device_name": device_name(device),
+        "dtype": dtype,
+    }

@@ -1,0 +1,270 @@
+"""Descriptor extraction: batched, resumable, streamed to an on-disk cache.
+
+Images are decoded and resized (uint8) in DataLoader workers, normalised on the device, run through the model
+under ``torch.inference_mode`` (bf16/fp16 autocast and channels_last on GPU) and L2-normalised by the harness.
+Results are flushed to the cache in shards written atomically, so a run killed at any point (even ``kill -9``)
+resumes from the last shard and ends with identical descriptors. The final arrays are ``.npy`` files opened as
+memory maps, so memory stays flat in the number of images.
+
+Cache key: detector spec, weights hash, preprocessing, dtype, output kind and the exact list of image files
+(plus the dataset fingerprint when there is one). An image that fails to decode is reported by path and left
+out; nothing else is lost.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .preprocess import ImageReadError, Preprocess, pil_to_tensor, read_image
+
+log = logging.getLogger(__name__)
+CACHE_VERSION = 1
+SHARD_IMAGES = 1024
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass
+class Descriptors:
+    """L2-normalised descriptors of ``paths``; rows of failed images are zero and listed in ``failed``."""
+
+    paths: list[str]
+    vectors: np.ndarray  # (N, D) float32, possibly a memmap
+    tokens: np.ndarray | None = None  # (N, T, D) float16 memmap when token output was asked for
+    failed: dict[int, str] = field(default_factory=dict)  # row -> error message
+    seconds: float = 0.0  # extraction time spent in this call (0 when fully cached)
+
+    @property
+    def ok(self) -> np.ndarray:
+        """Boolean mask of rows that decoded."""
+        mask = np.ones(len(self.paths), dtype=bool)
+        mask[list(self.failed)] = False
+        return mask
+
+
+class _Images(torch.utils.data.Dataset):
+    """Decode + resize in workers; a bad file yields its error message instead of pixels."""
+
+    def __init__(self, paths: list[str], rows: list[int], preprocess: Preprocess) -> None:
+        self.paths, self.rows, self.preprocess = paths, rows, preprocess
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int):
+        row = self.rows[i]
+        try:
+            return row, self.preprocess.resize(pil_to_tensor(read_image(self.paths[row]))), None
+        except ImageReadError as exc:
+            return row, None, str(exc)
+        except Exception as exc:  # any decoder crash on one odd file must not kill the run
+            return row, None, f"{self.paths[row]}: {type(exc).__name__}: {exc}"
+
+
+def _collate(items):
+    return items
+
+
+def cache_key(detector, paths: list[str], *, dtype: str, tokens: bool, fingerprint: str | None = None) -> str:
+    """Stable hash identifying one extraction."""
+    h = hashlib.sha256()
+    ident = {
+        "v": CACHE_VERSION, "spec": detector.spec.to_dict(), "weights": detector.weights.sha256 or detector.weights.status,
+        "dtype": dtype, "tokens": tokens, "fingerprint": fingerprint,
+    }
+    h.update(json.dumps(ident, sort_keys=True).encode())
+    for p in paths:
+        h.update(p.encode() + b"\0")
+    return h.hexdigest()[:24]
+
+
+def default_workers() -> int:
+    return max(1, min(8, (os.cpu_count() or 2) - 1))
+
+
+class Extractor:
+    """Runs one detector over image lists with the harness's preprocessing and normalisation."""
+
+    def __init__(self, detector, *, device: str = "cpu", dtype: str = "fp32", batch_size: int = 32,
+                 num_workers: int | None = None, cache_dir: str | Path | None = None, progress: bool = True) -> None:
+        if dtype not in DTYPES:
+            raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
+        if batch_size < 1:
+            raise ValueError(f"batch size must be positive, got {batch_size}")
+        self.detector, self.device, self.dtype = detector, torch.device(device), dtype
+        self.batch_size, self.progress = batch_size, progress
+        self.num_workers = default_workers() if num_workers is None else num_workers
+        self.cache_dir = Path(cache_dir) if cache_dir else None
+        self.preprocess = Preprocess(detector.spec)
+        if self.device.type == "cuda" and detector.spec.family not in ("pixel",):
+            detector.to(memory_format=torch.channels_last)
+
+    @torch.inference_mode()
+    def forward(self, batch_uint8: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """uint8 (B,3,H,W) -> (global (B,D) float32 L2-normalised, tokens (B,T,D) or None)."""
+        x = self.preprocess.normalize(batch_uint8.to(self.device, non_blocking=True))
+        if self.device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        use_amp = self.dtype != "fp32" and self.device.type in ("cuda", "cpu")
+        with torch.autocast(self.device.type, dtype=DTYPES[self.dtype], enabled=use_amp):
+            out = self.detector(x)
+        out = out.float()
+        if out.ndim == 3:
+            glob = torch.nn.functional.normalize(out[:, 0], dim=-1)
+            return glob, out
+        return torch.nn.functional.normalize(out, dim=-1), None
+
+    def run(self, paths: list[str], *, tokens: bool = False, fingerprint: str | None = None, label: str = "images") -> Descriptors:
+        """Descriptors for ``paths``, from the cache where present."""
+        if tokens and self.detector.spec.output != "tokens":
+            raise ValueError(f"detector {self.detector.spec.name!r} outputs global descriptors, not tokens")
+        key = cache_key(self.detector, paths, dtype=self.dtype, tokens=tokens, fingerprint=fingerprint)
+        store = _ShardStore(self.cache_dir / key if self.cache_dir else None, len(paths))
+        if store.complete():
+            return store.load(paths)
+        todo = store.missing_rows()
+        import time
+
+        start = time.perf_counter()
+        self._extract_rows(paths, todo, store, tokens, label)
+        result = store.finalize(paths, self.detector.spec.dims, tokens)
+        result.seconds = time.perf_counter() - start
+        return result
+
+    def _batches(self, paths: list[str], rows: list[int]):
+        loader = torch.utils.data.DataLoader(
+            _Images(paths, rows, self.preprocess), batch_size=self.batch_size, num_workers=self.num_workers,
+            collate_fn=_collate, pin_memory=self.device.type == "cuda",
+            persistent_workers=False, prefetch_factor=4 if self.num_workers else None,
+        )
+        yield from loader
+
+    def _extract_rows(self, paths, rows, store: _ShardStore, tokens: bool, label: str) -> None:
+        from .progress import progress_bar
+
+        name = self.detector.spec.name
+        with progress_bar(f"{name}: {label}", len(rows), self.progress and bool(rows)) as bar:
+            for items in self._batches(paths, rows):
+                for row, _, err in items:
+                    if err is not None:
+                        log.warning("skipped %s", err)
+                        store.add_failure(row, err)
+                for group in _same_shape_groups([it for it in items if it[2] is None]):
+                    glob, toks = self.forward(torch.stack([it[1] for it in group]))
+                    store.add([it[0] for it in group], glob.cpu().numpy(), toks.cpu().half().numpy() if tokens else None)
+                bar.advance(len(items))
+        store.flush()
+
+
+def _same_shape_groups(items):
+    """Split a batch into runs of equal image shape (only the 'short' resize policy yields mixed shapes)."""
+    groups: dict[tuple, list] = {}
+    for it in items:
+        groups.setdefault(tuple(it[1].shape), []).append(it)
+    return list(groups.values())
+
+
+class _ShardStore:
+    """Shards of (rows, vectors, tokens, failures) flushed atomically; finalised into memmapped .npy files."""
+
+    def __init__(self, root: Path | None, n: int) -> None:
+        self.root, self.n = root, n
+        self.rows: list[int] = []
+        self.vecs: list[np.ndarray] = []
+        self.toks: list[np.ndarray] = []
+        self.failures: dict[int, str] = {}
+        self.shards: list[dict] = []
+        if root is not None:
+            root.mkdir(parents=True, exist_ok=True)
+            self.shards = [self._read_shard(p) for p in sorted(root.glob("shard-*.npz"))]
+
+    def complete(self) -> bool:
+        return self.root is not None and (self.root / "done.json").is_file()
+
+    def missing_rows(self) -> list[int]:
+        done = set()
+        for s in self.shards:
+            done.update(s["rows"].tolist())
+            done.update(int(r) for r in s["failures"])
+        return [r for r in range(self.n) if r not in done]
+
+    @staticmethod
+    def _read_shard(path: Path) -> dict:
+        with np.load(path, allow_pickle=False) as z:
+            shard = {k: z[k] for k in z.files}
+        shard["failures"] = json.loads(str(shard.pop("failures_json")))
+        return shard
+
+    def add(self, rows: list[int], vecs: np.ndarray, toks: np.ndarray | None) -> None:
+        self.rows.extend(rows)
+        self.vecs.append(vecs.astype(np.float32))
+        if toks is not None:
+            self.toks.append(toks)
+        if len(self.rows) >= SHARD_IMAGES:
+            self.flush()
+
+    def add_failure(self, row: int, err: str) -> None:
+        self.failures[row] = err
+
+    def flush(self) -> None:
+        if not self.rows and not self.failures:
+            return
+        shard = {
+            "rows": np.asarray(self.rows, dtype=np.int64),
+            "vectors": np.concatenate(self.vecs) if self.vecs else np.zeros((0, 0), np.float32),
+            "failures_json": np.asarray(json.dumps({str(k): v for k, v in self.failures.items()})),
+        }
+        if self.toks:
+            shard["tokens"] = np.concatenate(self.toks)
+        if self.root is not None:
+            tmp = self.root / f".tmp-{os.getpid()}.npz"
+            np.savez(tmp, **shard)
+            os.replace(tmp, self.root / f"shard-{len(self.shards):06d}.npz")
+        shard["failures"] = json.loads(str(shard.pop("failures_json")))
+        self.shards.append(shard)
+        self.rows, self.vecs, self.toks, self.failures = [], [], [], {}
+
+    def _allocate(self, name: str, shape: tuple, dtype) -> np.ndarray:
+        if self.root is None:
+            return np.zeros(shape, dtype=dtype)
+        return np.lib.format.open_memmap(self.root / name, mode="w+", dtype=dtype, shape=shape)
+
+    def finalize(self, paths: list[str], dims: int, tokens: bool) -> Descriptors:
+        failed: dict[int, str] = {}
+        with_vecs = [s for s in self.shards if len(s["rows"])]
+        dims = with_vecs[0]["vectors"].shape[1] if with_vecs else dims
+        vectors = self._allocate("vectors.npy", (self.n, dims), np.float32)
+        tok_arr = None
+        if tokens and with_vecs:
+            t_shape = with_vecs[0]["tokens"].shape[1:]
+            tok_arr = self._allocate("tokens.npy", (self.n, *t_shape), np.float16)
+        for s in self.shards:
+            failed.update({int(k): v for k, v in s["failures"].items()})
+            if len(s["rows"]):
+                vectors[s["rows"]] = s["vectors"]
+                if tok_arr is not None:
+                    tok_arr[s["rows"]] = s["tokens"]
+        if self.root is not None:
+            for arr in (vectors, tok_arr):
+                if isinstance(arr, np.memmap):
+                    arr.flush()
+            from copybench.datasets.dataset import atomic_write_text
+
+            done = {"n": self.n, "failed": {str(k): v for k, v in failed.items()}, "tokens": tok_arr is not None}
+            atomic_write_text(self.root / "done.json", json.dumps(done))
+            for p in self.root.glob("shard-*.npz"):
+                p.unlink()
+        return Descriptors(list(paths), vectors, tok_arr, failed)
+
+    def load(self, paths: list[str]) -> Descriptors:
+        done = json.loads((self.root / "done.json").read_text())
+        vectors = np.load(self.root / "vectors.npy", mmap_mode="r")
+        toks = np.load(self.root / "tokens.npy", mmap_mode="r") if done.get("tokens") else None
+        return Descriptors(list(paths), vectors, toks, {int(k): v for k, v in done["failed"].items()})

@@ -1,0 +1,32 @@
+"""rich progress bars for long steps; silent when disabled so the library stays quiet in tests and pipelines."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+class _NullBar:
+    def advance(self, n: int = 1) -> None:
+        pass
+
+
+class _Bar:
+    def __init__(self, progress, task) -> None:
+        self.progress, self.task = progress, task
+
+    def advance(self, n: int = 1) -> None:
+        self.progress.advance(self.task, n)
+
+
+@contextmanager
+def progress_bar(description: str, total: int | None, enabled: bool = True) -> Iterator[_Bar | _NullBar]:
+    """A rich progress bar over ``total`` items (spinner when None); a no-op when not enabled."""
+    if not enabled:
+        yield _NullBar()
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn()]
+    with Progress(*columns, transient=False) as progress:
+        yield _Bar(progress, progress.add_task(description, total=total))

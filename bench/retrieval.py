@@ -1,0 +1,163 @@
+"""Exact top-k retrieval: faiss inner product over reference blocks (CPU, or GPU when available).
+
+Never materialises a full query x reference matrix: references are searched in blocks and per-block top-k
+lists merged, so memory is bounded by ``block x dim`` whatever the gallery size.
+
+Similarities (../shared/REFERENCE.md section 4):
+- ``cosine``: inner product of L2-normalised global descriptors.
+- ``split``: L2-normalise the whole descriptor (all tokens, or the global vector cut into ``chunks``), split it
+  into chunks, score = max_i <q_i, r_i>. Exact top-k via the union of per-chunk top-k lists: a reference in the
+  true top-k wins on some chunk i, and on that chunk at most k-1 references can beat it.
+- ``split_cross``: max over all chunk pairs (i, j); per query chunk, the k*T nearest reference chunks are enough
+  to hold k distinct references, so the same union argument makes it exact.
+Score normalisation (SSCD) and PCA-whitening are learned on a separate descriptor set.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+SIMILARITIES = ("cosine", "split", "split_cross")
+
+
+def _faiss_gpu_available() -> bool:
+    import faiss
+
+    return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
+
+
+def _merge(best_s: np.ndarray, best_i: np.ndarray, s: np.ndarray, i: np.ndarray, k: int):
+    """Merge two (Q, *) candidate lists into the top k by score (stable: earlier lists win ties)."""
+    s_all, i_all = np.concatenate([best_s, s], axis=1), np.concatenate([best_i, i], axis=1)
+    order = np.argsort(-s_all, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(s_all, order, 1), np.take_along_axis(i_all, order, 1)
+
+
+def _search_block_faiss(q: np.ndarray, r: np.ndarray, k: int, gpu: bool):
+    import faiss
+
+    index = faiss.IndexFlatIP(r.shape[1])
+    if gpu:
+        index = faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index)
+    index.add(r)
+    return index.search(q, min(k, r.shape[0]))
+
+
+def _search_block_torch(q: np.ndarray, r: np.ndarray, k: int, device: str):
+    import torch
+
+    qt, rt = torch.from_numpy(q).to(device), torch.from_numpy(r).to(device)
+    s, i = torch.topk(qt @ rt.T, min(k, r.shape[0]), dim=1)
+    return s.cpu().numpy(), i.cpu().numpy()
+
+
+def search(queries: np.ndarray, references: np.ndarray, k: int, *, device: str = "cpu", block: int = 262_144):
+    """Exact top-k inner product: (scores (Q, k) float32, indices (Q, k) int64), -inf / -1 padding."""
+    if queries.ndim != 2 or references.ndim != 2 or queries.shape[1] != references.shape[1]:
+        raise ValueError(f"descriptor shapes do not match: queries {queries.shape}, references {references.shape}")
+    nq = queries.shape[0]
+    best_s = np.full((nq, k), -np.inf, dtype=np.float32)
+    best_i = np.full((nq, k), -1, dtype=np.int64)
+    if nq == 0 or references.shape[0] == 0:
+        return best_s, best_i
+    q = np.ascontiguousarray(queries, dtype=np.float32)
+    use_gpu = str(device).startswith("cuda")
+    faiss_gpu = use_gpu and _faiss_gpu_available()
+    for start in range(0, references.shape[0], block):
+        r = np.ascontiguousarray(references[start : start + block], dtype=np.float32)
+        if use_gpu and not faiss_gpu:
+            s, i = _search_block_torch(q, r, k, device)
+        else:
+            s, i = _search_block_faiss(q, r, k, faiss_gpu)
+        best_s, best_i = _merge(best_s, best_i, s, np.where(i >= 0, i + start, -1), k)
+    return best_s, best_i
+
+
+def as_chunks(vectors: np.ndarray, chunks: int | None) -> np.ndarray:
+    """(N, T, D) tokens or (N, D) cut into ``chunks`` -> (N, C, d), L2-normalised over the whole descriptor."""
+    if vectors.ndim == 2:
+        if not chunks or vectors.shape[1] % chunks:
+            raise ValueError(f"--chunks must divide the descriptor size {vectors.shape[1]}, got {chunks}")
+        vectors = vectors.reshape(vectors.shape[0], chunks, -1)
+    flat = np.asarray(vectors, dtype=np.float32).reshape(vectors.shape[0], -1)
+    norms = np.linalg.norm(flat, axis=1, keepdims=True)
+    return (flat / np.maximum(norms, 1e-12)).reshape(vectors.shape)
+
+
+def _rescore(q: np.ndarray, r: np.ndarray, cand: np.ndarray, cross: bool) -> np.ndarray:
+    """Exact split-product scores of each query (Q, C, d) against its candidate references (Q, M)."""
+    out = np.full(cand.shape, -np.inf, dtype=np.float32)
+    for row in range(cand.shape[0]):
+        valid = cand[row] >= 0
+        rc = r[cand[row][valid]]  # (M, C, d)
+        if cross:
+            sims = np.einsum("id,mjd->mij", q[row], rc).reshape(rc.shape[0], -1)
+        else:
+            sims = np.einsum("cd,mcd->mc", q[row], rc)
+        out[row, valid] = sims.max(axis=1)
+    return out
+
+
+def search_split(queries: np.ndarray, references: np.ndarray, k: int, *, cross: bool = False,
+                 chunks: int | None = None, device: str = "cpu", query_block: int = 1024):
+    """Exact top-k under the split product (or its cross variant)."""
+    r = as_chunks(references, chunks)
+    n_ref, n_chunks, _ = r.shape
+    all_s, all_i = [], []
+    for start in range(0, queries.shape[0], query_block):
+        q = as_chunks(queries[start : start + query_block], chunks)
+        cands = []
+        flat_r = r.reshape(n_ref * n_chunks, -1) if cross else None
+        for c in range(n_chunks):
+            if cross:
+                _, idx = search(np.ascontiguousarray(q[:, c]), flat_r, k * n_chunks, device=device)
+                cands.append(np.where(idx >= 0, idx // n_chunks, -1))
+            else:
+                _, idx = search(np.ascontiguousarray(q[:, c]), np.ascontiguousarray(r[:, c]), k, device=device)
+                cands.append(idx)
+        cand = _unique_rows(np.concatenate(cands, axis=1))
+        s = _rescore(q, r, cand, cross)
+        order = np.argsort(-s, axis=1, kind="stable")[:, :k]
+        all_s.append(np.take_along_axis(s, order, 1))
+        all_i.append(np.take_along_axis(cand, order, 1))
+    return _pad(np.concatenate(all_s), np.concatenate(all_i), k)
+
+
+def _unique_rows(cand: np.ndarray) -> np.ndarray:
+    """Per row, unique candidate ids (padded with -1)."""
+    rows = [np.unique(c[c >= 0]) for c in cand]
+    width = max((len(u) for u in rows), default=0)
+    out = np.full((len(rows), max(width, 1)), -1, dtype=np.int64)
+    for i, u in enumerate(rows):
+        out[i, : len(u)] = u
+    return out
+
+
+def _pad(s: np.ndarray, i: np.ndarray, k: int):
+    if s.shape[1] >= k:
+        return s[:, :k], i[:, :k]
+    pad = k - s.shape[1]
+    return (np.pad(s, ((0, 0), (0, pad)), constant_values=-np.inf),
+            np.pad(i, ((0, 0), (0, pad)), constant_values=-1))
+
+
+def fit_whitening(train: np.ndarray):
+    """PCA-whitening learned on a separate set (faiss PCAMatrix, eigen power -1/2): returns a function."""
+    import faiss
+
+    d = train.shape[1]
+    pca = faiss.PCAMatrix(d, d, -0.5)
+    pca.train(np.ascontiguousarray(train, dtype=np.float32))
+
+    def apply(x: np.ndarray) -> np.ndarray:
+        y = pca.apply(np.ascontiguousarray(x, dtype=np.float32))
+        return y / np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-12)
+
+    return apply
+
+
+def score_norm_offsets(queries: np.ndarray, train: np.ndarray, *, beta: float = 1.0, n_neighbors: int = 3,
+                       device: str = "cpu") -> np.ndarray:
+    """SSCD score normalisation: beta x mean similarity of each query to its nearest training descriptors."""
+    s, _ = search(queries, train, n_neighbors, device=device)
+    return beta * s.mean(axis=1)

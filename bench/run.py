@@ -1,0 +1,232 @@
+"""``copybench run``: descriptors, retrieval and metrics for detectors on one dataset, one result file each.
+
+A finished (detector, dataset fingerprint, settings) result is skipped on rerun; a detector that fails (missing
+weights, a broken plugin, bad output) is reported and the others still run.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .results import read_result, result_path, write_result
+
+log = logging.getLogger(__name__)
+DEFAULT_CACHE = Path.home() / ".cache" / "copybench" / "descriptors"
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How descriptors are compared and what is computed; everything that changes a result's numbers."""
+
+    similarity: str = "cosine"
+    chunks: int | None = None
+    topk: int = 100
+    device: str = "cpu"
+    dtype: str = "fp32"
+    batch_size: int = 32
+    whitening: bool = False
+    score_norm: bool = False
+    norm_set: str | None = None
+    n_boot: int = 1000
+    seed: int = 0
+
+    def key_settings(self) -> dict:
+        """Settings that enter the result key (and so the file name)."""
+        keys = {"similarity": self.similarity, "chunks": self.chunks, "whitening": self.whitening,
+                "score_norm": self.score_norm, "dtype": self.dtype}
+        return keys
+
+
+@dataclass
+class RunOutcome:
+    """What happened to one detector: done, skipped (already there) or failed (with the reason)."""
+
+    detector: str
+    status: str
+    path: Path | None = None
+    message: str = ""
+    result: dict | None = field(default=None, repr=False)
+
+
+def _hits(dataset, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Boolean hits (Q, k) and positives per query from retrieved reference indices."""
+    ref_ids = np.asarray(dataset.reference_ids + [""], dtype=object)  # index -1 (padding) maps to ""
+    retrieved = ref_ids[idx]
+    pos = [dataset.positives[q] for q in dataset.query_ids]
+    hits = np.array([[r in p for r in row] for row, p in zip(retrieved, pos)], dtype=bool).reshape(idx.shape)
+    n_pos = np.array([len(p) for p in pos], dtype=np.int64)
+    return hits, n_pos
+
+
+def family_groups(dataset, keep: np.ndarray) -> dict[str, np.ndarray]:
+    """Boolean query masks per recipe family and per family/tier (distractors form their own group)."""
+    q = dataset.queries.loc[keep]
+    groups: dict[str, np.ndarray] = {}
+    fam = q["family"].astype(str).to_numpy()
+    tier = q["tier"].astype(str).to_numpy()
+    for f in sorted(set(fam) - {""}):
+        groups[f] = fam == f
+        for t in sorted(set(tier[fam == f]) - {""}):
+            groups[f"{f}/{t}"] = (fam == f) & (tier == t)
+    return groups
+
+
+def _search(settings: RunSettings, qd, rd, k: int):
+    from .retrieval import search, search_split
+
+    if settings.similarity == "cosine":
+        return search(np.asarray(qd.vectors), np.asarray(rd.vectors), k, device=settings.device)
+    cross = settings.similarity == "split_cross"
+    q = qd.tokens if qd.tokens is not None else qd.vectors
+    r = rd.tokens if rd.tokens is not None else rd.vectors
+    chunks = None if qd.tokens is not None else (settings.chunks or 8)
+    return search_split(np.asarray(q), np.asarray(r), k, cross=cross, chunks=chunks, device=settings.device)
+
+
+def _normalize_with_norm_set(settings: RunSettings, extractor, qd, rd):
+    """Whitening and/or score normalisation learned on a separate image folder (never on the test data)."""
+    from .retrieval import fit_whitening, score_norm_offsets
+
+    if not (settings.whitening or settings.score_norm):
+        return qd, rd, None
+    if not settings.norm_set:
+        raise ValueError("--whitening and --score-norm need --norm-set DIR: a separate folder of training images")
+    paths = sorted(str(p) for p in Path(settings.norm_set).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if len(paths) < 16:
+        raise ValueError(f"--norm-set {settings.norm_set}: needs at least 16 images, found {len(paths)}")
+    nd = extractor.run(paths, label="norm set")
+    train = np.asarray(nd.vectors)[nd.ok]
+    if settings.whitening:
+        white = fit_whitening(train)
+        qd.vectors, rd.vectors, train = white(qd.vectors), white(rd.vectors), white(train)
+    offsets = score_norm_offsets(np.asarray(qd.vectors), train, device=settings.device) if settings.score_norm else None
+    return qd, rd, offsets
+
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
+
+
+def evaluate_detector(detector, dataset, settings: RunSettings, *, cache_dir: Path | None, progress: bool = True) -> dict:
+    """Extract, search and score one loaded detector on one dataset; returns the result dict (not written)."""
+    from .env import environment
+    from .extract import Extractor
+    from .metrics import evaluate
+
+    if settings.similarity not in ("cosine", "split", "split_cross"):
+        raise ValueError(f"unknown similarity {settings.similarity!r}; choose cosine, split or split_cross")
+    tokens = settings.similarity != "cosine" and detector.spec.output == "tokens"
+    ext = Extractor(detector, device=settings.device, dtype=settings.dtype, batch_size=settings.batch_size,
+                    cache_dir=cache_dir, progress=progress)
+    t0 = time.perf_counter()
+    rd = ext.run(dataset.references["path"].tolist(), tokens=tokens, fingerprint=dataset.fingerprint, label="references")
+    qd = ext.run(dataset.queries["path"].tolist(), tokens=tokens, fingerprint=dataset.fingerprint, label="queries")
+    t1 = time.perf_counter()
+    qd, rd, offsets = _normalize_with_norm_set(settings, ext, qd, rd)
+    rd_ok = rd.ok
+    rd_vectors_ok = _subset(rd, rd_ok)
+    k = min(settings.topk, int(rd_ok.sum())) or 1
+    scores, idx = _search(settings, _subset(qd, qd.ok), rd_vectors_ok, k)
+    ref_rows = np.flatnonzero(rd_ok)
+    idx = np.where(idx >= 0, ref_rows[np.clip(idx, 0, None)], -1)
+    if offsets is not None:
+        scores = scores - offsets[qd.ok][:, None]
+    t2 = time.perf_counter()
+    keep = qd.ok
+    sub = _QueryView(dataset, keep)
+    hits, n_pos = _hits(sub, idx)
+    metrics = evaluate(scores, hits, n_pos, groups=family_groups(dataset, keep), n_boot=settings.n_boot, seed=settings.seed)
+    t3 = time.perf_counter()
+    skipped = [{"path": rd.paths[r], "error": e, "role": "reference"} for r, e in sorted(rd.failed.items())]
+    skipped += [{"path": qd.paths[r], "error": e, "role": "query"} for r, e in sorted(qd.failed.items())]
+    return {
+        "kind": "accuracy",
+        "key": {"detector": detector.spec.name, "dataset_fingerprint": dataset.fingerprint, **settings.key_settings()},
+        "detector": {"name": detector.spec.name, "spec": detector.spec.to_dict(),
+                     "weights": {"status": detector.weights.status, "source": detector.weights.source,
+                                 "sha256": detector.weights.sha256}},
+        "dataset": {"name": dataset.name, "fingerprint": dataset.fingerprint, "recipe": dataset.meta.get("recipe"),
+                    "counts": dataset.counts(), "path": str(dataset.root)},
+        "settings": {**settings.key_settings(), "topk": k, "batch_size": settings.batch_size,
+                     "device": settings.device, "norm_set": settings.norm_set, "n_boot": settings.n_boot},
+        "metrics": metrics["overall"],
+        "groups": metrics["groups"],
+        "skipped": skipped,
+        "environment": environment(settings.device, settings.dtype),
+        "timings": {"extract_s": t1 - t0, "search_s": t2 - t1, "metrics_s": t3 - t2,
+                    "extract_computed_s": rd.seconds + qd.seconds},
+        "_predictions": (np.asarray(sub.query_ids), idx, scores),
+    }
+
+
+class _QueryView:
+    """The dataset restricted to the queries that decoded."""
+
+    def __init__(self, dataset, keep: np.ndarray) -> None:
+        self.reference_ids = dataset.reference_ids
+        self.query_ids = [q for q, k in zip(dataset.query_ids, keep) if k]
+        self.positives = dataset.positives
+
+
+def _subset(desc, mask: np.ndarray):
+    from .extract import Descriptors
+
+    toks = None if desc.tokens is None else np.asarray(desc.tokens)[mask]
+    return Descriptors([p for p, m in zip(desc.paths, mask) if m], np.asarray(desc.vectors)[mask], toks)
+
+
+def write_predictions(path: Path, dataset, query_ids: np.ndarray, idx: np.ndarray, scores: np.ndarray) -> Path:
+    """Raw per-query top-k as CSV (query_id, rank, reference_id, score), gzip, so metrics can be recomputed."""
+    import pandas as pd
+
+    ref_ids = np.asarray(dataset.reference_ids + [""], dtype=object)
+    q_rep = np.repeat(query_ids, idx.shape[1])
+    rank = np.tile(np.arange(idx.shape[1]), len(query_ids))
+    table = pd.DataFrame({"query_id": q_rep, "rank": rank, "reference_id": ref_ids[idx].ravel(),
+                          "score": scores.ravel().round(6)})
+    table = table[table["reference_id"] != ""]
+    tmp = path.with_name("." + path.name + ".tmp")
+    table.to_csv(tmp, index=False, compression="gzip")
+    tmp.replace(path)
+    return path
+
+
+def predictions_path(result_file: Path) -> Path:
+    return result_file.with_suffix(".predictions.csv.gz")
+
+
+def run_benchmark(dataset, detectors: list[str], settings: RunSettings, *, results: str | Path,
+                  cache_dir: str | Path | None = DEFAULT_CACHE, allow_random: bool = False,
+                  weights: dict[str, str] | None = None, skip_existing: bool = True,
+                  progress: bool = True) -> list[RunOutcome]:
+    """Run every detector on ``dataset``; each writes its result file; failures are reported, not fatal."""
+    from copybench.detectors import create_detector
+
+    outcomes = []
+    for name in detectors:
+        path = result_path(results, name, dataset.name, dataset.fingerprint, settings.key_settings())
+        if skip_existing and path.is_file():
+            try:
+                outcomes.append(RunOutcome(name, "skipped", path, "already computed", read_result(path)))
+                continue
+            except ValueError as exc:
+                log.warning("recomputing %s: %s", path, exc)
+        try:
+            det = create_detector(name, weights_file=(weights or {}).get(name), allow_random=allow_random,
+                                  device=settings.device)
+            result = evaluate_detector(det, dataset, settings, cache_dir=Path(cache_dir) if cache_dir else None,
+                                       progress=progress)
+        except Exception as exc:  # one broken detector must not lose the others' results
+            log.debug("detector %s failed", name, exc_info=True)
+            outcomes.append(RunOutcome(name, "failed", None, f"{type(exc).__name__}: {exc}"))
+            continue
+        qids, idx, scores = result.pop("_predictions")
+        pred = write_predictions(predictions_path(path), dataset, qids, idx, scores)
+        result["predictions_file"] = pred.name
+        write_result(path, result)
+        outcomes.append(RunOutcome(name, "done", path, "", read_result(path)))
+    return outcomes

@@ -1,0 +1,155 @@
+"""Leaderboards from result files: terminal (rich), Markdown, CSV and a self-contained sortable HTML page.
+
+Rows computed with random weights are marked in the detector column ("(random weights)") and in the weights
+column, in every format. Throughput results, when present, join their accuracy rows by detector and device.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from .results import is_random, load_results
+
+COLUMNS = {  # metric key -> column title
+    "micro_ap": "µAP",
+    "map": "mAP",
+    "recall@1": "R@1",
+    "recall@10": "R@10",
+    "recall_at_p90": "R@P90",
+    "mrr": "MRR",
+}
+FORMATS = ("terminal", "md", "csv", "html")
+
+
+def _detector_label(result: dict) -> str:
+    name = result["detector"]["name"]
+    return f"{name} (random weights)" if is_random(result) else name
+
+
+def _settings_label(result: dict) -> str:
+    s = result.get("settings", {})
+    parts = [s.get("similarity", "cosine")]
+    parts += [p for p in ("whitening", "score_norm") if s.get(p)]
+    return "+".join(parts)
+
+
+def accuracy_frame(results: list[dict]) -> pd.DataFrame:
+    """One row per accuracy result, best micro-AP first within each dataset."""
+    rows = []
+    for r in results:
+        if r.get("kind") != "accuracy":
+            continue
+        m = r["metrics"]
+        row = {"dataset": r["dataset"]["name"], "fingerprint": r["dataset"]["fingerprint"][:12],
+               "detector": _detector_label(r), "weights": r["detector"]["weights"]["status"],
+               "similarity": _settings_label(r)}
+        row.update({title: m.get(key) for key, title in COLUMNS.items()})
+        ci = m.get("micro_ap_ci") or [None, None]
+        row["µAP 95% CI"] = f"{ci[0]:.3f}-{ci[1]:.3f}" if None not in ci else ""
+        row["queries"] = m.get("n_queries")
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return frame
+    return frame.sort_values(["dataset", "µAP"], ascending=[True, False], na_position="last").reset_index(drop=True)
+
+
+def throughput_frame(results: list[dict]) -> pd.DataFrame:
+    """One row per throughput measurement (detector, device, dtype, batch)."""
+    rows = []
+    for r in results:
+        if r.get("kind") != "throughput":
+            continue
+        for m in r.get("measurements", []):
+            rows.append({"detector": _detector_label(r), "device": r["environment"].get("device_name"),
+                         "dtype": m.get("dtype"), "batch": m.get("batch_size"),
+                         "model img/s": m.get("model_ips"), "end-to-end img/s": m.get("e2e_ips"),
+                         "retrieval q/s": m.get("retrieval_qps")})
+    return pd.DataFrame(rows)
+
+
+def rank_aggregate(frame: pd.DataFrame, metric: str = "µAP") -> pd.DataFrame:
+    """Mean rank of each detector across datasets (1 = best on every dataset), with the number of datasets."""
+    if frame.empty or frame["dataset"].nunique() < 2:
+        return pd.DataFrame()
+    ranks = frame.assign(rank=frame.groupby("dataset")[metric].rank(ascending=False, method="min"))
+    agg = ranks.groupby("detector").agg(mean_rank=("rank", "mean"), datasets=("dataset", "nunique"))
+    return agg.sort_values("mean_rank").reset_index()
+
+
+def _fmt(value) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return "-"
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def to_markdown(frame: pd.DataFrame) -> str:
+    """A GitHub Markdown table."""
+    if frame.empty:
+        return "_no results_\n"
+    head = "| " + " | ".join(frame.columns) + " |\n|" + "---|" * len(frame.columns) + "\n"
+    body = "".join("| " + " | ".join(_fmt(v) for v in row) + " |\n" for row in frame.itertuples(index=False))
+    return head + body
+
+
+def print_terminal(frame: pd.DataFrame, title: str, console=None) -> None:
+    """A rich table; random-weight rows in red."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    table = Table(title=title, show_lines=False)
+    for col in frame.columns:
+        table.add_column(str(col), justify="right" if frame[col].dtype.kind in "fi" else "left")
+    for row in frame.itertuples(index=False):
+        style = "red" if "random" in str(getattr(row, "weights", "")) else None
+        table.add_row(*[_fmt(v) for v in row], style=style)
+    console.print(table)
+
+
+def group_frame(results: list[dict], metric: str = "micro_ap") -> pd.DataFrame:
+    """Per-family breakdown: detectors x recipe families for one metric."""
+    rows = {}
+    for r in results:
+        if r.get("kind") == "accuracy":
+            label = f"{_detector_label(r)} @ {r['dataset']['name']}"
+            rows[label] = {g: (m or {}).get(metric) for g, m in r.get("groups", {}).items() if "/" not in g}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def render_table(results_dir: str | Path, fmt: str = "terminal", out: str | Path | None = None) -> str:
+    """Render the leaderboard of every result under ``results_dir``; returns the text written (or printed)."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown table format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    results, errors = load_results(results_dir)
+    acc, thr = accuracy_frame(results), throughput_frame(results)
+    if fmt == "terminal" and out is None:
+        print_terminal(acc, "copybench leaderboard (µAP: ISC micro-AP; mAP: per-query AP, revisitop)")
+        if not thr.empty:
+            print_terminal(thr, "throughput (compare only rows on the same device)")
+        ranks = rank_aggregate(acc)
+        if not ranks.empty:
+            print_terminal(ranks, "mean rank across datasets")
+        return ""
+    if fmt == "csv":
+        text = acc.to_csv(index=False)
+    elif fmt == "html":
+        from .html import leaderboard_html
+
+        text = leaderboard_html(acc, group_frame(results), thr, rank_aggregate(acc))
+    else:
+        text = to_markdown(acc) + ("\n" + to_markdown(thr) if not thr.empty else "")
+    if errors:
+        text += "" if fmt in ("csv", "html") else "\n" + "\n".join(f"<!-- skipped: {html.escape(e)} -->" for e in errors)
+    if out:
+        Path(out).write_text(text)
+    return text
+
+
+def records(frame: pd.DataFrame) -> str:
+    """JSON records of a frame (for the HTML page's data)."""
+    return json.dumps(json.loads(frame.to_json(orient="records")))
