@@ -18,9 +18,9 @@ class UsageError(Exception):
 
 
 def _console():
-    from rich.console import Console
+    from .progress import console
 
-    return Console(stderr=False)
+    return console()
 
 
 def _csv(text: str) -> list[str]:

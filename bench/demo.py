@@ -56,12 +56,12 @@ def _dataset(out: Path, n_queries: int | None, seed: int, device: str, progress:
 def run_demo(out: str | Path = "runs/demo", detectors: str | None = None, device: str = "cpu",
              n_queries: int | None = None, seed: int = 0, progress: bool = True) -> int:
     """Build, run, score and print; returns the CLI exit code."""
-    from rich.console import Console
-
     from .run import RunSettings, run_benchmark
     from .table import render_table
 
-    console = Console()
+    from .progress import console as make_console
+
+    console = make_console()
     out = Path(out)
     ds = _dataset(out, n_queries, seed, device, progress)
     c = ds.counts()

@@ -30,3 +30,12 @@ def progress_bar(description: str, total: int | None, enabled: bool = True) -> I
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn()]
     with Progress(*columns, transient=False) as progress:
         yield _Bar(progress, progress.add_task(description, total=total))
+
+
+def console():
+    """A rich console; wide enough for leaderboards when output is a pipe or a CI log."""
+    import sys
+
+    from rich.console import Console
+
+    return Console() if sys.stdout.isatty() else Console(width=160)

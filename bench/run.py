@@ -189,6 +189,7 @@ def write_predictions(path: Path, dataset, query_ids: np.ndarray, idx: np.ndarra
     table = pd.DataFrame({"query_id": q_rep, "rank": rank, "reference_id": ref_ids[idx].ravel(),
                           "score": scores.ravel().round(6)})
     table = table[table["reference_id"] != ""]
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name("." + path.name + ".tmp")
     table.to_csv(tmp, index=False, compression="gzip")
     tmp.replace(path)

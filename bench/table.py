@@ -98,10 +98,11 @@ def to_markdown(frame: pd.DataFrame) -> str:
 
 def print_terminal(frame: pd.DataFrame, title: str, console=None) -> None:
     """A rich table; random-weight rows in red."""
-    from rich.console import Console
     from rich.table import Table
 
-    console = console or Console()
+    from .progress import console as make_console
+
+    console = console or make_console()
     table = Table(title=title, show_lines=False)
     for col in frame.columns:
         table.add_column(str(col), justify="right" if frame[col].dtype.kind in "fi" else "left")
@@ -109,6 +110,16 @@ def print_terminal(frame: pd.DataFrame, title: str, console=None) -> None:
         style = "red" if "random" in str(getattr(row, "weights", "")) else None
         table.add_row(*[_fmt(v) for v in row], style=style)
     console.print(table)
+
+
+def print_leaderboards(acc: pd.DataFrame, console=None) -> None:
+    """One compact terminal table per dataset."""
+    if acc.empty:
+        print_terminal(acc, "no accuracy results", console)
+        return
+    for (name, fp), part in acc.groupby(["dataset", "fingerprint"], sort=True):
+        title = f"{name} ({fp}) - µAP: ISC micro-AP, mAP: per-query AP (revisitop)"
+        print_terminal(part.drop(columns=["dataset", "fingerprint"]), title, console)
 
 
 def group_frame(results: list[dict], metric: str = "micro_ap") -> pd.DataFrame:
@@ -128,7 +139,7 @@ def render_table(results_dir: str | Path, fmt: str = "terminal", out: str | Path
     results, errors = load_results(results_dir)
     acc, thr = accuracy_frame(results), throughput_frame(results)
     if fmt == "terminal" and out is None:
-        print_terminal(acc, "copybench leaderboard (µAP: ISC micro-AP; mAP: per-query AP, revisitop)")
+        print_leaderboards(acc)
         if not thr.empty:
             print_terminal(thr, "throughput (compare only rows on the same device)")
         ranks = rank_aggregate(acc)

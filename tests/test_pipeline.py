@@ -1,0 +1,221 @@
+"""The evaluation pipeline: retrieval exactness, resumable extraction, result files, the gate, tables, CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from copybench.cli import main
+from copybench.datasets.dataset import load_dataset
+from copybench.results import ResultError, read_result, write_result
+from copybench.retrieval import search, search_split
+from copybench.run import RunSettings, run_benchmark
+
+
+def _unit(rng, *shape):
+    x = rng.standard_normal(shape).astype(np.float32)
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def test_search_matches_brute_force_across_blocks():
+    rng = np.random.default_rng(0)
+    q, r = _unit(rng, 20, 16), _unit(rng, 130, 16)
+    scores, idx = search(q, r, 7, block=32)  # several reference blocks merged
+    full = q @ r.T
+    expect = np.argsort(-full, axis=1)[:, :7]
+    np.testing.assert_array_equal(idx, expect)
+    np.testing.assert_allclose(scores, np.take_along_axis(full, expect, 1), atol=1e-5)
+
+
+def test_search_pads_when_fewer_references_than_k():
+    rng = np.random.default_rng(1)
+    scores, idx = search(_unit(rng, 3, 8), _unit(rng, 2, 8), 5)
+    assert (idx[:, 2:] == -1).all() and np.isneginf(scores[:, 2:]).all()
+    assert (idx[:, :2] >= 0).all()
+
+
+def test_search_rejects_mismatched_dims():
+    with pytest.raises(ValueError, match="shapes do not match"):
+        search(np.zeros((2, 4), np.float32), np.zeros((3, 5), np.float32), 1)
+
+
+@pytest.mark.parametrize("cross", [False, True])
+def test_split_product_is_exact(cross):
+    rng = np.random.default_rng(2)
+    q, r = rng.standard_normal((9, 5, 6)).astype(np.float32), rng.standard_normal((40, 5, 6)).astype(np.float32)
+    scores, idx = search_split(q, r, 4, cross=cross, query_block=4)
+    # brute force straight from the definition: normalise the whole descriptor, max over chunk (pairs)
+    qn = q / np.linalg.norm(q.reshape(9, -1), axis=1)[:, None, None]
+    rn = r / np.linalg.norm(r.reshape(40, -1), axis=1)[:, None, None]
+    if cross:
+        full = np.einsum("qid,rjd->qrij", qn, rn).reshape(9, 40, -1).max(-1)
+    else:
+        full = np.einsum("qcd,rcd->qrc", qn, rn).max(-1)
+    expect = np.argsort(-full, axis=1)[:, :4]
+    np.testing.assert_array_equal(idx, expect)
+    np.testing.assert_allclose(scores, np.take_along_axis(full, expect, 1), atol=1e-5)
+
+
+def test_split_on_global_vectors_needs_dividing_chunks():
+    rng = np.random.default_rng(3)
+    with pytest.raises(ValueError, match="--chunks must divide"):
+        search_split(_unit(rng, 2, 10), _unit(rng, 4, 10), 2, chunks=3)
+
+
+def test_run_writes_results_skips_finished_and_reports_corrupt(tiny_dataset_corrupt, tmp_path):
+    ds = load_dataset(tiny_dataset_corrupt)
+    settings = RunSettings(n_boot=50)
+    out = run_benchmark(ds, ["pixel_gray_16", "no_such_detector"], settings, results=tmp_path / "res",
+                        cache_dir=tmp_path / "cache", progress=False)
+    assert [o.status for o in out] == ["done", "failed"]
+    assert "no_such_detector" in out[1].message
+    result = read_result(out[0].path)
+    assert [s["path"].endswith("BAD.png") for s in result["skipped"]] == [True]
+    assert result["metrics"]["n_queries"] == 11  # the corrupt query is left out, the rest complete
+    assert result["metrics"]["map"] == pytest.approx(1.0)  # pixels find a mild blur+crop of a texture
+    assert result["detector"]["weights"]["status"] == "none"
+    assert (out[0].path.parent / result["predictions_file"]).is_file()
+    again = run_benchmark(ds, ["pixel_gray_16"], settings, results=tmp_path / "res", progress=False)
+    assert again[0].status == "skipped"
+
+
+def test_same_dataset_same_metrics(tiny_dataset, tmp_path):
+    ds = load_dataset(tiny_dataset)
+    a = run_benchmark(ds, ["pixel_rgb_16"], RunSettings(n_boot=50), results=tmp_path / "a", cache_dir=None, progress=False)
+    b = run_benchmark(ds, ["pixel_rgb_16"], RunSettings(n_boot=50), results=tmp_path / "b", cache_dir=None, progress=False)
+    assert a[0].result["metrics"] == b[0].result["metrics"]
+    assert a[0].result["groups"] == b[0].result["groups"]
+
+
+def test_random_weights_need_permission_and_are_marked(tiny_dataset, tmp_path):
+    ds = load_dataset(tiny_dataset)
+    os.environ.pop("COPYBENCH_WEIGHTS_DIR", None)
+    settings = RunSettings(n_boot=20, batch_size=4)
+    refused = run_benchmark(ds, ["resnet50.tv_in1k"], settings, results=tmp_path / "r", progress=False, cache_dir=None)
+    assert refused[0].status == "failed" and "--allow-random" in refused[0].message
+    ok = run_benchmark(ds, ["resnet50.tv_in1k"], settings, results=tmp_path / "r", progress=False, cache_dir=None,
+                       allow_random=True)
+    assert ok[0].result["detector"]["weights"]["status"] == "random"
+    md = subprocess_table(tmp_path / "r")
+    assert "resnet50.tv_in1k (random weights)" in md
+
+
+def subprocess_table(results: Path) -> str:
+    from copybench.table import render_table
+
+    return render_table(results, fmt="md")
+
+
+def test_result_schema_refuses_unknown_version(tmp_path):
+    path = write_result(tmp_path / "r.json", {"kind": "accuracy", "value": float("nan")})
+    assert json.loads(path.read_text())["value"] is None  # NaN written as null
+    data = json.loads(path.read_text())
+    data["schema_version"] = 99
+    path.write_text(json.dumps(data))
+    with pytest.raises(ResultError, match="unknown result schema version 99"):
+        read_result(path)
+
+
+def _cli(*args) -> int:
+    return main(["--quiet", *map(str, args)])
+
+
+def test_cli_run_table_check_export_end_to_end(tiny_dataset, tmp_path, capsys):
+    res, base = tmp_path / "res", tmp_path / "baseline"
+    assert _cli("run", "--dataset", tiny_dataset, "--detectors", "pixel_gray_*", "--results", res,
+                "--no-cache", "--n-boot", "50") == 0
+    files = sorted(res.rglob("*.json"))
+    assert len(files) == 3  # gray 8, 16, 32
+    for fmt in ("md", "csv", "html"):
+        assert _cli("table", res, "--format", fmt, "--out", tmp_path / f"board.{fmt}") == 0
+    assert "pixel_gray_16" in (tmp_path / "board.md").read_text()
+    assert "<table" in (tmp_path / "board.html").read_text()
+    # the gate: a rerun of the same run passes
+    base.mkdir()
+    for f in files:
+        (base / f.name).write_text(f.read_text())
+    assert _cli("check", "--baseline", base, "--results", res) == 0
+    # a planted drop is caught
+    planted = json.loads(files[0].read_text())
+    planted["metrics"]["micro_ap"] -= 0.2
+    files[0].write_text(json.dumps(planted))
+    capsys.readouterr()
+    assert _cli("check", "--baseline", base, "--results", res, "--tolerance", "0.05") == 1
+    assert "dropped" in capsys.readouterr().out
+    (base / files[0].name).write_text(files[0].read_text())
+    # ISC export
+    assert _cli("export", files[0], "--out", tmp_path / "isc") == 0
+    preds = (tmp_path / "isc" / "predictions.csv").read_text().splitlines()
+    gt = (tmp_path / "isc" / "ground_truth.csv").read_text().splitlines()
+    assert preds[0] == "query_id,reference_id,score" and len(preds) > 1
+    assert "D000," in gt  # a distractor has an empty reference
+
+
+def test_cli_bad_input_exit_code_2(tmp_path, capsys):
+    assert _cli("run", "--dataset", tmp_path / "nowhere", "--detectors", "pixel_gray_16") == 2
+    assert "not a copybench dataset" in capsys.readouterr().out
+    assert _cli("check", "--baseline", tmp_path / "nope", "--results", tmp_path) == 2
+
+
+def test_cli_unknown_detector_exit_code_2(tiny_dataset, capsys):
+    assert _cli("run", "--dataset", tiny_dataset, "--detectors", "sscd_nope") == 2
+    assert "sscd_nope" in capsys.readouterr().out
+
+
+_KILLABLE = textwrap.dedent(
+    """
+    import sys, time, torch
+    import copybench.extract as ex
+    from copybench.detectors import create_detector
+    from copybench.datasets.dataset import load_dataset
+    ex.SHARD_IMAGES = 2
+    det = create_detector("pixel_rgb_8")
+    forward = det.model.forward
+    def slow(x):
+        time.sleep(float(sys.argv[3]))
+        return forward(x)
+    det.model.forward = slow
+    ds = load_dataset(sys.argv[1])
+    d = ex.Extractor(det, batch_size=2, num_workers=0, cache_dir=sys.argv[2], progress=False)
+    d.run(ds.queries["path"].tolist(), fingerprint=ds.fingerprint)
+    """
+)
+
+
+def test_extraction_resumes_after_kill_9(tiny_dataset, tmp_path):
+    from copybench.detectors import create_detector
+    from copybench.extract import Extractor
+
+    script, cache = tmp_path / "extract.py", tmp_path / "cache"
+    script.write_text(_KILLABLE)
+    proc = subprocess.Popen([sys.executable, str(script), str(tiny_dataset), str(cache), "0.5"])
+    deadline = time.time() + 60
+    while not list(cache.rglob("shard-*.npz")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    shards = list(cache.rglob("shard-*.npz"))
+    assert shards and not list(cache.rglob("done.json")), "the kill should land mid-extraction"
+    ds = load_dataset(tiny_dataset)
+    paths = ds.queries["path"].tolist()
+    resumed = Extractor(create_detector("pixel_rgb_8"), num_workers=0, cache_dir=cache, progress=False)
+    out = resumed.run(paths, fingerprint=ds.fingerprint)
+    fresh = Extractor(create_detector("pixel_rgb_8"), num_workers=0, cache_dir=None, progress=False).run(paths)
+    np.testing.assert_array_equal(np.asarray(out.vectors), np.asarray(fresh.vectors))
+    assert list(cache.rglob("done.json"))
+
+
+def test_import_is_fast():
+    # the CLI module must stay light too: it imports torch, faiss and kornia only inside commands
+    code = "import time; t = time.perf_counter(); import copybench, copybench.cli; print(time.perf_counter() - t)"
+    best = min(float(subprocess.check_output([sys.executable, "-c", code], text=True)) for _ in range(3))
+    assert best < 1.0, f"import copybench took {best:.2f} s"
