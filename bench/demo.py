@@ -54,7 +54,8 @@ def _dataset(out: Path, n_queries: int | None, seed: int, device: str, progress:
 
 
 def run_demo(out: str | Path = "runs/demo", detectors: str | None = None, device: str = "cpu",
-             n_queries: int | None = None, seed: int = 0, progress: bool = True) -> int:
+             n_queries: int | None = None, seed: int = 0, results: str | Path | None = None,
+             progress: bool = True) -> int:
     """Build, run, score and print; returns the CLI exit code."""
     from .run import RunSettings, run_benchmark
     from .table import render_table
@@ -75,14 +76,14 @@ def run_demo(out: str | Path = "runs/demo", detectors: str | None = None, device
     if not names:
         console.print("[red]error:[/red] no detector available to run")
         return 2
-    results = out / "results"
+    results = Path(results) if results else out / "results"
     outcomes = run_benchmark(ds, names, RunSettings(device=device), results=results,
                              cache_dir=out / "cache", progress=progress)
     for o in outcomes:
         if o.status == "failed":
             console.print(f"[red]failed[/red] {o.detector}: {o.message}")
     render_table(results)
-    render_table(results, fmt="md", out=out / "leaderboard.md")
-    render_table(results, fmt="html", out=out / "leaderboard.html")
-    console.print(f"results: {results}/  leaderboard: {out / 'leaderboard.md'}, {out / 'leaderboard.html'}")
+    render_table(results, fmt="md", out=results / "leaderboard.md")
+    render_table(results, fmt="html", out=results / "leaderboard.html")
+    console.print(f"results: {results}/ (leaderboard.md, leaderboard.html beside the result files)")
     return 0 if all(o.status != "failed" for o in outcomes) else 1
