@@ -182,6 +182,14 @@ def cmd_check(args) -> int:
     return EXIT_CHECK_FAILED if bad else EXIT_OK
 
 
+def cmd_plot(args) -> int:
+    from .plots import plot_results
+
+    written = plot_results(args.results_dir, args.out)
+    _console().print("wrote " + ", ".join(str(p) for p in written) if written else "no accuracy results to plot")
+    return EXIT_OK
+
+
 def cmd_export(args) -> int:
     from .interop import export_isc
 
@@ -271,6 +279,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tolerance", type=float, default=0.01, help="allowed absolute drop (default 0.01)")
     p.add_argument("--metrics", default=None, help="comma list (default: micro_ap,map,recall@1,recall_at_p90)")
     p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("plot", help="precision-recall curves and per-family bars (PNG) from result files")
+    p.add_argument("results_dir")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_plot)
 
     p = sub.add_parser("export", help="write a result's predictions in the ISC format (predictions.csv, ground_truth.csv)")
     p.add_argument("result_file")

@@ -85,5 +85,8 @@ def run_demo(out: str | Path = "runs/demo", detectors: str | None = None, device
     render_table(results)
     render_table(results, fmt="md", out=results / "leaderboard.md")
     render_table(results, fmt="html", out=results / "leaderboard.html")
-    console.print(f"results: {results}/ (leaderboard.md, leaderboard.html beside the result files)")
+    from .plots import plot_results
+
+    plot_results(results, results / "plots")
+    console.print(f"results: {results}/ (leaderboard.md, leaderboard.html and plots/ beside the result files)")
     return 0 if all(o.status != "failed" for o in outcomes) else 1

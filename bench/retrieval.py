@@ -69,7 +69,11 @@ def search(queries: np.ndarray, references: np.ndarray, k: int, *, device: str =
             s, i = _search_block_torch(q, r, k, device)
         else:
             s, i = _search_block_faiss(q, r, k, faiss_gpu)
-        best_s, best_i = _merge(best_s, best_i, s, np.where(i >= 0, i + start, -1), k)
+        i = np.where(i >= 0, i + start, -1)
+        if start == 0 and s.shape[1] == k:  # first block: nothing to merge with yet
+            best_s, best_i = s, i
+        else:
+            best_s, best_i = _merge(best_s, best_i, s, i, k)
     return best_s, best_i
 
 

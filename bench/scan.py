@@ -1,0 +1,361 @@
+"""Replication scan: which training images does a set of generated images replicate? (REFERENCE.md section 6)
+
+For every generated image the scan finds its top-k training images under one detector and similarity, and
+compares the top-1 similarities ("sim(gen,train)") with a baseline: each training image's similarity to its
+nearest OTHER training image ("sim(train,train)"). A generation is *flagged* as a replication when its top-1
+similarity is at or above the threshold (the paper's "> 0.5" differs only on exact ties; ">=" is the rule a
+threshold calibrated at 90% precision is defined by, so one rule serves both). The replication rate is the
+flagged fraction, with a 95% Wilson score interval.
+
+Scale: descriptors come from :class:`copybench.extract.Extractor` (memory-mapped, cached, resumable) and both
+sides are searched in row blocks sized in bytes, merging per-block top-k lists, so no generated x train matrix
+is ever built and memory stays bounded for training sets of 100k images and more.
+
+Outputs (``out``): ``summary.json`` (schema :data:`SCAN_SCHEMA_VERSION`), ``matches.csv``, ``histogram.png``,
+``matches-NNN.png`` grids and a self-contained ``report.html`` (see :mod:`copybench.scan_report`).
+This module is imported by the CLI on every call: torch, faiss and matplotlib load inside functions only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .run import DEFAULT_CACHE, IMAGE_SUFFIXES
+
+log = logging.getLogger(__name__)
+
+SCAN_SCHEMA_VERSION = 1
+SIMILARITIES = ("cosine", "split")
+Z95 = 1.959963984540054  # two-sided 95% normal quantile
+CALIBRATION_PRECISION = 0.9
+BLOCK_BYTES = 256 << 20  # float32 bytes of one descriptor block held in memory during search
+
+
+# ---------------------------------------------------------------------------------------------- inputs
+def find_images(folder: str | Path, role: str) -> list[str]:
+    """Image files under ``folder`` (recursive, suffixes in IMAGE_SUFFIXES), absolute and sorted."""
+    root = Path(folder).expanduser()
+    if not root.exists():
+        raise FileNotFoundError(f"--{role}: no such folder: {root}")
+    if not root.is_dir():
+        raise NotADirectoryError(f"--{role}: not a folder: {root}")
+    paths = sorted(str(p.resolve()) for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not paths:
+        raise ValueError(f"--{role}: no images in {root} (looked recursively for {', '.join(sorted(IMAGE_SUFFIXES))})")
+    return paths
+
+
+def files_fingerprint(paths: list[str]) -> str:
+    """Hash of each file's size and mtime, so the descriptor cache is not reused for files changed in place."""
+    h = hashlib.sha256()
+    for p in paths:
+        st = Path(p).stat()
+        h.update(f"{p}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return "files:" + h.hexdigest()[:24]
+
+
+def _check_args(similarity: str, threshold: float, top_k: int, baseline_sample: int | None, out: Path,
+                roots: dict[str, Path]) -> None:
+    if similarity not in SIMILARITIES:
+        raise ValueError(f"unknown similarity {similarity!r}; choose one of {', '.join(SIMILARITIES)}")
+    if not math.isfinite(threshold):
+        raise ValueError(f"--threshold must be a finite number, got {threshold!r}")
+    if top_k < 1:
+        raise ValueError(f"--top-k must be at least 1, got {top_k}")
+    if baseline_sample is not None and baseline_sample < 1:
+        raise ValueError(f"--baseline-sample must be at least 1, got {baseline_sample}")
+    for role, root in roots.items():
+        # outputs written inside an input folder would be scanned as images on the next run
+        if out.resolve().is_relative_to(root.expanduser().resolve()):
+            raise ValueError(f"--out {out} lies inside the --{role} folder {root}; choose a folder outside it")
+
+
+# ---------------------------------------------------------------------------------------------- statistics
+def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion (stays inside [0, 1] and is sane at 0 or n successes)."""
+    if n <= 0:
+        return float("nan"), float("nan")
+    p = successes / n
+    denom = 1.0 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z / denom * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def distribution_stats(values: np.ndarray) -> dict:
+    """n, mean, std, min, median, 75/90/95th percentiles and max of a similarity sample."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.size == 0:
+        return {"n": 0}
+    p50, p75, p90, p95 = np.percentile(v, [50, 75, 90, 95])
+    return {"n": int(v.size), "mean": float(v.mean()), "std": float(v.std()), "min": float(v.min()),
+            "median": float(p50), "p75": float(p75), "p90": float(p90), "p95": float(p95), "max": float(v.max())}
+
+
+# ---------------------------------------------------------------------------------------------- search
+def _rows_per_block(arr: np.ndarray) -> int:
+    return max(1, BLOCK_BYTES // (4 * int(np.prod(arr.shape[1:]))))
+
+
+def _gather(arr: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Rows of a (possibly memory-mapped) array as float32; reads only those rows."""
+    return np.ascontiguousarray(np.asarray(arr[rows]), dtype=np.float32)
+
+
+def _merge(best_s: np.ndarray, best_i: np.ndarray, s: np.ndarray, i: np.ndarray, k: int):
+    s_all, i_all = np.concatenate([best_s, s], axis=1), np.concatenate([best_i, i], axis=1)
+    order = np.argsort(-s_all, axis=1, kind="stable")[:, :k]  # stable: earlier blocks (lower rows) win ties
+    return np.take_along_axis(s_all, order, 1), np.take_along_axis(i_all, order, 1)
+
+
+def _search_block(q: np.ndarray, r: np.ndarray, k: int, similarity: str, device: str):
+    from .retrieval import search, search_split
+
+    if similarity == "cosine":
+        return search(q, r, k, device=device)
+    return search_split(q, r, k, device=device)
+
+
+def search_top_k(q_arr: np.ndarray, q_rows: np.ndarray, r_arr: np.ndarray, r_rows: np.ndarray, k: int, *,
+          similarity: str = "cosine", device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-k of rows ``q_rows`` of ``q_arr`` among rows ``r_rows`` of ``r_arr``, both streamed in blocks.
+
+    Returns (scores (Q, k) float32, indices (Q, k) into ``r_arr``), padded with -inf / -1.
+    """
+    q_rows, r_rows = np.asarray(q_rows, dtype=np.int64), np.asarray(r_rows, dtype=np.int64)
+    scores = np.full((len(q_rows), k), -np.inf, dtype=np.float32)
+    index = np.full((len(q_rows), k), -1, dtype=np.int64)
+    q_step, r_step = _rows_per_block(q_arr), _rows_per_block(r_arr)
+    for qs in range(0, len(q_rows), q_step):
+        q = _gather(q_arr, q_rows[qs : qs + q_step])
+        best_s, best_i = scores[qs : qs + q_step], index[qs : qs + q_step]
+        for rs in range(0, len(r_rows), r_step):
+            block_rows = r_rows[rs : rs + r_step]
+            s, i = _search_block(q, _gather(r_arr, block_rows), k, similarity, device)
+            best_s, best_i = _merge(best_s, best_i, s, np.where(i >= 0, block_rows[np.clip(i, 0, None)], -1), k)
+        scores[qs : qs + q_step], index[qs : qs + q_step] = best_s, best_i
+    return scores, index
+
+
+def nearest_other(arr: np.ndarray, rows: np.ndarray, ok_rows: np.ndarray, *, similarity: str = "cosine",
+                  device: str = "cpu") -> np.ndarray:
+    """Similarity of each of ``rows`` to its nearest OTHER row among ``ok_rows``.
+
+    Self is dropped by index, not by score: with exact duplicates in the set, self and its twin tie at the top
+    and either may come first, and the twin's similarity (1.0) is the right answer.
+    """
+    s, i = search_top_k(arr, rows, arr, ok_rows, 2, similarity=similarity, device=device)
+    other = i != np.asarray(rows)[:, None]
+    first = np.argmax(other, axis=1)
+    return s[np.arange(len(rows)), first]
+
+
+def baseline_rows(ok_rows: np.ndarray, sample: int | None, seed: int) -> np.ndarray:
+    """All readable training rows, or a seeded random sample of ``sample`` of them (sorted)."""
+    if sample is None or len(ok_rows) <= sample:
+        return ok_rows
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(ok_rows, size=sample, replace=False))
+
+
+# ---------------------------------------------------------------------------------------------- calibration
+def _descriptor_array(desc, similarity: str) -> np.ndarray:
+    return desc.vectors if similarity == "cosine" else desc.tokens
+
+
+def calibrate_threshold(dataset_dir: str | Path, extractor, *, similarity: str, k: int, device: str) -> dict:
+    """Similarity threshold at 90% precision on the pooled top-k predictions of a labelled copy dataset."""
+    from copybench.datasets.dataset import load_dataset
+
+    from .metrics import recall_at_precision
+
+    ds = load_dataset(dataset_dir)
+    tokens = similarity != "cosine"
+    rd = extractor.run(ds.references["path"].tolist(), tokens=tokens, fingerprint=ds.fingerprint,
+                       label="calibration references")
+    qd = extractor.run(ds.queries["path"].tolist(), tokens=tokens, fingerprint=ds.fingerprint,
+                       label="calibration queries")
+    q_rows, r_rows = np.flatnonzero(qd.ok), np.flatnonzero(rd.ok)
+    if len(q_rows) == 0 or len(r_rows) == 0:
+        raise ValueError(f"--calibrate {dataset_dir}: no readable queries or references")
+    scores, idx = search_top_k(_descriptor_array(qd, similarity), q_rows, _descriptor_array(rd, similarity), r_rows, k,
+                        similarity=similarity, device=device)
+    ref_ids = np.asarray(ds.reference_ids + [""], dtype=object)  # -1 (padding) -> ""
+    qids = np.asarray(ds.query_ids, dtype=object)[q_rows]
+    hits = np.array([[r in ds.positives[q] for r in row] for q, row in zip(qids, ref_ids[idx])], dtype=bool)
+    n_pos = np.array([len(ds.positives[q]) for q in qids], dtype=np.int64)
+    recall, threshold = recall_at_precision(scores, hits, n_pos, precision=CALIBRATION_PRECISION)
+    if not math.isfinite(threshold):
+        raise ValueError(f"--calibrate {dataset_dir}: detector {extractor.detector.spec.name!r} never reaches "
+                         f"{CALIBRATION_PRECISION:.0%} precision there, so no threshold can be calibrated")
+    skipped = [{"path": d.paths[r], "error": e, "role": role} for d, role in ((rd, "calibration reference"),
+               (qd, "calibration query")) for r, e in sorted(d.failed.items())]
+    return {"dataset": ds.name, "fingerprint": ds.fingerprint, "path": str(ds.root), "precision": CALIBRATION_PRECISION,
+            "recall": recall, "threshold": threshold, "queries": len(q_rows), "positives": int(n_pos.sum()),
+            "top_k": k, "skipped": skipped}
+
+
+# ---------------------------------------------------------------------------------------------- the scan
+def _load_detector(detector: str, allow_random: bool, device: str, similarity: str):
+    from copybench.detectors import create_detector
+
+    det = create_detector(detector, allow_random=allow_random, device=device)
+    if similarity == "split" and det.spec.output != "tokens":
+        raise ValueError(f"--similarity split needs a detector with token output; {detector!r} outputs "
+                         "global descriptors (use --similarity cosine)")
+    return det
+
+
+def _extract(extractor, paths: list[str], similarity: str, label: str):
+    return extractor.run(paths, tokens=similarity != "cosine", fingerprint=files_fingerprint(paths), label=label)
+
+
+def _skipped(desc, role: str) -> list[dict]:
+    return [{"path": desc.paths[r], "error": e, "role": role} for r, e in sorted(desc.failed.items())]
+
+
+def _ok_rows(desc, role: str, minimum: int) -> np.ndarray:
+    rows = np.flatnonzero(desc.ok)
+    if len(rows) < minimum:
+        raise ValueError(f"--{role}: only {len(rows)} readable image(s) of {len(desc.paths)}; need at least {minimum}")
+    return rows
+
+
+def _detector_info(det) -> dict:
+    w = det.weights
+    return {"name": det.spec.name, "spec": det.spec.to_dict(),
+            "weights": {"status": w.status, "source": w.source, "sha256": w.sha256}}
+
+
+def _rate(top1: np.ndarray, threshold: float) -> dict:
+    flagged = int((top1 >= threshold).sum())
+    lo, hi = wilson_interval(flagged, len(top1))
+    return {"value": flagged / len(top1), "ci95": [lo, hi], "flagged": flagged, "n": len(top1),
+            "method": "Wilson score interval, 95%", "rule": "top-1 similarity >= threshold"}
+
+
+def _match_table(gen, train, g_rows, scores, idx, roots) -> list[dict]:
+    """One entry per scanned generated image: relative paths, top-k matches (padding dropped)."""
+    rel = lambda p, root: str(Path(p).relative_to(root))
+    table = []
+    for g, srow, irow in zip(g_rows, scores, idx):
+        keep = irow >= 0
+        table.append({"generated": rel(gen.paths[g], roots[0]), "generated_path": gen.paths[g],
+                      "matches": [{"train": rel(train.paths[t], roots[1]), "train_path": train.paths[t],
+                                   "similarity": float(s)} for t, s in zip(irow[keep], srow[keep])]})
+    return table
+
+
+def scan(generated: str | Path, train: str | Path, detector: str, *, similarity: str = "cosine",
+         threshold: float = 0.5, top_k: int = 5, out: str | Path, device: str = "cpu", batch_size: int = 32,
+         allow_random: bool = False, baseline_sample: int | None = 10000, calibrate: str | Path | None = None,
+         cache_dir: str | Path | None = DEFAULT_CACHE, progress: bool = True, seed: int = 0) -> dict:
+    """Scan ``generated`` for replications of ``train``; writes the outputs into ``out`` and returns the summary."""
+    from .env import environment
+    from .extract import Extractor
+    from .scan_report import write_outputs
+
+    out, roots = Path(out), (Path(generated).expanduser().resolve(), Path(train).expanduser().resolve())
+    _check_args(similarity, threshold, top_k, baseline_sample, out, {"generated": roots[0], "train": roots[1]})
+    gen_paths, train_paths = find_images(generated, "generated"), find_images(train, "train")
+    det = _load_detector(detector, allow_random, device, similarity)
+    ext = Extractor(det, device=device, batch_size=batch_size, cache_dir=cache_dir, progress=progress)
+    t0 = time.perf_counter()
+    calibration = None
+    if calibrate is not None:  # first: cheaper than the training set, and fails fast when 90% is out of reach
+        calibration = calibrate_threshold(calibrate, ext, similarity=similarity, k=top_k, device=device)
+    t1 = time.perf_counter()
+    train_d = _extract(ext, train_paths, similarity, "training images")
+    gen_d = _extract(ext, gen_paths, similarity, "generated images")
+    t2 = time.perf_counter()
+    t_rows, g_rows = _ok_rows(train_d, "train", 2), _ok_rows(gen_d, "generated", 1)
+    t_arr, g_arr = _descriptor_array(train_d, similarity), _descriptor_array(gen_d, similarity)
+    scores, idx = search_top_k(g_arr, g_rows, t_arr, t_rows, top_k, similarity=similarity, device=device)
+    b_rows = baseline_rows(t_rows, baseline_sample, seed)
+    base = nearest_other(t_arr, b_rows, t_rows, similarity=similarity, device=device)
+    t3 = time.perf_counter()
+    summary = {
+        "schema_version": SCAN_SCHEMA_VERSION, "kind": "replication_scan", "detector": _detector_info(det),
+        "random_weights": det.weights.status == "random",
+        "inputs": {"generated": str(roots[0]), "train": str(roots[1])},
+        "settings": {"similarity": similarity, "top_k": top_k, "device": device, "batch_size": batch_size,
+                     "seed": seed, "baseline_sample": baseline_sample, "dtype": "fp32"},
+        "counts": {"generated_found": len(gen_paths), "generated_scanned": len(g_rows),
+                   "train_found": len(train_paths), "train_indexed": len(t_rows)},
+        "baseline": {"n": len(b_rows), "of": len(t_rows), "sampled": len(b_rows) < len(t_rows), "seed": seed},
+        "timings": {"calibration_s": t1 - t0, "extract_s": t2 - t1, "search_s": t3 - t2},
+        **_statistics(scores[:, 0], base, threshold, calibration),
+        "skipped": _skipped(train_d, "train") + _skipped(gen_d, "generated") + (calibration or {}).get("skipped", []),
+        "environment": environment(device, "fp32"),
+    }
+    matches = _match_table(gen_d, train_d, g_rows, scores, idx, roots)
+    return write_outputs(out, summary, matches, scores[:, 0], base)
+
+
+def _statistics(top1: np.ndarray, base: np.ndarray, threshold: float, calibration: dict | None) -> dict:
+    """Threshold provenance, replication rate with its CI, and both similarity distributions."""
+    thr = calibration["threshold"] if calibration else threshold
+    return {
+        "threshold": {"value": thr, "source": "calibrated" if calibration else "given", "given": threshold,
+                      "rule": ">=", "calibration": calibration},
+        "replication_rate": _rate(top1, thr),
+        "similarity_stats": {"gen_train": distribution_stats(top1), "train_train": distribution_stats(base)},
+    }
+
+
+def read_summary(path: str | Path) -> dict:
+    """Read a scan's summary.json, refusing unknown schema versions."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "summary.json"
+    data = json.loads(path.read_text())
+    if data.get("kind") != "replication_scan" or data.get("schema_version") != SCAN_SCHEMA_VERSION:
+        raise ValueError(f"{path}: not a replication scan summary of schema {SCAN_SCHEMA_VERSION} "
+                         f"(kind {data.get('kind')!r}, schema {data.get('schema_version')!r})")
+    return data
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+def register_cli(subparsers) -> None:
+    """Add ``copybench scan`` to the CLI."""
+    p = subparsers.add_parser("scan", help="replication scan: find training images replicated in generated images")
+    p.add_argument("--generated", required=True, help="folder of generated images (searched recursively)")
+    p.add_argument("--train", required=True, help="folder of training images (searched recursively)")
+    p.add_argument("--detector", required=True, help="registered detector name (see `copybench list detectors`)")
+    p.add_argument("--similarity", default="cosine", choices=SIMILARITIES,
+                   help="cosine on global descriptors, or split (per-token max; token-output detectors)")
+    p.add_argument("--threshold", type=float, default=0.5, help="flag top-1 similarity >= this (default 0.5)")
+    p.add_argument("--top-k", type=int, default=5, help="training matches kept per generated image (default 5)")
+    p.add_argument("--out", required=True, help="output folder (summary.json, matches.csv, PNGs, report.html)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--allow-random", action="store_true", help="run a detector without weights on random ones (stated in every output)")
+    p.add_argument("--baseline-sample", type=int, default=10000,
+                   help="training images sampled (seeded) for the train-vs-train baseline (default 10000)")
+    p.add_argument("--calibrate", default=None, metavar="DATASET_DIR",
+                   help="calibrate the threshold at 90%% precision on a labelled copybench dataset")
+    p.add_argument("--cache-dir", default=str(DEFAULT_CACHE), help="descriptor cache")
+    p.add_argument("--no-cache", action="store_true", help="do not read or write the descriptor cache")
+    p.add_argument("--seed", type=int, default=0, help="seed of the baseline sample")
+    p.set_defaults(func=cmd_scan)
+
+
+def cmd_scan(args) -> int:
+    """Run the scan and print its summary."""
+    summary = scan(args.generated, args.train, args.detector, similarity=args.similarity, threshold=args.threshold,
+                   top_k=args.top_k, out=args.out, device=args.device, batch_size=args.batch_size,
+                   allow_random=args.allow_random, baseline_sample=args.baseline_sample, calibrate=args.calibrate,
+                   cache_dir=None if args.no_cache else args.cache_dir, progress=not args.quiet, seed=args.seed)
+    from rich.console import Console
+
+    from .scan_report import print_summary
+
+    print_summary(summary, Console())
+    return 0
