@@ -57,7 +57,7 @@ class _Pool(NamedTuple):
     hit: np.ndarray
 
 
-# ---------------------------------------------------------------------------------------------- input handling
+# --- input handling -------------------------------------------------------------------------------
 
 
 def _check(scores: np.ndarray, hits: np.ndarray, n_pos: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -116,7 +116,7 @@ def _per_query_ap(value: np.ndarray, n_pos: np.ndarray) -> np.ndarray:
         return np.where(n_pos > 0, value / n_pos, np.nan)
 
 
-# ---------------------------------------------------------------------------------------------- per-query AP
+# --- per-query AP ---------------------------------------------------------------------------------
 
 
 def _ap_revisitop_sorted(hits: np.ndarray, n_pos: np.ndarray) -> np.ndarray:
@@ -148,12 +148,12 @@ def _ap_standard_sorted(rows: _Rows, n_pos: np.ndarray) -> np.ndarray:
 
 
 def ap_standard(scores: np.ndarray, hits: np.ndarray, n_pos: np.ndarray) -> np.ndarray:
-    """Per-query AP with sklearn average_precision_score semantics, recall over n_pos; NaN where n_pos == 0."""
+    """Per-query AP as sklearn average_precision_score, recall over n_pos; NaN where n_pos == 0."""
     scores, hits, n_pos = _check(scores, hits, n_pos)
     return _ap_standard_sorted(_sort_rows(scores, hits), n_pos)
 
 
-# ---------------------------------------------------------------------------------------------- pooled metrics
+# --- pooled metrics -------------------------------------------------------------------------------
 
 
 def _micro_ap_pool(hit: np.ndarray, n_gt: int) -> float:
@@ -207,7 +207,7 @@ def recall_at_precision(
     return _recall_at_precision_pool(_pool(scores, hits), int(n_pos.sum()), precision)
 
 
-# ---------------------------------------------------------------------------------------------- rank metrics
+# --- rank metrics ---------------------------------------------------------------------------------
 
 
 def _mean_over_matched(values: np.ndarray, n_pos: np.ndarray) -> float:
@@ -244,7 +244,7 @@ def mrr(hits: np.ndarray, n_pos: np.ndarray) -> float:
     return _mean_over_matched(rr, n_pos)
 
 
-# ---------------------------------------------------------------------------------------------- bootstrap
+# --- bootstrap ------------------------------------------------------------------------------------
 
 
 def _draw_counts(rng: np.random.Generator, n_queries: int, n: int) -> np.ndarray:
@@ -260,7 +260,7 @@ def bootstrap_ci(
     seed: int = 0,
     alpha: float = 0.05,
 ) -> np.ndarray:
-    """Percentile bootstrap over queries: fn maps (B, n_queries) resample counts to B values; returns [lo, hi]."""
+    """Percentile bootstrap over queries: fn maps (B, n_queries) resample counts to B values -> [lo, hi]."""
     # fn gets multiplicities, not index lists, so statistics can be computed as weighted sums in bulk;
     # fn may return (B, S) for S statistics sharing the same resamples, giving a (2, S) result.
     rng = np.random.default_rng(seed)
@@ -334,7 +334,7 @@ def _copies_precision_sum(tp_before: np.ndarray, seen_before: np.ndarray, c: np.
     return out
 
 
-# ---------------------------------------------------------------------------------------------- evaluate
+# --- evaluate -------------------------------------------------------------------------------------
 
 
 class _Prepared(NamedTuple):
@@ -355,13 +355,13 @@ def _prepare(scores: np.ndarray, hits: np.ndarray, n_pos: np.ndarray) -> _Prepar
 def _subset(prep: _Prepared, mask: np.ndarray) -> _Prepared:
     # Filtering the global ranking keeps it sorted, so groups never re-sort.
     new_id = np.cumsum(mask) - 1
-    keep = mask[prep.pool.query] & prep.pool.hit
+    keep = mask[prep.pool.query]
     pool = _Pool(new_id[prep.pool.query[keep]], prep.pool.score[keep], prep.pool.hit[keep])
     return _Prepared(prep.hits[mask], prep.n_pos[mask], prep.ap_rv[mask], prep.ap_std[mask], pool)
 
 
 def _json(x: float) -> float | None:
-    return None if np.isnan(x) else float(x)
+    return float(x) if np.isfinite(x) else None  # JSON has no NaN/inf: undefined is None
 
 
 def _summary(prep: _Prepared, n_boot: int, seed: int) -> dict:
@@ -409,7 +409,7 @@ def evaluate(
     n_boot: int = 1000,
     seed: int = 0,
 ) -> dict:
-    """All metrics, overall and per group of queries (boolean masks), as a JSON-ready dict; NaN -> None."""
+    """All metrics, overall and per query group (bool mask), JSON-ready; @10 uses the k ranks given."""
     # recall@k / precision@k use at most the k columns given (precision still divides by k). The CIs come
     # from one shared set of n_boot query resamples per group (95 % percentile), exact for both mAP and
     # micro-AP; n_boot = 0 skips them. A group's micro-AP pools only its own queries, distractors included.
