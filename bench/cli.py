@@ -190,6 +190,19 @@ def cmd_plot(args) -> int:
     return EXIT_OK
 
 
+def cmd_score_h5(args) -> int:
+    from .interop import score_isc_h5
+    from .run import RunSettings
+
+    path = score_isc_h5(args.dataset, args.queries, args.references, args.name, results=args.results,
+                        settings=RunSettings(topk=args.topk, n_boot=args.n_boot))
+    from .table import render_table
+
+    render_table(path)
+    _console().print(f"wrote {path}")
+    return EXIT_OK
+
+
 def cmd_export(args) -> int:
     from .interop import export_isc
 
@@ -279,6 +292,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tolerance", type=float, default=0.01, help="allowed absolute drop (default 0.01)")
     p.add_argument("--metrics", default=None, help="comma list (default: micro_ap,map,recall@1,recall_at_p90)")
     p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("score-h5", help="score descriptors computed elsewhere (ISC HDF5: vectors, image_names)")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--queries", required=True, help="HDF5 file of query descriptors")
+    p.add_argument("--references", required=True, help="HDF5 file of reference descriptors")
+    p.add_argument("--name", required=True, help="detector name to report the result under")
+    p.add_argument("--results", default="runs/results")
+    p.add_argument("--topk", type=int, default=100)
+    p.add_argument("--n-boot", type=int, default=1000)
+    p.set_defaults(func=cmd_score_h5)
 
     p = sub.add_parser("plot", help="precision-recall curves and per-family bars (PNG) from result files")
     p.add_argument("results_dir")

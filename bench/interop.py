@@ -62,3 +62,47 @@ def write_isc_h5(path: str | Path, names: list[str], vectors: np.ndarray) -> Pat
         f.create_dataset("vectors", data=np.asarray(vectors, dtype=np.float32))
         f.create_dataset("image_names", data=np.asarray(names, dtype=object), dtype=h5py.string_dtype())
     return Path(path)
+
+
+def _descriptors_for(ids: list[str], paths: list[str], names: list[str], vectors: np.ndarray, source: Path):
+    """Align HDF5 rows to dataset ids; ids absent from the file become failed rows (reported, not fatal)."""
+    from .extract import Descriptors
+
+    row = {n: i for i, n in enumerate(names)}
+    out = np.zeros((len(ids), vectors.shape[1]), dtype=np.float32)
+    failed = {}
+    for i, ident in enumerate(ids):
+        if ident in row:
+            out[i] = vectors[row[ident]]
+        else:
+            failed[i] = f"{source}: no descriptor for {ident!r}"
+    out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+    return Descriptors(list(paths), out, None, failed)
+
+
+def score_isc_h5(dataset_dir: str | Path, queries: str | Path, references: str | Path, name: str, *,
+                 results: str | Path, settings=None) -> Path:
+    """Score externally computed descriptors (ISC HDF5 layout) on a dataset; writes a normal result file.
+
+    ``image_names`` must be the dataset's query and reference ids (file stems for imported DISC21 data).
+    """
+    from copybench.datasets.dataset import load_dataset
+
+    from .results import result_path
+    from .run import RunSettings, save_result, score_descriptors
+
+    settings = settings or RunSettings()
+    if settings.similarity != "cosine":
+        raise ValueError("imported descriptors are global vectors: only --similarity cosine applies")
+    dataset = load_dataset(dataset_dir)
+    qn, qv = read_isc_h5(queries)
+    rn, rv = read_isc_h5(references)
+    if qv.shape[1] != rv.shape[1]:
+        raise ValueError(f"descriptor sizes differ: {queries} has {qv.shape[1]}, {references} has {rv.shape[1]}")
+    qd = _descriptors_for(dataset.query_ids, dataset.queries["path"].tolist(), qn, qv, Path(queries))
+    rd = _descriptors_for(dataset.reference_ids, dataset.references["path"].tolist(), rn, rv, Path(references))
+    weights = {"status": "external", "source": f"{queries}, {references}", "sha256": None}
+    result = score_descriptors(dataset, qd, rd, settings, detector_name=name, spec=None, weights=weights)
+    path = result_path(results, name, dataset.name, dataset.fingerprint, settings.key_settings())
+    save_result(path, dataset, result)
+    return path

@@ -113,9 +113,7 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".g
 
 def evaluate_detector(detector, dataset, settings: RunSettings, *, cache_dir: Path | None, progress: bool = True) -> dict:
     """Extract, search and score one loaded detector on one dataset; returns the result dict (not written)."""
-    from .env import environment
     from .extract import Extractor
-    from .metrics import evaluate
 
     if settings.similarity not in ("cosine", "split", "split_cross"):
         raise ValueError(f"unknown similarity {settings.similarity!r}; choose cosine, split or split_cross")
@@ -127,10 +125,23 @@ def evaluate_detector(detector, dataset, settings: RunSettings, *, cache_dir: Pa
     qd = ext.run(dataset.queries["path"].tolist(), tokens=tokens, fingerprint=dataset.fingerprint, label="queries")
     t1 = time.perf_counter()
     qd, rd, offsets = _normalize_with_norm_set(settings, ext, qd, rd)
+    weights = {"status": detector.weights.status, "source": detector.weights.source, "sha256": detector.weights.sha256}
+    result = score_descriptors(dataset, qd, rd, settings, offsets=offsets, detector_name=detector.spec.name,
+                               spec=detector.spec.to_dict(), weights=weights)
+    result["timings"].update({"extract_s": t1 - t0, "extract_computed_s": rd.seconds + qd.seconds})
+    return result
+
+
+def score_descriptors(dataset, qd, rd, settings: RunSettings, *, detector_name: str, spec: dict | None,
+                      weights: dict, offsets: np.ndarray | None = None) -> dict:
+    """Search and metrics for descriptors already computed (by a detector, or imported from ISC HDF5 files)."""
+    from .env import environment
+    from .metrics import evaluate
+
+    t1 = time.perf_counter()
     rd_ok = rd.ok
-    rd_vectors_ok = _subset(rd, rd_ok)
     k = min(settings.topk, int(rd_ok.sum())) or 1
-    scores, idx = _search(settings, _subset(qd, qd.ok), rd_vectors_ok, k)
+    scores, idx = _search(settings, _subset(qd, qd.ok), _subset(rd, rd_ok), k)
     ref_rows = np.flatnonzero(rd_ok)
     idx = np.where(idx >= 0, ref_rows[np.clip(idx, 0, None)], -1)
     if offsets is not None:
@@ -145,10 +156,8 @@ def evaluate_detector(detector, dataset, settings: RunSettings, *, cache_dir: Pa
     skipped += [{"path": qd.paths[r], "error": e, "role": "query"} for r, e in sorted(qd.failed.items())]
     return {
         "kind": "accuracy",
-        "key": {"detector": detector.spec.name, "dataset_fingerprint": dataset.fingerprint, **settings.key_settings()},
-        "detector": {"name": detector.spec.name, "spec": detector.spec.to_dict(),
-                     "weights": {"status": detector.weights.status, "source": detector.weights.source,
-                                 "sha256": detector.weights.sha256}},
+        "key": {"detector": detector_name, "dataset_fingerprint": dataset.fingerprint, **settings.key_settings()},
+        "detector": {"name": detector_name, "spec": spec, "weights": weights},
         "dataset": {"name": dataset.name, "fingerprint": dataset.fingerprint, "recipe": dataset.meta.get("recipe"),
                     "counts": dataset.counts(), "path": str(dataset.root)},
         "settings": {**settings.key_settings(), "topk": k, "batch_size": settings.batch_size,
@@ -157,8 +166,7 @@ def evaluate_detector(detector, dataset, settings: RunSettings, *, cache_dir: Pa
         "groups": metrics["groups"],
         "skipped": skipped,
         "environment": environment(settings.device, settings.dtype),
-        "timings": {"extract_s": t1 - t0, "search_s": t2 - t1, "metrics_s": t3 - t2,
-                    "extract_computed_s": rd.seconds + qd.seconds},
+        "timings": {"search_s": t2 - t1, "metrics_s": t3 - t2},
         "_predictions": (np.asarray(sub.query_ids), idx, scores),
     }
 
@@ -173,8 +181,11 @@ class _QueryView:
 
 
 def _subset(desc, mask: np.ndarray):
+    """Rows of ``desc`` that decoded; the (possibly memory-mapped) arrays themselves when all did."""
     from .extract import Descriptors
 
+    if mask.all():
+        return desc
     toks = None if desc.tokens is None else np.asarray(desc.tokens)[mask]
     return Descriptors([p for p, m in zip(desc.paths, mask) if m], np.asarray(desc.vectors)[mask], toks)
 
@@ -225,9 +236,13 @@ def run_benchmark(dataset, detectors: list[str], settings: RunSettings, *, resul
             log.debug("detector %s failed", name, exc_info=True)
             outcomes.append(RunOutcome(name, "failed", None, f"{type(exc).__name__}: {exc}"))
             continue
-        qids, idx, scores = result.pop("_predictions")
-        pred = write_predictions(predictions_path(path), dataset, qids, idx, scores)
-        result["predictions_file"] = pred.name
-        write_result(path, result)
-        outcomes.append(RunOutcome(name, "done", path, "", read_result(path)))
+        outcomes.append(RunOutcome(name, "done", path, "", save_result(path, dataset, result)))
     return outcomes
+
+
+def save_result(path: Path, dataset, result: dict) -> dict:
+    """Write raw predictions, then the result file that names them (so a result never lacks its predictions)."""
+    qids, idx, scores = result.pop("_predictions")
+    result["predictions_file"] = write_predictions(predictions_path(path), dataset, qids, idx, scores).name
+    write_result(path, result)
+    return read_result(path)

@@ -15,10 +15,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 GRID_ROWS_PER_PAGE = 10
 GRID_MAX_ROWS = 100  # the most similar generations; flagged ones come first since rows are sorted by top-1
 THUMB_SIDE = 192
+CELL_TEXT, CELL_GAP, SEPARATOR, HEADER = 38, 12, 16, 34  # grid layout, pixels
 HIST_BINS = 50
 RANDOM_WARNING = "RANDOM WEIGHTS: this detector ran with randomly initialised weights; similarities are meaningless"
 
@@ -107,43 +109,66 @@ def plot_histogram(path: Path, top1: np.ndarray, base: np.ndarray, summary: dict
     return path
 
 
-def _thumb(path: str) -> np.ndarray:
+def _thumb(path: str) -> Image.Image:
     from .preprocess import ImageReadError, read_image
 
     try:
         img = read_image(path)
     except ImageReadError:
-        return np.full((THUMB_SIDE, THUMB_SIDE, 3), 255, np.uint8)
+        return Image.new("RGB", (THUMB_SIDE, THUMB_SIDE), "white")
     img.thumbnail((THUMB_SIDE, THUMB_SIDE))
-    return np.asarray(img)
+    return img
 
 
-def _short(name: str, width: int = 26) -> str:
+def _short(name: str, width: int = 28) -> str:
     return name if len(name) <= width else "…" + name[-(width - 1):]
 
 
+def _font(size: int):
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow without FreeType: the fixed bitmap font
+        return ImageFont.load_default()
+
+
+def _cell(canvas: Image.Image, draw, img: Image.Image, xy: tuple[int, int], lines: list[str], colour: str,
+          fonts) -> None:
+    """Two caption lines above a thumbnail centred in its THUMB_SIDE square."""
+    x, y = xy
+    for i, line in enumerate(lines):
+        draw.text((x + 4, y + 2 + 16 * i), line, fill=colour, font=fonts[i == 0])
+    top = y + CELL_TEXT
+    img_xy = (x + (THUMB_SIDE - img.width) // 2, top + (THUMB_SIDE - img.height) // 2)
+    canvas.paste(img, img_xy)
+
+
 def _grid_page(path: Path, rows: list[dict], summary: dict, page: tuple[int, int]) -> Path:
-    plt = _pyplot()
+    """One PNG page, drawn with Pillow (matplotlib takes seconds per page of 60 titled axes)."""
+    from PIL import ImageDraw
+
     k, thr = summary["settings"]["top_k"], summary["threshold"]["value"]
-    fig, axes = plt.subplots(len(rows), 1 + k, figsize=(2.0 * (1 + k), 2.25 * len(rows) + 0.6), dpi=80,
-                             squeeze=False)
-    for ax_row, m in zip(axes, rows):
+    cw, ch = THUMB_SIDE + CELL_GAP, THUMB_SIDE + CELL_TEXT + CELL_GAP
+    canvas = Image.new("RGB", (CELL_GAP + cw * (1 + k) + SEPARATOR, HEADER + ch * len(rows)), "white")
+    draw, fonts = ImageDraw.Draw(canvas), (_font(13), _font(12))
+    header_colour = "#b00000" if summary["random_weights"] else "black"
+    draw.text((CELL_GAP, 8), f"{_title(summary)}: generated (left) and top-{k} training matches, page {page[0]}/{page[1]}",
+              fill=header_colour, font=_font(15))
+    for r, m in enumerate(rows):
+        y = HEADER + r * ch
         top = m["matches"][0]["similarity"] if m["matches"] else float("nan")
         flagged = top >= thr
-        ax_row[0].imshow(_thumb(m["generated_path"]))
-        ax_row[0].set_title(f"{'FLAGGED ' if flagged else ''}top-1 {top:.3f}\n{_short(m['generated'])}", fontsize=8,
-                            color="red" if flagged else "black", fontweight="bold")
-        for ax, t in zip(ax_row[1:], m["matches"]):
-            ax.imshow(_thumb(t["train_path"]))
-            ax.set_title(f"{t['similarity']:.3f}\n{_short(t['train'])}", fontsize=8,
-                         color="red" if t["similarity"] >= thr else "black")
-        for ax in ax_row:
-            ax.axis("off")
-    fig.suptitle(f"generated (left) and top-{k} training matches; page {page[0]}/{page[1]}; {_title(summary)}",
-                 fontsize=9, color="red" if summary["random_weights"] else "black")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+        lines = [f"{'FLAGGED  ' if flagged else ''}top-1 {top:.3f}", _short(m["generated"])]
+        _cell(canvas, draw, _thumb(m["generated_path"]), (CELL_GAP, y), lines, "#c00000" if flagged else "black", fonts)
+        for j, t in enumerate(m["matches"], 1):
+            x = CELL_GAP + SEPARATOR + j * cw
+            colour = "#c00000" if t["similarity"] >= thr else "black"
+            _cell(canvas, draw, _thumb(t["train_path"]), (x, y), [f"#{j}  {t['similarity']:.3f}", _short(t["train"])], colour, fonts)
+        draw.line([(CELL_GAP, y + ch - CELL_GAP // 2), (canvas.width - CELL_GAP, y + ch - CELL_GAP // 2)], fill="#dddddd")
+    x_sep = CELL_GAP + cw + SEPARATOR // 2 - CELL_GAP // 2
+    draw.line([(x_sep, HEADER), (x_sep, canvas.height)], fill="#888888", width=2)
+    canvas.save(path)
     return path
 
 

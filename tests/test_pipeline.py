@@ -219,3 +219,35 @@ def test_import_is_fast():
     code = "import time; t = time.perf_counter(); import copybench, copybench.cli; print(time.perf_counter() - t)"
     best = min(float(subprocess.check_output([sys.executable, "-c", code], text=True)) for _ in range(3))
     assert best < 1.0, f"import copybench took {best:.2f} s"
+
+
+def test_isc_h5_descriptors_score_like_the_detector(tiny_dataset, tmp_path):
+    """Descriptors exported to ISC's HDF5 layout and scored back give the detector's own metrics."""
+    from copybench.detectors import create_detector
+    from copybench.extract import Extractor
+    from copybench.interop import read_isc_h5, write_isc_h5
+
+    ds = load_dataset(tiny_dataset)
+    ext = Extractor(create_detector("pixel_gray_16"), num_workers=0, progress=False)
+    q = ext.run(ds.queries["path"].tolist())
+    r = ext.run(ds.references["path"].tolist())
+    write_isc_h5(tmp_path / "q.h5", ds.query_ids[1:], np.asarray(q.vectors)[1:])  # one query left out
+    write_isc_h5(tmp_path / "r.h5", ds.reference_ids, np.asarray(r.vectors))
+    names, vecs = read_isc_h5(tmp_path / "r.h5")
+    assert names == ds.reference_ids and vecs.shape == (8, 256)
+    assert _cli("score-h5", "--dataset", tiny_dataset, "--queries", tmp_path / "q.h5", "--references",
+                tmp_path / "r.h5", "--name", "gray16_h5", "--results", tmp_path / "res", "--n-boot", "20") == 0
+    res = read_result(next((tmp_path / "res").rglob("gray16_h5.json")))
+    assert res["metrics"]["n_queries"] == 10 and res["metrics"]["map"] == pytest.approx(1.0)
+    assert res["skipped"][0]["error"].endswith("no descriptor for 'Q000'")
+    (tmp_path / "bad.h5").write_bytes(b"nope")
+    assert _cli("score-h5", "--dataset", tiny_dataset, "--queries", tmp_path / "bad.h5", "--references",
+                tmp_path / "r.h5", "--name", "x", "--results", tmp_path / "res") == 2
+
+
+def test_plots_from_raw_predictions(tiny_dataset, tmp_path):
+    ds = load_dataset(tiny_dataset)
+    run_benchmark(ds, ["pixel_gray_8"], RunSettings(n_boot=10), results=tmp_path / "res", cache_dir=None, progress=False)
+    assert _cli("plot", tmp_path / "res", "--out", tmp_path / "plots") == 0
+    pngs = sorted(p.name for p in (tmp_path / "plots").glob("*.png"))
+    assert len(pngs) == 2 and pngs[0].startswith("families_") and pngs[1].startswith("pr_")
