@@ -215,7 +215,7 @@ def cmd_demo(args) -> int:
     from .demo import run_demo
 
     return run_demo(out=args.out, detectors=args.detectors, device=args.device, n_queries=args.n_queries,
-                    seed=args.seed, results=args.results, progress=not args.quiet)
+                    seed=args.seed, results=args.results, force=args.force, progress=not args.quiet)
 
 
 # ----------------------------------------------------------------------------------------------- parser
@@ -252,6 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-queries", type=int, default=None, help="queries in the default dataset (default: the recipe's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--results", default=None, help="results folder (default: OUT/results); `--results results/default` regenerates the published leaderboard")
+    p.add_argument("--force", action="store_true", help="recompute results that already exist")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("list", help="list registered detectors or dataset recipes")

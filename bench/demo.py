@@ -55,7 +55,7 @@ def _dataset(out: Path, n_queries: int | None, seed: int, device: str, progress:
 
 def run_demo(out: str | Path = "runs/demo", detectors: str | None = None, device: str = "cpu",
              n_queries: int | None = None, seed: int = 0, results: str | Path | None = None,
-             progress: bool = True) -> int:
+             force: bool = False, progress: bool = True) -> int:
     """Build, run, score and print; returns the CLI exit code."""
     from .run import RunSettings, run_benchmark
     from .table import render_table
@@ -78,7 +78,7 @@ def run_demo(out: str | Path = "runs/demo", detectors: str | None = None, device
         return 2
     results = Path(results) if results else out / "results"
     outcomes = run_benchmark(ds, names, RunSettings(device=device), results=results,
-                             cache_dir=out / "cache", progress=progress)
+                             cache_dir=out / "cache", skip_existing=not force, progress=progress)
     for o in outcomes:
         if o.status == "failed":
             console.print(f"[red]failed[/red] {o.detector}: {o.message}")
