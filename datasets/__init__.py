@@ -1,0 +1,57 @@
+"""Copy-detection datasets: synthetic recipes (segmix family, augmentations, overlays, distractors) and imports.
+
+Public API (heavy libraries load inside the functions, so ``import copybench.datasets`` stays cheap):
+
+- :func:`build_dataset` builds a recipe such as ``default-s``, ``segmix_hard-s`` or ``crop.strong-m``;
+- :func:`list_recipes` names every recipe with a one-line description; :data:`DEFAULT_RECIPE` is the demo one;
+- :func:`import_dataset` indexes a real dataset laid out as DISC21, Copydays or a plain image folder;
+- :func:`replay_query` regenerates one built query from its seed, pixel for pixel;
+- :func:`load_dataset` reads any dataset folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .dataset import CopyDataset, DatasetError, load_dataset
+from .errors import MaskError, RecipeError, SourceError
+from .recipes import DEFAULT_RECIPE, list_recipes
+
+if TYPE_CHECKING:
+    import numpy as np
+
+__all__ = [
+    "DEFAULT_RECIPE", "CopyDataset", "DatasetError", "MaskError", "RecipeError", "SourceError",
+    "build_dataset", "import_dataset", "list_recipes", "load_dataset", "replay_query",
+]  # fmt: skip
+
+
+def build_dataset(
+    recipe: str,
+    out: str | Path,
+    *,
+    sources: str | None = None,
+    n_queries: int | None = None,
+    seed: int = 0,
+    device: str = "cpu",
+    progress: bool = True,
+) -> CopyDataset:
+    """Build ``recipe`` from ``sources`` (None: the embedded photos; a folder; cutouts:/voc:/coco:) into ``out``."""
+    from .build import build_dataset as _build
+
+    return _build(recipe, out, sources=sources, n_queries=n_queries, seed=seed, device=device, progress=progress)
+
+
+def import_dataset(fmt: str, src: str | Path, out: str | Path, progress: bool = True) -> CopyDataset:
+    """Index a real dataset (``fmt``: disc21, copydays or folder) at ``src`` into a dataset folder ``out``."""
+    from .importers import import_dataset as _import
+
+    return _import(fmt, src, out, progress=progress)
+
+
+def replay_query(dataset: str | Path | CopyDataset, query_id: str, device: str = "cpu") -> np.ndarray:
+    """Regenerate one built query (uint8 (h, w, 3)) from the dataset seed and its index."""
+    from .build import replay_query as _replay
+
+    return _replay(dataset, query_id, device=device)

@@ -1,0 +1,264 @@
+"""Building a synthetic copy dataset from a recipe, streaming queries to disk in batches, and replaying one.
+
+A build writes into a hidden sibling folder and renames it into place at the end, so an interrupted build never
+leaves a ``dataset.json`` beside incomplete files. Memory holds the source pool and one batch of queries.
+The folder also keeps the held-out sources (``sources/``) and the masks (``masks/``) the queries were made
+from, so :func:`replay_query` regenerates a query from the dataset folder alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from .dataset import (
+    DATASET_FILE,
+    CopyDataset,
+    atomic_write_text,
+    compute_fingerprint,
+    load_dataset,
+    write_dataset_index,
+)
+from .errors import MaskError, SourceError
+from .params import PoolView, sample_query
+from .recipes import RECIPE_VERSION, Recipe, parse_recipe
+from .sources import Pool, SourceImage, load_pool
+
+log = logging.getLogger(__name__)
+
+BATCH = 32  # queries are rendered in fixed index chunks: replay recomputes exactly the batch a query was in
+
+
+def pixel_digest(arr: np.ndarray) -> str:
+    """sha256 of an image's shape and pixels."""
+    return hashlib.sha256(str(arr.shape).encode() + np.ascontiguousarray(arr).tobytes()).hexdigest()
+
+
+def build_dataset(
+    recipe: str,
+    out: str | Path,
+    *,
+    sources: str | None = None,
+    n_queries: int | None = None,
+    seed: int = 0,
+    device: str = "cpu",
+    progress: bool = True,
+) -> CopyDataset:
+    """Build recipe ``recipe`` (e.g. ``default-s``) into folder ``out`` and return the loaded dataset."""
+    rec = parse_recipe(recipe, n_queries)
+    out = Path(out).expanduser().resolve()
+    _check_target(out)
+    pool = load_pool(sources, rec.max_references, need_masks=rec.needs_masks)
+    if rec.family == "default" and pool.masks == "none":
+        pool = _try_masks(pool)
+    view = PoolView.of(pool)
+    _check_pool(rec, pool, view)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.building-"))
+    try:
+        refs = _write_pool(tmp, pool)
+        queries, pixels = _write_queries(tmp, rec, seed, pool, view, device, progress)
+        meta = _meta(rec, seed, pool, refs, queries, pixels, device)
+        write_contact_sheet(tmp, queries, pool)
+        atomic_write_text(tmp / "skipped.txt", "".join(f"{n}\t{why}\n" for n, why in pool.skipped))
+        write_dataset_index(tmp, meta, refs, queries)
+        _swap_into_place(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if pool.skipped:
+        log.warning("%d unreadable source file(s) skipped: %s", len(pool.skipped), ", ".join(n for n, _ in pool.skipped))
+    return load_dataset(out)
+
+
+def _check_target(out: Path) -> None:
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / DATASET_FILE).is_file())):
+        raise SourceError(f"output {out} exists and is not a copybench dataset: refusing to overwrite it")
+
+
+def _try_masks(pool: Pool) -> Pool:
+    # The demo recipe pastes segments when saliency masks are available and pastes boxes otherwise.
+    from .sources import attach_masks
+
+    try:
+        attach_masks(pool)
+    except MaskError:
+        log.warning("no U2-Netp model: default recipe pastes boxes (cutmix) instead of segments")
+    return pool
+
+
+def _check_pool(rec: Recipe, pool: Pool, view: PoolView) -> None:
+    if rec.needs_masks and not any(view.segments[i] for i in view.references):
+        raise MaskError(f"sources {pool.spec!r}: no reference has a usable mask segment (>= 1% of the image)")
+    if len(view.backgrounds) < 2 and rec.family in ("segmix", "segmix_hard", "segmix_resized", "cutmix", "default"):
+        raise SourceError(f"sources {pool.spec!r}: paste recipes need at least 2 held-out images for backgrounds")
+
+
+def _save_png(path: Path, arr: np.ndarray) -> None:
+    Image.fromarray(arr).save(path, format="PNG", compress_level=1)
+
+
+def _write_pool(root: Path, pool: Pool) -> pd.DataFrame:
+    for sub in ("references", "sources", "masks"):
+        (root / sub).mkdir()
+    for s in pool.references:
+        _save_png(root / "references" / f"{s.id}.png", s.rgb)
+    for s in pool.by_id().values():
+        if s.id not in {r.id for r in pool.references}:
+            _save_png(root / "sources" / f"{s.id}.png", s.rgb)
+        if s.mask is not None:
+            _save_png(root / "masks" / f"{s.id}.png", s.mask)
+    ids = [s.id for s in pool.references]
+    return pd.DataFrame({"reference_id": ids, "path": [f"references/{i}.png" for i in ids]})
+
+
+def _progress(enabled: bool):
+    if not enabled:
+        return nullcontext(None)
+    from rich.progress import Progress
+
+    return Progress(transient=True)
+
+
+def _write_queries(root, rec, seed, pool, view, device, progress) -> tuple[pd.DataFrame, dict[str, str]]:
+    from .render import render
+
+    (root / "queries").mkdir()
+    by_id, paste_ok = pool.by_id(), pool.masks != "none"
+    rows, pixels = [], {}
+    with _progress(progress) as bar:
+        task = bar.add_task(f"building {rec.name}", total=rec.n_queries) if bar else None
+        for start in range(0, rec.n_queries, BATCH):
+            idx = range(start, min(start + BATCH, rec.n_queries))
+            plist = [sample_query(rec, seed, i, view, paste_ok) for i in idx]
+            for i, p, img in zip(idx, plist, render(plist, by_id, device)):
+                qid = f"Q{i:06d}"
+                _save_png(root / "queries" / f"{qid}.png", img)
+                pixels[qid] = pixel_digest(img)
+                rows.append(_row(qid, p))
+            if bar:
+                bar.advance(task, len(idx))
+    return pd.DataFrame(rows), pixels
+
+
+def _row(qid: str, p: dict) -> dict:
+    return {
+        "query_id": qid, "path": f"queries/{qid}.png", "reference_id": "" if p["distractor"] else p["source"],
+        "family": p["family"], "tier": p["tier"], "params": json.dumps(p, sort_keys=True, separators=(",", ":")),
+    }  # fmt: skip
+
+
+def _meta(rec, seed, pool, refs, queries, pixels, device) -> dict:
+    n_dis = int((queries["reference_id"] == "").sum())
+    counts = {"references": len(refs), "queries": len(queries), "distractors": n_dis}
+    identity = {
+        "recipe": rec.name, "recipe_version": RECIPE_VERSION, "seed": int(seed), "counts": counts,
+        "masks": pool.masks, "held_out": {s.id: s.digest() for s in (*pool.held_out, *pool.backgrounds)},
+    }  # fmt: skip
+    digests = {f"R:{s.id}": s.digest() for s in pool.references}
+    fingerprint = compute_fingerprint(identity, refs, queries, digests)
+    pix = hashlib.sha256("".join(f"{q}:{d}\n" for q, d in sorted(pixels.items())).encode()).hexdigest()
+    return {
+        "name": f"{rec.name}.seed{seed}", "recipe": rec.name, "recipe_version": RECIPE_VERSION, "seed": int(seed),
+        "n_queries": rec.n_queries, "counts": counts, "fingerprint": fingerprint, "pixels_sha256": pix,
+        "device": str(device), "images_root": ".", "sources": pool.spec, "masks": pool.masks,
+        "skipped": [n for n, _ in pool.skipped], "batch": BATCH,
+        "reference_origins": {s.id: s.origin for s in pool.references},
+        "held_out": [s.id for s in pool.held_out], "backgrounds": [s.id for s in pool.backgrounds],
+    }  # fmt: skip
+
+
+def _swap_into_place(tmp: Path, out: Path) -> None:
+    if out.exists():
+        (out / DATASET_FILE).unlink(missing_ok=True)  # first: the old folder stops being a dataset
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, out)
+
+
+# --- contact sheet -----------------------------------------------------------------------------------------
+
+
+def write_contact_sheet(root: Path, queries: pd.DataFrame, pool: Pool, n: int = 12, side: int = 160) -> None:
+    """contact_sheet.png: sample copies (one per family first) beside their sources; distractors marked."""
+    from PIL import ImageDraw
+
+    picks = _sheet_picks(queries, n)
+    by_id = pool.by_id()
+    sheet = Image.new("RGB", (2 * (side + 8) * 2, (side + 22) * ((len(picks) + 1) // 2) + 4), "white")
+    draw = ImageDraw.Draw(sheet)
+    for k, (_, row) in enumerate(picks.iterrows()):
+        p = json.loads(row["params"])
+        x0, y0 = (k % 2) * 2 * (side + 8) + 4, (k // 2) * (side + 22) + 4
+        q = Image.open(root / row["path"]).convert("RGB")
+        s = Image.fromarray(by_id[p["source"]].rgb)
+        for j, img in enumerate((q, s)):
+            img.thumbnail((side, side))
+            sheet.paste(img, (x0 + j * (side + 4), y0))
+        tag = "distractor" if p["distractor"] else "copy"
+        draw.text((x0, y0 + side + 4), f"{row['query_id']} {p['family']} {p['tier']} {tag}"[:44], fill="black")
+    buf = root / ".contact_sheet.tmp.png"
+    sheet.save(buf, format="PNG")
+    os.replace(buf, root / "contact_sheet.png")
+
+
+def _sheet_picks(queries: pd.DataFrame, n: int) -> pd.DataFrame:
+    first = queries.drop_duplicates("family")
+    rest = queries.drop(first.index)
+    return pd.concat([first, rest]).head(n)
+
+
+# --- replay ------------------------------------------------------------------------------------------------
+
+
+def _pool_from_folder(ds: CopyDataset) -> Pool:
+    root = ds.root
+
+    def load(sid: str, sub: str) -> SourceImage:
+        rgb = np.array(Image.open(root / sub / f"{sid}.png").convert("RGB"), dtype=np.uint8)
+        mpath = root / "masks" / f"{sid}.png"
+        mask = np.asarray(Image.open(mpath), dtype=np.uint8) if mpath.is_file() else None
+        return SourceImage(sid, sid, rgb, mask)
+
+    refs = [load(r, "references") for r in ds.reference_ids]
+    held = [load(h, "sources") for h in ds.meta["held_out"]]
+    by_id = {s.id: s for s in held}
+    bgs = [by_id[b] if b in by_id else load(b, "sources") for b in ds.meta["backgrounds"]]
+    return Pool(ds.meta["sources"], refs, held, bgs, ds.meta["masks"])
+
+
+def replay_query(dataset: str | Path | CopyDataset, query_id: str, device: str = "cpu") -> np.ndarray:
+    """Regenerate one query (uint8 (h, w, 3)) from the dataset's seed and its query index, alone."""
+    from .render import group_key, render
+
+    ds = dataset if isinstance(dataset, CopyDataset) else load_dataset(dataset)
+    if "recipe" not in ds.meta or "batch" not in ds.meta:
+        raise SourceError(f"{ds.root}: dataset {ds.name!r} was imported, not built: there is nothing to replay")
+    if query_id not in set(ds.query_ids):
+        raise SourceError(f"{ds.root}: no query {query_id!r}")
+    rec = parse_recipe(ds.meta["recipe"], ds.meta["n_queries"])
+    pool = _pool_from_folder(ds)
+    view, paste_ok = PoolView.of(pool), pool.masks != "none"
+    index, batch = int(query_id[1:]), int(ds.meta["batch"])
+    start = index // batch * batch
+    plist = [sample_query(rec, ds.meta["seed"], i, view, paste_ok) for i in range(start, min(start + batch, rec.n_queries))]
+    mine = plist[index - start]
+    stored = json.loads(ds.queries.set_index("query_id").loc[query_id, "params"])
+    if stored != json.loads(json.dumps(mine)):
+        raise SourceError(f"{ds.root}: query {query_id!r}: regenerated parameters differ from the stored ones")
+    same = [p for p in plist if group_key(p) == group_key(mine)]
+    imgs = render(same, pool.by_id(), device)
+    return imgs[next(i for i, p in enumerate(same) if p is mine)]

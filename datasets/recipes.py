@@ -1,0 +1,80 @@
+"""Recipe names: ``FAMILY[.TIER]-SIZE``, e.g. ``segmix_hard-s``, ``crop-m``, ``crop.strong-xs``, ``mixed-l``.
+
+The size fixes the number of queries (20% of them distractors) and the most references used from a source.
+Tiered families draw each query's tier (light, medium, strong) at random unless the name fixes it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import RecipeError
+
+RECIPE_VERSION = 1
+TIERS = ("light", "medium", "strong")
+# size: (queries, max references)
+SIZES: dict[str, tuple[int, int]] = {"xs": (40, 20), "s": (150, 50), "m": (1000, 250), "l": (5000, 1000)}
+
+FAMILIES: dict[str, str] = {
+    "segmix": "a mask segment of the source pasted at the same place onto a held-out background, no transform",
+    "segmix_hard": "segment jittered/blurred/flipped, resized U(0.75,1), rotated U(-10,10), pasted anywhere",
+    "segmix_resized": "as segmix_hard with resize U(0.5,1), solarize at 0.8, autocontrast p=0.5",
+    "cutmix": "a Beta(1,1) box of the source pasted into a held-out image, or one pasted into the source",
+    "crop": "random crop and resize (area 60-90% / 30-60% / 10-30%)",
+    "color": "color jitter, grayscale, solarize, autocontrast",
+    "blur_noise": "Gaussian blur and Gaussian noise",
+    "jpeg": "JPEG re-encoding (quality 50-80 / 20-50 / 5-20)",
+    "rotate": "rotation and perspective warp",
+    "flip": "horizontal, vertical and transposing flips",
+    "overlay": "DISC21-style AugLy overlays: emoji, text, onto a screenshot, stripes",
+    "mixed": "a chain: crop + rotation + color + one of blur/noise, JPEG or overlay, maybe a flip",
+    "default": "the demo mix: crop, color, blur/noise, JPEG, rotation, overlays and segment paste",
+}
+TIERED = frozenset({"crop", "color", "blur_noise", "jpeg", "rotate", "flip", "overlay", "mixed"})
+MASKED = frozenset({"segmix", "segmix_hard", "segmix_resized"})
+DEFAULT_RECIPE = "default-s"
+DISTRACTOR_EVERY = 5  # every 5th query is a distractor: 20%, independent of the other queries
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A parsed recipe name."""
+
+    name: str
+    family: str
+    tier: str | None
+    size: str
+    n_queries: int
+    max_references: int
+
+    @property
+    def needs_masks(self) -> bool:
+        return self.family in MASKED
+
+
+def parse_recipe(name: str, n_queries: int | None = None) -> Recipe:
+    """Parse ``FAMILY[.TIER]-SIZE``; RecipeError names the recipe and lists the known ones."""
+    head, _, size = str(name).rpartition("-")
+    family, _, tier = head.partition(".")
+    if family not in FAMILIES or size not in SIZES or (tier and (tier not in TIERS or family not in TIERED)):
+        known = ", ".join(n for n, _ in list_recipes())
+        raise RecipeError(
+            f"unknown recipe {name!r}: use FAMILY[.TIER]-SIZE with tiers {'/'.join(TIERS)} for tiered families. "
+            f"Known recipes: {known}"
+        )
+    nq, max_refs = SIZES[size]
+    if n_queries is not None:
+        if int(n_queries) < 1:
+            raise RecipeError(f"n_queries must be >= 1, got {n_queries!r}")
+        nq = int(n_queries)
+    return Recipe(str(name), family, tier or None, size, nq, max_refs)
+
+
+def list_recipes() -> list[tuple[str, str]]:
+    """(name, one-line description) of every family at every size."""
+    out = []
+    for family, desc in FAMILIES.items():
+        for size, (nq, refs) in SIZES.items():
+            tiers = " (tiers light/medium/strong; FAMILY.TIER-SIZE fixes one)" if family in TIERED else ""
+            out.append((f"{family}-{size}", f"{desc}; {nq} queries, <= {refs} references{tiers}"))
+    return out
