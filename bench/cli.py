@@ -167,7 +167,7 @@ def cmd_check(args) -> int:
     for col in ("detector", "dataset", "metric", "baseline", "new", "delta", "status"):
         table.add_column(col)
     colours = {"dropped": "red", "missing": "red", "improved": "green", "ok": ""}
-    fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
+    fmt = lambda v: "-" if v is None else f"{v:.4f}"
     for c in changes:
         if c.status != "ok" or args.verbose:
             table.add_row(c.detector, c.dataset, c.metric, fmt(c.baseline), fmt(c.new),

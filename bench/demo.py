@@ -57,10 +57,9 @@ def run_demo(out: str | Path = "runs/demo", detectors: str | None = None, device
              n_queries: int | None = None, seed: int = 0, results: str | Path | None = None,
              force: bool = False, progress: bool = True) -> int:
     """Build, run, score and print; returns the CLI exit code."""
+    from .progress import console as make_console
     from .run import RunSettings, run_benchmark
     from .table import render_table
-
-    from .progress import console as make_console
 
     console = make_console()
     out = Path(out)

@@ -64,7 +64,7 @@ class _Images(torch.utils.data.Dataset):
             return row, self.preprocess.resize(pil_to_tensor(read_image(self.paths[row]))), None
         except ImageReadError as exc:
             return row, None, str(exc)
-        except Exception as exc:  # any decoder crash on one odd file must not kill the run
+        except Exception as exc:  # noqa: BLE001 - any decoder crash on one odd file must not kill the run
             return row, None, f"{self.paths[row]}: {type(exc).__name__}: {exc}"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import math
 
 import pandas as pd
 
@@ -29,7 +30,7 @@ document.querySelectorAll('table.sortable th').forEach((th, col) => th.addEventL
 
 
 def _cell(value) -> str:
-    if value is None or (isinstance(value, float) and value != value):
+    if value is None or (isinstance(value, float) and math.isnan(value)):
         return '<td data-v="-1">-</td>'
     if isinstance(value, float):
         return f'<td data-v="{value}">{value:.3f}</td>'

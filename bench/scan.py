@@ -41,12 +41,13 @@ BLOCK_BYTES = 256 << 20  # float32 bytes of one descriptor block held in memory 
 # ---------------------------------------------------------------------------------------------- inputs
 def find_images(folder: str | Path, role: str) -> list[str]:
     """Image files under ``folder`` (recursive, suffixes in IMAGE_SUFFIXES), absolute and sorted."""
-    root = Path(folder).expanduser()
+    root = Path(folder).expanduser().resolve()
     if not root.exists():
         raise FileNotFoundError(f"--{role}: no such folder: {root}")
     if not root.is_dir():
         raise NotADirectoryError(f"--{role}: not a folder: {root}")
-    paths = sorted(str(p.resolve()) for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    # not resolved one by one: a symlinked image keeps its place under the folder (and its relative name)
+    paths = sorted(str(p) for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not paths:
         raise ValueError(f"--{role}: no images in {root} (looked recursively for {', '.join(sorted(IMAGE_SUFFIXES))})")
     return paths
@@ -271,6 +272,7 @@ def scan(generated: str | Path, train: str | Path, detector: str, *, similarity:
     calibration = None
     if calibrate is not None:  # first: cheaper than the training set, and fails fast when 90% is out of reach
         calibration = calibrate_threshold(calibrate, ext, similarity=similarity, k=top_k, device=device)
+        log.info("calibrated threshold %.4f on %s", calibration["threshold"], calibration["dataset"])
     t1 = time.perf_counter()
     train_d = _extract(ext, train_paths, similarity, "training images")
     gen_d = _extract(ext, gen_paths, similarity, "generated images")
@@ -279,6 +281,7 @@ def scan(generated: str | Path, train: str | Path, detector: str, *, similarity:
     t_arr, g_arr = _descriptor_array(train_d, similarity), _descriptor_array(gen_d, similarity)
     scores, idx = search_top_k(g_arr, g_rows, t_arr, t_rows, top_k, similarity=similarity, device=device)
     b_rows = baseline_rows(t_rows, baseline_sample, seed)
+    log.info("baseline: %d of %d training images (seed %d)", len(b_rows), len(t_rows), seed)
     base = nearest_other(t_arr, b_rows, t_rows, similarity=similarity, device=device)
     t3 = time.perf_counter()
     summary = {

@@ -188,7 +188,7 @@ table{border-collapse:collapse;margin:.5em 0 1.5em}
 th,td{padding:3px 10px;border-bottom:1px solid #ddd;text-align:right}
 th{background:#f4f4f4}td.t,th.t{text-align:left}
 .random{background:#b00;color:#fff;padding:1em;font-size:1.3em;font-weight:700;border-radius:4px}
-.big{font-size:1.4em}.flag{color:#b00;font-weight:600}
+.big{font-size:1.4em}
 img{max-width:100%;border:1px solid #ddd;margin:.3em 0}
 details{margin:1em 0}pre{background:#f7f7f7;padding:1em;overflow:auto}
 """

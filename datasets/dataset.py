@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -82,7 +83,7 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 def split_ids(value: object) -> frozenset[str]:
     """Parse the '|'-joined reference ids of a manifest cell (empty or NaN: a distractor)."""
-    if value is None or (isinstance(value, float) and value != value) or value == "":
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value == "":
         return frozenset()
     return frozenset(str(value).split("|"))
 
@@ -156,4 +157,4 @@ def _check_ids(meta_file: Path, refs: pd.DataFrame, queries: pd.DataFrame, posit
     for q, pos in positives.items():
         unknown = pos - known
         if unknown:
-            raise DatasetError(f"{meta_file.parent}: query {q!r} names unknown reference {sorted(unknown)[0]!r}")
+            raise DatasetError(f"{meta_file.parent}: query {q!r} names unknown reference {min(unknown)!r}")
