@@ -73,8 +73,11 @@ class Preprocess:
         size, policy = self.spec.input_size, self.spec.resize
         if policy == "square":
             return TF.resize(x, [size, size], interpolation=self.interpolation, antialias=True)
-        x = TF.resize(x, size, interpolation=self.interpolation, antialias=True)
-        return TF.center_crop(x, [size, size]) if policy == "short_crop" else x
+        if policy == "short":
+            return TF.resize(x, size, interpolation=self.interpolation, antialias=True)
+        # short_crop: short side to size / crop_pct (timm's rule, e.g. 256 for 224), then the centre crop
+        x = TF.resize(x, self.spec.resize_size, interpolation=self.interpolation, antialias=True)
+        return TF.center_crop(x, [size, size])
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """uint8 -> float in [0, 1] -> (x - mean) / std; works on CPU or GPU tensors."""

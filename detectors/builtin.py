@@ -2,4 +2,4 @@
 
 from __future__ import annotations
 
-from . import pixel, timm_models  # noqa: F401
+from . import clip, dino, pixel, sscd, timm_models  # noqa: F401

