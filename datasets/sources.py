@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from copybench.preprocess import ImageReadError, read_image, to_rgb
 from PIL import Image
+
+from copybench.preprocess import ImageReadError, read_image, to_rgb
 
 from .errors import MaskError, SourceError
 from .masks import (

@@ -6,6 +6,8 @@ import json
 
 import numpy as np
 import pytest
+from PIL import Image
+
 from copybench.datasets import (
     DEFAULT_RECIPE,
     MaskError,
@@ -17,7 +19,6 @@ from copybench.datasets import (
 )
 from copybench.datasets.masks import find_u2netp
 from copybench.datasets.recipes import FAMILIES, MASKED, parse_recipe
-from PIL import Image
 
 HAS_U2NETP = find_u2netp() is not None
 

@@ -6,9 +6,10 @@ import json
 
 import numpy as np
 import pytest
+from PIL import Image
+
 from copybench.datasets import MaskError, SourceError, build_dataset, import_dataset, load_dataset
 from copybench.datasets.masks import decode_rle
-from PIL import Image
 
 
 def _img(rng, h=48, w=64) -> Image.Image:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+
 from copybench.detectors import WeightsMissingError, create_detector, find_weights, get_spec, weights_status
 from copybench.detectors.load import read_state_dict
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from copybench.detectors import create_detector
 from scipy.fftpack import dct
+
+from copybench.detectors import create_detector
 
 
 def _images(n: int, size: int, seed: int = 0) -> torch.Tensor:

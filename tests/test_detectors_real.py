@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image
+
 from copybench.detectors import check_detector_contract, create_detector, describe_detectors, weights_status
 from copybench.preprocess import Preprocess, pil_to_tensor
-from PIL import Image
 
 pytestmark = pytest.mark.weights
 

@@ -7,8 +7,9 @@ import math
 
 import numpy as np
 import pytest
-from copybench import metrics as M
 from sklearn.metrics import average_precision_score
+
+from copybench import metrics as M
 
 NEG_INF = -np.inf
 

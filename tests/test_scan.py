@@ -17,9 +17,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
+
 from copybench import scan as scan_mod
 from copybench.cli import main as cli_main
-from PIL import Image
 
 TRAIN_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "camera", "coins", "moon", "page", "clock", "brick",
                 "grass", "colorwheel", "immunohistochemistry", "hubble_deep_field")
@@ -360,6 +361,7 @@ TOKEN_SPEC_NAME = "test_scan_tiny_tokens"
 def tiny_token_detector():
     """A random-by-design detector with token output: patch embedding of 8 x 8 patches plus a mean token."""
     import torch
+
     from copybench.detectors import DetectorSpec, register_detector
     from copybench.detectors.registry import unregister_detector
 
