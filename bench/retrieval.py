@@ -150,7 +150,9 @@ def fit_whitening(train: np.ndarray):
     import faiss
 
     d = train.shape[1]
-    pca = faiss.PCAMatrix(d, d, -0.5)
+    # n samples span at most n - 1 directions: whitening beyond them would divide by zero variance
+    d_out = min(d, train.shape[0] - 1)
+    pca = faiss.PCAMatrix(d, d_out, -0.5)
     pca.train(np.ascontiguousarray(train, dtype=np.float32))
 
     def apply(x: np.ndarray) -> np.ndarray:

@@ -35,6 +35,14 @@ class RunSettings:
     n_boot: int = 1000
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        if self.similarity not in ("cosine", "split", "split_cross"):
+            raise ValueError(f"unknown similarity {self.similarity!r}; choose cosine, split or split_cross")
+        if (self.whitening or self.score_norm) and not self.norm_set:
+            raise ValueError("--whitening and --score-norm need --norm-set DIR: a separate folder of training images")
+        if self.topk < 1 or self.batch_size < 1:
+            raise ValueError(f"--topk and --batch-size must be positive, got {self.topk} and {self.batch_size}")
+
     def key_settings(self) -> dict:
         """Settings that enter the result key (and so the file name)."""
         keys = {"similarity": self.similarity, "chunks": self.chunks, "whitening": self.whitening,
@@ -94,8 +102,6 @@ def _normalize_with_norm_set(settings: RunSettings, extractor, qd, rd):
 
     if not (settings.whitening or settings.score_norm):
         return qd, rd, None
-    if not settings.norm_set:
-        raise ValueError("--whitening and --score-norm need --norm-set DIR: a separate folder of training images")
     paths = sorted(str(p) for p in Path(settings.norm_set).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if len(paths) < 16:
         raise ValueError(f"--norm-set {settings.norm_set}: needs at least 16 images, found {len(paths)}")
@@ -115,8 +121,6 @@ def evaluate_detector(detector, dataset, settings: RunSettings, *, cache_dir: Pa
     """Extract, search and score one loaded detector on one dataset; returns the result dict (not written)."""
     from .extract import Extractor
 
-    if settings.similarity not in ("cosine", "split", "split_cross"):
-        raise ValueError(f"unknown similarity {settings.similarity!r}; choose cosine, split or split_cross")
     tokens = settings.similarity != "cosine" and detector.spec.output == "tokens"
     ext = Extractor(detector, device=settings.device, dtype=settings.dtype, batch_size=settings.batch_size,
                     cache_dir=cache_dir, progress=progress)
