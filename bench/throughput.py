@@ -98,7 +98,7 @@ class Timing:
         import numpy as np
 
         q1, med, q3 = np.percentile(np.asarray(self.seconds), [25, 50, 75])
-        return self.items / med, [self.items / q3, self.items / q1]
+        return float(self.items / med), [float(self.items / q3), float(self.items / q1)]
 
 
 def _sync(device: str) -> None:
@@ -214,7 +214,7 @@ def synthetic_references(n: int, dims: int, seed: int = 0):
 
 # ----------------------------------------------------------------------------------------------- device decode
 class _FileBytes:
-    """Dataset of raw file bytes (uint8 tensors): workers only read, the device decodes."""
+    """Dataset of raw file bytes: workers only read, the device decodes."""
 
     def __init__(self, paths: list[str]) -> None:
         self.paths = paths
@@ -222,10 +222,9 @@ class _FileBytes:
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, i: int):
-        from torchvision.io import read_file
-
-        return read_file(self.paths[i])
+    def __getitem__(self, i: int) -> bytes:
+        # plain bytes, not tensors: many small shared-memory tensors per batch exhaust or lose file descriptors
+        return Path(self.paths[i]).read_bytes()
 
 
 def _collate_list(items):
@@ -234,8 +233,10 @@ def _collate_list(items):
 
 def _decode(datas: list, device) -> list:
     """Decode a batch of file bytes to uint8 (3, H, W) on ``device``: JPEGs batched, anything else one by one."""
+    import torch
     from torchvision.io import ImageReadMode, decode_image, decode_jpeg
 
+    datas = [torch.frombuffer(bytearray(d), dtype=torch.uint8) for d in datas]
     is_jpeg = [bool(d.numel() > 2 and d[0] == 0xFF and d[1] == 0xD8) for d in datas]
     jpegs = [d for d, j in zip(datas, is_jpeg) if j]
     decoded = iter(decode_jpeg(jpegs, mode=ImageReadMode.RGB, device=device) if jpegs else [])
@@ -622,6 +623,8 @@ def _print_results(results: list[dict]) -> None:
                       _ratio(m, "e2e_speedup_vs_reference"), _ratio(m, "retrieval_speedup_vs_reference"),
                       style="red" if is_random(r) else None)
     console = Console()
+    if not console.is_terminal:  # logs and captured output: keep the whole table readable
+        console.width = 200
     console.print(table)
     for r in results:
         console.print(f"wrote {r['_path']}")
