@@ -59,10 +59,11 @@ def load_torchscript(path: Path, name: str) -> torch.nn.Module:
         raise ValueError(f"{name}: {path} is not a TorchScript file ({exc}); SSCD ships <name>.torchscript.pt") from exc
 
 
-def _sscd(name: str, trunk: str, dims: int, license: str = "MIT") -> None:
+def _sscd(name: str, trunk: str, dims: int, license: str = "MIT", size: int = 320) -> None:
+    official = name.split(".")[0]  # variants share the official file: "sscd_disc_mixup.sq288" -> sscd_disc_mixup
     spec = DetectorSpec(
-        name=name, dims=dims, input_size=320, resize="square", interpolation="bilinear",
-        mean=IMAGENET_MEAN, std=IMAGENET_STD, weights=SSCD_URL.format(name), license=license,
+        name=name, dims=dims, input_size=size, resize="square", interpolation="bilinear",
+        mean=IMAGENET_MEAN, std=IMAGENET_STD, weights=SSCD_URL.format(official), license=license,
         paper=SSCD_PAPER, family="sscd",
     )
 
@@ -74,6 +75,8 @@ def _sscd(name: str, trunk: str, dims: int, license: str = "MIT") -> None:
 _sscd("sscd_disc_mixup", "resnet50", 512)
 _sscd("sscd_imagenet_mixup", "resnet50", 512)
 _sscd("sscd_disc_large", "resnext101_32x4d", 1024)
+# SSCD's evaluation size (short side 288) as a batchable square: the throughput target is quoted at 288
+_sscd("sscd_disc_mixup.sq288", "resnet50", 512, size=288)
 
 
 class OnnxUint8(torch.nn.Module):

@@ -29,7 +29,7 @@ else
   MIN_TIME="${MIN_TIME:-2}"; STEP_TIMEOUT="${STEP_TIMEOUT:-150}"
 fi
 DTYPE="${DTYPE:-bf16}"
-PY="$REPO/.venv/bin/python"
+PY="${PY:-$REPO/.venv/bin/python}"  # on a lent GPU machine: PY=python3 with the wheels on PYTHONPATH
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 T0=$(date +%s)
@@ -76,7 +76,7 @@ if [ -z "${DETECTORS:-}" ]; then
   DETECTORS="$("$PY" - <<'EOF'
 from copybench.detectors import list_detectors
 names = set(list_detectors())
-sscd = next((n for n in ("sscd_disc_mixup", "resnet50.tv_in1k") if n in names), "cb_gpu_fallback:resnet50_288")
+sscd = next((n for n in ("sscd_disc_mixup.sq288", "sscd_disc_mixup", "resnet50.tv_in1k") if n in names), "cb_gpu_fallback:resnet50_288")
 print(",".join([sscd] + [n for n in ("dino_vitb16", "clip_vitb16.openai") if n in names]))
 EOF
 )"
@@ -122,7 +122,7 @@ for e in errors:
 EOF
 
 stamp "GPU-marked tests"
-timeout "$STEP_TIMEOUT" "$PY" -m pytest tests -m gpu -q -p no:cacheprovider -rs 2>&1 | tee "$OUT/pytest_gpu.log"
+timeout "$STEP_TIMEOUT" "$PY" -m pytest tests/test_gpu.py tests/test_throughput.py -m gpu -q -p no:cacheprovider -rs 2>&1 | tee "$OUT/pytest_gpu.log"
 [ "${PIPESTATUS[0]}" = 0 ] || [ "${PIPESTATUS[0]}" = 5 ] || FAILED=1  # 5: no tests collected
 
 stamp "done (failed=$FAILED); files in $OUT"
