@@ -260,6 +260,9 @@ def _decode_resize(extractor, datas: list, stream) -> list:
     return [(rows, x, event) for rows, x in out]
 
 
+DECODE_AHEAD = 2
+
+
 def device_decode_extract(extractor, paths: list[str], num_workers: int):
     """Descriptors of ``paths`` with decode and resize on the extractor's device; the next batch is decoded in a
     background thread (its own CUDA stream) while the current one runs through the model."""
@@ -272,19 +275,22 @@ def device_decode_extract(extractor, paths: list[str], num_workers: int):
         _FileBytes(paths), batch_size=extractor.batch_size, num_workers=num_workers, collate_fn=_collate_list,
         prefetch_factor=4 if num_workers else None,
     )
-    stream = torch.cuda.Stream(extractor.device) if extractor.device.type == "cuda" else None
-    chunks, offset, pending = [], 0, None
-    with ThreadPoolExecutor(1) as pool:
-        for datas in loader:
-            future = pool.submit(_decode_resize, extractor, datas, stream)
-            if pending is not None:
-                chunks += _forward_groups(extractor, *pending)
-            pending, offset = (future, offset), offset + len(datas)
-        if pending is not None:
-            chunks += _forward_groups(extractor, *pending)
+    cuda = extractor.device.type == "cuda"
+    # DECODE_AHEAD batches decode concurrently, each thread on its own stream, while the model runs the oldest
+    streams = [torch.cuda.Stream(extractor.device) if cuda else None for _ in range(DECODE_AHEAD)]
+    chunks, offset, pending = [], 0, []
+    with ThreadPoolExecutor(DECODE_AHEAD) as pool:
+        for n, datas in enumerate(loader):
+            pending.append((pool.submit(_decode_resize, extractor, datas, streams[n % DECODE_AHEAD]), offset))
+            offset += len(datas)
+            if len(pending) > DECODE_AHEAD:
+                chunks += _forward_groups(extractor, *pending.pop(0))
+        for item in pending:
+            chunks += _forward_groups(extractor, *item)
+    # one device-to-host copy at the end: a copy per batch would stall the GPU queue every batch
     vectors = np.zeros((len(paths), chunks[0][1].shape[1]), np.float32)
     for rows, vecs in chunks:
-        vectors[rows] = vecs
+        vectors[rows] = vecs.cpu().numpy()
     return vectors
 
 
@@ -297,7 +303,7 @@ def _forward_groups(extractor, future, offset: int) -> list:
             torch.cuda.current_stream(extractor.device).wait_event(event)
             x.record_stream(torch.cuda.current_stream(extractor.device))
         glob, _ = extractor.forward(x)
-        out.append(([offset + r for r in rows], glob.cpu().numpy()))
+        out.append(([offset + r for r in rows], glob))
     return out
 
 
