@@ -24,11 +24,12 @@ COLUMNS = {  # metric key -> column title
     "mrr": "MRR",
 }
 FORMATS = ("terminal", "md", "csv", "html")
+RANDOM_SUFFIX = " (random weights)"
 
 
 def _detector_label(result: dict) -> str:
     name = result["detector"]["name"]
-    return f"{name} (random weights)" if is_random(result) else name
+    return name + RANDOM_SUFFIX if is_random(result) else name
 
 
 def _settings_label(result: dict) -> str:
@@ -66,11 +67,25 @@ def throughput_frame(results: list[dict]) -> pd.DataFrame:
         if r.get("kind") != "throughput":
             continue
         for m in r.get("measurements", []):
-            rows.append({"detector": _detector_label(r), "device": r["environment"].get("device_name"),
-                         "dtype": m.get("dtype"), "batch": m.get("batch_size"),
-                         "model img/s": m.get("model_ips"), "end-to-end img/s": m.get("e2e_ips"),
-                         "retrieval q/s": m.get("retrieval_qps")})
+            rows.append({"detector": _detector_label(r), "weights": r["detector"]["weights"]["status"],
+                         "device": r["environment"].get("device_name"), "dtype": m.get("dtype"),
+                         "batch": m.get("batch_size"), "model img/s": m.get("model_ips"),
+                         "end-to-end img/s": m.get("e2e_ips"), "e2e/model": m.get("e2e_over_model"),
+                         "e2e x reference": m.get("e2e_speedup_vs_reference"), "retrieval q/s": m.get("retrieval_qps")})
     return pd.DataFrame(rows)
+
+
+def side_by_side(acc: pd.DataFrame, thr: pd.DataFrame) -> pd.DataFrame:
+    """Accuracy beside speed: each accuracy row with its detector's best end-to-end rate on each device."""
+    if acc.empty or thr.empty:
+        return pd.DataFrame()
+    # speed does not depend on weight values, so rows join on the bare detector name
+    bare = thr.assign(name=thr["detector"].str.removesuffix(RANDOM_SUFFIX))
+    best = bare.groupby(["name", "device"])["end-to-end img/s"].max().unstack("device")
+    best.columns = [f"e2e img/s ({c})" for c in best.columns]
+    keep = acc[["dataset", "detector", "weights", "similarity", "µAP", "mAP"]]
+    keep = keep.assign(name=keep["detector"].str.removesuffix(RANDOM_SUFFIX))
+    return keep.merge(best, left_on="name", right_index=True, how="inner").drop(columns="name")
 
 
 def rank_aggregate(frame: pd.DataFrame, metric: str = "µAP") -> pd.DataFrame:
@@ -85,7 +100,9 @@ def rank_aggregate(frame: pd.DataFrame, metric: str = "µAP") -> pd.DataFrame:
 def _fmt(value) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
-    return f"{value:.3f}" if isinstance(value, float) else str(value)
+    if isinstance(value, float):
+        return f"{value:,.1f}" if abs(value) >= 100 else f"{value:.3f}"
+    return str(value)
 
 
 def to_markdown(frame: pd.DataFrame) -> str:
@@ -140,9 +157,13 @@ def render_table(results_dir: str | Path, fmt: str = "terminal", out: str | Path
     results, errors = load_results(results_dir)
     acc, thr = accuracy_frame(results), throughput_frame(results)
     if fmt == "terminal" and out is None:
-        print_leaderboards(acc)
+        if not acc.empty or thr.empty:
+            print_leaderboards(acc)
         if not thr.empty:
             print_terminal(thr, "throughput (compare only rows on the same device)")
+        both = side_by_side(acc, thr)
+        if not both.empty:
+            print_terminal(both, "accuracy and speed (speed from throughput results of the same detector name)")
         ranks = rank_aggregate(acc)
         if not ranks.empty:
             print_terminal(ranks, "mean rank across datasets")
@@ -154,7 +175,8 @@ def render_table(results_dir: str | Path, fmt: str = "terminal", out: str | Path
 
         text = leaderboard_html(acc, group_frame(results), thr, rank_aggregate(acc))
     else:
-        text = to_markdown(acc) + ("\n" + to_markdown(thr) if not thr.empty else "")
+        parts = [frame for frame in (acc, thr, side_by_side(acc, thr)) if not frame.empty]
+        text = "\n".join(to_markdown(frame) for frame in parts) if parts else to_markdown(acc)
     if errors:
         text += "" if fmt in ("csv", "html") else "\n" + "\n".join(f"<!-- skipped: {html.escape(e)} -->" for e in errors)
     if out:

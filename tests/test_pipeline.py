@@ -251,3 +251,17 @@ def test_plots_from_raw_predictions(tiny_dataset, tmp_path):
     assert _cli("plot", tmp_path / "res", "--out", tmp_path / "plots") == 0
     pngs = sorted(p.name for p in (tmp_path / "plots").glob("*.png"))
     assert len(pngs) == 2 and pngs[0].startswith("families_") and pngs[1].startswith("pr_")
+
+
+def test_table_shows_accuracy_beside_throughput(tiny_dataset, tmp_path):
+    from copybench.table import render_table
+
+    ds = load_dataset(tiny_dataset)
+    run_benchmark(ds, ["pixel_gray_8"], RunSettings(n_boot=10), results=tmp_path / "res", cache_dir=None, progress=False)
+    write_result(tmp_path / "res" / "speed" / "pixel_gray_8.json", {
+        "kind": "throughput", "detector": {"name": "pixel_gray_8", "weights": {"status": "none"}},
+        "environment": {"device_name": "Test CPU"},
+        "measurements": [{"dtype": "fp32", "batch_size": 8, "model_ips": 900.0, "e2e_ips": 450.0}],
+    })
+    md = render_table(tmp_path / "res", fmt="md")
+    assert "e2e img/s (Test CPU)" in md and "450.0" in md
