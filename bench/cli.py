@@ -113,7 +113,17 @@ def _settings(args):
 
     return RunSettings(similarity=args.similarity, chunks=args.chunks, topk=args.topk, device=args.device,
                        dtype=args.dtype, batch_size=args.batch_size, whitening=args.whitening,
-                       score_norm=args.score_norm, norm_set=args.norm_set, n_boot=args.n_boot)
+                       score_norm=args.score_norm, norm_set=args.norm_set, n_boot=args.n_boot,
+                       multiscale=_scales(args.multiscale))
+
+
+def _scales(text: str | None) -> tuple[float, ...] | None:
+    if not text:
+        return None
+    try:
+        return tuple(float(t) for t in _csv(text))
+    except ValueError as exc:
+        raise UsageError(f"--multiscale expects comma-separated factors like 1,0.707,1.414, got {text!r}") from exc
 
 
 def cmd_run(args) -> int:
@@ -236,6 +246,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--whitening", action="store_true", help="PCA-whitening learned on --norm-set")
     p.add_argument("--score-norm", action="store_true", help="SSCD score normalisation against --norm-set")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap samples for 95%% confidence intervals")
+    p.add_argument("--multiscale", default=None, metavar="S1,S2,...",
+                   help="average global descriptors over input scales, e.g. 1,0.707,1.414 (CNNs; not fixed-size ViTs)")
     p.add_argument("--force", action="store_true", help="recompute results that already exist")
 
 

@@ -26,7 +26,7 @@ import torch
 from .preprocess import ImageReadError, Preprocess, pil_to_tensor, read_image
 
 log = logging.getLogger(__name__)
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # bump whenever decoding, preprocessing or normalisation changes what a descriptor is
 SHARD_IMAGES = 1024
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -72,13 +72,16 @@ def _collate(items):
     return items
 
 
-def cache_key(detector, paths: list[str], *, dtype: str, tokens: bool, fingerprint: str | None = None) -> str:
+def cache_key(detector, paths: list[str], *, dtype: str, tokens: bool, fingerprint: str | None = None,
+              scales: tuple[float, ...] | None = None) -> str:
     """Stable hash identifying one extraction."""
     h = hashlib.sha256()
     ident = {
         "v": CACHE_VERSION, "spec": detector.spec.to_dict(), "weights": detector.weights.sha256 or detector.weights.status,
         "dtype": dtype, "tokens": tokens, "fingerprint": fingerprint,
     }
+    if scales:
+        ident["scales"] = list(scales)
     h.update(json.dumps(ident, sort_keys=True).encode())
     for p in paths:
         h.update(p.encode() + b"\0")
@@ -94,7 +97,11 @@ class Extractor:
     """Runs one detector over image lists with the harness's preprocessing and normalisation."""
 
     def __init__(self, detector, *, device: str = "cpu", dtype: str = "fp32", batch_size: int = 32,
-                 num_workers: int | None = None, cache_dir: str | Path | None = None, progress: bool = True) -> None:
+                 num_workers: int | None = None, cache_dir: str | Path | None = None, progress: bool = True,
+                 scales: tuple[float, ...] | None = None) -> None:
+        if scales and any(s <= 0 for s in scales):
+            raise ValueError(f"multiscale factors must be positive, got {scales}")
+        self.scales = tuple(scales) if scales and tuple(scales) != (1.0,) else None
         if dtype not in DTYPES:
             raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
         if batch_size < 1:
@@ -115,20 +122,41 @@ class Extractor:
         x = self.preprocess.normalize(batch_uint8.to(self.device, non_blocking=True))
         if self.device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
-        use_amp = self.dtype != "fp32" and self.device.type in ("cuda", "cpu")
-        with torch.autocast(self.device.type, dtype=DTYPES[self.dtype], enabled=use_amp):
-            out = self.detector(x)
-        out = out.float()
+        if self.scales:
+            return self._multiscale(x), None
+        out = self._model(x)
         if out.ndim == 3:
             glob = torch.nn.functional.normalize(out[:, 0], dim=-1)
             return glob, out
         return torch.nn.functional.normalize(out, dim=-1), None
 
+    def _model(self, x: torch.Tensor) -> torch.Tensor:
+        use_amp = self.dtype != "fp32" and self.device.type in ("cuda", "cpu")
+        with torch.autocast(self.device.type, dtype=DTYPES[self.dtype], enabled=use_amp):
+            return self.detector(x).float()
+
+    def _multiscale(self, x: torch.Tensor) -> torch.Tensor:
+        """Mean of the L2-normalised global descriptors at each scale of the native input, renormalised."""
+        total = 0
+        for s in self.scales:
+            size = [max(8, round(d * s)) for d in x.shape[-2:]]
+            xs = x if s == 1.0 else torch.nn.functional.interpolate(x, size=size, mode="bilinear", antialias=True)
+            try:
+                out = self._model(xs)
+            except (RuntimeError, AssertionError, ValueError) as exc:
+                raise ValueError(f"detector {self.detector.spec.name!r} cannot run at scale {s} ({size[0]}x{size[1]}): "
+                                 f"{exc}; fixed-size models (most ViTs) take no --multiscale") from exc
+            total = total + torch.nn.functional.normalize(out[:, 0] if out.ndim == 3 else out, dim=-1)
+        return torch.nn.functional.normalize(total, dim=-1)
+
     def run(self, paths: list[str], *, tokens: bool = False, fingerprint: str | None = None, label: str = "images") -> Descriptors:
         """Descriptors for ``paths``, from the cache where present."""
         if tokens and self.detector.spec.output != "tokens":
             raise ValueError(f"detector {self.detector.spec.name!r} outputs global descriptors, not tokens")
-        key = cache_key(self.detector, paths, dtype=self.dtype, tokens=tokens, fingerprint=fingerprint)
+        if tokens and self.scales:
+            raise ValueError("--multiscale gives global descriptors only: use it with --similarity cosine")
+        key = cache_key(self.detector, paths, dtype=self.dtype, tokens=tokens, fingerprint=fingerprint,
+                        scales=self.scales)
         store = _ShardStore(self.cache_dir / key if self.cache_dir else None, len(paths))
         if store.complete():
             return store.load(paths)

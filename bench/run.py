@@ -34,6 +34,7 @@ class RunSettings:
     norm_set: str | None = None
     n_boot: int = 1000
     seed: int = 0
+    multiscale: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.similarity not in ("cosine", "split", "split_cross"):
@@ -47,6 +48,8 @@ class RunSettings:
         """Settings that enter the result key (and so the file name)."""
         keys = {"similarity": self.similarity, "chunks": self.chunks, "whitening": self.whitening,
                 "score_norm": self.score_norm, "dtype": self.dtype}
+        if self.multiscale:  # only when set, so keys of single-scale results stay as they were
+            keys["multiscale"] = list(self.multiscale)
         return keys
 
 
@@ -123,7 +126,7 @@ def evaluate_detector(detector, dataset, settings: RunSettings, *, cache_dir: Pa
 
     tokens = settings.similarity != "cosine" and detector.spec.output == "tokens"
     ext = Extractor(detector, device=settings.device, dtype=settings.dtype, batch_size=settings.batch_size,
-                    cache_dir=cache_dir, progress=progress)
+                    cache_dir=cache_dir, progress=progress, scales=settings.multiscale)
     t0 = time.perf_counter()
     rd = ext.run(dataset.references["path"].tolist(), tokens=tokens, fingerprint=dataset.fingerprint, label="references")
     qd = ext.run(dataset.queries["path"].tolist(), tokens=tokens, fingerprint=dataset.fingerprint, label="queries")

@@ -265,3 +265,27 @@ def test_table_shows_accuracy_beside_throughput(tiny_dataset, tmp_path):
     })
     md = render_table(tmp_path / "res", fmt="md")
     assert "e2e img/s (Test CPU)" in md and "450.0" in md
+
+
+def test_multiscale_is_the_mean_of_per_scale_descriptors(tiny_dataset, tmp_path):
+    import torch
+
+    from copybench.detectors import create_detector
+    from copybench.extract import Extractor
+    from copybench.preprocess import Preprocess, pil_to_tensor, read_image
+
+    ds = load_dataset(tiny_dataset)
+    paths = ds.references["path"].tolist()[:3]
+    det = create_detector("pixel_rgb_8")
+    got = Extractor(det, num_workers=0, progress=False, scales=(1.0, 0.5)).run(paths).vectors
+    pre = Preprocess(det.spec)
+    x = torch.stack([pre(pil_to_tensor(read_image(p))) for p in paths])
+    half = torch.nn.functional.interpolate(x, scale_factor=0.5, mode="bilinear", antialias=True)
+    norm = torch.nn.functional.normalize
+    expect = norm(norm(det(x), dim=-1) + norm(det(half), dim=-1), dim=-1)
+    np.testing.assert_allclose(np.asarray(got), expect.numpy(), atol=1e-5)
+    assert _cli("run", "--dataset", tiny_dataset, "--detectors", "pixel_rgb_8", "--results", tmp_path / "r",
+                "--no-cache", "--n-boot", "10", "--multiscale", "1,0.5") == 0
+    result = read_result(next((tmp_path / "r").rglob("pixel_rgb_8__ms.json")))
+    assert result["key"]["multiscale"] == [1.0, 0.5]
+    assert _cli("run", "--dataset", tiny_dataset, "--detectors", "pixel_rgb_8", "--multiscale", "1,big") == 2
