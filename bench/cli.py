@@ -256,7 +256,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     parser.add_argument("-v", "--verbose", action="store_true", help="more logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_demo_and_list(sub)
+    _add_data(sub)
+    _add_run_and_results(sub)
+    for module in ("throughput", "scan"):
+        _register_optional(sub, module)
+    return parser
 
+
+def _add_demo_and_list(sub) -> None:
     p = sub.add_parser("demo", help="build the embedded default dataset, run the default detectors, print the leaderboard")
     p.add_argument("--out", default="runs/demo", help="folder for the dataset and results (default: runs/demo)")
     p.add_argument("--detectors", default=None, help="comma list (default: the offline detectors with real weights + pixel baselines)")
@@ -272,6 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("pattern", nargs="?", default=None, help="shell pattern, e.g. 'dino_*'")
     p.set_defaults(func=cmd_list)
 
+
+def _add_data(sub) -> None:
     data = sub.add_parser("data", help="build or import datasets").add_subparsers(dest="data_command", required=True, metavar="ACTION")
     p = data.add_parser("build", help="build a synthetic copy dataset from a recipe")
     p.add_argument("recipe")
@@ -287,6 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_data_import)
 
+
+def _add_run_and_results(sub) -> None:
     p = sub.add_parser("run", help="descriptors, retrieval and metrics: one result file per detector and dataset")
     p.add_argument("--dataset", required=True, help="dataset folder (from `copybench data build` or `data import`)")
     p.add_argument("--detectors", required=True, help="comma list of names, patterns (dino_*) or module:factory")
@@ -326,10 +338,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="isc", choices=("isc",))
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_export)
-
-    for module in ("throughput", "scan"):
-        _register_optional(sub, module)
-    return parser
 
 
 def _register_optional(sub, module: str) -> None:
