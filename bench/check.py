@@ -48,6 +48,7 @@ def compare(baseline: str | Path, results: str | Path, *, tolerance: float = 0.0
     base = [r for r in base if r["kind"] == "accuracy"]
     if not base:
         raise ValueError(f"no accuracy results in baseline {baseline}")
+    _check_metric_names(metrics, base)
     by_key = {_key(r): r for r in new if r["kind"] == "accuracy"}
     changes = []
     for b in base:
@@ -58,6 +59,15 @@ def compare(baseline: str | Path, results: str | Path, *, tolerance: float = 0.0
             changes.append(Change(b["detector"]["name"], b["dataset"]["name"], metric, bv, nv,
                                   _status(n is not None, bv, nv, tolerance)))
     return changes
+
+
+def _check_metric_names(metrics: tuple[str, ...], base: list[dict]) -> None:
+    """A misspelt metric would compare nothing and pass: refuse names no baseline result has."""
+    known = {k for r in base for k, v in r["metrics"].items() if v is None or isinstance(v, (int, float))}
+    unknown = [m for m in metrics if m not in known]
+    if unknown or not metrics:
+        what = f"unknown metric(s) {', '.join(map(repr, unknown))}" if unknown else "no metrics given"
+        raise ValueError(f"{what}; the baseline has {', '.join(sorted(known))}")
 
 
 def _status(found: bool, bv: float | None, nv: float | None, tolerance: float) -> str:

@@ -156,8 +156,11 @@ def _print_outcomes(outcomes) -> None:
 
 
 def cmd_table(args) -> int:
+    from .results import iter_result_files
     from .table import render_table
 
+    if not any(True for _ in iter_result_files(args.results_dir)):
+        raise UsageError(f"no result files under {args.results_dir} (write some with `copybench run`)")
     text = render_table(args.results_dir, fmt=args.format, out=args.out)
     if text and not args.out:
         sys.stdout.write(text)
@@ -284,17 +287,24 @@ def _add_demo_and_list(sub) -> None:
 def _add_data(sub) -> None:
     data = sub.add_parser("data", help="build or import datasets").add_subparsers(dest="data_command", required=True, metavar="ACTION")
     p = data.add_parser("build", help="build a synthetic copy dataset from a recipe")
-    p.add_argument("recipe")
-    p.add_argument("--out", required=True)
+    p.add_argument("recipe", help="FAMILY[.TIER]-SIZE, e.g. crop-xs or crop.strong-m (see `copybench list recipes`)")
+    p.add_argument("--out", required=True, help="dataset folder to write (an existing dataset there is replaced)")
     p.add_argument("--sources", default=None, help="image folder, cutouts:DIR, voc:DIR or coco:ANN.json:IMAGES (default: embedded photos)")
-    p.add_argument("--n-queries", type=int, default=None)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--n-queries", type=int, default=None, help="number of queries (default: the recipe size's)")
+    p.add_argument("--seed", type=int, default=0, help="dataset seed (default 0): same recipe and seed, same dataset")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N for rendering the queries")
     p.set_defaults(func=cmd_data_build)
-    p = data.add_parser("import", help="import a real dataset layout (disc21, copydays, folder)")
-    p.add_argument("format", choices=("disc21", "copydays", "folder"))
-    p.add_argument("src")
-    p.add_argument("--out", required=True)
+    p = data.add_parser(
+        "import", help="import a real dataset layout (disc21, copydays, folder)",
+        description="Index a real dataset in place (images are not copied). disc21: a queries folder (name "
+                    "containing 'quer'), a references folder ('ref') and a ground-truth CSV (*ground_truth*.csv or "
+                    "*gt*.csv) with columns query_id,reference_id; ids are file stems, an empty reference_id is a "
+                    "distractor. copydays: originals BBBB00.jpg in a folder named like 'original', copies with the "
+                    "same 4-digit block id in crops/<percent>/, jpegqual/<quality>/, strong/ (copy type = family, "
+                    "subfolder = tier). folder: every image is a reference, no queries.")
+    p.add_argument("format", choices=("disc21", "copydays", "folder"), help="dataset layout")
+    p.add_argument("src", help="the dataset's root folder")
+    p.add_argument("--out", required=True, help="folder for the index (dataset.json, queries.csv, references.csv)")
     p.set_defaults(func=cmd_data_import)
 
 
@@ -306,9 +316,10 @@ def _add_run_and_results(sub) -> None:
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("table", help="leaderboard of the results in a folder")
-    p.add_argument("results_dir")
-    p.add_argument("--format", default="terminal", choices=("terminal", "md", "csv", "html"))
-    p.add_argument("--out", default=None)
+    p.add_argument("results_dir", help="a result file or a folder searched recursively (e.g. runs/results)")
+    p.add_argument("--format", default="terminal", choices=("terminal", "md", "csv", "html"),
+                   help="default terminal; terminal with --out writes markdown")
+    p.add_argument("--out", default=None, help="write to this file instead of printing")
     p.set_defaults(func=cmd_table)
 
     p = sub.add_parser("check", help="regression gate: exit 1 when a metric drops by more than the tolerance")
@@ -329,14 +340,14 @@ def _add_run_and_results(sub) -> None:
     p.set_defaults(func=cmd_score_h5)
 
     p = sub.add_parser("plot", help="precision-recall curves and per-family bars (PNG) from result files")
-    p.add_argument("results_dir")
-    p.add_argument("--out", required=True)
+    p.add_argument("results_dir", help="a result file or a folder searched recursively")
+    p.add_argument("--out", required=True, help="folder for the PNGs (pr_<dataset>.png, families_<dataset>.png)")
     p.set_defaults(func=cmd_plot)
 
     p = sub.add_parser("export", help="write a result's predictions in the ISC format (predictions.csv, ground_truth.csv)")
-    p.add_argument("result_file")
-    p.add_argument("--format", default="isc", choices=("isc",))
-    p.add_argument("--out", required=True)
+    p.add_argument("result_file", help="one accuracy result JSON (its predictions file must lie beside it)")
+    p.add_argument("--format", default="isc", choices=("isc",), help="isc: the ISC 2021 evaluation's CSVs")
+    p.add_argument("--out", required=True, help="folder for predictions.csv and ground_truth.csv")
     p.set_defaults(func=cmd_export)
 
 
@@ -361,6 +372,10 @@ def main(argv: list[str] | None = None) -> int:
     from copybench.detectors import UnknownDetectorError, WeightsMissingError
 
     try:
+        if getattr(args, "device", None):
+            from .env import check_device
+
+            check_device(args.device)  # before any work: every command with --device fails the same clear way
         return args.func(args)
     except (UsageError, UnknownDetectorError, WeightsMissingError, ValueError, FileNotFoundError, NotADirectoryError) as exc:
         _console().print(f"[red]error:[/red] {exc}", highlight=False)

@@ -35,6 +35,20 @@ def git_commit() -> str | None:
         return None
 
 
+def check_device(device: str) -> None:
+    """Raise ValueError naming ``device`` when torch cannot parse it or CUDA is asked for but absent."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"unknown device {device!r}: use cpu, cuda or cuda:N") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asked for, but CUDA is not available on this machine")
+    if dev.type == "cuda" and (dev.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"device {device!r} asked for, but this machine has {torch.cuda.device_count()} CUDA device(s)")
+
+
 def device_name(device: str) -> str:
     """Human name of a torch device: the GPU model, or the CPU model and thread count."""
     import torch

@@ -17,6 +17,7 @@ import hashlib
 import json
 import logging
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from .preprocess import ImageReadError, Preprocess, pil_to_tensor, read_image
 log = logging.getLogger(__name__)
 CACHE_VERSION = 2  # bump whenever decoding, preprocessing or normalisation changes what a descriptor is
 SHARD_IMAGES = 1024
+SHARD_SECONDS = 30.0  # also flush a shard this often, so a kill -9 loses at most this much work on a slow model
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -82,6 +84,8 @@ def cache_key(detector, paths: list[str], *, dtype: str, tokens: bool, fingerpri
     }
     if scales:
         ident["scales"] = list(scales)
+    if getattr(detector, "code", None):  # a plugin: its code decides what a descriptor is
+        ident["code"] = detector.code
     h.update(json.dumps(ident, sort_keys=True).encode())
     for p in paths:
         h.update(p.encode() + b"\0")
@@ -124,7 +128,7 @@ class Extractor:
             x = x.contiguous(memory_format=torch.channels_last)
         if self.scales:
             return self._multiscale(x), None
-        out = self._model(x)
+        out = check_raw_output(self.detector.spec, self._model(x), x.shape[0])
         if out.ndim == 3:
             glob = torch.nn.functional.normalize(out[:, 0], dim=-1)
             return glob, out
@@ -146,6 +150,7 @@ class Extractor:
             except (RuntimeError, AssertionError, ValueError) as exc:
                 raise ValueError(f"detector {self.detector.spec.name!r} cannot run at scale {s} ({size[0]}x{size[1]}): "
                                  f"{exc}; fixed-size models (most ViTs) take no --multiscale") from exc
+            out = check_raw_output(self.detector.spec, out, x.shape[0])
             total = total + torch.nn.functional.normalize(out[:, 0] if out.ndim == 3 else out, dim=-1)
         return torch.nn.functional.normalize(total, dim=-1)
 
@@ -161,8 +166,6 @@ class Extractor:
         if store.complete():
             return store.load(paths)
         todo = store.missing_rows()
-        import time
-
         start = time.perf_counter()
         self._extract_rows(paths, todo, store, tokens, label)
         result = store.finalize(paths, self.detector.spec.dims, tokens)
@@ -181,17 +184,33 @@ class Extractor:
         from .progress import progress_bar
 
         name = self.detector.spec.name
-        with progress_bar(f"{name}: {label}", len(rows), self.progress and bool(rows)) as bar:
-            for items in self._batches(paths, rows):
-                for row, _, err in items:
-                    if err is not None:
-                        log.warning("skipped %s", err)
-                        store.add_failure(row, err)
-                for group in _same_shape_groups([it for it in items if it[2] is None]):
-                    glob, toks = self.forward(torch.stack([it[1] for it in group]))
-                    store.add([it[0] for it in group], glob.cpu().numpy(), toks.cpu().half().numpy() if tokens else None)
-                bar.advance(len(items))
+        try:
+            with progress_bar(f"{name}: {label}", len(rows), self.progress and bool(rows)) as bar:
+                for items in self._batches(paths, rows):
+                    for row, _, err in items:
+                        if err is not None:
+                            log.warning("skipped %s", err)
+                            store.add_failure(row, err)
+                    for group in _same_shape_groups([it for it in items if it[2] is None]):
+                        glob, toks = self.forward(torch.stack([it[1] for it in group]))
+                        store.add([it[0] for it in group], glob.cpu().numpy(), toks.cpu().half().numpy() if tokens else None)
+                    bar.advance(len(items))
+        except KeyboardInterrupt:
+            store.flush()  # Ctrl-C keeps the rows already done: a rerun resumes after them
+            raise
         store.flush()
+
+
+def check_raw_output(spec, out: torch.Tensor, batch: int) -> torch.Tensor:
+    """``out`` when it has the shape and dims ``spec`` declares and is finite; else ValueError naming the detector."""
+    ndim, want = (2, "(B, D)") if spec.output == "global" else (3, "(B, T, D)")
+    if out.ndim != ndim or out.shape[0] != batch or out.shape[-1] != spec.dims:
+        raise ValueError(f"detector {spec.name!r} returned shape {tuple(out.shape)} for a batch of {batch}, but its "
+                         f"spec declares output={spec.output!r} {want} with dims={spec.dims}")
+    if not torch.isfinite(out).all():
+        bad = int((~torch.isfinite(out)).sum())
+        raise ValueError(f"detector {spec.name!r} returned {bad} non-finite values (NaN or inf) for a batch of {batch}")
+    return out
 
 
 def _same_shape_groups(items):
@@ -212,6 +231,7 @@ class _ShardStore:
         self.toks: list[np.ndarray] = []
         self.failures: dict[int, str] = {}
         self.shards: list[dict] = []
+        self.flushed_at = time.monotonic()
         if root is not None:
             root.mkdir(parents=True, exist_ok=True)
             self.shards = [self._read_shard(p) for p in sorted(root.glob("shard-*.npz"))]
@@ -238,7 +258,7 @@ class _ShardStore:
         self.vecs.append(vecs.astype(np.float32))
         if toks is not None:
             self.toks.append(toks)
-        if len(self.rows) >= SHARD_IMAGES:
+        if len(self.rows) >= SHARD_IMAGES or time.monotonic() - self.flushed_at >= SHARD_SECONDS:
             self.flush()
 
     def add_failure(self, row: int, err: str) -> None:
@@ -261,6 +281,7 @@ class _ShardStore:
         shard["failures"] = json.loads(str(shard.pop("failures_json")))
         self.shards.append(shard)
         self.rows, self.vecs, self.toks, self.failures = [], [], [], {}
+        self.flushed_at = time.monotonic()
 
     def _allocate(self, name: str, shape: tuple, dtype) -> np.ndarray:
         if self.root is None:

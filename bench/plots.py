@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from .results import is_random, load_results
+from .table import settings_label
 
 
 def predictions_arrays(result: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -61,7 +62,7 @@ def plot_results(results_dir: str | Path, out: str | Path) -> list[Path]:
         fig, ax = plt.subplots(figsize=(7, 5))
         for r in sorted(group, key=lambda r: -(r["metrics"].get("micro_ap") or 0)):
             precision, recall, _ = pr_curve(*predictions_arrays(r))
-            ax.plot(recall, precision, label=f"{_label(r)} ({r['settings']['similarity']}) µAP={r['metrics']['micro_ap']:.3f}")
+            ax.plot(recall, precision, label=f"{_label(r)} ({settings_label(r)}) µAP={r['metrics']['micro_ap']:.3f}")
         ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02), title=f"pooled precision-recall: {key}")
         ax.legend(fontsize=7, loc="lower left")
         written.append(_save(fig, out / f"pr_{key}.png"))
@@ -72,7 +73,7 @@ def plot_results(results_dir: str | Path, out: str | Path) -> list[Path]:
 def _family_bars(group: list[dict], key: str, out: Path) -> Path:
     import matplotlib.pyplot as plt
 
-    table = pd.DataFrame({f"{_label(r)} ({r['settings']['similarity']})":
+    table = pd.DataFrame({f"{_label(r)} ({settings_label(r)})":
                           {g: (m or {}).get("micro_ap") for g, m in r.get("groups", {}).items() if "/" not in g}
                           for r in group}).astype(float)
     fig, ax = plt.subplots(figsize=(max(7, 0.9 * len(table)), 5))

@@ -55,7 +55,9 @@ def settings_suffix(settings: dict) -> str:
     if settings.get("dtype", "fp32") != "fp32":
         parts.append(settings["dtype"])
     if settings.get("multiscale"):
-        parts.append("ms")
+        parts.append("ms" + "-".join(f"{x:g}" for x in settings["multiscale"]))
+    if settings.get("topk"):
+        parts.append(f"top{settings['topk']}")
     return "".join("__" + p for p in parts)
 
 

@@ -17,6 +17,7 @@ from .results import read_result, result_path, write_result
 
 log = logging.getLogger(__name__)
 DEFAULT_CACHE = Path.home() / ".cache" / "copybench" / "descriptors"
+DEFAULT_TOPK = 100
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,7 @@ class RunSettings:
 
     similarity: str = "cosine"
     chunks: int | None = None
-    topk: int = 100
+    topk: int = DEFAULT_TOPK
     device: str = "cpu"
     dtype: str = "fp32"
     batch_size: int = 32
@@ -41,6 +42,12 @@ class RunSettings:
             raise ValueError(f"unknown similarity {self.similarity!r}; choose cosine, split or split_cross")
         if (self.whitening or self.score_norm) and not self.norm_set:
             raise ValueError("--whitening and --score-norm need --norm-set DIR: a separate folder of training images")
+        if self.chunks is not None and self.chunks < 1:
+            raise ValueError(f"--chunks must be a positive number of chunks, got {self.chunks}")
+        if self.chunks is not None and self.similarity == "cosine":
+            raise ValueError(f"--chunks {self.chunks} needs --similarity split or split_cross (cosine uses whole vectors)")
+        if self.multiscale and not all(x > 0 for x in self.multiscale):
+            raise ValueError(f"--multiscale factors must be positive, got {','.join(f'{x:g}' for x in self.multiscale)}")
         if self.topk < 1 or self.batch_size < 1:
             raise ValueError(f"--topk and --batch-size must be positive, got {self.topk} and {self.batch_size}")
 
@@ -50,6 +57,8 @@ class RunSettings:
                 "score_norm": self.score_norm, "dtype": self.dtype}
         if self.multiscale:  # only when set, so keys of single-scale results stay as they were
             keys["multiscale"] = list(self.multiscale)
+        if self.topk != DEFAULT_TOPK:  # positives below top-k count as missed: another depth, other numbers
+            keys["topk"] = self.topk
         return keys
 
 
@@ -225,15 +234,22 @@ def run_benchmark(dataset, detectors: list[str], settings: RunSettings, *, resul
     """Run every detector on ``dataset``; each writes its result file; failures are reported, not fatal."""
     from copybench.detectors import create_detector
 
+    if not dataset.query_ids:
+        raise ValueError(f"dataset {dataset.name!r} at {dataset.root} has no queries, so nothing to score "
+                         "(a `data import folder` index holds references only)")
     outcomes = []
     for name in detectors:
         path = result_path(results, name, dataset.name, dataset.fingerprint, settings.key_settings())
         if skip_existing and path.is_file():
             try:
-                outcomes.append(RunOutcome(name, "skipped", path, "already computed", read_result(path)))
-                continue
+                existing = read_result(path)
             except ValueError as exc:
                 log.warning("recomputing %s: %s", path, exc)
+            else:
+                if _same_key_settings(existing, settings, len(dataset.reference_ids)):
+                    outcomes.append(RunOutcome(name, "skipped", path, "already computed", existing))
+                    continue
+                log.warning("recomputing %s: it was computed with other settings (%s)", path, existing.get("key"))
         try:
             det = create_detector(name, weights_file=(weights or {}).get(name), allow_random=allow_random,
                                   device=settings.device)
@@ -245,6 +261,15 @@ def run_benchmark(dataset, detectors: list[str], settings: RunSettings, *, resul
             continue
         outcomes.append(RunOutcome(name, "done", path, "", save_result(path, dataset, result)))
     return outcomes
+
+
+def _same_key_settings(result: dict, settings: RunSettings, n_references: int) -> bool:
+    """Whether a stored result was computed with these settings (a file name alone can be ambiguous)."""
+    key = {k: v for k, v in result.get("key", {}).items() if k not in ("detector", "dataset_fingerprint")}
+    n_ok = n_references - sum(1 for s in result.get("skipped", []) if s.get("role") == "reference")
+    depth = result.get("settings", {}).get("topk")  # the ranking depth used; older keys did not record --topk
+    same_boot = result.get("settings", {}).get("n_boot") == settings.n_boot  # the CIs depend on it
+    return key == settings.key_settings() and depth == (min(settings.topk, n_ok) or 1) and same_boot
 
 
 def save_result(path: Path, dataset, result: dict) -> dict:

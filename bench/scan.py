@@ -66,12 +66,14 @@ def _check_args(similarity: str, threshold: float, top_k: int, baseline_sample: 
                 roots: dict[str, Path]) -> None:
     if similarity not in SIMILARITIES:
         raise ValueError(f"unknown similarity {similarity!r}; choose one of {', '.join(SIMILARITIES)}")
-    if not math.isfinite(threshold):
-        raise ValueError(f"--threshold must be a finite number, got {threshold!r}")
+    if not math.isfinite(threshold) or not -1.0 <= threshold <= 1.0:
+        raise ValueError(f"--threshold must lie in [-1, 1] (similarities are cosines), got {threshold!r}")
     if top_k < 1:
         raise ValueError(f"--top-k must be at least 1, got {top_k}")
     if baseline_sample is not None and baseline_sample < 1:
         raise ValueError(f"--baseline-sample must be at least 1, got {baseline_sample}")
+    if out.exists() and not out.is_dir():  # checked now, not after the whole extraction
+        raise ValueError(f"--out {out} exists and is not a folder")
     for role, root in roots.items():
         # outputs written inside an input folder would be scanned as images on the next run
         if out.resolve().is_relative_to(root.expanduser().resolve()):

@@ -32,10 +32,15 @@ def _detector_label(result: dict) -> str:
     return name + RANDOM_SUFFIX if is_random(result) else name
 
 
-def _settings_label(result: dict) -> str:
-    s = result.get("settings", {})
-    parts = [s.get("similarity", "cosine")]
+def settings_label(result: dict) -> str:
+    """Every setting that tells two results of one detector apart, e.g. ``split4+whitening+bf16+top10``."""
+    s, key = result.get("settings", {}), result.get("key", {})
+    similarity = s.get("similarity", "cosine")
+    parts = [similarity + (str(s["chunks"]) if s.get("chunks") and similarity != "cosine" else "")]
     parts += [p for p in ("whitening", "score_norm") if s.get(p)]
+    parts += [s["dtype"]] if s.get("dtype", "fp32") != "fp32" else []
+    parts += ["ms" + "-".join(f"{x:g}" for x in s["multiscale"])] if s.get("multiscale") else []
+    parts += [f"top{key['topk']}"] if key.get("topk") else []
     return "+".join(parts)
 
 
@@ -48,7 +53,7 @@ def accuracy_frame(results: list[dict]) -> pd.DataFrame:
         m = r["metrics"]
         row = {"dataset": r["dataset"]["name"], "fingerprint": r["dataset"]["fingerprint"][:12],
                "detector": _detector_label(r), "weights": r["detector"]["weights"]["status"],
-               "similarity": _settings_label(r)}
+               "similarity": settings_label(r)}
         row.update({title: m.get(key) for key, title in COLUMNS.items()})
         ci = m.get("micro_ap_ci") or [None, None]
         row["µAP 95% CI"] = f"{ci[0]:.3f}-{ci[1]:.3f}" if None not in ci else ""

@@ -36,6 +36,8 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .env import check_device
+
 log = logging.getLogger(__name__)
 
 DECODES = ("auto", "workers", "device")
@@ -70,8 +72,10 @@ class ThroughputSettings:
             raise ValueError(f"unknown dtype {self.dtype!r}; choose fp32, bf16 or fp16")
         if not self.batch_sizes or min(self.batch_sizes) < 1:
             raise ValueError(f"batch sizes must be positive, got {list(self.batch_sizes)}")
-        if self.n_images < 1 or self.n_references < 1 or self.repeats < 1:
-            raise ValueError("n_images, n_references and repeats must be positive")
+        for flag, value in (("--n-images", self.n_images), ("--n-references", self.n_references),
+                            ("--repeats", self.repeats)):
+            if value < 1:
+                raise ValueError(f"{flag} must be positive, got {value}")
 
     @property
     def workers(self) -> int:
@@ -562,20 +566,13 @@ def _prepare_detector(name: str, settings: ThroughputSettings, allow_random: boo
     return detector
 
 
-def _check_device(device: str) -> None:
-    import torch
-
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} asked for, but CUDA is not available on this machine")
-
-
 def throughput(detectors: list[str], *, settings: ThroughputSettings = ThroughputSettings(),
                images: str | Path | None = None, results: str | Path = "runs/throughput",
                allow_random: bool = True) -> list[dict]:
     """Measure each detector at each batch size; write and return one result per (detector, batch size)."""
     from .results import write_result
 
-    _check_device(settings.device)
+    check_device(settings.device)
     env = _environment(settings)
     out, references = [], {}
     with _image_paths(images, settings) as paths:

@@ -13,7 +13,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from .dataset import (
     atomic_write_text,
     compute_fingerprint,
     load_dataset,
+    make_temp_dir,
     write_dataset_index,
 )
 from .errors import MaskError, SourceError
@@ -64,7 +64,7 @@ def build_dataset(
     view = PoolView.of(pool)
     _check_pool(rec, pool, view)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.building-"))
+    tmp = make_temp_dir(out.parent, f".{out.name}.building-")
     try:
         refs = _write_pool(tmp, pool)
         queries, pixels = _write_queries(tmp, rec, seed, pool, view, device, progress)

@@ -67,12 +67,27 @@ class CopyDataset:
         return {"references": len(self.references), "queries": len(self.queries), "distractors": n_dis}
 
 
+def current_umask() -> int:
+    """The process umask (read by setting it and putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def make_temp_dir(parent: Path, prefix: str) -> Path:
+    """A temporary folder beside its final place, with the mode mkdir would give it (mkdtemp makes 0700)."""
+    tmp = Path(tempfile.mkdtemp(dir=parent, prefix=prefix))
+    tmp.chmod(0o777 & ~current_umask())
+    return tmp
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write then rename, so an interrupted write never leaves a half file behind."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp makes 0600: give the file the mode open() would
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
         os.replace(tmp, path)

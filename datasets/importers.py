@@ -17,12 +17,11 @@ import hashlib
 import logging
 import re
 import shutil
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 
-from .dataset import CopyDataset, compute_fingerprint, load_dataset, write_dataset_index
+from .dataset import CopyDataset, compute_fingerprint, load_dataset, make_temp_dir, write_dataset_index
 from .errors import SourceError
 from .sources import IMAGE_EXTS, image_id, list_images
 
@@ -69,6 +68,8 @@ def _disc21(src: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
             raise SourceError(f"{gts[0]}: query {qid!r} names reference {bad[0]!r}, not found in {rdir}")
         rows.append({"query_id": qid, "path": str(queries[qid].relative_to(src)), "reference_id": ref,
                      "family": "disc21", "tier": "", "params": "{}"})  # fmt: skip
+    if not rows:
+        raise SourceError(f"{gts[0]}: no query rows under the query_id,reference_id header")
     ref_rows = [{"reference_id": r, "path": str(p.relative_to(src))} for r, p in refs.items()]
     return pd.DataFrame(ref_rows, columns=["reference_id", "path"]), pd.DataFrame(rows)
 
@@ -127,10 +128,9 @@ def import_dataset(fmt: str, src: str | Path, out: str | Path, progress: bool = 
     meta = {"name": f"{fmt}:{src.name}", "format": fmt, "counts": counts, "images_root": str(src),
             "fingerprint": compute_fingerprint(identity, refs, queries, digests)}  # fmt: skip
     out = Path(out).expanduser().resolve()
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "dataset.json").is_file())):
-        raise SourceError(f"output {out} exists and is not a copybench dataset: refusing to overwrite it")
+    _check_import_target(out, src)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.importing-"))
+    tmp = make_temp_dir(out.parent, f".{out.name}.importing-")
     try:
         write_dataset_index(tmp, meta, refs, queries)
         if out.exists():
@@ -141,6 +141,22 @@ def import_dataset(fmt: str, src: str | Path, out: str | Path, progress: bool = 
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return load_dataset(out)
+
+
+INDEX_FILES = frozenset({"dataset.json", "queries.csv", "references.csv"})
+
+
+def _check_import_target(out: Path, src: Path) -> None:
+    """Only an empty folder or an earlier import's index may be replaced: never images (least of all src's)."""
+    if out == src or out in src.parents:
+        raise SourceError(f"output {out} contains the source folder {src}; an import indexes files in place, "
+                          "so --out must be a separate folder")
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "dataset.json").is_file())):
+        raise SourceError(f"output {out} exists and is not a copybench dataset: refusing to overwrite it")
+    extra = sorted(p.name for p in out.iterdir() if p.name not in INDEX_FILES) if out.is_dir() else []
+    if extra:
+        raise SourceError(f"output {out} holds a built dataset ({', '.join(extra[:3])}...), not an import index: "
+                          "refusing to overwrite it; choose another --out")
 
 
 def _digests(src: Path, refs: pd.DataFrame, queries: pd.DataFrame, progress: bool) -> dict[str, str]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import inspect
 import os
 import re
 import zipfile
@@ -140,9 +141,10 @@ def weights_status(name: str) -> str:
 class Detector(torch.nn.Module):
     """A registered model with its spec and weights provenance; forward returns raw (unnormalised) output."""
 
-    def __init__(self, spec: DetectorSpec, model: torch.nn.Module, weights: WeightsInfo):
+    def __init__(self, spec: DetectorSpec, model: torch.nn.Module, weights: WeightsInfo, code: str | None = None):
         super().__init__()
         self.spec, self.model, self.weights = spec, model, weights
+        self.code = code  # sha256 of a plugin factory's source file (None for built-ins): part of the cache key
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -173,7 +175,16 @@ def create_detector(
     model = entry.factory(path)
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"detector {name!r}: factory returned {type(model).__name__}, expected a torch.nn.Module")
-    return Detector(spec, model, info).eval().to(device)
+    return Detector(spec, model, info, plugin_code_digest(entry.factory)).eval().to(device)
+
+
+def plugin_code_digest(factory) -> str | None:
+    """sha256 of the file defining a plugin factory, so editing a plugin never reuses its old descriptors."""
+    module = inspect.getmodule(factory)
+    path = getattr(module, "__file__", None)
+    if module is None or module.__name__.split(".")[0] == "copybench" or not path or not Path(path).is_file():
+        return None
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def _is_torchscript(path: Path) -> bool:

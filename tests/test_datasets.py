@@ -116,6 +116,19 @@ def test_rebuild_replaces_dataset(tmp_path):
         build_dataset("crop-xs", tmp_path / "other", n_queries=3, progress=False)
 
 
+def test_outputs_get_the_umask_mode_not_0600(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        ds = build_dataset("crop-xs", tmp_path / "d", n_queries=3, progress=False)
+    finally:
+        os.umask(old)
+    # mkdtemp/mkstemp made the folder 0700 and dataset.json 0600: unreadable by the rest of a team or CI
+    assert (ds.root.stat().st_mode & 0o777) == 0o755
+    assert ((ds.root / "dataset.json").stat().st_mode & 0o777) == 0o644
+
+
 def test_distractors_have_no_reference_and_held_out_sources(tmp_path):
     ds = build_dataset("crop-xs", tmp_path / "d", n_queries=15, progress=False)
     refs = set(ds.reference_ids)

@@ -135,6 +135,24 @@ def test_disc21_import(tmp_path):
     (src / "dev_ground_truth.csv").write_text("query_id,reference_id\nQ00000,R009999\n")
     with pytest.raises(SourceError, match="R009999"):
         import_dataset("disc21", src, tmp_path / "out4", progress=False)
+    (src / "dev_ground_truth.csv").write_text("query_id,reference_id\n")  # was a KeyError traceback
+    with pytest.raises(SourceError, match="no query rows"):
+        import_dataset("disc21", src, tmp_path / "out4", progress=False)
+
+
+def test_import_never_deletes_images(tmp_path):
+    built = build_dataset("crop-xs", tmp_path / "built", n_queries=4, progress=False)
+    refs = sorted(p.name for p in (built.root / "references").iterdir())
+    with pytest.raises(SourceError, match="contains the source folder"):  # was: rmtree of the images it indexed
+        import_dataset("folder", built.root / "references", built.root, progress=False)
+    other = tmp_path / "other"
+    other.mkdir()
+    _img(np.random.default_rng(5)).save(other / "a.jpg")
+    with pytest.raises(SourceError, match="holds a built dataset"):  # was: the built images replaced by an index
+        import_dataset("folder", other, tmp_path / "built", progress=False)
+    assert sorted(p.name for p in (built.root / "references").iterdir()) == refs
+    index = import_dataset("folder", built.root / "references", tmp_path / "index", progress=False)
+    assert import_dataset("folder", built.root / "references", index.root, progress=False).fingerprint == index.fingerprint
 
 
 def test_copydays_import(tmp_path):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from copybench.cli import main
 from copybench.datasets.dataset import load_dataset
@@ -71,6 +72,14 @@ def test_split_on_global_vectors_needs_dividing_chunks():
         search_split(_unit(rng, 2, 10), _unit(rng, 4, 10), 2, chunks=3)
 
 
+def test_chunks_must_be_positive_and_need_a_split_similarity():
+    with pytest.raises(ValueError, match="--chunks must be a positive"):
+        RunSettings(similarity="split", chunks=0)  # was taken as "no chunks" and reused the __split result
+    with pytest.raises(ValueError, match="needs --similarity split"):
+        RunSettings(chunks=4)  # was silently ignored
+    assert RunSettings(similarity="split", chunks=4).key_settings()["chunks"] == 4
+
+
 def test_run_writes_results_skips_finished_and_reports_corrupt(tiny_dataset_corrupt, tmp_path):
     ds = load_dataset(tiny_dataset_corrupt)
     settings = RunSettings(n_boot=50)
@@ -86,6 +95,22 @@ def test_run_writes_results_skips_finished_and_reports_corrupt(tiny_dataset_corr
     assert (out[0].path.parent / result["predictions_file"]).is_file()
     again = run_benchmark(ds, ["pixel_gray_16"], settings, results=tmp_path / "res", progress=False)
     assert again[0].status == "skipped"
+
+
+def test_topk_is_part_of_the_result_key(tiny_dataset, tmp_path):
+    ds, res = load_dataset(tiny_dataset), tmp_path / "res"
+    shallow = run_benchmark(ds, ["pixel_gray_16"], RunSettings(n_boot=10, topk=1), results=res, cache_dir=None,
+                            progress=False)[0]
+    deep = run_benchmark(ds, ["pixel_gray_16"], RunSettings(n_boot=10), results=res, cache_dir=None, progress=False)[0]
+    assert deep.status == "done" and deep.path != shallow.path  # was "skipped" with the top-1 numbers
+    assert shallow.path.name == "pixel_gray_16__top1.json" and deep.path.name == "pixel_gray_16.json"
+    assert deep.result["settings"]["topk"] > 1 and "topk" not in deep.result["key"]
+    # a stored result whose key disagrees with the settings is recomputed, never served as "already computed"
+    stale = json.loads(deep.path.read_text())
+    stale["key"]["dtype"] = "bf16"
+    deep.path.write_text(json.dumps(stale))
+    again = run_benchmark(ds, ["pixel_gray_16"], RunSettings(n_boot=10), results=res, cache_dir=None, progress=False)
+    assert again[0].status == "done" and again[0].result["key"]["dtype"] == "fp32"
 
 
 def test_same_dataset_same_metrics(tiny_dataset, tmp_path):
@@ -107,6 +132,71 @@ def test_random_weights_need_permission_and_are_marked(tiny_dataset, tmp_path):
     assert ok[0].result["detector"]["weights"]["status"] == "random"
     md = subprocess_table(tmp_path / "r")
     assert "resnet50.tv_in1k (random weights)" in md
+
+
+_BROKEN_PLUGIN = textwrap.dedent(
+    """
+    import torch
+    from copybench.detectors import DetectorSpec, register_detector
+
+    class NaNs(torch.nn.Module):
+        def forward(self, x):
+            out = x.flatten(1)[:, :32].clone()
+            out[:, 0] = float("nan")
+            return out
+
+    class Short(torch.nn.Module):
+        def forward(self, x):
+            return x.flatten(1)[:, :48]
+
+    @register_detector(DetectorSpec(name="qa_nan_32", dims=32, input_size=64, mean=(0, 0, 0), std=(1, 1, 1)))
+    def qa_nan_32(path):
+        return NaNs()
+
+    @register_detector(DetectorSpec(name="qa_short_64", dims=64, input_size=64, mean=(0, 0, 0), std=(1, 1, 1)))
+    def qa_short_64(path):
+        return Short()
+    """
+)
+
+
+def test_plugin_with_nan_or_wrong_dims_fails_by_name_and_keeps_the_others(tiny_dataset, tmp_path, monkeypatch):
+    from copybench.detectors.registry import unregister_detector
+
+    (tmp_path / "qa_broken_plugin.py").write_text(_BROKEN_PLUGIN)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    names = ["qa_broken_plugin:qa_nan_32", "pixel_gray_8", "qa_broken_plugin:qa_short_64"]
+    try:
+        out = run_benchmark(load_dataset(tiny_dataset), names, RunSettings(n_boot=20), results=tmp_path / "r",
+                            cache_dir=tmp_path / "cache", progress=False)
+    finally:
+        unregister_detector("qa_nan_32")
+        unregister_detector("qa_short_64")
+    assert [o.status for o in out] == ["failed", "done", "failed"]  # were all "done", NaN scoring 0 everywhere
+    assert "'qa_nan_32' returned" in out[0].message and "non-finite" in out[0].message
+    assert "'qa_short_64' returned shape" in out[2].message and "dims=64" in out[2].message
+    assert sorted(p.name for p in (tmp_path / "r").rglob("*.json")) == ["pixel_gray_8.json"]
+
+
+def test_editing_a_plugin_changes_its_descriptor_cache_key(tmp_path, monkeypatch):
+    from copybench.detectors import create_detector
+    from copybench.detectors.load import plugin_code_digest
+    from copybench.detectors.registry import unregister_detector
+    from copybench.extract import cache_key
+
+    plugin = tmp_path / "qa_edited_plugin.py"
+    plugin.write_text(_BROKEN_PLUGIN.replace("qa_nan_32", "qa_edit_32").replace("qa_short_64", "qa_edit_short"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        det = create_detector("qa_edited_plugin:qa_edit_32")
+        before = cache_key(det, ["a.png"], dtype="fp32", tokens=False)
+        plugin.write_text(plugin.read_text() + "\n# edited: forward changed\n")
+        det.code = plugin_code_digest(sys.modules["qa_edited_plugin"].qa_edit_32)
+        assert cache_key(det, ["a.png"], dtype="fp32", tokens=False) != before  # was equal: stale descriptors reused
+    finally:
+        unregister_detector("qa_edit_32")
+        unregister_detector("qa_edit_short")
+    assert create_detector("pixel_gray_8").code is None  # built-in keys (and caches) are unchanged
 
 
 def subprocess_table(results: Path) -> str:
@@ -151,6 +241,10 @@ def test_cli_run_table_check_export_end_to_end(tiny_dataset, tmp_path, capsys):
     capsys.readouterr()
     assert _cli("check", "--baseline", base, "--results", res, "--tolerance", "0.05") == 1
     assert "dropped" in capsys.readouterr().out
+    # a misspelt metric compares nothing: refused, never a silent pass over the planted drop
+    assert _cli("check", "--baseline", base, "--results", res, "--metrics", "micro_AP") == 2
+    assert "unknown metric(s) 'micro_AP'" in capsys.readouterr().out
+    assert _cli("check", "--baseline", base, "--results", res, "--metrics", "map_ci") == 2
     (base / files[0].name).write_text(files[0].read_text())
     # ISC export
     assert _cli("export", files[0], "--out", tmp_path / "isc") == 0
@@ -164,6 +258,35 @@ def test_cli_bad_input_exit_code_2(tmp_path, capsys):
     assert _cli("run", "--dataset", tmp_path / "nowhere", "--detectors", "pixel_gray_16") == 2
     assert "not a copybench dataset" in capsys.readouterr().out
     assert _cli("check", "--baseline", tmp_path / "nope", "--results", tmp_path) == 2
+    (tmp_path / "no_results").mkdir()
+    capsys.readouterr()
+    assert _cli("table", tmp_path / "no_results") == 2  # was a blank line and exit 0
+    assert "no result files under" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+@pytest.mark.parametrize("command", [
+    ["run", "--dataset", "{ds}", "--detectors", "pixel_gray_16"],
+    ["data", "build", "crop-xs", "--out", "{tmp}/ds"],
+    ["scan", "--generated", "{ds}/queries", "--train", "{ds}/references", "--detector", "pixel_gray_16",
+     "--out", "{tmp}/scan"],
+])
+def test_cli_cuda_without_cuda_exit_code_2(command, tiny_dataset, tmp_path, capsys):
+    args = [a.format(ds=tiny_dataset, tmp=tmp_path) for a in command]
+    assert _cli(*args, "--device", "cuda") == 2
+    assert "'cuda' asked for, but CUDA is not available" in capsys.readouterr().out
+    assert _cli(*args, "--device", "gpu") == 2
+    assert "unknown device 'gpu'" in capsys.readouterr().out
+    assert not (tmp_path / "ds").exists()
+
+
+def test_cli_run_on_a_dataset_without_queries_exit_code_2(tiny_dataset, tmp_path, capsys):
+    from copybench.datasets import import_dataset
+
+    import_dataset("folder", tiny_dataset / "references", tmp_path / "refs_only", progress=False)
+    assert _cli("run", "--dataset", tmp_path / "refs_only", "--detectors", "pixel_gray_8", "--results", tmp_path / "r") == 2
+    assert "has no queries" in capsys.readouterr().out
+    assert not list((tmp_path / "r").rglob("*.json"))  # was an all-null result that then counted in the mean rank
 
 
 def test_cli_unknown_detector_exit_code_2(tiny_dataset, capsys):
@@ -189,6 +312,35 @@ _KILLABLE = textwrap.dedent(
     d.run(ds.queries["path"].tolist(), fingerprint=ds.fingerprint)
     """
 )
+
+
+@pytest.mark.parametrize("shard_seconds", [1e9, 0.0])
+def test_ctrl_c_and_slow_batches_keep_finished_rows(shard_seconds, tiny_dataset, tmp_path, monkeypatch):
+    import copybench.extract as ex
+    from copybench.detectors import create_detector
+
+    monkeypatch.setattr(ex, "SHARD_SECONDS", shard_seconds)  # 0: every batch is "slow" and flushed at once
+    paths = load_dataset(tiny_dataset).queries["path"].tolist()
+    det = create_detector("pixel_rgb_8")
+    forward, calls = det.model.forward, []
+
+    def interrupted_on_third_batch(x):
+        calls.append(len(x))
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return forward(x)
+
+    det.model.forward = interrupted_on_third_batch
+    extractor = ex.Extractor(det, batch_size=2, num_workers=0, cache_dir=tmp_path / "cache", progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        extractor.run(paths)
+    shards = list((tmp_path / "cache").rglob("shard-*.npz"))
+    assert len(shards) == (2 if shard_seconds == 0 else 1)  # Ctrl-C flushed what was done (was: nothing kept)
+    det.model.forward = forward
+    resumed = extractor.run(paths)
+    assert len(calls) == 3 and resumed.seconds > 0
+    clean = ex.Extractor(det, batch_size=2, num_workers=0, cache_dir=None, progress=False).run(paths)
+    np.testing.assert_allclose(np.asarray(resumed.vectors), np.asarray(clean.vectors), atol=1e-6)
 
 
 def test_extraction_resumes_after_kill_9(tiny_dataset, tmp_path):
@@ -286,6 +438,11 @@ def test_multiscale_is_the_mean_of_per_scale_descriptors(tiny_dataset, tmp_path)
     np.testing.assert_allclose(np.asarray(got), expect.numpy(), atol=1e-5)
     assert _cli("run", "--dataset", tiny_dataset, "--detectors", "pixel_rgb_8", "--results", tmp_path / "r",
                 "--no-cache", "--n-boot", "10", "--multiscale", "1,0.5") == 0
-    result = read_result(next((tmp_path / "r").rglob("pixel_rgb_8__ms.json")))
+    result = read_result(next((tmp_path / "r").rglob("pixel_rgb_8__ms1-0.5.json")))
     assert result["key"]["multiscale"] == [1.0, 0.5]
+    # other scales are another result, not "already computed" (both were pixel_rgb_8__ms.json)
+    assert _cli("run", "--dataset", tiny_dataset, "--detectors", "pixel_rgb_8", "--results", tmp_path / "r",
+                "--no-cache", "--n-boot", "10", "--multiscale", "1,2") == 0
+    assert read_result(next((tmp_path / "r").rglob("pixel_rgb_8__ms1-2.json")))["key"]["multiscale"] == [1.0, 2.0]
+    assert _cli("run", "--dataset", tiny_dataset, "--detectors", "pixel_rgb_8", "--multiscale", "0") == 2
     assert _cli("run", "--dataset", tiny_dataset, "--detectors", "pixel_rgb_8", "--multiscale", "1,big") == 2

@@ -267,6 +267,11 @@ def test_empty_folder_and_unknown_detector_are_clear_errors(tmp_path, capsys):
         scan_mod.scan(full, full, "no_such_detector", out=tmp_path / "o", cache_dir=None, progress=False)
     with pytest.raises(ValueError, match="--out .* inside the --generated folder"):
         scan_mod.scan(full, full, "pixel_gray_16", out=full / "scan", cache_dir=None, progress=False)
+    (tmp_path / "a_file").write_text("x")  # was a FileExistsError traceback after the whole extraction
+    with pytest.raises(ValueError, match="--out .*a_file exists and is not a folder"):
+        scan_mod.scan(full, empty, "pixel_gray_16", out=tmp_path / "a_file", cache_dir=None, progress=False)
+    with pytest.raises(ValueError, match=r"--threshold must lie in \[-1, 1\]"):  # was a silent 0% rate
+        scan_mod.scan(full, full, "pixel_gray_16", threshold=1.5, out=tmp_path / "o", cache_dir=None, progress=False)
     base = ["scan", "--train", str(full), "--out", str(tmp_path / "o"), "--no-cache"]
     cases = [(["--generated", str(empty), "--detector", "pixel_gray_16"], "no images in"),
              (["--generated", str(full), "--detector", "no_such_detector"], "no_such_detector"),
