@@ -137,10 +137,11 @@ def cmd_run(args) -> int:
                              cache_dir=None if args.no_cache else args.cache_dir, allow_random=args.allow_random,
                              weights=_weights_map(args.weights), skip_existing=not args.force, progress=not args.quiet)
     _print_outcomes(outcomes)
-    from .table import render_table
+    from .table import accuracy_frame, print_leaderboards
 
-    if any(o.path for o in outcomes):
-        render_table(args.results)
+    done = [o.result for o in outcomes if o.result]
+    if done:  # this run's dataset and detectors only; `copybench table` shows the whole folder
+        print_leaderboards(accuracy_frame(done))
     return EXIT_OK if all(o.status != "failed" for o in outcomes) else EXIT_BAD_INPUT
 
 
