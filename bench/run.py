@@ -74,11 +74,14 @@ class RunOutcome:
 
 
 def _hits(dataset, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Boolean hits (Q, k) and positives per query from retrieved reference indices."""
-    ref_ids = np.asarray(dataset.reference_ids + [""], dtype=object)  # index -1 (padding) maps to ""
-    retrieved = ref_ids[idx]
+    """Boolean hits (Q, k) and positives per query from retrieved reference indices (-1 = padding)."""
+    column = {r: i for i, r in enumerate(dataset.reference_ids)}
     pos = [dataset.positives[q] for q in dataset.query_ids]
-    hits = np.array([[r in p for r in row] for row, p in zip(retrieved, pos)], dtype=bool).reshape(idx.shape)
+    n_ref = len(column) + 1  # one extra column so padding (-1 -> n_ref - 1) never matches a positive
+    # each (query row, reference column) pair as one integer, so membership is one vectorised lookup
+    pairs = np.array([row * n_ref + column[r] for row, p in enumerate(pos) for r in p], dtype=np.int64)
+    keys = np.arange(idx.shape[0], dtype=np.int64)[:, None] * n_ref + np.where(idx >= 0, idx, n_ref - 1)
+    hits = np.isin(keys, pairs)
     n_pos = np.array([len(p) for p in pos], dtype=np.int64)
     return hits, n_pos
 
