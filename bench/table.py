@@ -155,24 +155,38 @@ def group_frame(results: list[dict], metric: str = "micro_ap") -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
+def _terminal(acc: pd.DataFrame, thr: pd.DataFrame, out: str | Path | None) -> str:
+    """Print the rich tables, or with ``out`` write them as plain text to that file."""
+    import io
+
+    from rich.console import Console
+
+    console = Console(file=io.StringIO(), width=160, color_system=None) if out else None
+    if not acc.empty or thr.empty:
+        print_leaderboards(acc, console)
+    if not thr.empty:
+        print_terminal(thr, "throughput (compare only rows on the same device)", console)
+    both = side_by_side(acc, thr)
+    if not both.empty:
+        print_terminal(both, "accuracy and speed (speed from throughput results of the same detector name)", console)
+    ranks = rank_aggregate(acc)
+    if not ranks.empty:
+        print_terminal(ranks, "mean rank across datasets", console)
+    if console is None:
+        return ""
+    text = console.file.getvalue()
+    Path(out).write_text(text)
+    return text
+
+
 def render_table(results_dir: str | Path, fmt: str = "terminal", out: str | Path | None = None) -> str:
     """Render the leaderboard of every result under ``results_dir``; returns the text written (or printed)."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown table format {fmt!r}; choose one of {', '.join(FORMATS)}")
     results, errors = load_results(results_dir)
     acc, thr = accuracy_frame(results), throughput_frame(results)
-    if fmt == "terminal" and out is None:
-        if not acc.empty or thr.empty:
-            print_leaderboards(acc)
-        if not thr.empty:
-            print_terminal(thr, "throughput (compare only rows on the same device)")
-        both = side_by_side(acc, thr)
-        if not both.empty:
-            print_terminal(both, "accuracy and speed (speed from throughput results of the same detector name)")
-        ranks = rank_aggregate(acc)
-        if not ranks.empty:
-            print_terminal(ranks, "mean rank across datasets")
-        return ""
+    if fmt == "terminal":
+        return _terminal(acc, thr, out)
     if fmt == "csv":
         text = acc.to_csv(index=False)
     elif fmt == "html":
