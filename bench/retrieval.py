@@ -26,7 +26,7 @@ def _faiss_gpu_available() -> bool:
     return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
 
 
-def _merge(best_s: np.ndarray, best_i: np.ndarray, s: np.ndarray, i: np.ndarray, k: int):
+def merge_topk(best_s: np.ndarray, best_i: np.ndarray, s: np.ndarray, i: np.ndarray, k: int):
     """Merge two (Q, *) candidate lists into the top k by score (stable: earlier lists win ties)."""
     s_all, i_all = np.concatenate([best_s, s], axis=1), np.concatenate([best_i, i], axis=1)
     order = np.argsort(-s_all, axis=1, kind="stable")[:, :k]
@@ -73,7 +73,7 @@ def search(queries: np.ndarray, references: np.ndarray, k: int, *, device: str =
         if start == 0 and s.shape[1] == k:  # first block: nothing to merge with yet
             best_s, best_i = s, i
         else:
-            best_s, best_i = _merge(best_s, best_i, s, i, k)
+            best_s, best_i = merge_topk(best_s, best_i, s, i, k)
     return best_s, best_i
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .retrieval import merge_topk
 from .run import DEFAULT_CACHE, IMAGE_SUFFIXES
 
 log = logging.getLogger(__name__)
@@ -112,12 +113,6 @@ def _gather(arr: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(arr[rows]), dtype=np.float32)
 
 
-def _merge(best_s: np.ndarray, best_i: np.ndarray, s: np.ndarray, i: np.ndarray, k: int):
-    s_all, i_all = np.concatenate([best_s, s], axis=1), np.concatenate([best_i, i], axis=1)
-    order = np.argsort(-s_all, axis=1, kind="stable")[:, :k]  # stable: earlier blocks (lower rows) win ties
-    return np.take_along_axis(s_all, order, 1), np.take_along_axis(i_all, order, 1)
-
-
 def _search_block(q: np.ndarray, r: np.ndarray, k: int, similarity: str, device: str):
     from .retrieval import search, search_split
 
@@ -142,7 +137,7 @@ def search_top_k(q_arr: np.ndarray, q_rows: np.ndarray, r_arr: np.ndarray, r_row
         for rs in range(0, len(r_rows), r_step):
             block_rows = r_rows[rs : rs + r_step]
             s, i = _search_block(q, _gather(r_arr, block_rows), k, similarity, device)
-            best_s, best_i = _merge(best_s, best_i, s, np.where(i >= 0, block_rows[np.clip(i, 0, None)], -1), k)
+            best_s, best_i = merge_topk(best_s, best_i, s, np.where(i >= 0, block_rows[np.clip(i, 0, None)], -1), k)
         scores[qs : qs + q_step], index[qs : qs + q_step] = best_s, best_i
     return scores, index
 

@@ -81,6 +81,15 @@ def make_temp_dir(parent: Path, prefix: str) -> Path:
     return tmp
 
 
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, streamed (weights and source images can be large)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write then rename, so an interrupted write never leaves a half file behind."""
     path = Path(path)

@@ -13,7 +13,6 @@ fingerprint hashes the image files' bytes, so results are keyed by what the file
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 import shutil
@@ -21,21 +20,20 @@ from pathlib import Path
 
 import pandas as pd
 
-from .dataset import CopyDataset, compute_fingerprint, load_dataset, make_temp_dir, write_dataset_index
+from .dataset import (
+    CopyDataset,
+    compute_fingerprint,
+    file_sha256,
+    load_dataset,
+    make_temp_dir,
+    write_dataset_index,
+)
 from .errors import SourceError
 from .sources import IMAGE_EXTS, image_id, list_images
 
 log = logging.getLogger(__name__)
 IMPORT_VERSION = 1
 FORMATS = ("disc21", "copydays", "folder")
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _images(folder: Path) -> dict[str, Path]:
@@ -170,7 +168,7 @@ def _digests(src: Path, refs: pd.DataFrame, queries: pd.DataFrame, progress: boo
     else:
         items_iter = items
     for key, rel in items_iter:
-        out[key] = _sha256(src / rel)
+        out[key] = file_sha256(src / rel)
     return out
 
 

@@ -68,11 +68,6 @@ def download_u2netp(dest: str | Path | None = None) -> Path:
     return dest
 
 
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 @functools.lru_cache(maxsize=2)
 def _session(path: str):
     import onnxruntime as ort

@@ -26,13 +26,13 @@ from PIL import Image
 
 from copybench.preprocess import ImageReadError, read_image, to_rgb
 
+from .dataset import file_sha256
 from .errors import MaskError, SourceError
 from .masks import (
     HOW_TO_GET_MASKS,
     alpha_mask,
     check_mask_size,
     decode_coco_segmentation,
-    file_sha256,
     find_u2netp,
     saliency_mask,
 )

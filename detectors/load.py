@@ -23,6 +23,8 @@ from pathlib import Path
 
 import torch
 
+from copybench.datasets.dataset import file_sha256
+
 from .registry import DetectorSpec, WeightsMissingError, get_entry, list_detectors, registered_names
 
 WEIGHTS_DIR_ENV = "COPYBENCH_WEIGHTS_DIR"
@@ -35,15 +37,6 @@ class WeightsInfo:
     status: str
     source: str = ""
     sha256: str | None = None
-
-
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file, streamed."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _package_file(ref: str) -> Path | None:
