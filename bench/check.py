@@ -38,8 +38,13 @@ def _key(result: dict) -> str:
     return json.dumps(result["key"], sort_keys=True)
 
 
-def compare(baseline: str | Path, results: str | Path, *, tolerance: float = 0.01,
-            metrics: tuple[str, ...] = GATED_METRICS) -> list[Change]:
+def compare(
+    baseline: str | Path,
+    results: str | Path,
+    *,
+    tolerance: float = 0.01,
+    metrics: tuple[str, ...] = GATED_METRICS,
+) -> list[Change]:
     """All comparisons between baseline and new accuracy results."""
     if tolerance < 0:
         raise ValueError(f"tolerance must be >= 0, got {tolerance}")
@@ -56,8 +61,16 @@ def compare(baseline: str | Path, results: str | Path, *, tolerance: float = 0.0
         for metric in metrics:
             bv = b["metrics"].get(metric)
             nv = None if n is None else n["metrics"].get(metric)
-            changes.append(Change(b["detector"]["name"], b["dataset"]["name"], metric, bv, nv,
-                                  _status(n is not None, bv, nv, tolerance)))
+            changes.append(
+                Change(
+                    b["detector"]["name"],
+                    b["dataset"]["name"],
+                    metric,
+                    bv,
+                    nv,
+                    _status(n is not None, bv, nv, tolerance),
+                )
+            )
     return changes
 
 

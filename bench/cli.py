@@ -36,7 +36,9 @@ def _expand_detectors(spec: str) -> list[str]:
         if any(ch in item for ch in "*?[") and ":" not in item:
             found = list_detectors(item)
             if not found:
-                raise UsageError(f"detector pattern {item!r} matches nothing (see `copybench list detectors`)")
+                raise UsageError(
+                    f"detector pattern {item!r} matches nothing (see `copybench list detectors`)"
+                )
             names += found
         else:
             get_spec(item)  # raises UnknownDetectorError naming it
@@ -64,13 +66,23 @@ def cmd_list(args) -> int:
     if args.what == "detectors":
         from copybench.detectors import describe_detectors
 
-        table = Table(title="registered detectors (weights: real = found offline, missing = needs a file, none = parameter-free)")
+        table = Table(
+            title="registered detectors (weights: real = found offline, missing = needs a file, none = parameter-free)"
+        )
         for col in ("name", "family", "dims", "input", "output", "weights", "source"):
             table.add_column(col)
         for d in describe_detectors(args.pattern or "*"):
             style = {"missing": "yellow", "real": "green"}.get(d["weights"])
-            table.add_row(d["name"], d["family"], str(d["dims"]), f"{d['input_size']} {d['resize']}", d["output"],
-                          d["weights"], d["source"], style=style)
+            table.add_row(
+                d["name"],
+                d["family"],
+                str(d["dims"]),
+                f"{d['input_size']} {d['resize']}",
+                d["output"],
+                d["weights"],
+                d["source"],
+                style=style,
+            )
         console.print(table)
     else:
         from copybench.datasets import list_recipes
@@ -88,8 +100,15 @@ def cmd_list(args) -> int:
 def cmd_data_build(args) -> int:
     from copybench.datasets import build_dataset
 
-    ds = build_dataset(args.recipe, args.out, sources=args.sources, n_queries=args.n_queries, seed=args.seed,
-                       device=args.device, progress=not args.quiet)
+    ds = build_dataset(
+        args.recipe,
+        args.out,
+        sources=args.sources,
+        n_queries=args.n_queries,
+        seed=args.seed,
+        device=args.device,
+        progress=not args.quiet,
+    )
     _report_dataset(ds)
     return EXIT_OK
 
@@ -104,17 +123,28 @@ def cmd_data_import(args) -> int:
 
 def _report_dataset(ds) -> None:
     c = ds.counts()
-    _console().print(f"[green]dataset[/green] {ds.name} at {ds.root}: {c['references']} references, "
-                     f"{c['queries']} queries ({c['distractors']} distractors), fingerprint {ds.fingerprint[:12]}")
+    _console().print(
+        f"[green]dataset[/green] {ds.name} at {ds.root}: {c['references']} references, "
+        f"{c['queries']} queries ({c['distractors']} distractors), fingerprint {ds.fingerprint[:12]}"
+    )
 
 
 def _settings(args):
     from .run import RunSettings
 
-    return RunSettings(similarity=args.similarity, chunks=args.chunks, topk=args.topk, device=args.device,
-                       dtype=args.dtype, batch_size=args.batch_size, whitening=args.whitening,
-                       score_norm=args.score_norm, norm_set=args.norm_set, n_boot=args.n_boot,
-                       multiscale=_scales(args.multiscale))
+    return RunSettings(
+        similarity=args.similarity,
+        chunks=args.chunks,
+        topk=args.topk,
+        device=args.device,
+        dtype=args.dtype,
+        batch_size=args.batch_size,
+        whitening=args.whitening,
+        score_norm=args.score_norm,
+        norm_set=args.norm_set,
+        n_boot=args.n_boot,
+        multiscale=_scales(args.multiscale),
+    )
 
 
 def _scales(text: str | None) -> tuple[float, ...] | None:
@@ -123,7 +153,9 @@ def _scales(text: str | None) -> tuple[float, ...] | None:
     try:
         return tuple(float(t) for t in _csv(text))
     except ValueError as exc:
-        raise UsageError(f"--multiscale expects comma-separated factors like 1,0.707,1.414, got {text!r}") from exc
+        raise UsageError(
+            f"--multiscale expects comma-separated factors like 1,0.707,1.414, got {text!r}"
+        ) from exc
 
 
 def cmd_run(args) -> int:
@@ -133,9 +165,17 @@ def cmd_run(args) -> int:
 
     dataset = load_dataset(args.dataset)
     names = _expand_detectors(args.detectors)
-    outcomes = run_benchmark(dataset, names, _settings(args), results=args.results,
-                             cache_dir=None if args.no_cache else args.cache_dir, allow_random=args.allow_random,
-                             weights=_weights_map(args.weights), skip_existing=not args.force, progress=not args.quiet)
+    outcomes = run_benchmark(
+        dataset,
+        names,
+        _settings(args),
+        results=args.results,
+        cache_dir=None if args.no_cache else args.cache_dir,
+        allow_random=args.allow_random,
+        weights=_weights_map(args.weights),
+        skip_existing=not args.force,
+        progress=not args.quiet,
+    )
     _print_outcomes(outcomes)
     from .table import accuracy_frame, print_leaderboards
 
@@ -152,8 +192,10 @@ def _print_outcomes(outcomes) -> None:
         where = f" -> {o.path}" if o.path else ""
         console.print(f"[{colour}]{o.status:8}[/{colour}] {o.detector}{where} {o.message}".rstrip())
         if o.result and o.result.get("skipped"):
-            console.print(f"          {len(o.result['skipped'])} unreadable image(s) skipped: "
-                          + ", ".join(s["path"] for s in o.result["skipped"][:5]))
+            console.print(
+                f"          {len(o.result['skipped'])} unreadable image(s) skipped: "
+                + ", ".join(s["path"] for s in o.result["skipped"][:5])
+            )
 
 
 def cmd_table(args) -> int:
@@ -184,15 +226,25 @@ def cmd_check(args) -> int:
     fmt = lambda v: "-" if v is None else f"{v:.4f}"
     for c in changes:
         if c.status != "ok" or args.verbose:
-            table.add_row(c.detector, c.dataset, c.metric, fmt(c.baseline), fmt(c.new),
-                          "-" if c.delta is None else f"{c.delta:+.4f}", c.status, style=colours[c.status])
+            table.add_row(
+                c.detector,
+                c.dataset,
+                c.metric,
+                fmt(c.baseline),
+                fmt(c.new),
+                "-" if c.delta is None else f"{c.delta:+.4f}",
+                c.status,
+                style=colours[c.status],
+            )
     console = _console()
     if table.row_count:
         console.print(table)
     bad = failed(changes)
     n_keys = len({(c.detector, c.dataset) for c in changes})
-    console.print(f"[{'red' if bad else 'green'}]{'FAILED' if bad else 'passed'}[/]: {len(changes)} comparisons "
-                  f"over {n_keys} (detector, dataset) results")
+    console.print(
+        f"[{'red' if bad else 'green'}]{'FAILED' if bad else 'passed'}[/]: {len(changes)} comparisons "
+        f"over {n_keys} (detector, dataset) results"
+    )
     return EXIT_CHECK_FAILED if bad else EXIT_OK
 
 
@@ -200,7 +252,9 @@ def cmd_plot(args) -> int:
     from .plots import plot_results
 
     written = plot_results(args.results_dir, args.out)
-    _console().print("wrote " + ", ".join(str(p) for p in written) if written else "no accuracy results to plot")
+    _console().print(
+        "wrote " + ", ".join(str(p) for p in written) if written else "no accuracy results to plot"
+    )
     return EXIT_OK
 
 
@@ -208,8 +262,14 @@ def cmd_score_h5(args) -> int:
     from .interop import score_isc_h5
     from .run import RunSettings
 
-    path = score_isc_h5(args.dataset, args.queries, args.references, args.name, results=args.results,
-                        settings=RunSettings(topk=args.topk, n_boot=args.n_boot))
+    path = score_isc_h5(
+        args.dataset,
+        args.queries,
+        args.references,
+        args.name,
+        results=args.results,
+        settings=RunSettings(topk=args.topk, n_boot=args.n_boot),
+    )
     from .table import render_table
 
     render_table(path)
@@ -228,35 +288,76 @@ def cmd_export(args) -> int:
 def cmd_demo(args) -> int:
     from .demo import run_demo
 
-    return run_demo(out=args.out, detectors=args.detectors, device=args.device, n_queries=args.n_queries,
-                    seed=args.seed, results=args.results, force=args.force, progress=not args.quiet)
+    return run_demo(
+        out=args.out,
+        detectors=args.detectors,
+        device=args.device,
+        n_queries=args.n_queries,
+        seed=args.seed,
+        results=args.results,
+        force=args.force,
+        progress=not args.quiet,
+    )
 
 
 # ----------------------------------------------------------------------------------------------- parser
 def _add_run_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--similarity", default="cosine", choices=("cosine", "split", "split_cross"),
-                   help="cosine on global descriptors, or the split product (per-token / per-chunk max)")
-    p.add_argument("--chunks", type=int, default=None, help="split a global descriptor into this many chunks (split similarities)")
+    p.add_argument(
+        "--similarity",
+        default="cosine",
+        choices=("cosine", "split", "split_cross"),
+        help="cosine on global descriptors, or the split product (per-token / per-chunk max)",
+    )
+    p.add_argument(
+        "--chunks",
+        type=int,
+        default=None,
+        help="split a global descriptor into this many chunks (split similarities)",
+    )
     p.add_argument("--results", default="runs/results", help="results folder (default: runs/results)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "fp16"))
-    p.add_argument("--topk", type=int, default=100, help="references kept per query (metrics use this ranking)")
-    p.add_argument("--allow-random", action="store_true", help="run detectors with no weights found using random weights (marked 'random')")
-    p.add_argument("--weights", action="append", metavar="NAME=FILE", help="explicit weights file for a detector (repeatable)")
-    p.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "copybench" / "descriptors"), help="descriptor cache")
+    p.add_argument(
+        "--topk", type=int, default=100, help="references kept per query (metrics use this ranking)"
+    )
+    p.add_argument(
+        "--allow-random",
+        action="store_true",
+        help="run detectors with no weights found using random weights (marked 'random')",
+    )
+    p.add_argument(
+        "--weights",
+        action="append",
+        metavar="NAME=FILE",
+        help="explicit weights file for a detector (repeatable)",
+    )
+    p.add_argument(
+        "--cache-dir",
+        default=str(Path.home() / ".cache" / "copybench" / "descriptors"),
+        help="descriptor cache",
+    )
     p.add_argument("--no-cache", action="store_true", help="do not read or write the descriptor cache")
-    p.add_argument("--norm-set", default=None, help="separate image folder for whitening / score normalisation")
+    p.add_argument(
+        "--norm-set", default=None, help="separate image folder for whitening / score normalisation"
+    )
     p.add_argument("--whitening", action="store_true", help="PCA-whitening learned on --norm-set")
     p.add_argument("--score-norm", action="store_true", help="SSCD score normalisation against --norm-set")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap samples for 95%% confidence intervals")
-    p.add_argument("--multiscale", default=None, metavar="S1,S2,...",
-                   help="average global descriptors over input scales, e.g. 1,0.707,1.414 (CNNs; not fixed-size ViTs)")
+    p.add_argument(
+        "--multiscale",
+        default=None,
+        metavar="S1,S2,...",
+        help="average global descriptors over input scales, e.g. 1,0.707,1.414 (CNNs; not fixed-size ViTs)",
+    )
     p.add_argument("--force", action="store_true", help="recompute results that already exist")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="copybench", description="Benchmark image copy detectors; scan generated images for training-set replication.")
+    parser = argparse.ArgumentParser(
+        prog="copybench",
+        description="Benchmark image copy detectors; scan generated images for training-set replication.",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     parser.add_argument("-v", "--verbose", action="store_true", help="more logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -269,13 +370,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_demo_and_list(sub) -> None:
-    p = sub.add_parser("demo", help="build the embedded default dataset, run the default detectors, print the leaderboard")
-    p.add_argument("--out", default="runs/demo", help="folder for the dataset and results (default: runs/demo)")
-    p.add_argument("--detectors", default=None, help="comma list (default: the offline detectors with real weights + pixel baselines)")
+    p = sub.add_parser(
+        "demo", help="build the embedded default dataset, run the default detectors, print the leaderboard"
+    )
+    p.add_argument(
+        "--out", default="runs/demo", help="folder for the dataset and results (default: runs/demo)"
+    )
+    p.add_argument(
+        "--detectors",
+        default=None,
+        help="comma list (default: the offline detectors with real weights + pixel baselines)",
+    )
     p.add_argument("--device", default="cpu")
-    p.add_argument("--n-queries", type=int, default=None, help="queries in the default dataset (default: the recipe's)")
+    p.add_argument(
+        "--n-queries", type=int, default=None, help="queries in the default dataset (default: the recipe's)"
+    )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--results", default=None, help="results folder (default: OUT/results); `--results results/default` regenerates the published leaderboard")
+    p.add_argument(
+        "--results",
+        default=None,
+        help="results folder (default: OUT/results); `--results results/default` regenerates the published leaderboard",
+    )
     p.add_argument("--force", action="store_true", help="recompute results that already exist")
     p.set_defaults(func=cmd_demo)
 
@@ -286,40 +401,68 @@ def _add_demo_and_list(sub) -> None:
 
 
 def _add_data(sub) -> None:
-    data = sub.add_parser("data", help="build or import datasets").add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    data = sub.add_parser("data", help="build or import datasets").add_subparsers(
+        dest="data_command", required=True, metavar="ACTION"
+    )
     p = data.add_parser("build", help="build a synthetic copy dataset from a recipe")
-    p.add_argument("recipe", help="FAMILY[.TIER]-SIZE, e.g. crop-xs or crop.strong-m (see `copybench list recipes`)")
-    p.add_argument("--out", required=True, help="dataset folder to write (an existing dataset there is replaced)")
-    p.add_argument("--sources", default=None, help="image folder, cutouts:DIR, voc:DIR or coco:ANN.json:IMAGES (default: embedded photos)")
-    p.add_argument("--n-queries", type=int, default=None, help="number of queries (default: the recipe size's)")
-    p.add_argument("--seed", type=int, default=0, help="dataset seed (default 0): same recipe and seed, same dataset")
+    p.add_argument(
+        "recipe", help="FAMILY[.TIER]-SIZE, e.g. crop-xs or crop.strong-m (see `copybench list recipes`)"
+    )
+    p.add_argument(
+        "--out", required=True, help="dataset folder to write (an existing dataset there is replaced)"
+    )
+    p.add_argument(
+        "--sources",
+        default=None,
+        help="image folder, cutouts:DIR, voc:DIR or coco:ANN.json:IMAGES (default: embedded photos)",
+    )
+    p.add_argument(
+        "--n-queries", type=int, default=None, help="number of queries (default: the recipe size's)"
+    )
+    p.add_argument(
+        "--seed", type=int, default=0, help="dataset seed (default 0): same recipe and seed, same dataset"
+    )
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N for rendering the queries")
     p.set_defaults(func=cmd_data_build)
     p = data.add_parser(
-        "import", help="import a real dataset layout (disc21, copydays, folder)",
+        "import",
+        help="import a real dataset layout (disc21, copydays, folder)",
         description="Index a real dataset in place (images are not copied). disc21: a queries folder (name "
-                    "containing 'quer'), a references folder ('ref') and a ground-truth CSV (*ground_truth*.csv or "
-                    "*gt*.csv) with columns query_id,reference_id; ids are file stems, an empty reference_id is a "
-                    "distractor. copydays: originals BBBB00.jpg in a folder named like 'original', copies with the "
-                    "same 4-digit block id in crops/<percent>/, jpegqual/<quality>/, strong/ (copy type = family, "
-                    "subfolder = tier). folder: every image is a reference, no queries.")
+        "containing 'quer'), a references folder ('ref') and a ground-truth CSV (*ground_truth*.csv or "
+        "*gt*.csv) with columns query_id,reference_id; ids are file stems, an empty reference_id is a "
+        "distractor. copydays: originals BBBB00.jpg in a folder named like 'original', copies with the "
+        "same 4-digit block id in crops/<percent>/, jpegqual/<quality>/, strong/ (copy type = family, "
+        "subfolder = tier). folder: every image is a reference, no queries.",
+    )
     p.add_argument("format", choices=("disc21", "copydays", "folder"), help="dataset layout")
     p.add_argument("src", help="the dataset's root folder")
-    p.add_argument("--out", required=True, help="folder for the index (dataset.json, queries.csv, references.csv)")
+    p.add_argument(
+        "--out", required=True, help="folder for the index (dataset.json, queries.csv, references.csv)"
+    )
     p.set_defaults(func=cmd_data_import)
 
 
 def _add_run_and_results(sub) -> None:
-    p = sub.add_parser("run", help="descriptors, retrieval and metrics: one result file per detector and dataset")
-    p.add_argument("--dataset", required=True, help="dataset folder (from `copybench data build` or `data import`)")
-    p.add_argument("--detectors", required=True, help="comma list of names, patterns (dino_*) or module:factory")
+    p = sub.add_parser(
+        "run", help="descriptors, retrieval and metrics: one result file per detector and dataset"
+    )
+    p.add_argument(
+        "--dataset", required=True, help="dataset folder (from `copybench data build` or `data import`)"
+    )
+    p.add_argument(
+        "--detectors", required=True, help="comma list of names, patterns (dino_*) or module:factory"
+    )
     _add_run_options(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("table", help="leaderboard of the results in a folder")
     p.add_argument("results_dir", help="a result file or a folder searched recursively (e.g. runs/results)")
-    p.add_argument("--format", default="terminal", choices=("terminal", "md", "csv", "html"),
-                   help="default terminal; terminal with --out writes markdown")
+    p.add_argument(
+        "--format",
+        default="terminal",
+        choices=("terminal", "md", "csv", "html"),
+        help="default terminal; terminal with --out writes markdown",
+    )
     p.add_argument("--out", default=None, help="write to this file instead of printing")
     p.set_defaults(func=cmd_table)
 
@@ -327,10 +470,14 @@ def _add_run_and_results(sub) -> None:
     p.add_argument("--baseline", required=True, help="baseline result file or folder")
     p.add_argument("--results", required=True, help="new result file or folder")
     p.add_argument("--tolerance", type=float, default=0.01, help="allowed absolute drop (default 0.01)")
-    p.add_argument("--metrics", default=None, help="comma list (default: micro_ap,map,recall@1,recall_at_p90)")
+    p.add_argument(
+        "--metrics", default=None, help="comma list (default: micro_ap,map,recall@1,recall_at_p90)"
+    )
     p.set_defaults(func=cmd_check)
 
-    p = sub.add_parser("score-h5", help="score descriptors computed elsewhere (ISC HDF5: vectors, image_names)")
+    p = sub.add_parser(
+        "score-h5", help="score descriptors computed elsewhere (ISC HDF5: vectors, image_names)"
+    )
     p.add_argument("--dataset", required=True)
     p.add_argument("--queries", required=True, help="HDF5 file of query descriptors")
     p.add_argument("--references", required=True, help="HDF5 file of reference descriptors")
@@ -342,10 +489,14 @@ def _add_run_and_results(sub) -> None:
 
     p = sub.add_parser("plot", help="precision-recall curves and per-family bars (PNG) from result files")
     p.add_argument("results_dir", help="a result file or a folder searched recursively")
-    p.add_argument("--out", required=True, help="folder for the PNGs (pr_<dataset>.png, families_<dataset>.png)")
+    p.add_argument(
+        "--out", required=True, help="folder for the PNGs (pr_<dataset>.png, families_<dataset>.png)"
+    )
     p.set_defaults(func=cmd_plot)
 
-    p = sub.add_parser("export", help="write a result's predictions in the ISC format (predictions.csv, ground_truth.csv)")
+    p = sub.add_parser(
+        "export", help="write a result's predictions in the ISC format (predictions.csv, ground_truth.csv)"
+    )
     p.add_argument("result_file", help="one accuracy result JSON (its predictions file must lie beside it)")
     p.add_argument("--format", default="isc", choices=("isc",), help="isc: the ISC 2021 evaluation's CSVs")
     p.add_argument("--out", required=True, help="folder for predictions.csv and ground_truth.csv")
@@ -369,7 +520,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     from copybench.detectors import UnknownDetectorError, WeightsMissingError
 
     try:
@@ -378,7 +531,14 @@ def main(argv: list[str] | None = None) -> int:
 
             check_device(args.device)  # before any work: every command with --device fails the same clear way
         return args.func(args)
-    except (UsageError, UnknownDetectorError, WeightsMissingError, ValueError, FileNotFoundError, NotADirectoryError) as exc:
+    except (
+        UsageError,
+        UnknownDetectorError,
+        WeightsMissingError,
+        ValueError,
+        FileNotFoundError,
+        NotADirectoryError,
+    ) as exc:
         _console().print(f"[red]error:[/red] {exc}", highlight=False)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

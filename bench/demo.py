@@ -50,12 +50,21 @@ def _dataset(out: Path, n_queries: int | None, seed: int, device: str, progress:
             return ds
     except DatasetError:
         pass
-    return build_dataset(DEFAULT_RECIPE, folder, n_queries=n_queries, seed=seed, device=device, progress=progress)
+    return build_dataset(
+        DEFAULT_RECIPE, folder, n_queries=n_queries, seed=seed, device=device, progress=progress
+    )
 
 
-def run_demo(out: str | Path = "runs/demo", detectors: str | None = None, device: str = "cpu",
-             n_queries: int | None = None, seed: int = 0, results: str | Path | None = None,
-             force: bool = False, progress: bool = True) -> int:
+def run_demo(
+    out: str | Path = "runs/demo",
+    detectors: str | None = None,
+    device: str = "cpu",
+    n_queries: int | None = None,
+    seed: int = 0,
+    results: str | Path | None = None,
+    force: bool = False,
+    progress: bool = True,
+) -> int:
     """Build, run, score and print; returns the CLI exit code."""
     from .progress import console as make_console
     from .run import RunSettings, run_benchmark
@@ -65,19 +74,30 @@ def run_demo(out: str | Path = "runs/demo", detectors: str | None = None, device
     out = Path(out)
     ds = _dataset(out, n_queries, seed, device, progress)
     c = ds.counts()
-    console.print(f"[bold]dataset[/bold] {ds.name}: {c['references']} references, {c['queries']} queries "
-                  f"({c['distractors']} distractors), fingerprint {ds.fingerprint[:12]}; contact sheet: "
-                  f"{ds.root / 'contact_sheet.png'}")
+    console.print(
+        f"[bold]dataset[/bold] {ds.name}: {c['references']} references, {c['queries']} queries "
+        f"({c['distractors']} distractors), fingerprint {ds.fingerprint[:12]}; contact sheet: "
+        f"{ds.root / 'contact_sheet.png'}"
+    )
     wanted = [d.strip() for d in detectors.split(",")] if detectors else list(DEMO_DETECTORS)
     names, missing = _available(wanted)
     for name in missing:
-        console.print(f"[yellow]skipping[/yellow] {name}: weights not available offline (see `copybench list detectors`)")
+        console.print(
+            f"[yellow]skipping[/yellow] {name}: weights not available offline (see `copybench list detectors`)"
+        )
     if not names:
         console.print("[red]error:[/red] no detector available to run")
         return 2
     results = Path(results) if results else out / "results"
-    outcomes = run_benchmark(ds, names, RunSettings(device=device), results=results,
-                             cache_dir=out / "cache", skip_existing=not force, progress=progress)
+    outcomes = run_benchmark(
+        ds,
+        names,
+        RunSettings(device=device),
+        results=results,
+        cache_dir=out / "cache",
+        skip_existing=not force,
+        progress=progress,
+    )
     for o in outcomes:
         if o.status == "failed":
             console.print(f"[red]failed[/red] {o.detector}: {o.message}")
@@ -87,5 +107,7 @@ def run_demo(out: str | Path = "runs/demo", detectors: str | None = None, device
     from .plots import plot_results
 
     plot_results(results, results / "plots")
-    console.print(f"results: {results}/ (leaderboard.md, leaderboard.html and plots/ beside the result files)")
+    console.print(
+        f"results: {results}/ (leaderboard.md, leaderboard.html and plots/ beside the result files)"
+    )
     return 0 if all(o.status != "failed" for o in outcomes) else 1

@@ -24,11 +24,18 @@ def git_commit() -> str | None:
     here = Path(__file__).resolve().parent
     try:
         out = subprocess.run(
-            ["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True
+            ["git", "-C", str(here), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
         )
         dirty = subprocess.run(
             ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, timeout=5, check=False,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
         ).stdout.strip()
         return out.stdout.strip() + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
@@ -46,7 +53,9 @@ def check_device(device: str) -> None:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} asked for, but CUDA is not available on this machine")
     if dev.type == "cuda" and (dev.index or 0) >= torch.cuda.device_count():
-        raise ValueError(f"device {device!r} asked for, but this machine has {torch.cuda.device_count()} CUDA device(s)")
+        raise ValueError(
+            f"device {device!r} asked for, but this machine has {torch.cuda.device_count()} CUDA device(s)"
+        )
 
 
 def device_name(device: str) -> str:
@@ -67,7 +76,10 @@ def environment(device: str = "cpu", dtype: str = "fp32") -> dict:
         "git_commit": git_commit(),
         "python": platform.python_version(),
         "torch": torch.__version__,
-        **{name: _version(name) for name in ("torchvision", "timm", "kornia", "faiss-cpu", "faiss-gpu", "onnxruntime", "numpy")},
+        **{
+            name: _version(name)
+            for name in ("torchvision", "timm", "kornia", "faiss-cpu", "faiss-gpu", "onnxruntime", "numpy")
+        },
         "platform": platform.platform(),
         "hostname": platform.node(),
         "device": str(device),

@@ -29,7 +29,9 @@ from .preprocess import ImageReadError, Preprocess, pil_to_tensor, read_image
 log = logging.getLogger(__name__)
 CACHE_VERSION = 2  # bump whenever decoding, preprocessing or normalisation changes what a descriptor is
 SHARD_IMAGES = 1024
-SHARD_SECONDS = 30.0  # also flush a shard this often, so a kill -9 loses at most this much work on a slow model
+SHARD_SECONDS = (
+    30.0  # also flush a shard this often, so a kill -9 loses at most this much work on a slow model
+)
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -74,13 +76,24 @@ def _collate(items):
     return items
 
 
-def cache_key(detector, paths: list[str], *, dtype: str, tokens: bool, fingerprint: str | None = None,
-              scales: tuple[float, ...] | None = None) -> str:
+def cache_key(
+    detector,
+    paths: list[str],
+    *,
+    dtype: str,
+    tokens: bool,
+    fingerprint: str | None = None,
+    scales: tuple[float, ...] | None = None,
+) -> str:
     """Stable hash identifying one extraction."""
     h = hashlib.sha256()
     ident = {
-        "v": CACHE_VERSION, "spec": detector.spec.to_dict(), "weights": detector.weights.sha256 or detector.weights.status,
-        "dtype": dtype, "tokens": tokens, "fingerprint": fingerprint,
+        "v": CACHE_VERSION,
+        "spec": detector.spec.to_dict(),
+        "weights": detector.weights.sha256 or detector.weights.status,
+        "dtype": dtype,
+        "tokens": tokens,
+        "fingerprint": fingerprint,
     }
     if scales:
         ident["scales"] = list(scales)
@@ -100,9 +113,18 @@ def default_workers() -> int:
 class Extractor:
     """Runs one detector over image lists with the harness's preprocessing and normalisation."""
 
-    def __init__(self, detector, *, device: str = "cpu", dtype: str = "fp32", batch_size: int = 32,
-                 num_workers: int | None = None, cache_dir: str | Path | None = None, progress: bool = True,
-                 scales: tuple[float, ...] | None = None) -> None:
+    def __init__(
+        self,
+        detector,
+        *,
+        device: str = "cpu",
+        dtype: str = "fp32",
+        batch_size: int = 32,
+        num_workers: int | None = None,
+        cache_dir: str | Path | None = None,
+        progress: bool = True,
+        scales: tuple[float, ...] | None = None,
+    ) -> None:
         if scales and any(s <= 0 for s in scales):
             raise ValueError(f"multiscale factors must be positive, got {scales}")
         self.scales = tuple(scales) if scales and tuple(scales) != (1.0,) else None
@@ -116,7 +138,9 @@ class Extractor:
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.preprocess = Preprocess(detector.spec)
         if self.device.type == "cuda":
-            torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest kernels once
+            torch.backends.cudnn.benchmark = (
+                True  # fixed input sizes: let cuDNN pick its fastest kernels once
+            )
             if detector.spec.family != "pixel":
                 detector.to(memory_format=torch.channels_last)
 
@@ -144,24 +168,33 @@ class Extractor:
         total = 0
         for s in self.scales:
             size = [max(8, round(d * s)) for d in x.shape[-2:]]
-            xs = x if s == 1.0 else torch.nn.functional.interpolate(x, size=size, mode="bilinear", antialias=True)
+            xs = (
+                x
+                if s == 1.0
+                else torch.nn.functional.interpolate(x, size=size, mode="bilinear", antialias=True)
+            )
             try:
                 out = self._model(xs)
             except (RuntimeError, AssertionError, ValueError) as exc:
-                raise ValueError(f"detector {self.detector.spec.name!r} cannot run at scale {s} ({size[0]}x{size[1]}): "
-                                 f"{exc}; fixed-size models (most ViTs) take no --multiscale") from exc
+                raise ValueError(
+                    f"detector {self.detector.spec.name!r} cannot run at scale {s} ({size[0]}x{size[1]}): "
+                    f"{exc}; fixed-size models (most ViTs) take no --multiscale"
+                ) from exc
             out = check_raw_output(self.detector.spec, out, x.shape[0])
             total = total + torch.nn.functional.normalize(out[:, 0] if out.ndim == 3 else out, dim=-1)
         return torch.nn.functional.normalize(total, dim=-1)
 
-    def run(self, paths: list[str], *, tokens: bool = False, fingerprint: str | None = None, label: str = "images") -> Descriptors:
+    def run(
+        self, paths: list[str], *, tokens: bool = False, fingerprint: str | None = None, label: str = "images"
+    ) -> Descriptors:
         """Descriptors for ``paths``, from the cache where present."""
         if tokens and self.detector.spec.output != "tokens":
             raise ValueError(f"detector {self.detector.spec.name!r} outputs global descriptors, not tokens")
         if tokens and self.scales:
             raise ValueError("--multiscale gives global descriptors only: use it with --similarity cosine")
-        key = cache_key(self.detector, paths, dtype=self.dtype, tokens=tokens, fingerprint=fingerprint,
-                        scales=self.scales)
+        key = cache_key(
+            self.detector, paths, dtype=self.dtype, tokens=tokens, fingerprint=fingerprint, scales=self.scales
+        )
         store = _ShardStore(self.cache_dir / key if self.cache_dir else None, len(paths))
         if store.complete():
             return store.load(paths)
@@ -174,9 +207,13 @@ class Extractor:
 
     def _batches(self, paths: list[str], rows: list[int]):
         loader = torch.utils.data.DataLoader(
-            _Images(paths, rows, self.preprocess), batch_size=self.batch_size, num_workers=self.num_workers,
-            collate_fn=_collate, pin_memory=self.device.type == "cuda",
-            persistent_workers=False, prefetch_factor=4 if self.num_workers else None,
+            _Images(paths, rows, self.preprocess),
+            batch_size=self.batch_size,
+            num_workers=self.num_workers,
+            collate_fn=_collate,
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=False,
+            prefetch_factor=4 if self.num_workers else None,
         )
         yield from loader
 
@@ -193,7 +230,11 @@ class Extractor:
                             store.add_failure(row, err)
                     for group in _same_shape_groups([it for it in items if it[2] is None]):
                         glob, toks = self.forward(torch.stack([it[1] for it in group]))
-                        store.add([it[0] for it in group], glob.cpu().numpy(), toks.cpu().half().numpy() if tokens else None)
+                        store.add(
+                            [it[0] for it in group],
+                            glob.cpu().numpy(),
+                            toks.cpu().half().numpy() if tokens else None,
+                        )
                     bar.advance(len(items))
         except KeyboardInterrupt:
             store.flush()  # Ctrl-C keeps the rows already done: a rerun resumes after them
@@ -205,11 +246,15 @@ def check_raw_output(spec, out: torch.Tensor, batch: int) -> torch.Tensor:
     """``out`` when it has the shape and dims ``spec`` declares and is finite; else ValueError naming the detector."""
     ndim, want = (2, "(B, D)") if spec.output == "global" else (3, "(B, T, D)")
     if out.ndim != ndim or out.shape[0] != batch or out.shape[-1] != spec.dims:
-        raise ValueError(f"detector {spec.name!r} returned shape {tuple(out.shape)} for a batch of {batch}, but its "
-                         f"spec declares output={spec.output!r} {want} with dims={spec.dims}")
+        raise ValueError(
+            f"detector {spec.name!r} returned shape {tuple(out.shape)} for a batch of {batch}, but its "
+            f"spec declares output={spec.output!r} {want} with dims={spec.dims}"
+        )
     if not torch.isfinite(out).all():
         bad = int((~torch.isfinite(out)).sum())
-        raise ValueError(f"detector {spec.name!r} returned {bad} non-finite values (NaN or inf) for a batch of {batch}")
+        raise ValueError(
+            f"detector {spec.name!r} returned {bad} non-finite values (NaN or inf) for a batch of {batch}"
+        )
     return out
 
 
@@ -309,7 +354,11 @@ class _ShardStore:
                     arr.flush()
             from copybench.datasets.dataset import atomic_write_text
 
-            done = {"n": self.n, "failed": {str(k): v for k, v in failed.items()}, "tokens": tok_arr is not None}
+            done = {
+                "n": self.n,
+                "failed": {str(k): v for k, v in failed.items()},
+                "tokens": tok_arr is not None,
+            }
             atomic_write_text(self.root / "done.json", json.dumps(done))
             for p in self.root.glob("shard-*.npz"):
                 p.unlink()

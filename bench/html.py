@@ -49,8 +49,10 @@ def _table(frame: pd.DataFrame, caption: str, index: bool = False) -> str:
     for row in frame.itertuples(index=False):
         cls = ' class="random"' if any("random" in str(v) for v in row) else ""
         rows.append(f"<tr{cls}>" + "".join(_cell(v) for v in row) + "</tr>")
-    return (f'<table class="sortable"><caption>{html.escape(caption)}</caption><thead><tr>{head}</tr></thead>'
-            f"<tbody>{''.join(rows)}</tbody></table>")
+    return (
+        f'<table class="sortable"><caption>{html.escape(caption)}</caption><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
 
 
 def leaderboard_html(acc: pd.DataFrame, groups: pd.DataFrame, thr: pd.DataFrame, ranks: pd.DataFrame) -> str:
@@ -62,6 +64,8 @@ def leaderboard_html(acc: pd.DataFrame, groups: pd.DataFrame, thr: pd.DataFrame,
         _table(ranks, "Mean rank across datasets"),
     ]
     note = "<p>Rows in red ran with <b>random weights</b>: their numbers say nothing about the published model.</p>"
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>copybench leaderboard</title>"
-            f"<style>{_STYLE}</style></head><body><h1>copybench leaderboard</h1>{note}{''.join(parts)}"
-            f"<script>{_SCRIPT}</script></body></html>\n")
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>copybench leaderboard</title>"
+        f"<style>{_STYLE}</style></head><body><h1>copybench leaderboard</h1>{note}{''.join(parts)}"
+        f"<script>{_SCRIPT}</script></body></html>\n"
+    )

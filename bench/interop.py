@@ -26,7 +26,9 @@ def export_isc(result_file: str | Path, out: str | Path) -> list[Path]:
         raise FileNotFoundError(f"predictions of {result_file} not found: {pred_file}")
     dataset = load_dataset(result["dataset"]["path"])
     if dataset.fingerprint != result["dataset"]["fingerprint"]:
-        raise ValueError(f"dataset at {dataset.root} changed since {result_file} was computed (fingerprint differs)")
+        raise ValueError(
+            f"dataset at {dataset.root} changed since {result_file} was computed (fingerprint differs)"
+        )
     preds = pd.read_csv(pred_file, dtype={"query_id": str, "reference_id": str})
     out = Path(out)
     p_path, g_path = out / "predictions.csv", out / "ground_truth.csv"
@@ -44,7 +46,9 @@ def read_isc_h5(path: str | Path) -> tuple[list[str], np.ndarray]:
     try:
         with h5py.File(path, "r") as f:
             if "vectors" not in f or "image_names" not in f:
-                raise ValueError(f"{path}: ISC descriptor files hold 'vectors' and 'image_names'; found {sorted(f)}")
+                raise ValueError(
+                    f"{path}: ISC descriptor files hold 'vectors' and 'image_names'; found {sorted(f)}"
+                )
             names = [n.decode() if isinstance(n, bytes) else str(n) for n in f["image_names"][:]]
             vectors = np.asarray(f["vectors"][:], dtype=np.float32)
     except OSError as exc:
@@ -80,8 +84,15 @@ def _descriptors_for(ids: list[str], paths: list[str], names: list[str], vectors
     return Descriptors(list(paths), out, None, failed)
 
 
-def score_isc_h5(dataset_dir: str | Path, queries: str | Path, references: str | Path, name: str, *,
-                 results: str | Path, settings=None) -> Path:
+def score_isc_h5(
+    dataset_dir: str | Path,
+    queries: str | Path,
+    references: str | Path,
+    name: str,
+    *,
+    results: str | Path,
+    settings=None,
+) -> Path:
     """Score externally computed descriptors (ISC HDF5 layout) on a dataset; writes a normal result file.
 
     ``image_names`` must be the dataset's query and reference ids (file stems for imported DISC21 data).
@@ -98,9 +109,13 @@ def score_isc_h5(dataset_dir: str | Path, queries: str | Path, references: str |
     qn, qv = read_isc_h5(queries)
     rn, rv = read_isc_h5(references)
     if qv.shape[1] != rv.shape[1]:
-        raise ValueError(f"descriptor sizes differ: {queries} has {qv.shape[1]}, {references} has {rv.shape[1]}")
+        raise ValueError(
+            f"descriptor sizes differ: {queries} has {qv.shape[1]}, {references} has {rv.shape[1]}"
+        )
     qd = _descriptors_for(dataset.query_ids, dataset.queries["path"].tolist(), qn, qv, Path(queries))
-    rd = _descriptors_for(dataset.reference_ids, dataset.references["path"].tolist(), rn, rv, Path(references))
+    rd = _descriptors_for(
+        dataset.reference_ids, dataset.references["path"].tolist(), rn, rv, Path(references)
+    )
     weights = {"status": "external", "source": f"{queries}, {references}", "sha256": None}
     result = score_descriptors(dataset, qd, rd, settings, detector_name=name, spec=None, weights=weights)
     path = result_path(results, name, dataset.name, dataset.fingerprint, settings.key_settings())

@@ -22,8 +22,10 @@ def predictions_arrays(result: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray
     dataset = load_dataset(result["dataset"]["path"])
     if dataset.fingerprint != result["dataset"]["fingerprint"]:
         raise ValueError(f"{result['_path']}: dataset {dataset.root} changed since the result was computed")
-    preds = pd.read_csv(Path(result["_path"]).parent / result["predictions_file"],
-                        dtype={"query_id": str, "reference_id": str})
+    preds = pd.read_csv(
+        Path(result["_path"]).parent / result["predictions_file"],
+        dtype={"query_id": str, "reference_id": str},
+    )
     skipped = {s["path"] for s in result.get("skipped", []) if s.get("role") == "query"}
     qids = [q for q, p in zip(dataset.query_ids, dataset.queries["path"]) if p not in skipped]
     k = int(result["settings"]["topk"])
@@ -62,8 +64,18 @@ def plot_results(results_dir: str | Path, out: str | Path) -> list[Path]:
         fig, ax = plt.subplots(figsize=(7, 5))
         for r in sorted(group, key=lambda r: -(r["metrics"].get("micro_ap") or 0)):
             precision, recall, _ = pr_curve(*predictions_arrays(r))
-            ax.plot(recall, precision, label=f"{_label(r)} ({settings_label(r)}) µAP={r['metrics']['micro_ap']:.3f}")
-        ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02), title=f"pooled precision-recall: {key}")
+            ax.plot(
+                recall,
+                precision,
+                label=f"{_label(r)} ({settings_label(r)}) µAP={r['metrics']['micro_ap']:.3f}",
+            )
+        ax.set(
+            xlabel="recall",
+            ylabel="precision",
+            xlim=(0, 1),
+            ylim=(0, 1.02),
+            title=f"pooled precision-recall: {key}",
+        )
         ax.legend(fontsize=7, loc="lower left")
         written.append(_save(fig, out / f"pr_{key}.png"))
         written.append(_family_bars(group, key, out))
@@ -73,9 +85,14 @@ def plot_results(results_dir: str | Path, out: str | Path) -> list[Path]:
 def _family_bars(group: list[dict], key: str, out: Path) -> Path:
     import matplotlib.pyplot as plt
 
-    table = pd.DataFrame({f"{_label(r)} ({settings_label(r)})":
-                          {g: (m or {}).get("micro_ap") for g, m in r.get("groups", {}).items() if "/" not in g}
-                          for r in group}).astype(float)
+    table = pd.DataFrame(
+        {
+            f"{_label(r)} ({settings_label(r)})": {
+                g: (m or {}).get("micro_ap") for g, m in r.get("groups", {}).items() if "/" not in g
+            }
+            for r in group
+        }
+    ).astype(float)
     fig, ax = plt.subplots(figsize=(max(7, 0.9 * len(table)), 5))
     table.plot.bar(ax=ax, width=0.8)
     ax.set(ylabel="micro-AP", ylim=(0, 1.05), title=f"micro-AP per recipe family: {key}")

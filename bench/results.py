@@ -61,7 +61,9 @@ def settings_suffix(settings: dict) -> str:
     return "".join("__" + p for p in parts)
 
 
-def result_path(results_dir: str | Path, detector: str, dataset_name: str, fingerprint: str, settings: dict) -> Path:
+def result_path(
+    results_dir: str | Path, detector: str, dataset_name: str, fingerprint: str, settings: dict
+) -> Path:
     """results_dir/<dataset>-<fingerprint[:12]>/<detector><settings>.json"""
     folder = Path(results_dir) / f"{safe_name(dataset_name)}-{fingerprint[:12]}"
     return folder / f"{safe_name(detector)}{settings_suffix(settings)}.json"
@@ -85,7 +87,9 @@ def read_result(path: str | Path) -> dict:
         raise ResultError(f"{path}: cannot read result file ({exc})") from exc
     version = data.get("schema_version") if isinstance(data, dict) else None
     if version != SCHEMA_VERSION:
-        raise ResultError(f"{path}: unknown result schema version {version!r} (this copybench reads {SCHEMA_VERSION})")
+        raise ResultError(
+            f"{path}: unknown result schema version {version!r} (this copybench reads {SCHEMA_VERSION})"
+        )
     if data.get("kind") not in KINDS:
         raise ResultError(f"{path}: unknown result kind {data.get('kind')!r}")
     data["_path"] = str(path)

@@ -54,7 +54,9 @@ def _search_block_torch(q: np.ndarray, r: np.ndarray, k: int, device: str):
 def search(queries: np.ndarray, references: np.ndarray, k: int, *, device: str = "cpu", block: int = 262_144):
     """Exact top-k inner product: (scores (Q, k) float32, indices (Q, k) int64), -inf / -1 padding."""
     if queries.ndim != 2 or references.ndim != 2 or queries.shape[1] != references.shape[1]:
-        raise ValueError(f"descriptor shapes do not match: queries {queries.shape}, references {references.shape}")
+        raise ValueError(
+            f"descriptor shapes do not match: queries {queries.shape}, references {references.shape}"
+        )
     nq = queries.shape[0]
     best_s = np.full((nq, k), -np.inf, dtype=np.float32)
     best_i = np.full((nq, k), -1, dtype=np.int64)
@@ -102,8 +104,16 @@ def _rescore(q: np.ndarray, r: np.ndarray, cand: np.ndarray, cross: bool) -> np.
     return out
 
 
-def search_split(queries: np.ndarray, references: np.ndarray, k: int, *, cross: bool = False,
-                 chunks: int | None = None, device: str = "cpu", query_block: int = 1024):
+def search_split(
+    queries: np.ndarray,
+    references: np.ndarray,
+    k: int,
+    *,
+    cross: bool = False,
+    chunks: int | None = None,
+    device: str = "cpu",
+    query_block: int = 1024,
+):
     """Exact top-k under the split product (or its cross variant)."""
     r = as_chunks(references, chunks)
     n_ref, n_chunks, _ = r.shape
@@ -117,7 +127,9 @@ def search_split(queries: np.ndarray, references: np.ndarray, k: int, *, cross: 
                 _, idx = search(np.ascontiguousarray(q[:, c]), flat_r, k * n_chunks, device=device)
                 cands.append(np.where(idx >= 0, idx // n_chunks, -1))
             else:
-                _, idx = search(np.ascontiguousarray(q[:, c]), np.ascontiguousarray(r[:, c]), k, device=device)
+                _, idx = search(
+                    np.ascontiguousarray(q[:, c]), np.ascontiguousarray(r[:, c]), k, device=device
+                )
                 cands.append(idx)
         cand = _unique_rows(np.concatenate(cands, axis=1))
         s = _rescore(q, r, cand, cross)
@@ -141,8 +153,10 @@ def _pad(s: np.ndarray, i: np.ndarray, k: int):
     if s.shape[1] >= k:
         return s[:, :k], i[:, :k]
     pad = k - s.shape[1]
-    return (np.pad(s, ((0, 0), (0, pad)), constant_values=-np.inf),
-            np.pad(i, ((0, 0), (0, pad)), constant_values=-1))
+    return (
+        np.pad(s, ((0, 0), (0, pad)), constant_values=-np.inf),
+        np.pad(i, ((0, 0), (0, pad)), constant_values=-1),
+    )
 
 
 def fit_whitening(train: np.ndarray):
@@ -162,8 +176,9 @@ def fit_whitening(train: np.ndarray):
     return apply
 
 
-def score_norm_offsets(queries: np.ndarray, train: np.ndarray, *, beta: float = 1.0, n_neighbors: int = 3,
-                       device: str = "cpu") -> np.ndarray:
+def score_norm_offsets(
+    queries: np.ndarray, train: np.ndarray, *, beta: float = 1.0, n_neighbors: int = 3, device: str = "cpu"
+) -> np.ndarray:
     """SSCD score normalisation: beta x mean similarity of each query to its nearest training descriptors."""
     s, _ = search(queries, train, n_neighbors, device=device)
     return beta * s.mean(axis=1)

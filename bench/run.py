@@ -41,20 +41,33 @@ class RunSettings:
         if self.similarity not in ("cosine", "split", "split_cross"):
             raise ValueError(f"unknown similarity {self.similarity!r}; choose cosine, split or split_cross")
         if (self.whitening or self.score_norm) and not self.norm_set:
-            raise ValueError("--whitening and --score-norm need --norm-set DIR: a separate folder of training images")
+            raise ValueError(
+                "--whitening and --score-norm need --norm-set DIR: a separate folder of training images"
+            )
         if self.chunks is not None and self.chunks < 1:
             raise ValueError(f"--chunks must be a positive number of chunks, got {self.chunks}")
         if self.chunks is not None and self.similarity == "cosine":
-            raise ValueError(f"--chunks {self.chunks} needs --similarity split or split_cross (cosine uses whole vectors)")
+            raise ValueError(
+                f"--chunks {self.chunks} needs --similarity split or split_cross (cosine uses whole vectors)"
+            )
         if self.multiscale and not all(x > 0 for x in self.multiscale):
-            raise ValueError(f"--multiscale factors must be positive, got {','.join(f'{x:g}' for x in self.multiscale)}")
+            raise ValueError(
+                f"--multiscale factors must be positive, got {','.join(f'{x:g}' for x in self.multiscale)}"
+            )
         if self.topk < 1 or self.batch_size < 1:
-            raise ValueError(f"--topk and --batch-size must be positive, got {self.topk} and {self.batch_size}")
+            raise ValueError(
+                f"--topk and --batch-size must be positive, got {self.topk} and {self.batch_size}"
+            )
 
     def key_settings(self) -> dict:
         """Settings that enter the result key (and so the file name)."""
-        keys = {"similarity": self.similarity, "chunks": self.chunks, "whitening": self.whitening,
-                "score_norm": self.score_norm, "dtype": self.dtype}
+        keys = {
+            "similarity": self.similarity,
+            "chunks": self.chunks,
+            "whitening": self.whitening,
+            "score_norm": self.score_norm,
+            "dtype": self.dtype,
+        }
         if self.multiscale:  # only when set, so keys of single-scale results stay as they were
             keys["multiscale"] = list(self.multiscale)
         if self.topk != DEFAULT_TOPK:  # positives below top-k count as missed: another depth, other numbers
@@ -125,34 +138,75 @@ def _normalize_with_norm_set(settings: RunSettings, extractor, qd, rd):
     if settings.whitening:
         white = fit_whitening(train)
         qd.vectors, rd.vectors, train = white(qd.vectors), white(rd.vectors), white(train)
-    offsets = score_norm_offsets(np.asarray(qd.vectors), train, device=settings.device) if settings.score_norm else None
+    offsets = (
+        score_norm_offsets(np.asarray(qd.vectors), train, device=settings.device)
+        if settings.score_norm
+        else None
+    )
     return qd, rd, offsets
 
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 
 
-def evaluate_detector(detector, dataset, settings: RunSettings, *, cache_dir: Path | None, progress: bool = True) -> dict:
+def evaluate_detector(
+    detector, dataset, settings: RunSettings, *, cache_dir: Path | None, progress: bool = True
+) -> dict:
     """Extract, search and score one loaded detector on one dataset; returns the result dict (not written)."""
     from .extract import Extractor
 
     tokens = settings.similarity != "cosine" and detector.spec.output == "tokens"
-    ext = Extractor(detector, device=settings.device, dtype=settings.dtype, batch_size=settings.batch_size,
-                    cache_dir=cache_dir, progress=progress, scales=settings.multiscale)
+    ext = Extractor(
+        detector,
+        device=settings.device,
+        dtype=settings.dtype,
+        batch_size=settings.batch_size,
+        cache_dir=cache_dir,
+        progress=progress,
+        scales=settings.multiscale,
+    )
     t0 = time.perf_counter()
-    rd = ext.run(dataset.references["path"].tolist(), tokens=tokens, fingerprint=dataset.fingerprint, label="references")
-    qd = ext.run(dataset.queries["path"].tolist(), tokens=tokens, fingerprint=dataset.fingerprint, label="queries")
+    rd = ext.run(
+        dataset.references["path"].tolist(),
+        tokens=tokens,
+        fingerprint=dataset.fingerprint,
+        label="references",
+    )
+    qd = ext.run(
+        dataset.queries["path"].tolist(), tokens=tokens, fingerprint=dataset.fingerprint, label="queries"
+    )
     t1 = time.perf_counter()
     qd, rd, offsets = _normalize_with_norm_set(settings, ext, qd, rd)
-    weights = {"status": detector.weights.status, "source": detector.weights.source, "sha256": detector.weights.sha256}
-    result = score_descriptors(dataset, qd, rd, settings, offsets=offsets, detector_name=detector.spec.name,
-                               spec=detector.spec.to_dict(), weights=weights)
+    weights = {
+        "status": detector.weights.status,
+        "source": detector.weights.source,
+        "sha256": detector.weights.sha256,
+    }
+    result = score_descriptors(
+        dataset,
+        qd,
+        rd,
+        settings,
+        offsets=offsets,
+        detector_name=detector.spec.name,
+        spec=detector.spec.to_dict(),
+        weights=weights,
+    )
     result["timings"].update({"extract_s": t1 - t0, "extract_computed_s": rd.seconds + qd.seconds})
     return result
 
 
-def score_descriptors(dataset, qd, rd, settings: RunSettings, *, detector_name: str, spec: dict | None,
-                      weights: dict, offsets: np.ndarray | None = None) -> dict:
+def score_descriptors(
+    dataset,
+    qd,
+    rd,
+    settings: RunSettings,
+    *,
+    detector_name: str,
+    spec: dict | None,
+    weights: dict,
+    offsets: np.ndarray | None = None,
+) -> dict:
     """Search and metrics for descriptors already computed (by a detector, or imported from ISC HDF5 files)."""
     from .env import environment
     from .metrics import evaluate
@@ -169,18 +223,35 @@ def score_descriptors(dataset, qd, rd, settings: RunSettings, *, detector_name: 
     keep = qd.ok
     sub = _QueryView(dataset, keep)
     hits, n_pos = _hits(sub, idx)
-    metrics = evaluate(scores, hits, n_pos, groups=family_groups(dataset, keep), n_boot=settings.n_boot, seed=settings.seed)
+    metrics = evaluate(
+        scores, hits, n_pos, groups=family_groups(dataset, keep), n_boot=settings.n_boot, seed=settings.seed
+    )
     t3 = time.perf_counter()
     skipped = [{"path": rd.paths[r], "error": e, "role": "reference"} for r, e in sorted(rd.failed.items())]
     skipped += [{"path": qd.paths[r], "error": e, "role": "query"} for r, e in sorted(qd.failed.items())]
     return {
         "kind": "accuracy",
-        "key": {"detector": detector_name, "dataset_fingerprint": dataset.fingerprint, **settings.key_settings()},
+        "key": {
+            "detector": detector_name,
+            "dataset_fingerprint": dataset.fingerprint,
+            **settings.key_settings(),
+        },
         "detector": {"name": detector_name, "spec": spec, "weights": weights},
-        "dataset": {"name": dataset.name, "fingerprint": dataset.fingerprint, "recipe": dataset.meta.get("recipe"),
-                    "counts": dataset.counts(), "path": str(dataset.root)},
-        "settings": {**settings.key_settings(), "topk": k, "batch_size": settings.batch_size,
-                     "device": settings.device, "norm_set": settings.norm_set, "n_boot": settings.n_boot},
+        "dataset": {
+            "name": dataset.name,
+            "fingerprint": dataset.fingerprint,
+            "recipe": dataset.meta.get("recipe"),
+            "counts": dataset.counts(),
+            "path": str(dataset.root),
+        },
+        "settings": {
+            **settings.key_settings(),
+            "topk": k,
+            "batch_size": settings.batch_size,
+            "device": settings.device,
+            "norm_set": settings.norm_set,
+            "n_boot": settings.n_boot,
+        },
         "metrics": metrics["overall"],
         "groups": metrics["groups"],
         "skipped": skipped,
@@ -209,15 +280,23 @@ def _subset(desc, mask: np.ndarray):
     return Descriptors([p for p, m in zip(desc.paths, mask) if m], np.asarray(desc.vectors)[mask], toks)
 
 
-def write_predictions(path: Path, dataset, query_ids: np.ndarray, idx: np.ndarray, scores: np.ndarray) -> Path:
+def write_predictions(
+    path: Path, dataset, query_ids: np.ndarray, idx: np.ndarray, scores: np.ndarray
+) -> Path:
     """Raw per-query top-k as CSV (query_id, rank, reference_id, score), gzip, so metrics can be recomputed."""
     import pandas as pd
 
     ref_ids = np.asarray(dataset.reference_ids + [""], dtype=object)
     q_rep = np.repeat(query_ids, idx.shape[1])
     rank = np.tile(np.arange(idx.shape[1]), len(query_ids))
-    table = pd.DataFrame({"query_id": q_rep, "rank": rank, "reference_id": ref_ids[idx].ravel(),
-                          "score": scores.ravel().round(6)})
+    table = pd.DataFrame(
+        {
+            "query_id": q_rep,
+            "rank": rank,
+            "reference_id": ref_ids[idx].ravel(),
+            "score": scores.ravel().round(6),
+        }
+    )
     table = table[table["reference_id"] != ""]
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name("." + path.name + ".tmp")
@@ -230,16 +309,26 @@ def predictions_path(result_file: Path) -> Path:
     return result_file.with_suffix(".predictions.csv.gz")
 
 
-def run_benchmark(dataset, detectors: list[str], settings: RunSettings, *, results: str | Path,
-                  cache_dir: str | Path | None = DEFAULT_CACHE, allow_random: bool = False,
-                  weights: dict[str, str] | None = None, skip_existing: bool = True,
-                  progress: bool = True) -> list[RunOutcome]:
+def run_benchmark(
+    dataset,
+    detectors: list[str],
+    settings: RunSettings,
+    *,
+    results: str | Path,
+    cache_dir: str | Path | None = DEFAULT_CACHE,
+    allow_random: bool = False,
+    weights: dict[str, str] | None = None,
+    skip_existing: bool = True,
+    progress: bool = True,
+) -> list[RunOutcome]:
     """Run every detector on ``dataset``; each writes its result file; failures are reported, not fatal."""
     from copybench.detectors import create_detector
 
     if not dataset.query_ids:
-        raise ValueError(f"dataset {dataset.name!r} at {dataset.root} has no queries, so nothing to score "
-                         "(a `data import folder` index holds references only)")
+        raise ValueError(
+            f"dataset {dataset.name!r} at {dataset.root} has no queries, so nothing to score "
+            "(a `data import folder` index holds references only)"
+        )
     outcomes = []
     for name in detectors:
         path = result_path(results, name, dataset.name, dataset.fingerprint, settings.key_settings())
@@ -252,12 +341,19 @@ def run_benchmark(dataset, detectors: list[str], settings: RunSettings, *, resul
                 if _same_key_settings(existing, settings, len(dataset.reference_ids)):
                     outcomes.append(RunOutcome(name, "skipped", path, "already computed", existing))
                     continue
-                log.warning("recomputing %s: it was computed with other settings (%s)", path, existing.get("key"))
+                log.warning(
+                    "recomputing %s: it was computed with other settings (%s)", path, existing.get("key")
+                )
         try:
-            det = create_detector(name, weights_file=(weights or {}).get(name), allow_random=allow_random,
-                                  device=settings.device)
-            result = evaluate_detector(det, dataset, settings, cache_dir=Path(cache_dir) if cache_dir else None,
-                                       progress=progress)
+            det = create_detector(
+                name,
+                weights_file=(weights or {}).get(name),
+                allow_random=allow_random,
+                device=settings.device,
+            )
+            result = evaluate_detector(
+                det, dataset, settings, cache_dir=Path(cache_dir) if cache_dir else None, progress=progress
+            )
         except Exception as exc:  # one broken detector must not lose the others' results
             log.debug("detector %s failed", name, exc_info=True)
             outcomes.append(RunOutcome(name, "failed", None, f"{type(exc).__name__}: {exc}"))

@@ -50,7 +50,9 @@ def find_images(folder: str | Path, role: str) -> list[str]:
     # not resolved one by one: a symlinked image keeps its place under the folder (and its relative name)
     paths = sorted(str(p) for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not paths:
-        raise ValueError(f"--{role}: no images in {root} (looked recursively for {', '.join(sorted(IMAGE_SUFFIXES))})")
+        raise ValueError(
+            f"--{role}: no images in {root} (looked recursively for {', '.join(sorted(IMAGE_SUFFIXES))})"
+        )
     return paths
 
 
@@ -63,8 +65,14 @@ def files_fingerprint(paths: list[str]) -> str:
     return "files:" + h.hexdigest()[:24]
 
 
-def _check_args(similarity: str, threshold: float, top_k: int, baseline_sample: int | None, out: Path,
-                roots: dict[str, Path]) -> None:
+def _check_args(
+    similarity: str,
+    threshold: float,
+    top_k: int,
+    baseline_sample: int | None,
+    out: Path,
+    roots: dict[str, Path],
+) -> None:
     if similarity not in SIMILARITIES:
         raise ValueError(f"unknown similarity {similarity!r}; choose one of {', '.join(SIMILARITIES)}")
     if not math.isfinite(threshold) or not -1.0 <= threshold <= 1.0:
@@ -78,7 +86,9 @@ def _check_args(similarity: str, threshold: float, top_k: int, baseline_sample: 
     for role, root in roots.items():
         # outputs written inside an input folder would be scanned as images on the next run
         if out.resolve().is_relative_to(root.expanduser().resolve()):
-            raise ValueError(f"--out {out} lies inside the --{role} folder {root}; choose a folder outside it")
+            raise ValueError(
+                f"--out {out} lies inside the --{role} folder {root}; choose a folder outside it"
+            )
 
 
 # ---------------------------------------------------------------------------------------------- statistics
@@ -99,8 +109,17 @@ def distribution_stats(values: np.ndarray) -> dict:
     if v.size == 0:
         return {"n": 0}
     p50, p75, p90, p95 = np.percentile(v, [50, 75, 90, 95])
-    return {"n": int(v.size), "mean": float(v.mean()), "std": float(v.std()), "min": float(v.min()),
-            "median": float(p50), "p75": float(p75), "p90": float(p90), "p95": float(p95), "max": float(v.max())}
+    return {
+        "n": int(v.size),
+        "mean": float(v.mean()),
+        "std": float(v.std()),
+        "min": float(v.min()),
+        "median": float(p50),
+        "p75": float(p75),
+        "p90": float(p90),
+        "p95": float(p95),
+        "max": float(v.max()),
+    }
 
 
 # ---------------------------------------------------------------------------------------------- search
@@ -121,8 +140,16 @@ def _search_block(q: np.ndarray, r: np.ndarray, k: int, similarity: str, device:
     return search_split(q, r, k, device=device)
 
 
-def search_top_k(q_arr: np.ndarray, q_rows: np.ndarray, r_arr: np.ndarray, r_rows: np.ndarray, k: int, *,
-          similarity: str = "cosine", device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+def search_top_k(
+    q_arr: np.ndarray,
+    q_rows: np.ndarray,
+    r_arr: np.ndarray,
+    r_rows: np.ndarray,
+    k: int,
+    *,
+    similarity: str = "cosine",
+    device: str = "cpu",
+) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-k of rows ``q_rows`` of ``q_arr`` among rows ``r_rows`` of ``r_arr``, both streamed in blocks.
 
     Returns (scores (Q, k) float32, indices (Q, k) into ``r_arr``), padded with -inf / -1.
@@ -137,13 +164,16 @@ def search_top_k(q_arr: np.ndarray, q_rows: np.ndarray, r_arr: np.ndarray, r_row
         for rs in range(0, len(r_rows), r_step):
             block_rows = r_rows[rs : rs + r_step]
             s, i = _search_block(q, _gather(r_arr, block_rows), k, similarity, device)
-            best_s, best_i = merge_topk(best_s, best_i, s, np.where(i >= 0, block_rows[np.clip(i, 0, None)], -1), k)
+            best_s, best_i = merge_topk(
+                best_s, best_i, s, np.where(i >= 0, block_rows[np.clip(i, 0, None)], -1), k
+            )
         scores[qs : qs + q_step], index[qs : qs + q_step] = best_s, best_i
     return scores, index
 
 
-def nearest_other(arr: np.ndarray, rows: np.ndarray, ok_rows: np.ndarray, *, similarity: str = "cosine",
-                  device: str = "cpu") -> np.ndarray:
+def nearest_other(
+    arr: np.ndarray, rows: np.ndarray, ok_rows: np.ndarray, *, similarity: str = "cosine", device: str = "cpu"
+) -> np.ndarray:
     """Similarity of each of ``rows`` to its nearest OTHER row among ``ok_rows``.
 
     Self is dropped by index, not by score: with exact duplicates in the set, self and its twin tie at the top
@@ -176,28 +206,54 @@ def calibrate_threshold(dataset_dir: str | Path, extractor, *, similarity: str, 
 
     ds = load_dataset(dataset_dir)
     tokens = similarity != "cosine"
-    rd = extractor.run(ds.references["path"].tolist(), tokens=tokens, fingerprint=ds.fingerprint,
-                       label="calibration references")
-    qd = extractor.run(ds.queries["path"].tolist(), tokens=tokens, fingerprint=ds.fingerprint,
-                       label="calibration queries")
+    rd = extractor.run(
+        ds.references["path"].tolist(),
+        tokens=tokens,
+        fingerprint=ds.fingerprint,
+        label="calibration references",
+    )
+    qd = extractor.run(
+        ds.queries["path"].tolist(), tokens=tokens, fingerprint=ds.fingerprint, label="calibration queries"
+    )
     q_rows, r_rows = np.flatnonzero(qd.ok), np.flatnonzero(rd.ok)
     if len(q_rows) == 0 or len(r_rows) == 0:
         raise ValueError(f"--calibrate {dataset_dir}: no readable queries or references")
-    scores, idx = search_top_k(_descriptor_array(qd, similarity), q_rows, _descriptor_array(rd, similarity), r_rows, k,
-                        similarity=similarity, device=device)
+    scores, idx = search_top_k(
+        _descriptor_array(qd, similarity),
+        q_rows,
+        _descriptor_array(rd, similarity),
+        r_rows,
+        k,
+        similarity=similarity,
+        device=device,
+    )
     ref_ids = np.asarray(ds.reference_ids + [""], dtype=object)  # -1 (padding) -> ""
     qids = np.asarray(ds.query_ids, dtype=object)[q_rows]
     hits = np.array([[r in ds.positives[q] for r in row] for q, row in zip(qids, ref_ids[idx])], dtype=bool)
     n_pos = np.array([len(ds.positives[q]) for q in qids], dtype=np.int64)
     recall, threshold = recall_at_precision(scores, hits, n_pos, precision=CALIBRATION_PRECISION)
     if not math.isfinite(threshold):
-        raise ValueError(f"--calibrate {dataset_dir}: detector {extractor.detector.spec.name!r} never reaches "
-                         f"{CALIBRATION_PRECISION:.0%} precision there, so no threshold can be calibrated")
-    skipped = [{"path": d.paths[r], "error": e, "role": role} for d, role in ((rd, "calibration reference"),
-               (qd, "calibration query")) for r, e in sorted(d.failed.items())]
-    return {"dataset": ds.name, "fingerprint": ds.fingerprint, "path": str(ds.root), "precision": CALIBRATION_PRECISION,
-            "recall": recall, "threshold": threshold, "queries": len(q_rows), "positives": int(n_pos.sum()),
-            "top_k": k, "skipped": skipped}
+        raise ValueError(
+            f"--calibrate {dataset_dir}: detector {extractor.detector.spec.name!r} never reaches "
+            f"{CALIBRATION_PRECISION:.0%} precision there, so no threshold can be calibrated"
+        )
+    skipped = [
+        {"path": d.paths[r], "error": e, "role": role}
+        for d, role in ((rd, "calibration reference"), (qd, "calibration query"))
+        for r, e in sorted(d.failed.items())
+    ]
+    return {
+        "dataset": ds.name,
+        "fingerprint": ds.fingerprint,
+        "path": str(ds.root),
+        "precision": CALIBRATION_PRECISION,
+        "recall": recall,
+        "threshold": threshold,
+        "queries": len(q_rows),
+        "positives": int(n_pos.sum()),
+        "top_k": k,
+        "skipped": skipped,
+    }
 
 
 # ---------------------------------------------------------------------------------------------- the scan
@@ -206,13 +262,17 @@ def _load_detector(detector: str, allow_random: bool, device: str, similarity: s
 
     det = create_detector(detector, allow_random=allow_random, device=device)
     if similarity == "split" and det.spec.output != "tokens":
-        raise ValueError(f"--similarity split needs a detector with token output; {detector!r} outputs "
-                         "global descriptors (use --similarity cosine)")
+        raise ValueError(
+            f"--similarity split needs a detector with token output; {detector!r} outputs "
+            "global descriptors (use --similarity cosine)"
+        )
     return det
 
 
 def _extract(extractor, paths: list[str], similarity: str, label: str):
-    return extractor.run(paths, tokens=similarity != "cosine", fingerprint=files_fingerprint(paths), label=label)
+    return extractor.run(
+        paths, tokens=similarity != "cosine", fingerprint=files_fingerprint(paths), label=label
+    )
 
 
 def _skipped(desc, role: str) -> list[dict]:
@@ -222,21 +282,32 @@ def _skipped(desc, role: str) -> list[dict]:
 def _ok_rows(desc, role: str, minimum: int) -> np.ndarray:
     rows = np.flatnonzero(desc.ok)
     if len(rows) < minimum:
-        raise ValueError(f"--{role}: only {len(rows)} readable image(s) of {len(desc.paths)}; need at least {minimum}")
+        raise ValueError(
+            f"--{role}: only {len(rows)} readable image(s) of {len(desc.paths)}; need at least {minimum}"
+        )
     return rows
 
 
 def _detector_info(det) -> dict:
     w = det.weights
-    return {"name": det.spec.name, "spec": det.spec.to_dict(),
-            "weights": {"status": w.status, "source": w.source, "sha256": w.sha256}}
+    return {
+        "name": det.spec.name,
+        "spec": det.spec.to_dict(),
+        "weights": {"status": w.status, "source": w.source, "sha256": w.sha256},
+    }
 
 
 def _rate(top1: np.ndarray, threshold: float) -> dict:
     flagged = int((top1 >= threshold).sum())
     lo, hi = wilson_interval(flagged, len(top1))
-    return {"value": flagged / len(top1), "ci95": [lo, hi], "flagged": flagged, "n": len(top1),
-            "method": "Wilson score interval, 95%", "rule": "top-1 similarity >= threshold"}
+    return {
+        "value": flagged / len(top1),
+        "ci95": [lo, hi],
+        "flagged": flagged,
+        "n": len(top1),
+        "method": "Wilson score interval, 95%",
+        "rule": "top-1 similarity >= threshold",
+    }
 
 
 def _match_table(gen, train, g_rows, scores, idx, roots) -> list[dict]:
@@ -245,23 +316,50 @@ def _match_table(gen, train, g_rows, scores, idx, roots) -> list[dict]:
     table = []
     for g, srow, irow in zip(g_rows, scores, idx):
         keep = irow >= 0
-        table.append({"generated": rel(gen.paths[g], roots[0]), "generated_path": gen.paths[g],
-                      "matches": [{"train": rel(train.paths[t], roots[1]), "train_path": train.paths[t],
-                                   "similarity": float(s)} for t, s in zip(irow[keep], srow[keep])]})
+        table.append(
+            {
+                "generated": rel(gen.paths[g], roots[0]),
+                "generated_path": gen.paths[g],
+                "matches": [
+                    {
+                        "train": rel(train.paths[t], roots[1]),
+                        "train_path": train.paths[t],
+                        "similarity": float(s),
+                    }
+                    for t, s in zip(irow[keep], srow[keep])
+                ],
+            }
+        )
     return table
 
 
-def scan(generated: str | Path, train: str | Path, detector: str, *, similarity: str = "cosine",
-         threshold: float = 0.5, top_k: int = 5, out: str | Path, device: str = "cpu", batch_size: int = 32,
-         allow_random: bool = False, baseline_sample: int | None = 10000, calibrate: str | Path | None = None,
-         cache_dir: str | Path | None = DEFAULT_CACHE, progress: bool = True, seed: int = 0) -> dict:
+def scan(
+    generated: str | Path,
+    train: str | Path,
+    detector: str,
+    *,
+    similarity: str = "cosine",
+    threshold: float = 0.5,
+    top_k: int = 5,
+    out: str | Path,
+    device: str = "cpu",
+    batch_size: int = 32,
+    allow_random: bool = False,
+    baseline_sample: int | None = 10000,
+    calibrate: str | Path | None = None,
+    cache_dir: str | Path | None = DEFAULT_CACHE,
+    progress: bool = True,
+    seed: int = 0,
+) -> dict:
     """Scan ``generated`` for replications of ``train``; writes the outputs into ``out`` and returns the summary."""
     from .env import environment
     from .extract import Extractor
     from .scan_report import write_outputs
 
     out, roots = Path(out), (Path(generated).expanduser().resolve(), Path(train).expanduser().resolve())
-    _check_args(similarity, threshold, top_k, baseline_sample, out, {"generated": roots[0], "train": roots[1]})
+    _check_args(
+        similarity, threshold, top_k, baseline_sample, out, {"generated": roots[0], "train": roots[1]}
+    )
     gen_paths, train_paths = find_images(generated, "generated"), find_images(train, "train")
     det = _load_detector(detector, allow_random, device, similarity)
     ext = Extractor(det, device=device, batch_size=batch_size, cache_dir=cache_dir, progress=progress)
@@ -282,17 +380,32 @@ def scan(generated: str | Path, train: str | Path, detector: str, *, similarity:
     base = nearest_other(t_arr, b_rows, t_rows, similarity=similarity, device=device)
     t3 = time.perf_counter()
     summary = {
-        "schema_version": SCAN_SCHEMA_VERSION, "kind": "replication_scan", "detector": _detector_info(det),
+        "schema_version": SCAN_SCHEMA_VERSION,
+        "kind": "replication_scan",
+        "detector": _detector_info(det),
         "random_weights": det.weights.status == "random",
         "inputs": {"generated": str(roots[0]), "train": str(roots[1])},
-        "settings": {"similarity": similarity, "top_k": top_k, "device": device, "batch_size": batch_size,
-                     "seed": seed, "baseline_sample": baseline_sample, "dtype": "fp32"},
-        "counts": {"generated_found": len(gen_paths), "generated_scanned": len(g_rows),
-                   "train_found": len(train_paths), "train_indexed": len(t_rows)},
+        "settings": {
+            "similarity": similarity,
+            "top_k": top_k,
+            "device": device,
+            "batch_size": batch_size,
+            "seed": seed,
+            "baseline_sample": baseline_sample,
+            "dtype": "fp32",
+        },
+        "counts": {
+            "generated_found": len(gen_paths),
+            "generated_scanned": len(g_rows),
+            "train_found": len(train_paths),
+            "train_indexed": len(t_rows),
+        },
         "baseline": {"n": len(b_rows), "of": len(t_rows), "sampled": len(b_rows) < len(t_rows), "seed": seed},
         "timings": {"calibration_s": t1 - t0, "extract_s": t2 - t1, "search_s": t3 - t2},
         **_statistics(scores[:, 0], base, threshold, calibration),
-        "skipped": _skipped(train_d, "train") + _skipped(gen_d, "generated") + (calibration or {}).get("skipped", []),
+        "skipped": _skipped(train_d, "train")
+        + _skipped(gen_d, "generated")
+        + (calibration or {}).get("skipped", []),
         "environment": environment(device, "fp32"),
     }
     matches = _match_table(gen_d, train_d, g_rows, scores, idx, roots)
@@ -303,8 +416,13 @@ def _statistics(top1: np.ndarray, base: np.ndarray, threshold: float, calibratio
     """Threshold provenance, replication rate with its CI, and both similarity distributions."""
     thr = calibration["threshold"] if calibration else threshold
     return {
-        "threshold": {"value": thr, "source": "calibrated" if calibration else "given", "given": threshold,
-                      "rule": ">=", "calibration": calibration},
+        "threshold": {
+            "value": thr,
+            "source": "calibrated" if calibration else "given",
+            "given": threshold,
+            "rule": ">=",
+            "calibration": calibration,
+        },
         "replication_rate": _rate(top1, thr),
         "similarity_stats": {"gen_train": distribution_stats(top1), "train_train": distribution_stats(base)},
     }
@@ -317,30 +435,56 @@ def read_summary(path: str | Path) -> dict:
         path = path / "summary.json"
     data = json.loads(path.read_text())
     if data.get("kind") != "replication_scan" or data.get("schema_version") != SCAN_SCHEMA_VERSION:
-        raise ValueError(f"{path}: not a replication scan summary of schema {SCAN_SCHEMA_VERSION} "
-                         f"(kind {data.get('kind')!r}, schema {data.get('schema_version')!r})")
+        raise ValueError(
+            f"{path}: not a replication scan summary of schema {SCAN_SCHEMA_VERSION} "
+            f"(kind {data.get('kind')!r}, schema {data.get('schema_version')!r})"
+        )
     return data
 
 
 # ---------------------------------------------------------------------------------------------- CLI
 def register_cli(subparsers) -> None:
     """Add ``copybench scan`` to the CLI."""
-    p = subparsers.add_parser("scan", help="replication scan: find training images replicated in generated images")
+    p = subparsers.add_parser(
+        "scan", help="replication scan: find training images replicated in generated images"
+    )
     p.add_argument("--generated", required=True, help="folder of generated images (searched recursively)")
     p.add_argument("--train", required=True, help="folder of training images (searched recursively)")
-    p.add_argument("--detector", required=True, help="registered detector name (see `copybench list detectors`)")
-    p.add_argument("--similarity", default="cosine", choices=SIMILARITIES,
-                   help="cosine on global descriptors, or split (per-token max; token-output detectors)")
+    p.add_argument(
+        "--detector", required=True, help="registered detector name (see `copybench list detectors`)"
+    )
+    p.add_argument(
+        "--similarity",
+        default="cosine",
+        choices=SIMILARITIES,
+        help="cosine on global descriptors, or split (per-token max; token-output detectors)",
+    )
     p.add_argument("--threshold", type=float, default=0.5, help="flag top-1 similarity >= this (default 0.5)")
-    p.add_argument("--top-k", type=int, default=5, help="training matches kept per generated image (default 5)")
-    p.add_argument("--out", required=True, help="output folder (summary.json, matches.csv, PNGs, report.html)")
+    p.add_argument(
+        "--top-k", type=int, default=5, help="training matches kept per generated image (default 5)"
+    )
+    p.add_argument(
+        "--out", required=True, help="output folder (summary.json, matches.csv, PNGs, report.html)"
+    )
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--allow-random", action="store_true", help="run a detector without weights on random ones (stated in every output)")
-    p.add_argument("--baseline-sample", type=int, default=10000,
-                   help="training images sampled (seeded) for the train-vs-train baseline (default 10000)")
-    p.add_argument("--calibrate", default=None, metavar="DATASET_DIR",
-                   help="calibrate the threshold at 90%% precision on a labelled copybench dataset")
+    p.add_argument(
+        "--allow-random",
+        action="store_true",
+        help="run a detector without weights on random ones (stated in every output)",
+    )
+    p.add_argument(
+        "--baseline-sample",
+        type=int,
+        default=10000,
+        help="training images sampled (seeded) for the train-vs-train baseline (default 10000)",
+    )
+    p.add_argument(
+        "--calibrate",
+        default=None,
+        metavar="DATASET_DIR",
+        help="calibrate the threshold at 90%% precision on a labelled copybench dataset",
+    )
     p.add_argument("--cache-dir", default=str(DEFAULT_CACHE), help="descriptor cache")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the descriptor cache")
     p.add_argument("--seed", type=int, default=0, help="seed of the baseline sample")
@@ -349,10 +493,23 @@ def register_cli(subparsers) -> None:
 
 def cmd_scan(args) -> int:
     """Run the scan and print its summary."""
-    summary = scan(args.generated, args.train, args.detector, similarity=args.similarity, threshold=args.threshold,
-                   top_k=args.top_k, out=args.out, device=args.device, batch_size=args.batch_size,
-                   allow_random=args.allow_random, baseline_sample=args.baseline_sample, calibrate=args.calibrate,
-                   cache_dir=None if args.no_cache else args.cache_dir, progress=not args.quiet, seed=args.seed)
+    summary = scan(
+        args.generated,
+        args.train,
+        args.detector,
+        similarity=args.similarity,
+        threshold=args.threshold,
+        top_k=args.top_k,
+        out=args.out,
+        device=args.device,
+        batch_size=args.batch_size,
+        allow_random=args.allow_random,
+        baseline_sample=args.baseline_sample,
+        calibrate=args.calibrate,
+        cache_dir=None if args.no_cache else args.cache_dir,
+        progress=not args.quiet,
+        seed=args.seed,
+    )
     from rich.console import Console
 
     from .scan_report import print_summary

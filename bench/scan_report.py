@@ -22,7 +22,9 @@ GRID_MAX_ROWS = 100  # the most similar generations; flagged ones come first sin
 THUMB_SIDE = 192
 CELL_TEXT, CELL_GAP, SEPARATOR, HEADER = 38, 12, 16, 34  # grid layout, pixels
 HIST_BINS = 50
-RANDOM_WARNING = "RANDOM WEIGHTS: this detector ran with randomly initialised weights; similarities are meaningless"
+RANDOM_WARNING = (
+    "RANDOM WEIGHTS: this detector ran with randomly initialised weights; similarities are meaningless"
+)
 
 
 def write_outputs(out: Path, summary: dict, matches: list[dict], top1: np.ndarray, base: np.ndarray) -> dict:
@@ -35,9 +37,12 @@ def write_outputs(out: Path, summary: dict, matches: list[dict], top1: np.ndarra
     summary["flagged"] = [_flag_entry(matches[i]) for i in order if top1[i] >= thr]
     shown = order[:GRID_MAX_ROWS]
     summary["grids"] = {"rows_shown": len(shown), "of": len(order), "rows_per_page": GRID_ROWS_PER_PAGE}
-    outputs = {"summary": "summary.json", "csv": write_matches_csv(out / "matches.csv", matches).name,
-               "histogram": plot_histogram(out / "histogram.png", top1, base, summary).name,
-               "grids": [p.name for p in plot_match_grids(out, [matches[i] for i in shown], summary)]}
+    outputs = {
+        "summary": "summary.json",
+        "csv": write_matches_csv(out / "matches.csv", matches).name,
+        "histogram": plot_histogram(out / "histogram.png", top1, base, summary).name,
+        "grids": [p.name for p in plot_match_grids(out, [matches[i] for i in shown], summary)],
+    }
     outputs["html"] = "report.html"
     summary["outputs"] = outputs
     summary["timings"]["outputs_s"] = time.perf_counter() - t0
@@ -96,10 +101,22 @@ def plot_histogram(path: Path, top1: np.ndarray, base: np.ndarray, summary: dict
     bins = np.linspace(0.0, 1.0, HIST_BINS + 1)
     fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
     # clipped so similarities below 0 (cosine) still count, in the first bin, and the areas stay comparable
-    for values, label, colour in ((top1, "sim(gen,train)", "tab:red"), (base, "sim(train,train)", "tab:blue")):
-        ax.hist(np.clip(values, 0, 1), bins=bins, density=True, alpha=0.5, color=colour, label=f"{label}  n={len(values)}")
+    for values, label, colour in (
+        (top1, "sim(gen,train)", "tab:red"),
+        (base, "sim(train,train)", "tab:blue"),
+    ):
+        ax.hist(
+            np.clip(values, 0, 1),
+            bins=bins,
+            density=True,
+            alpha=0.5,
+            color=colour,
+            label=f"{label}  n={len(values)}",
+        )
     thr = summary["threshold"]
-    ax.axvline(thr["value"], color="k", ls="--", lw=1, label=f"threshold {thr['value']:.3f} ({thr['source']})")
+    ax.axvline(
+        thr["value"], color="k", ls="--", lw=1, label=f"threshold {thr['value']:.3f} ({thr['source']})"
+    )
     ax.set(xlim=(0, 1), xlabel="similarity", ylabel="density", title=_title(summary))
     ax.title.set_color("red" if summary["random_weights"] else "black")
     ax.legend(fontsize=8)
@@ -121,7 +138,7 @@ def _thumb(path: str) -> Image.Image:
 
 
 def _short(name: str, width: int = 28) -> str:
-    return name if len(name) <= width else "…" + name[-(width - 1):]
+    return name if len(name) <= width else "…" + name[-(width - 1) :]
 
 
 def _font(size: int):
@@ -133,8 +150,9 @@ def _font(size: int):
         return ImageFont.load_default()
 
 
-def _cell(canvas: Image.Image, draw, img: Image.Image, xy: tuple[int, int], lines: list[str], colour: str,
-          fonts) -> None:
+def _cell(
+    canvas: Image.Image, draw, img: Image.Image, xy: tuple[int, int], lines: list[str], colour: str, fonts
+) -> None:
     """Two caption lines above a thumbnail centred in its THUMB_SIDE square."""
     x, y = xy
     for i, line in enumerate(lines):
@@ -153,19 +171,42 @@ def _grid_page(path: Path, rows: list[dict], summary: dict, page: tuple[int, int
     canvas = Image.new("RGB", (CELL_GAP + cw * (1 + k) + SEPARATOR, HEADER + ch * len(rows)), "white")
     draw, fonts = ImageDraw.Draw(canvas), (_font(13), _font(12))
     header_colour = "#b00000" if summary["random_weights"] else "black"
-    draw.text((CELL_GAP, 8), f"{_title(summary)}: generated (left) and top-{k} training matches, page {page[0]}/{page[1]}",
-              fill=header_colour, font=_font(15))
+    draw.text(
+        (CELL_GAP, 8),
+        f"{_title(summary)}: generated (left) and top-{k} training matches, page {page[0]}/{page[1]}",
+        fill=header_colour,
+        font=_font(15),
+    )
     for r, m in enumerate(rows):
         y = HEADER + r * ch
         top = m["matches"][0]["similarity"] if m["matches"] else float("nan")
         flagged = top >= thr
         lines = [f"{'FLAGGED  ' if flagged else ''}top-1 {top:.3f}", _short(m["generated"])]
-        _cell(canvas, draw, _thumb(m["generated_path"]), (CELL_GAP, y), lines, "#c00000" if flagged else "black", fonts)
+        _cell(
+            canvas,
+            draw,
+            _thumb(m["generated_path"]),
+            (CELL_GAP, y),
+            lines,
+            "#c00000" if flagged else "black",
+            fonts,
+        )
         for j, t in enumerate(m["matches"], 1):
             x = CELL_GAP + SEPARATOR + j * cw
             colour = "#c00000" if t["similarity"] >= thr else "black"
-            _cell(canvas, draw, _thumb(t["train_path"]), (x, y), [f"#{j}  {t['similarity']:.3f}", _short(t["train"])], colour, fonts)
-        draw.line([(CELL_GAP, y + ch - CELL_GAP // 2), (canvas.width - CELL_GAP, y + ch - CELL_GAP // 2)], fill="#dddddd")
+            _cell(
+                canvas,
+                draw,
+                _thumb(t["train_path"]),
+                (x, y),
+                [f"#{j}  {t['similarity']:.3f}", _short(t["train"])],
+                colour,
+                fonts,
+            )
+        draw.line(
+            [(CELL_GAP, y + ch - CELL_GAP // 2), (canvas.width - CELL_GAP, y + ch - CELL_GAP // 2)],
+            fill="#dddddd",
+        )
     x_sep = CELL_GAP + cw + SEPARATOR // 2 - CELL_GAP // 2
     draw.line([(x_sep, HEADER), (x_sep, canvas.height)], fill="#888888", width=2)
     canvas.save(path)
@@ -177,8 +218,10 @@ def plot_match_grids(out: Path, rows: list[dict], summary: dict) -> list[Path]:
     for old in out.glob("matches-*.png"):  # a rerun with fewer pages must not leave stale ones behind
         old.unlink()
     pages = [rows[i : i + GRID_ROWS_PER_PAGE] for i in range(0, len(rows), GRID_ROWS_PER_PAGE)]
-    return [_grid_page(out / f"matches-{n:03d}.png", page, summary, (n, len(pages)))
-            for n, page in enumerate(pages, 1)]
+    return [
+        _grid_page(out / f"matches-{n:03d}.png", page, summary, (n, len(pages)))
+        for n, page in enumerate(pages, 1)
+    ]
 
 
 # ---------------------------------------------------------------------------------------------- HTML
@@ -207,47 +250,68 @@ def _fmt(v) -> str:
 def _table(head: list[str], rows: list[list], text_cols: int = 1) -> str:
     cls = lambda j: ' class="t"' if j < text_cols else ""
     h = "".join(f"<th{cls(j)}>{html.escape(c)}</th>" for j, c in enumerate(head))
-    body = "".join("<tr>" + "".join(f"<td{cls(j)}>{_fmt(v)}</td>" for j, v in enumerate(r)) + "</tr>" for r in rows)
+    body = "".join(
+        "<tr>" + "".join(f"<td{cls(j)}>{_fmt(v)}</td>" for j, v in enumerate(r)) + "</tr>" for r in rows
+    )
     return f"<table><thead><tr>{h}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def _stats_table(summary: dict) -> str:
     st = summary["similarity_stats"]
     keys = ("n", "mean", "std", "median", "p75", "p90", "p95", "max")
-    return _table(["distribution", *keys], [[label, *(st[name].get(k) for k in keys)] for name, label in
-                                           (("gen_train", "sim(gen,train), top-1"),
-                                            ("train_train", "sim(train,train), nearest other"))])
+    return _table(
+        ["distribution", *keys],
+        [
+            [label, *(st[name].get(k) for k in keys)]
+            for name, label in (
+                ("gen_train", "sim(gen,train), top-1"),
+                ("train_train", "sim(train,train), nearest other"),
+            )
+        ],
+    )
 
 
 def _headline(summary: dict) -> str:
     r, t, c, b = summary["replication_rate"], summary["threshold"], summary["counts"], summary["baseline"]
     cal = t["calibration"]
-    how = (f"calibrated at {cal['precision']:.0%} precision on dataset {html.escape(cal['dataset'])} "
-           f"(recall there {cal['recall']:.3f})" if cal else "given")
+    how = (
+        f"calibrated at {cal['precision']:.0%} precision on dataset {html.escape(cal['dataset'])} "
+        f"(recall there {cal['recall']:.3f})"
+        if cal
+        else "given"
+    )
     sample = f"a seeded sample of {b['n']} of {b['of']}" if b["sampled"] else f"all {b['n']}"
-    return (f"<p class='big'>Replication rate <b>{r['value']:.2%}</b> ({r['flagged']} of {r['n']} generated images), "
-            f"95% CI [{r['ci95'][0]:.2%}, {r['ci95'][1]:.2%}] (Wilson score interval)</p>"
-            f"<p>Flagged: top-1 similarity &ge; threshold <b>{t['value']:.4f}</b> ({how}). "
-            f"Training images indexed: {c['train_indexed']} of {c['train_found']}; generated scanned: "
-            f"{c['generated_scanned']} of {c['generated_found']}. Baseline over {sample} training images.</p>")
+    return (
+        f"<p class='big'>Replication rate <b>{r['value']:.2%}</b> ({r['flagged']} of {r['n']} generated images), "
+        f"95% CI [{r['ci95'][0]:.2%}, {r['ci95'][1]:.2%}] (Wilson score interval)</p>"
+        f"<p>Flagged: top-1 similarity &ge; threshold <b>{t['value']:.4f}</b> ({how}). "
+        f"Training images indexed: {c['train_indexed']} of {c['train_found']}; generated scanned: "
+        f"{c['generated_scanned']} of {c['generated_found']}. Baseline over {sample} training images.</p>"
+    )
 
 
 def _detector_line(summary: dict) -> str:
     d = summary["detector"]
     w = d["weights"]
     src = f", {html.escape(w['source'])}" if w.get("source") else ""
-    line = f"<p>Detector <b>{html.escape(d['name'])}</b>, weights <b>{html.escape(w['status'])}</b>{src}; " \
-           f"similarity {summary['settings']['similarity']}, top-{summary['settings']['top_k']}.</p>"
+    line = (
+        f"<p>Detector <b>{html.escape(d['name'])}</b>, weights <b>{html.escape(w['status'])}</b>{src}; "
+        f"similarity {summary['settings']['similarity']}, top-{summary['settings']['top_k']}.</p>"
+    )
     return (f"<p class='random'>{RANDOM_WARNING}</p>" if summary["random_weights"] else "") + line
 
 
 def _lists(summary: dict) -> str:
     flagged = [[f["generated"], f["train"], f["similarity"]] for f in summary["flagged"]]
     skipped = [[s["role"], s["path"], s["error"]] for s in summary["skipped"]]
-    parts = [f"<h2>Flagged generations ({len(flagged)})</h2>",
-             _table(["generated", "top-1 training match", "similarity"], flagged, 2) if flagged else "<p>None.</p>",
-             f"<h2>Skipped files ({len(skipped)})</h2>",
-             _table(["role", "file", "error"], skipped, 3) if skipped else "<p>None: every image decoded.</p>"]
+    parts = [
+        f"<h2>Flagged generations ({len(flagged)})</h2>",
+        _table(["generated", "top-1 training match", "similarity"], flagged, 2)
+        if flagged
+        else "<p>None.</p>",
+        f"<h2>Skipped files ({len(skipped)})</h2>",
+        _table(["role", "file", "error"], skipped, 3) if skipped else "<p>None: every image decoded.</p>",
+    ]
     return "".join(parts)
 
 
@@ -257,15 +321,17 @@ def write_html_report(path: Path, summary: dict, out: Path) -> Path:
 
     o, g = summary["outputs"], summary["grids"]
     grids = "".join(f"<img alt='{html.escape(name)}' src='{_data_uri(out / name)}'>" for name in o["grids"])
-    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Replication scan: "
-            f"{html.escape(summary['detector']['name'])}</title><style>{_CSS}</style></head><body>"
-            f"<h1>Replication scan</h1>{_detector_line(summary)}{_headline(summary)}"
-            f"<h2>Similarity distributions</h2>{_stats_table(summary)}"
-            f"<img alt='histogram' src='{_data_uri(out / o['histogram'])}'>{_lists(summary)}"
-            f"<h2>Match grids</h2><p>The {g['rows_shown']} most similar of {g['of']} generations, sorted by top-1 "
-            f"similarity (flagged first); all matches are in {html.escape(o['csv'])}.</p>{grids}"
-            f"<details><summary>Full summary (summary.json)</summary><pre>{html.escape(dumps(summary))}</pre></details>"
-            "</body></html>\n")
+    page = (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Replication scan: "
+        f"{html.escape(summary['detector']['name'])}</title><style>{_CSS}</style></head><body>"
+        f"<h1>Replication scan</h1>{_detector_line(summary)}{_headline(summary)}"
+        f"<h2>Similarity distributions</h2>{_stats_table(summary)}"
+        f"<img alt='histogram' src='{_data_uri(out / o['histogram'])}'>{_lists(summary)}"
+        f"<h2>Match grids</h2><p>The {g['rows_shown']} most similar of {g['of']} generations, sorted by top-1 "
+        f"similarity (flagged first); all matches are in {html.escape(o['csv'])}.</p>{grids}"
+        f"<details><summary>Full summary (summary.json)</summary><pre>{html.escape(dumps(summary))}</pre></details>"
+        "</body></html>\n"
+    )
     from copybench.datasets.dataset import atomic_write_text
 
     atomic_write_text(path, page)
@@ -280,14 +346,23 @@ def print_summary(summary: dict, console) -> None:
     if summary["random_weights"]:
         console.print(f"[bold white on red] {RANDOM_WARNING} [/]")
     r, t, c = summary["replication_rate"], summary["threshold"], summary["counts"]
-    head = Table(title=f"replication scan: {summary['detector']['name']} "
-                       f"(weights {summary['detector']['weights']['status']})", show_header=False)
-    for k, v in (("generated scanned", f"{c['generated_scanned']} of {c['generated_found']}"),
-                 ("training images indexed", f"{c['train_indexed']} of {c['train_found']}"),
-                 ("baseline", f"{summary['baseline']['n']} training images" + (" (seeded sample)" if summary["baseline"]["sampled"] else "")),
-                 ("threshold", f"{t['value']:.4f} ({t['source']})"),
-                 ("flagged", f"{r['flagged']} of {r['n']}"),
-                 ("replication rate", f"{r['value']:.2%}  95% CI [{r['ci95'][0]:.2%}, {r['ci95'][1]:.2%}] (Wilson)")):
+    head = Table(
+        title=f"replication scan: {summary['detector']['name']} "
+        f"(weights {summary['detector']['weights']['status']})",
+        show_header=False,
+    )
+    for k, v in (
+        ("generated scanned", f"{c['generated_scanned']} of {c['generated_found']}"),
+        ("training images indexed", f"{c['train_indexed']} of {c['train_found']}"),
+        (
+            "baseline",
+            f"{summary['baseline']['n']} training images"
+            + (" (seeded sample)" if summary["baseline"]["sampled"] else ""),
+        ),
+        ("threshold", f"{t['value']:.4f} ({t['source']})"),
+        ("flagged", f"{r['flagged']} of {r['n']}"),
+        ("replication rate", f"{r['value']:.2%}  95% CI [{r['ci95'][0]:.2%}, {r['ci95'][1]:.2%}] (Wilson)"),
+    ):
         head.add_row(k, v)
     console.print(head)
     stats = Table(title="similarity distributions")
@@ -303,7 +378,9 @@ def print_summary(summary: dict, console) -> None:
 
 def _print_lists(summary: dict, console, limit: int = 20) -> None:
     for f in summary["flagged"][:limit]:
-        console.print(f"[red]flagged[/red] {f['generated']} ~ {f['train']} ({f['similarity']:.3f})", highlight=False)
+        console.print(
+            f"[red]flagged[/red] {f['generated']} ~ {f['train']} ({f['similarity']:.3f})", highlight=False
+        )
     if len(summary["flagged"]) > limit:
         console.print(f"... and {len(summary['flagged']) - limit} more flagged (see matches.csv)")
     if summary["skipped"]:

@@ -51,9 +51,13 @@ def accuracy_frame(results: list[dict]) -> pd.DataFrame:
         if r.get("kind") != "accuracy":
             continue
         m = r["metrics"]
-        row = {"dataset": r["dataset"]["name"], "fingerprint": r["dataset"]["fingerprint"][:12],
-               "detector": _detector_label(r), "weights": r["detector"]["weights"]["status"],
-               "similarity": settings_label(r)}
+        row = {
+            "dataset": r["dataset"]["name"],
+            "fingerprint": r["dataset"]["fingerprint"][:12],
+            "detector": _detector_label(r),
+            "weights": r["detector"]["weights"]["status"],
+            "similarity": settings_label(r),
+        }
         row.update({title: m.get(key) for key, title in COLUMNS.items()})
         ci = m.get("micro_ap_ci") or [None, None]
         row["µAP 95% CI"] = f"{ci[0]:.3f}-{ci[1]:.3f}" if None not in ci else ""
@@ -62,7 +66,9 @@ def accuracy_frame(results: list[dict]) -> pd.DataFrame:
     frame = pd.DataFrame(rows)
     if frame.empty:
         return frame
-    return frame.sort_values(["dataset", "µAP"], ascending=[True, False], na_position="last").reset_index(drop=True)
+    return frame.sort_values(["dataset", "µAP"], ascending=[True, False], na_position="last").reset_index(
+        drop=True
+    )
 
 
 def throughput_frame(results: list[dict]) -> pd.DataFrame:
@@ -72,11 +78,20 @@ def throughput_frame(results: list[dict]) -> pd.DataFrame:
         if r.get("kind") != "throughput":
             continue
         for m in r.get("measurements", []):
-            rows.append({"detector": _detector_label(r), "weights": r["detector"]["weights"]["status"],
-                         "device": r["environment"].get("device_name"), "dtype": m.get("dtype"),
-                         "batch": m.get("batch_size"), "model img/s": m.get("model_ips"),
-                         "end-to-end img/s": m.get("e2e_ips"), "e2e/model": m.get("e2e_over_model"),
-                         "e2e x reference": m.get("e2e_speedup_vs_reference"), "retrieval q/s": m.get("retrieval_qps")})
+            rows.append(
+                {
+                    "detector": _detector_label(r),
+                    "weights": r["detector"]["weights"]["status"],
+                    "device": r["environment"].get("device_name"),
+                    "dtype": m.get("dtype"),
+                    "batch": m.get("batch_size"),
+                    "model img/s": m.get("model_ips"),
+                    "end-to-end img/s": m.get("e2e_ips"),
+                    "e2e/model": m.get("e2e_over_model"),
+                    "e2e x reference": m.get("e2e_speedup_vs_reference"),
+                    "retrieval q/s": m.get("retrieval_qps"),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -168,7 +183,9 @@ def _terminal(acc: pd.DataFrame, thr: pd.DataFrame, out: str | Path | None) -> s
         print_terminal(thr, "throughput (compare only rows on the same device)", console)
     both = side_by_side(acc, thr)
     if not both.empty:
-        print_terminal(both, "accuracy and speed (speed from throughput results of the same detector name)", console)
+        print_terminal(
+            both, "accuracy and speed (speed from throughput results of the same detector name)", console
+        )
     ranks = rank_aggregate(acc)
     if not ranks.empty:
         print_terminal(ranks, "mean rank across datasets", console)
@@ -197,7 +214,11 @@ def render_table(results_dir: str | Path, fmt: str = "terminal", out: str | Path
         parts = [frame for frame in (acc, thr, side_by_side(acc, thr)) if not frame.empty]
         text = "\n".join(to_markdown(frame) for frame in parts) if parts else to_markdown(acc)
     if errors:
-        text += "" if fmt in ("csv", "html") else "\n" + "\n".join(f"<!-- skipped: {html.escape(e)} -->" for e in errors)
+        text += (
+            ""
+            if fmt in ("csv", "html")
+            else "\n" + "\n".join(f"<!-- skipped: {html.escape(e)} -->" for e in errors)
+        )
     if out:
         Path(out).write_text(text)
     return text

@@ -72,8 +72,11 @@ class ThroughputSettings:
             raise ValueError(f"unknown dtype {self.dtype!r}; choose fp32, bf16 or fp16")
         if not self.batch_sizes or min(self.batch_sizes) < 1:
             raise ValueError(f"batch sizes must be positive, got {list(self.batch_sizes)}")
-        for flag, value in (("--n-images", self.n_images), ("--n-references", self.n_references),
-                            ("--repeats", self.repeats)):
+        for flag, value in (
+            ("--n-images", self.n_images),
+            ("--n-references", self.n_references),
+            ("--repeats", self.repeats),
+        ):
             if value < 1:
                 raise ValueError(f"{flag} must be positive, got {value}")
 
@@ -112,7 +115,9 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize(torch.device(device))
 
 
-def measure(fn, items: int, *, device: str = "cpu", warmup: int = 1, repeats: int = 3, min_time: float = 0.0) -> Timing:
+def measure(
+    fn, items: int, *, device: str = "cpu", warmup: int = 1, repeats: int = 3, min_time: float = 0.0
+) -> Timing:
     """Call ``fn`` ``warmup`` times, then time calls until ``repeats`` calls and ``min_time`` seconds are done."""
     import time
 
@@ -171,7 +176,9 @@ def _write_range(folder: str, start: int, stop: int, size: tuple[int, int], seed
         _synthetic_image(i, size, seed).save(Path(folder) / f"synthetic_{i:06d}.jpg", quality=90)
 
 
-def write_synthetic_jpegs(folder: str | Path, n: int, *, size: tuple[int, int] = (512, 384), seed: int = 0) -> list[str]:
+def write_synthetic_jpegs(
+    folder: str | Path, n: int, *, size: tuple[int, int] = (512, 384), seed: int = 0
+) -> list[str]:
     """Write ``n`` seeded synthetic JPEGs into ``folder`` (in parallel processes when many); returns their paths."""
     from concurrent.futures import ProcessPoolExecutor
 
@@ -244,19 +251,28 @@ def _decode(datas: list, device) -> list:
     is_jpeg = [bool(d.numel() > 2 and d[0] == 0xFF and d[1] == 0xD8) for d in datas]
     jpegs = [d for d, j in zip(datas, is_jpeg) if j]
     decoded = iter(decode_jpeg(jpegs, mode=ImageReadMode.RGB, device=device) if jpegs else [])
-    return [next(decoded) if j else decode_image(d, mode=ImageReadMode.RGB).to(device) for d, j in zip(datas, is_jpeg)]
+    return [
+        next(decoded) if j else decode_image(d, mode=ImageReadMode.RGB).to(device)
+        for d, j in zip(datas, is_jpeg)
+    ]
 
 
 def _decode_resize(extractor, datas: list, stream) -> list:
     """Decoded and resized uint8 batches grouped by shape: [(row offsets, (B, 3, S, S) tensor)], on a side stream."""
     import torch
 
-    with torch.inference_mode(), (torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext()):
+    with (
+        torch.inference_mode(),
+        torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext(),
+    ):
         images = _decode(datas, extractor.device)
         groups: dict[tuple, list[int]] = {}
         for i, img in enumerate(images):
             groups.setdefault(tuple(img.shape), []).append(i)
-        out = [(rows, extractor.preprocess.resize(torch.stack([images[i] for i in rows]))) for rows in groups.values()]
+        out = [
+            (rows, extractor.preprocess.resize(torch.stack([images[i] for i in rows])))
+            for rows in groups.values()
+        ]
         event = None
         if stream is not None:
             event = torch.cuda.Event()
@@ -276,7 +292,10 @@ def device_decode_extract(extractor, paths: list[str], num_workers: int):
     import torch
 
     loader = torch.utils.data.DataLoader(
-        _FileBytes(paths), batch_size=extractor.batch_size, num_workers=num_workers, collate_fn=_collate_list,
+        _FileBytes(paths),
+        batch_size=extractor.batch_size,
+        num_workers=num_workers,
+        collate_fn=_collate_list,
         prefetch_factor=4 if num_workers else None,
     )
     cuda = extractor.device.type == "cuda"
@@ -339,15 +358,25 @@ class _ReferenceImages:
         return self.transform(Image.open(self.paths[i]).convert("RGB"))
 
 
-def reference_extract(detector, paths: list[str], *, device: str = "cpu", dtype: str = "fp32", batch_size: int = 32,
-                      num_workers: int = 0):
+def reference_extract(
+    detector,
+    paths: list[str],
+    *,
+    device: str = "cpu",
+    dtype: str = "fp32",
+    batch_size: int = 32,
+    num_workers: int = 0,
+):
     """Descriptors the straightforward way: per-image transforms, default collate, float32 batches to the device."""
     import torch
 
     from .extract import DTYPES
 
-    loader = torch.utils.data.DataLoader(_ReferenceImages(paths, reference_transform(detector.spec)),
-                                         batch_size=batch_size, num_workers=num_workers)
+    loader = torch.utils.data.DataLoader(
+        _ReferenceImages(paths, reference_transform(detector.spec)),
+        batch_size=batch_size,
+        num_workers=num_workers,
+    )
     device_type = torch.device(device).type
     out = []
     with torch.no_grad():
@@ -406,8 +435,14 @@ def time_model(detector, settings: ThroughputSettings, batch_size: int) -> Timin
             out = detector(x).float()
         return torch.nn.functional.normalize(out[:, 0] if out.ndim == 3 else out, dim=-1)
 
-    return measure(step, batch_size, device=settings.device, warmup=2, repeats=max(5, settings.repeats),
-                   min_time=settings.min_time)
+    return measure(
+        step,
+        batch_size,
+        device=settings.device,
+        warmup=2,
+        repeats=max(5, settings.repeats),
+        min_time=settings.min_time,
+    )
 
 
 def _timed_pass(fn, n: int, settings: ThroughputSettings):
@@ -432,8 +467,11 @@ def time_e2e(extractor, paths: list[str], settings: ThroughputSettings) -> dict:
     out["e2e_decode"] = settings.resolved_decode
     if settings.resolved_decode == "device":
         try:
-            timing, vecs = _timed_pass(lambda: device_decode_extract(extractor, paths, min(settings.workers, 8)),
-                                       len(paths), settings)
+            timing, vecs = _timed_pass(
+                lambda: device_decode_extract(extractor, paths, min(settings.workers, 8)),
+                len(paths),
+                settings,
+            )
             out["e2e_device_ips"], out["e2e_device_ips_iqr"] = timing.rate()
             out["queries"] = vecs
         except Exception as exc:  # noqa: BLE001 - a decoder that cannot run here must not lose the other numbers
@@ -456,18 +494,27 @@ def time_retrieval(queries, references, settings: ThroughputSettings, *, referen
     return measure(run, len(queries), device=settings.device, warmup=1, repeats=settings.repeats)
 
 
-def _time_reference(detector, paths: list[str], references, settings: ThroughputSettings, batch_size: int) -> dict:
+def _time_reference(
+    detector, paths: list[str], references, settings: ThroughputSettings, batch_size: int
+) -> dict:
     import numpy as np
 
     def extract():
-        return reference_extract(detector, paths, device=settings.device, dtype=settings.dtype,
-                                 batch_size=batch_size, num_workers=settings.workers)
+        return reference_extract(
+            detector,
+            paths,
+            device=settings.device,
+            dtype=settings.dtype,
+            batch_size=batch_size,
+            num_workers=settings.workers,
+        )
 
     timing, vecs = _timed_pass(extract, len(paths), settings)
     out: dict = {}
     out["reference_e2e_ips"], out["reference_e2e_ips_iqr"] = timing.rate()
     out["reference_retrieval_qps"], out["reference_retrieval_qps_iqr"] = time_retrieval(
-        vecs, references, settings, reference=True).rate()
+        vecs, references, settings, reference=True
+    ).rate()
     out["reference_vectors"] = np.asarray(vecs, dtype=np.float32)
     return out
 
@@ -476,17 +523,28 @@ def _ratios(m: dict) -> dict:
     def div(a: str, b: str) -> float | None:
         return m[a] / m[b] if m.get(a) and m.get(b) else None
 
-    return {"e2e_over_model": div("e2e_ips", "model_ips"),
-            "e2e_speedup_vs_reference": div("e2e_ips", "reference_e2e_ips"),
-            "retrieval_speedup_vs_reference": div("retrieval_qps", "reference_retrieval_qps")}
+    return {
+        "e2e_over_model": div("e2e_ips", "model_ips"),
+        "e2e_speedup_vs_reference": div("e2e_ips", "reference_e2e_ips"),
+        "retrieval_speedup_vs_reference": div("retrieval_qps", "reference_retrieval_qps"),
+    }
 
 
-def measure_detector(detector, paths: list[str], references, settings: ThroughputSettings, batch_size: int) -> dict:
+def measure_detector(
+    detector, paths: list[str], references, settings: ThroughputSettings, batch_size: int
+) -> dict:
     """One measurement (model-only, e2e, retrieval, optional reference) of a built detector at one batch size."""
     from .extract import Extractor
 
-    extractor = Extractor(detector, device=settings.device, dtype=settings.dtype, batch_size=batch_size,
-                          num_workers=settings.workers, cache_dir=None, progress=False)
+    extractor = Extractor(
+        detector,
+        device=settings.device,
+        dtype=settings.dtype,
+        batch_size=batch_size,
+        num_workers=settings.workers,
+        cache_dir=None,
+        progress=False,
+    )
     m: dict = {"dtype": settings.dtype, "batch_size": batch_size, "peak_device_mb": {}}
     _reset_device_peak(settings.device)
     m["model_ips"], m["model_ips_iqr"] = time_model(detector, settings, batch_size).rate()
@@ -509,13 +567,23 @@ def measure_detector(detector, paths: list[str], references, settings: Throughpu
 
 
 # ----------------------------------------------------------------------------------------------- results
-def throughput_path(results: str | Path, detector: str, device_name: str, dtype: str, batch_size: int, *,
-                    channels_last: bool = False, compile: bool = False) -> Path:
+def throughput_path(
+    results: str | Path,
+    detector: str,
+    device_name: str,
+    dtype: str,
+    batch_size: int,
+    *,
+    channels_last: bool = False,
+    compile: bool = False,
+) -> Path:
     """results/<device name>/<detector>__<dtype>__b<batch>[__cl][__compile].json"""
     from .results import safe_name
 
     suffix = "__cl" * channels_last + "__compile" * compile
-    return Path(results) / safe_name(device_name) / f"{safe_name(detector)}__{dtype}__b{batch_size}{suffix}.json"
+    return (
+        Path(results) / safe_name(device_name) / f"{safe_name(detector)}__{dtype}__b{batch_size}{suffix}.json"
+    )
 
 
 def _environment(settings: ThroughputSettings) -> dict:
@@ -524,17 +592,30 @@ def _environment(settings: ThroughputSettings) -> dict:
     from .env import environment
 
     env = environment(settings.device, settings.dtype)
-    env.update({"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "cuda": torch.version.cuda,
-                "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None})
+    env.update(
+        {
+            "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "cuda": torch.version.cuda,
+            "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+        }
+    )
     return env
 
 
 def _settings_record(settings: ThroughputSettings, detector, images, n_images: int, batch_size: int) -> dict:
     record = asdict(settings)
     record.pop("batch_sizes")
-    record.update({"batch_size": batch_size, "num_workers": settings.workers, "decode": settings.resolved_decode,
-                   "channels_last_effective": _channels_last(detector, settings), "n_images": n_images,
-                   "images": str(images) if images is not None else "synthetic JPEGs"})
+    record.update(
+        {
+            "batch_size": batch_size,
+            "num_workers": settings.workers,
+            "decode": settings.resolved_decode,
+            "channels_last_effective": _channels_last(detector, settings),
+            "n_images": n_images,
+            "images": str(images) if images is not None else "synthetic JPEGs",
+        }
+    )
     if images is not None:
         record.pop("image_size")
     return record
@@ -544,12 +625,23 @@ def _result(detector, measurement: dict, settings: ThroughputSettings, env: dict
     w = detector.weights
     return {
         "kind": "throughput",
-        "key": {"detector": detector.spec.name, "device_name": env["device_name"], "dtype": settings.dtype,
-                "batch_size": measurement["batch_size"], "channels_last": settings.channels_last,
-                "compile": settings.compile},
-        "detector": {"name": detector.spec.name, "spec": detector.spec.to_dict(),
-                     "weights": {"status": w.status, "source": w.source, "sha256": w.sha256}},
-        "environment": env, "settings": record, "measurements": [measurement], "note": CAVEAT,
+        "key": {
+            "detector": detector.spec.name,
+            "device_name": env["device_name"],
+            "dtype": settings.dtype,
+            "batch_size": measurement["batch_size"],
+            "channels_last": settings.channels_last,
+            "compile": settings.compile,
+        },
+        "detector": {
+            "name": detector.spec.name,
+            "spec": detector.spec.to_dict(),
+            "weights": {"status": w.status, "source": w.source, "sha256": w.sha256},
+        },
+        "environment": env,
+        "settings": record,
+        "measurements": [measurement],
+        "note": CAVEAT,
     }
 
 
@@ -566,9 +658,14 @@ def _prepare_detector(name: str, settings: ThroughputSettings, allow_random: boo
     return detector
 
 
-def throughput(detectors: list[str], *, settings: ThroughputSettings = ThroughputSettings(),
-               images: str | Path | None = None, results: str | Path = "runs/throughput",
-               allow_random: bool = True) -> list[dict]:
+def throughput(
+    detectors: list[str],
+    *,
+    settings: ThroughputSettings = ThroughputSettings(),
+    images: str | Path | None = None,
+    results: str | Path = "runs/throughput",
+    allow_random: bool = True,
+) -> list[dict]:
     """Measure each detector at each batch size; write and return one result per (detector, batch size)."""
     from .results import write_result
 
@@ -586,8 +683,15 @@ def throughput(detectors: list[str], *, settings: ThroughputSettings = Throughpu
                 m = measure_detector(detector, paths, references[dims], settings, batch_size)
                 record = _settings_record(settings, detector, images, len(paths), batch_size)
                 result = _result(detector, m, settings, env, record)
-                path = throughput_path(results, name, env["device_name"], settings.dtype, batch_size,
-                                       channels_last=settings.channels_last, compile=settings.compile)
+                path = throughput_path(
+                    results,
+                    name,
+                    env["device_name"],
+                    settings.dtype,
+                    batch_size,
+                    channels_last=settings.channels_last,
+                    compile=settings.compile,
+                )
                 result["_path"] = str(write_result(path, result))
                 out.append(result)
             del detector
@@ -614,17 +718,38 @@ def _print_results(results: list[dict]) -> None:
 
     devices = sorted({r["environment"]["device_name"] for r in results})
     table = Table(title="throughput: median (IQR)", caption=f"{CAVEAT}: {'; '.join(devices)}")
-    for col in ("detector", "weights", "dtype", "batch", "model img/s", "e2e img/s", "decode", "e2e/model",
-                "retrieval q/s", "ref e2e img/s", "e2e x ref", "retrieval x ref"):
+    for col in (
+        "detector",
+        "weights",
+        "dtype",
+        "batch",
+        "model img/s",
+        "e2e img/s",
+        "decode",
+        "e2e/model",
+        "retrieval q/s",
+        "ref e2e img/s",
+        "e2e x ref",
+        "retrieval x ref",
+    ):
         table.add_column(col)
     for r in results:
         m = r["measurements"][0]
-        table.add_row(r["detector"]["name"] + (" (random weights)" if is_random(r) else ""),
-                      r["detector"]["weights"]["status"], m["dtype"], str(m["batch_size"]),
-                      _fmt(m["model_ips"], m["model_ips_iqr"]), _fmt(m["e2e_ips"], m["e2e_ips_iqr"]),
-                      m["e2e_decode"], _ratio(m, "e2e_over_model"), _fmt(m["retrieval_qps"]), _fmt(m.get("reference_e2e_ips")),
-                      _ratio(m, "e2e_speedup_vs_reference"), _ratio(m, "retrieval_speedup_vs_reference"),
-                      style="red" if is_random(r) else None)
+        table.add_row(
+            r["detector"]["name"] + (" (random weights)" if is_random(r) else ""),
+            r["detector"]["weights"]["status"],
+            m["dtype"],
+            str(m["batch_size"]),
+            _fmt(m["model_ips"], m["model_ips_iqr"]),
+            _fmt(m["e2e_ips"], m["e2e_ips_iqr"]),
+            m["e2e_decode"],
+            _ratio(m, "e2e_over_model"),
+            _fmt(m["retrieval_qps"]),
+            _fmt(m.get("reference_e2e_ips")),
+            _ratio(m, "e2e_speedup_vs_reference"),
+            _ratio(m, "retrieval_speedup_vs_reference"),
+            style="red" if is_random(r) else None,
+        )
     console = Console()
     if not console.is_terminal:  # logs and captured output: keep the whole table readable
         console.width = 200
@@ -638,13 +763,28 @@ def cmd_throughput(args) -> int:
     from .cli import _expand_detectors
 
     settings = ThroughputSettings(
-        device=args.device, dtype=args.dtype, batch_sizes=tuple(args.batch_size), channels_last=args.channels_last,
-        compile=args.compile, n_images=args.n_images, n_references=args.n_references, topk=args.topk,
-        num_workers=args.workers, decode=args.decode, reference=args.reference, repeats=args.repeats,
-        min_time=args.min_time, seed=args.seed,
+        device=args.device,
+        dtype=args.dtype,
+        batch_sizes=tuple(args.batch_size),
+        channels_last=args.channels_last,
+        compile=args.compile,
+        n_images=args.n_images,
+        n_references=args.n_references,
+        topk=args.topk,
+        num_workers=args.workers,
+        decode=args.decode,
+        reference=args.reference,
+        repeats=args.repeats,
+        min_time=args.min_time,
+        seed=args.seed,
     )
-    results = throughput(_expand_detectors(args.detectors), settings=settings, images=args.images,
-                         results=args.results, allow_random=args.allow_random)
+    results = throughput(
+        _expand_detectors(args.detectors),
+        settings=settings,
+        images=args.images,
+        results=args.results,
+        allow_random=args.allow_random,
+    )
     _print_results(results)
     return 0
 
@@ -652,26 +792,44 @@ def cmd_throughput(args) -> int:
 def register_cli(subparsers) -> None:
     """Add the ``throughput`` subcommand."""
     d = ThroughputSettings()
-    p = subparsers.add_parser("throughput", help="images/s per detector (model-only, end-to-end) and retrieval queries/s")
+    p = subparsers.add_parser(
+        "throughput", help="images/s per detector (model-only, end-to-end) and retrieval queries/s"
+    )
     p.add_argument("--detectors", required=True, help="comma list of names or patterns")
     p.add_argument("--device", default=d.device, help="cpu, cuda or cuda:N")
     p.add_argument("--dtype", default=d.dtype, choices=("fp32", "bf16", "fp16"))
-    p.add_argument("--batch-size", type=int, nargs="+", default=list(d.batch_sizes), help="one or more batch sizes")
-    p.add_argument("--channels-last", action="store_true", help="channels-last memory format (always on for CUDA)")
-    p.add_argument("--compile", action="store_true", help="torch.compile the model (compile time is in the warm-up)")
+    p.add_argument(
+        "--batch-size", type=int, nargs="+", default=list(d.batch_sizes), help="one or more batch sizes"
+    )
+    p.add_argument(
+        "--channels-last", action="store_true", help="channels-last memory format (always on for CUDA)"
+    )
+    p.add_argument(
+        "--compile", action="store_true", help="torch.compile the model (compile time is in the warm-up)"
+    )
     p.add_argument("--images", default=None, help="image folder (default: temporary synthetic 512x384 JPEGs)")
-    p.add_argument("--n-images", type=int, default=d.n_images, help=f"images per end-to-end pass (default {d.n_images})")
+    p.add_argument(
+        "--n-images", type=int, default=d.n_images, help=f"images per end-to-end pass (default {d.n_images})"
+    )
     p.add_argument("--results", default="runs/throughput", help="results folder (default: runs/throughput)")
-    p.add_argument("--allow-random", action=argparse.BooleanOptionalAction, default=True,
-                   help="random weights when none are found (default on: speed does not depend on weights)")
-    p.add_argument("--reference", action="store_true", help="also time the straightforward reference pipeline")
+    p.add_argument(
+        "--allow-random",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="random weights when none are found (default on: speed does not depend on weights)",
+    )
+    p.add_argument(
+        "--reference", action="store_true", help="also time the straightforward reference pipeline"
+    )
     p.add_argument("--n-references", type=int, default=d.n_references, help="synthetic reference set size")
     p.add_argument("--topk", type=int, default=d.topk)
-    p.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: all cores but one)")
+    p.add_argument(
+        "--workers", type=int, default=None, help="DataLoader workers (default: all cores but one)"
+    )
     p.add_argument("--decode", default=d.decode, choices=DECODES, help="e2e decode: auto = device on CUDA")
     p.add_argument("--repeats", type=int, default=d.repeats, help="timed passes after warm-up")
-    p.add_argument("--min-time", type=float, default=d.min_time, help="seconds of model-only timing, at least")
+    p.add_argument(
+        "--min-time", type=float, default=d.min_time, help="seconds of model-only timing, at least"
+    )
     p.add_argument("--seed", type=int, default=d.seed)
     p.set_defaults(func=cmd_throughput)
-
-

@@ -40,7 +40,9 @@ def build_dataset(
     """Build ``recipe`` from ``sources`` (None: the embedded photos; a folder; cutouts:/voc:/coco:) into ``out``."""
     from .build import build_dataset as _build
 
-    return _build(recipe, out, sources=sources, n_queries=n_queries, seed=seed, device=device, progress=progress)
+    return _build(
+        recipe, out, sources=sources, n_queries=n_queries, seed=seed, device=device, progress=progress
+    )
 
 
 def import_dataset(fmt: str, src: str | Path, out: str | Path, progress: bool = True) -> CopyDataset:

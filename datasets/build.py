@@ -77,7 +77,11 @@ def build_dataset(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     if pool.skipped:
-        log.warning("%d unreadable source file(s) skipped: %s", len(pool.skipped), ", ".join(n for n, _ in pool.skipped))
+        log.warning(
+            "%d unreadable source file(s) skipped: %s",
+            len(pool.skipped),
+            ", ".join(n for n, _ in pool.skipped),
+        )
     return load_dataset(out)
 
 
@@ -100,8 +104,16 @@ def _try_masks(pool: Pool) -> Pool:
 def _check_pool(rec: Recipe, pool: Pool, view: PoolView) -> None:
     if rec.needs_masks and not any(view.segments[i] for i in view.references):
         raise MaskError(f"sources {pool.spec!r}: no reference has a usable mask segment (>= 1% of the image)")
-    if len(view.backgrounds) < 2 and rec.family in ("segmix", "segmix_hard", "segmix_resized", "cutmix", "default"):
-        raise SourceError(f"sources {pool.spec!r}: paste recipes need at least 2 held-out images for backgrounds")
+    if len(view.backgrounds) < 2 and rec.family in (
+        "segmix",
+        "segmix_hard",
+        "segmix_resized",
+        "cutmix",
+        "default",
+    ):
+        raise SourceError(
+            f"sources {pool.spec!r}: paste recipes need at least 2 held-out images for backgrounds"
+        )
 
 
 def _save_png(path: Path, arr: np.ndarray) -> None:
@@ -209,7 +221,9 @@ def write_contact_sheet(root: Path, queries: pd.DataFrame, pool: Pool, n: int = 
             img.thumbnail((side, side))
             sheet.paste(img, (x0 + j * (side + 4), y0))
         tag = "distractor" if p["distractor"] else "copy"
-        draw.text((x0, y0 + side + 4), f"{row['query_id']} {p['family']} {p['tier']} {tag}"[:44], fill="black")
+        draw.text(
+            (x0, y0 + side + 4), f"{row['query_id']} {p['family']} {p['tier']} {tag}"[:44], fill="black"
+        )
     buf = root / ".contact_sheet.tmp.png"
     sheet.save(buf, format="PNG")
     os.replace(buf, root / "contact_sheet.png")
@@ -246,7 +260,9 @@ def replay_query(dataset: str | Path | CopyDataset, query_id: str, device: str =
 
     ds = dataset if isinstance(dataset, CopyDataset) else load_dataset(dataset)
     if "recipe" not in ds.meta or "batch" not in ds.meta:
-        raise SourceError(f"{ds.root}: dataset {ds.name!r} was imported, not built: there is nothing to replay")
+        raise SourceError(
+            f"{ds.root}: dataset {ds.name!r} was imported, not built: there is nothing to replay"
+        )
     if query_id not in set(ds.query_ids):
         raise SourceError(f"{ds.root}: no query {query_id!r}")
     rec = parse_recipe(ds.meta["recipe"], ds.meta["n_queries"])
@@ -254,11 +270,16 @@ def replay_query(dataset: str | Path | CopyDataset, query_id: str, device: str =
     view, paste_ok = PoolView.of(pool), pool.masks != "none"
     index, batch = int(query_id[1:]), int(ds.meta["batch"])
     start = index // batch * batch
-    plist = [sample_query(rec, ds.meta["seed"], i, view, paste_ok) for i in range(start, min(start + batch, rec.n_queries))]
+    plist = [
+        sample_query(rec, ds.meta["seed"], i, view, paste_ok)
+        for i in range(start, min(start + batch, rec.n_queries))
+    ]
     mine = plist[index - start]
     stored = json.loads(ds.queries.set_index("query_id").loc[query_id, "params"])
     if stored != json.loads(json.dumps(mine)):
-        raise SourceError(f"{ds.root}: query {query_id!r}: regenerated parameters differ from the stored ones")
+        raise SourceError(
+            f"{ds.root}: query {query_id!r}: regenerated parameters differ from the stored ones"
+        )
     same = [p for p in plist if group_key(p) == group_key(mine)]
     imgs = render(same, pool.by_id(), device)
     return imgs[next(i for i, p in enumerate(same) if p is mine)]

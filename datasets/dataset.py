@@ -112,7 +112,9 @@ def split_ids(value: object) -> frozenset[str]:
     return frozenset(str(value).split("|"))
 
 
-def compute_fingerprint(identity: dict, references: pd.DataFrame, queries: pd.DataFrame, digests: dict[str, str]) -> str:
+def compute_fingerprint(
+    identity: dict, references: pd.DataFrame, queries: pd.DataFrame, digests: dict[str, str]
+) -> str:
     """sha256 over the identity dict, the ground truth, stored params and the given content digests."""
     h = hashlib.sha256()
     h.update(json.dumps(identity, sort_keys=True).encode())
@@ -125,7 +127,9 @@ def compute_fingerprint(identity: dict, references: pd.DataFrame, queries: pd.Da
     return h.hexdigest()
 
 
-def write_dataset_index(root: str | Path, meta: dict, references: pd.DataFrame, queries: pd.DataFrame) -> None:
+def write_dataset_index(
+    root: str | Path, meta: dict, references: pd.DataFrame, queries: pd.DataFrame
+) -> None:
     """Write references.csv, queries.csv and dataset.json (last, atomically: its presence marks a complete dataset)."""
     root = Path(root)
     for col in ("family", "tier", "params"):
@@ -143,13 +147,17 @@ def load_dataset(path: str | Path) -> CopyDataset:
     root = Path(path).expanduser().resolve()
     meta_file = root / DATASET_FILE
     if not meta_file.is_file():
-        raise DatasetError(f"not a copybench dataset: {meta_file} is missing (build one with `copybench data build`)")
+        raise DatasetError(
+            f"not a copybench dataset: {meta_file} is missing (build one with `copybench data build`)"
+        )
     try:
         meta = json.loads(meta_file.read_text())
     except json.JSONDecodeError as exc:
         raise DatasetError(f"{meta_file} is not valid JSON: {exc}") from exc
     if meta.get("schema") != DATASET_SCHEMA:
-        raise DatasetError(f"{meta_file}: unknown dataset schema {meta.get('schema')!r} (this copybench reads {DATASET_SCHEMA})")
+        raise DatasetError(
+            f"{meta_file}: unknown dataset schema {meta.get('schema')!r} (this copybench reads {DATASET_SCHEMA})"
+        )
     images_root = (root / meta.get("images_root", ".")).resolve()
     refs = _read_table(root / "references.csv", ["reference_id", "path"])
     queries = _read_table(root / "queries.csv", ["query_id", "path", "reference_id"])

@@ -100,12 +100,16 @@ def _copydays(src: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
         rows.append({"query_id": qid, "path": str(rel), "reference_id": ref, "family": family, "tier": tier,
                      "params": "{}"})  # fmt: skip
     ref_rows = [{"reference_id": r, "path": str(p)} for r, p in sorted(refs.items())]
-    return pd.DataFrame(ref_rows), pd.DataFrame(rows, columns=["query_id", "path", "reference_id", "family", "tier", "params"])
+    return pd.DataFrame(ref_rows), pd.DataFrame(
+        rows, columns=["query_id", "path", "reference_id", "family", "tier", "params"]
+    )
 
 
 def _folder(src: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     taken: set[str] = set()
-    rows = [{"reference_id": image_id(p, src, taken), "path": str(p.relative_to(src))} for p in list_images(src)]
+    rows = [
+        {"reference_id": image_id(p, src, taken), "path": str(p.relative_to(src))} for p in list_images(src)
+    ]
     if not rows:
         raise SourceError(f"{src}: no images ({', '.join(IMAGE_EXTS)})")
     cols = ["query_id", "path", "reference_id", "family", "tier", "params"]
@@ -121,7 +125,11 @@ def import_dataset(fmt: str, src: str | Path, out: str | Path, progress: bool = 
         raise SourceError(f"dataset folder not found: {src}")
     refs, queries = {"disc21": _disc21, "copydays": _copydays, "folder": _folder}[fmt](src)
     digests = _digests(src, refs, queries, progress)
-    counts = {"references": len(refs), "queries": len(queries), "distractors": int((queries["reference_id"] == "").sum())}
+    counts = {
+        "references": len(refs),
+        "queries": len(queries),
+        "distractors": int((queries["reference_id"] == "").sum()),
+    }
     identity = {"format": fmt, "import_version": IMPORT_VERSION, "counts": counts}
     meta = {"name": f"{fmt}:{src.name}", "format": fmt, "counts": counts, "images_root": str(src),
             "fingerprint": compute_fingerprint(identity, refs, queries, digests)}  # fmt: skip
@@ -147,14 +155,18 @@ INDEX_FILES = frozenset({"dataset.json", "queries.csv", "references.csv"})
 def _check_import_target(out: Path, src: Path) -> None:
     """Only an empty folder or an earlier import's index may be replaced: never images (least of all src's)."""
     if out == src or out in src.parents:
-        raise SourceError(f"output {out} contains the source folder {src}; an import indexes files in place, "
-                          "so --out must be a separate folder")
+        raise SourceError(
+            f"output {out} contains the source folder {src}; an import indexes files in place, "
+            "so --out must be a separate folder"
+        )
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "dataset.json").is_file())):
         raise SourceError(f"output {out} exists and is not a copybench dataset: refusing to overwrite it")
     extra = sorted(p.name for p in out.iterdir() if p.name not in INDEX_FILES) if out.is_dir() else []
     if extra:
-        raise SourceError(f"output {out} holds a built dataset ({', '.join(extra[:3])}...), not an import index: "
-                          "refusing to overwrite it; choose another --out")
+        raise SourceError(
+            f"output {out} holds a built dataset ({', '.join(extra[:3])}...), not an import index: "
+            "refusing to overwrite it; choose another --out"
+        )
 
 
 def _digests(src: Path, refs: pd.DataFrame, queries: pd.DataFrame, progress: bool) -> dict[str, str]:
@@ -170,5 +182,3 @@ def _digests(src: Path, refs: pd.DataFrame, queries: pd.DataFrame, progress: boo
     for key, rel in items_iter:
         out[key] = file_sha256(src / rel)
     return out
-
-

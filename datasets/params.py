@@ -18,7 +18,13 @@ from .recipes import DISTRACTOR_EVERY, TIERED, TIERS, Recipe
 
 DEFAULT_MIX = ("crop", "color", "blur_noise", "jpeg", "rotate", "overlay", "paste")
 OVERLAYS = ("emoji", "text", "screenshot", "stripes")
-TEXT_FONTS = ("NotoSans-Regular.ttf", "Montserrat-Bold.ttf", "OpenSans-Bold.ttf", "Impact.ttf", "Raleway-Black.ttf")
+TEXT_FONTS = (
+    "NotoSans-Regular.ttf",
+    "Montserrat-Bold.ttf",
+    "OpenSans-Bold.ttf",
+    "Impact.ttf",
+    "Raleway-Black.ttf",
+)
 
 
 @dataclass(frozen=True)
@@ -158,7 +164,12 @@ def _crop(p: dict, rng: np.random.Generator, view: PoolView) -> None:
 
 def _jitter(p: dict, rng: np.random.Generator, strength: tuple) -> None:
     b, c, s, hue = strength
-    p["jitter"] = [rng.uniform(1 - b, 1 + b), rng.uniform(1 - c, 1 + c), rng.uniform(1 - s, 1 + s), rng.uniform(-hue, hue)]
+    p["jitter"] = [
+        rng.uniform(1 - b, 1 + b),
+        rng.uniform(1 - c, 1 + c),
+        rng.uniform(1 - s, 1 + s),
+        rng.uniform(-hue, hue),
+    ]
 
 
 def _color(p: dict, rng: np.random.Generator, view: PoolView) -> None:
@@ -239,9 +250,9 @@ def _mixed(p: dict, rng: np.random.Generator, view: PoolView) -> None:
         p["H"] = _about_center(_s(-1, 1), p["out"]) @ p["H"]
         p["flips"] = [True, False]
     _color(p, rng, view)
-    {"blur_noise": _blur_noise, "jpeg": _jpeg, "overlay": _overlay}[str(rng.choice(["blur_noise", "jpeg", "overlay"]))](
-        p, rng, view
-    )
+    {"blur_noise": _blur_noise, "jpeg": _jpeg, "overlay": _overlay}[
+        str(rng.choice(["blur_noise", "jpeg", "overlay"]))
+    ](p, rng, view)
 
 
 def _background(p: dict, rng: np.random.Generator, view: PoolView) -> str:

@@ -161,14 +161,20 @@ def apply_overlay(img: Image.Image, o: dict) -> Image.Image:
     if kind == "emoji":
         files = emoji_files()
         path = str(files[o["emoji"] % len(files)])
-        return F.overlay_emoji(img, emoji_path=path, opacity=o["opacity"], emoji_size=o["size"], x_pos=o["x"], y_pos=o["y"])
+        return F.overlay_emoji(
+            img, emoji_path=path, opacity=o["opacity"], emoji_size=o["size"], x_pos=o["x"], y_pos=o["y"]
+        )
     if kind == "text":
         font = str(Path(FONTS_DIR) / o["font"])
         return F.overlay_text(img, text=o["chars"], font_file=font, font_size=o["size"], opacity=o["opacity"],
                               color=tuple(o["color"]), x_pos=o["x"], y_pos=o["y"])  # fmt: skip
     if kind == "screenshot":
-        shot = F.overlay_onto_screenshot(img, template_filepath=str(Path(SCREENSHOT_TEMPLATES_DIR) / o["template"]))
+        shot = F.overlay_onto_screenshot(
+            img, template_filepath=str(Path(SCREENSHOT_TEMPLATES_DIR) / o["template"])
+        )
         scale = 320 / max(shot.size)  # templates are large: bring the copy back to query size
-        return shot.convert("RGB").resize((round(shot.size[0] * scale), round(shot.size[1] * scale)), Image.BILINEAR)
+        return shot.convert("RGB").resize(
+            (round(shot.size[0] * scale), round(shot.size[1] * scale)), Image.BILINEAR
+        )
     return F.overlay_stripes(img, line_width=o["width"], line_color=tuple(o["color"]), line_angle=o["angle"],
                              line_density=o["density"], line_type=o["type"], line_opacity=o["opacity"])  # fmt: skip

@@ -104,7 +104,22 @@ def _source(sid: str, origin: str, img: Image.Image, mask: np.ndarray | None = N
 
 # --- embedded default photos -------------------------------------------------------------------------------
 
-_SKIMAGE_REFS = ["astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "camera", "moon", "coins", "clock", "text", "page", "brick", "grass", "cell"]
+_SKIMAGE_REFS = [
+    "astronaut",
+    "chelsea",
+    "coffee",
+    "rocket",
+    "immunohistochemistry",
+    "camera",
+    "moon",
+    "coins",
+    "clock",
+    "text",
+    "page",
+    "brick",
+    "grass",
+    "cell",
+]
 
 
 def _embedded_images() -> list[tuple[str, str, Image.Image]]:
@@ -114,25 +129,49 @@ def _embedded_images() -> list[tuple[str, str, Image.Image]]:
     out = []
     for name in (*_SKIMAGE_REFS, "gravel", "microaneurysms"):
         try:
-            out.append((f"skimage.{name}", f"skimage.data.{name}", Image.fromarray(getattr(skimage.data, name)())))
+            out.append(
+                (f"skimage.{name}", f"skimage.data.{name}", Image.fromarray(getattr(skimage.data, name)()))
+            )
         except Exception as exc:  # noqa: BLE001 - some skimage images need a download: skip, as documented
             log.info("embedded source skimage.%s unavailable: %s", name, exc)
     left = skimage.data.stereo_motorcycle()[0]  # the right view would be a near-duplicate: never use it
     out.append(("skimage.stereo_motorcycle", "skimage.data.stereo_motorcycle[0]", Image.fromarray(left)))
     # Two large photos are split into halves: one half is a reference, the other a held-out distractor source.
     hub = skimage.data.hubble_deep_field()
-    out += [("skimage.hubble_deep_field.top", "skimage.data.hubble_deep_field[top]", Image.fromarray(hub[: hub.shape[0] // 2]))]
-    out += [("skimage.hubble_deep_field.bottom", "skimage.data.hubble_deep_field[bottom]", Image.fromarray(hub[hub.shape[0] // 2 :]))]
+    out += [
+        (
+            "skimage.hubble_deep_field.top",
+            "skimage.data.hubble_deep_field[top]",
+            Image.fromarray(hub[: hub.shape[0] // 2]),
+        )
+    ]
+    out += [
+        (
+            "skimage.hubble_deep_field.bottom",
+            "skimage.data.hubble_deep_field[bottom]",
+            Image.fromarray(hub[hub.shape[0] // 2 :]),
+        )
+    ]
     ret = skimage.data.retina()
-    out += [("skimage.retina.left", "skimage.data.retina[left]", Image.fromarray(ret[:, : ret.shape[1] // 2]))]
-    out += [("skimage.retina.right", "skimage.data.retina[right]", Image.fromarray(ret[:, ret.shape[1] // 2 :]))]
+    out += [
+        ("skimage.retina.left", "skimage.data.retina[left]", Image.fromarray(ret[:, : ret.shape[1] // 2]))
+    ]
+    out += [
+        ("skimage.retina.right", "skimage.data.retina[right]", Image.fromarray(ret[:, ret.shape[1] // 2 :]))
+    ]
     # the files behind sklearn.datasets.load_sample_images(), read directly: importing sklearn costs seconds
-    sk_dir = Path(next(iter(importlib.util.find_spec("sklearn").submodule_search_locations))) / "datasets" / "images"
+    sk_dir = (
+        Path(next(iter(importlib.util.find_spec("sklearn").submodule_search_locations)))
+        / "datasets"
+        / "images"
+    )
     for stem in ("china", "flower"):
         with Image.open(sk_dir / f"{stem}.jpg") as img:
             out.append((f"sklearn.{stem}", f"sklearn.datasets.load_sample_images:{stem}", img.convert("RGB")))
     with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as f:
-        out.append(("matplotlib.grace_hopper", "matplotlib sample_data/grace_hopper.jpg", Image.open(f).copy()))
+        out.append(
+            ("matplotlib.grace_hopper", "matplotlib sample_data/grace_hopper.jpg", Image.open(f).copy())
+        )
     return out
 
 
@@ -184,7 +223,9 @@ def _is_held_out(sid: str, fraction: float = 0.2) -> bool:
     return int(hashlib.sha1(sid.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF < fraction
 
 
-def _read_folder(folder: Path, limit: int, keep_alpha: bool) -> tuple[list[SourceImage], list[tuple[str, str]]]:
+def _read_folder(
+    folder: Path, limit: int, keep_alpha: bool
+) -> tuple[list[SourceImage], list[tuple[str, str]]]:
     images, skipped, taken = [], [], set()
     for path in list_images(folder):
         if len(images) >= limit:
@@ -209,7 +250,9 @@ def _open_keep_alpha(path: Path) -> Image.Image:
         return img.convert("RGBA") if img.mode in ("LA", "PA", "P", "RGBA") else img.copy()
 
 
-def _split(images: list[SourceImage], where: str, skipped: list) -> tuple[list[SourceImage], list[SourceImage]]:
+def _split(
+    images: list[SourceImage], where: str, skipped: list
+) -> tuple[list[SourceImage], list[SourceImage]]:
     held = [s for s in images if _is_held_out(s.id)]
     refs = [s for s in images if not _is_held_out(s.id)]
     while len(held) < 2 and len(refs) > MIN_REFERENCES:  # paste recipes need two backgrounds
@@ -227,7 +270,12 @@ def _split(images: list[SourceImage], where: str, skipped: list) -> tuple[list[S
 
 
 def _voc_root(folder: Path) -> Path:
-    for cand in (folder, folder / "VOC2012", folder / "VOCdevkit" / "VOC2012", folder / "VOCdevkit" / "VOC2007"):
+    for cand in (
+        folder,
+        folder / "VOC2012",
+        folder / "VOCdevkit" / "VOC2012",
+        folder / "VOCdevkit" / "VOC2007",
+    ):
         if (cand / "JPEGImages").is_dir() and (cand / "SegmentationClass").is_dir():
             return cand
     raise SourceError(f"{folder}: no VOC layout found (need JPEGImages/ and SegmentationClass/)")

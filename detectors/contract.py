@@ -54,7 +54,10 @@ def _check_output(name: str, out: object, spec, batch: int) -> torch.Tensor:
     want = "(B, D)" if spec.output == "global" else "(B, T, D)"
     ndim = 2 if spec.output == "global" else 3
     if out.ndim != ndim or out.shape[0] != batch:
-        raise _fail(name, f"output shape {tuple(out.shape)} for a batch of {batch}; output={spec.output!r} needs {want}")
+        raise _fail(
+            name,
+            f"output shape {tuple(out.shape)} for a batch of {batch}; output={spec.output!r} needs {want}",
+        )
     if out.shape[-1] != spec.dims:
         raise _fail(name, f"output dims {out.shape[-1]} but the spec declares dims={spec.dims}")
     if not torch.isfinite(out).all():
@@ -116,7 +119,9 @@ def _build(name_or_detector, weights_file, allow_random, device) -> Detector:
     if isinstance(name_or_detector, Detector):
         return name_or_detector.eval().to(device)
     try:
-        return create_detector(name_or_detector, weights_file=weights_file, allow_random=allow_random, device=device)
+        return create_detector(
+            name_or_detector, weights_file=weights_file, allow_random=allow_random, device=device
+        )
     except Exception as exc:
         raise ContractError(f"detector {name_or_detector!r} could not be built: {exc}") from exc
 

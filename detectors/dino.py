@@ -27,7 +27,9 @@ from .registry import IMAGENET_MEAN, IMAGENET_STD, DetectorSpec, register_detect
 
 DINO_PAPER = "Caron et al., Emerging Properties in Self-Supervised Vision Transformers (ICCV 2021)"
 DINOV2_PAPER = "Oquab et al., DINOv2: Learning Robust Visual Features without Supervision (TMLR 2024)"
-MOCOV3_PAPER = "Chen, Xie & He, An Empirical Study of Training Self-Supervised Vision Transformers (ICCV 2021)"
+MOCOV3_PAPER = (
+    "Chen, Xie & He, An Empirical Study of Training Self-Supervised Vision Transformers (ICCV 2021)"
+)
 DINO_URL = "https://dl.fbaipublicfiles.com/dino/{0}/{0}.pth"
 
 # name: (timm architecture, official file stem, width)
@@ -39,7 +41,9 @@ DINO_VITS = {
 }
 
 
-def dino_pos_embed(pos_embed: torch.Tensor, grid: tuple[int, int], prefix: int = 1, offset: float = 0.1) -> torch.Tensor:
+def dino_pos_embed(
+    pos_embed: torch.Tensor, grid: tuple[int, int], prefix: int = 1, offset: float = 0.1
+) -> torch.Tensor:
     """Resample ``(1, prefix + N, D)`` position embeddings to ``grid`` as DINO / DINOv2 do at inference."""
     n = pos_embed.shape[1] - prefix
     old = int(math.sqrt(n))
@@ -106,11 +110,17 @@ def build_vit(arch: str, path: Path | None, name: str, img_size: int = 224, conv
 
 def _dino_vit(name: str, arch: str, stem: str, width: int) -> None:
     common = {
-        "mean": IMAGENET_MEAN, "std": IMAGENET_STD, "interpolation": "bicubic", "weights": DINO_URL.format(stem),
-        "license": "Apache-2.0", "paper": DINO_PAPER, "family": "dino",
+        "mean": IMAGENET_MEAN,
+        "std": IMAGENET_STD,
+        "interpolation": "bicubic",
+        "weights": DINO_URL.format(stem),
+        "license": "Apache-2.0",
+        "paper": DINO_PAPER,
+        "family": "dino",
     }
-    tokens = DetectorSpec(name=name, dims=width, input_size=224, resize="short_crop", crop_pct=0.875,
-                          output="tokens", **common)
+    tokens = DetectorSpec(
+        name=name, dims=width, input_size=224, resize="short_crop", crop_pct=0.875, output="tokens", **common
+    )
     register_detector(tokens)(lambda path: Tokens(build_vit(arch, path, name)))
     gem = DetectorSpec(name=f"{name}.cls_gem", dims=2 * width, input_size=320, resize="square", **common)
     register_detector(gem)(lambda path: ClsGem(build_vit(arch, path, gem.name, img_size=320)))
@@ -138,20 +148,40 @@ def build_resnet50(path: Path | None, name: str) -> torch.nn.Module:
     return model
 
 
-@register_detector(DetectorSpec(
-    name="dino_resnet50", dims=2048, input_size=224, resize="short_crop", crop_pct=0.875, interpolation="bicubic",
-    weights=DINO_URL.format("dino_resnet50_pretrain"), license="Apache-2.0", paper=DINO_PAPER, family="dino",
-))
+@register_detector(
+    DetectorSpec(
+        name="dino_resnet50",
+        dims=2048,
+        input_size=224,
+        resize="short_crop",
+        crop_pct=0.875,
+        interpolation="bicubic",
+        weights=DINO_URL.format("dino_resnet50_pretrain"),
+        license="Apache-2.0",
+        paper=DINO_PAPER,
+        family="dino",
+    )
+)
 def dino_resnet50(path: Path | None) -> torch.nn.Module:
     # DINO publishes the trunk without fc; torch.hub's dino_resnet50 sets fc = Identity and loads it
     return build_resnet50(path, "dino_resnet50")
 
 
-@register_detector(DetectorSpec(
-    name="dinov2_vitb14", dims=768, input_size=224, resize="short_crop", crop_pct=0.875, interpolation="bicubic",
-    weights="https://dl.fbaipublicfiles.com/dinov2/dinov2_vitb14/dinov2_vitb14_pretrain.pth", license="Apache-2.0",
-    paper=DINOV2_PAPER, output="tokens", family="dinov2",
-))
+@register_detector(
+    DetectorSpec(
+        name="dinov2_vitb14",
+        dims=768,
+        input_size=224,
+        resize="short_crop",
+        crop_pct=0.875,
+        interpolation="bicubic",
+        weights="https://dl.fbaipublicfiles.com/dinov2/dinov2_vitb14/dinov2_vitb14_pretrain.pth",
+        license="Apache-2.0",
+        paper=DINOV2_PAPER,
+        output="tokens",
+        family="dinov2",
+    )
+)
 def dinov2_vitb14(path: Path | None) -> torch.nn.Module:
     # the official file holds pos_embed for 518 px (37x37); load_vit resamples it to 16x16 as DINOv2 does
     return Tokens(build_vit("vit_base_patch14_dinov2", path, "dinov2_vitb14", img_size=224))
@@ -163,10 +193,20 @@ def mocov3_backbone(state: dict) -> dict:
     return {k: v for k, v in state.items() if not k.startswith("head.")}
 
 
-@register_detector(DetectorSpec(
-    name="mocov3_vitb16", dims=768, input_size=224, resize="short_crop", crop_pct=0.875, interpolation="bilinear",
-    weights="https://dl.fbaipublicfiles.com/moco-v3/vit-b-300ep/vit-b-300ep.pth.tar", license="CC-BY-NC-4.0",
-    paper=MOCOV3_PAPER, output="tokens", family="mocov3",
-))
+@register_detector(
+    DetectorSpec(
+        name="mocov3_vitb16",
+        dims=768,
+        input_size=224,
+        resize="short_crop",
+        crop_pct=0.875,
+        interpolation="bilinear",
+        weights="https://dl.fbaipublicfiles.com/moco-v3/vit-b-300ep/vit-b-300ep.pth.tar",
+        license="CC-BY-NC-4.0",
+        paper=MOCOV3_PAPER,
+        output="tokens",
+        family="mocov3",
+    )
+)
 def mocov3_vitb16(path: Path | None) -> torch.nn.Module:
     return Tokens(build_vit("vit_base_patch16_224", path, "mocov3_vitb16", convert=mocov3_backbone))

@@ -49,7 +49,9 @@ def _package_file(ref: str) -> Path | None:
     if rel:
         path = root / rel
         return path if path.exists() else None
-    candidates = sorted(p for ext in ("*.pth", "*.pt", "*.onnx", "*.safetensors", "*.bin") for p in root.rglob(ext))
+    candidates = sorted(
+        p for ext in ("*.pth", "*.pt", "*.onnx", "*.safetensors", "*.bin") for p in root.rglob(ext)
+    )
     return candidates[0] if candidates else None
 
 
@@ -71,7 +73,8 @@ def find_weights(spec: DetectorSpec, weights_file: str | Path | None = None) -> 
         # "sscd_disc_mixup.*" must not pick up "sscd_disc_mixup.onnx_int8.onnx", which belongs to a longer name
         longer = [n for n in registered_names() if n.startswith(spec.name + ".")]
         names = [
-            p for p in Path(wdir).glob(f"{spec.name}.*")
+            p
+            for p in Path(wdir).glob(f"{spec.name}.*")
             if p.is_file() and not any(p.name.startswith(n + ".") for n in longer)
         ]
         official = _official_name(spec)
@@ -90,16 +93,22 @@ def find_weights(spec: DetectorSpec, weights_file: str | Path | None = None) -> 
 def download_weights(spec: DetectorSpec) -> Path:
     """Fetch the official file into the torch hub cache, verifying its sha256 when one is published."""
     if not spec.weights.startswith(("http://", "https://")):
-        raise WeightsMissingError(f"detector {spec.name!r} has no downloadable weights ({spec.weights or 'none'})")
+        raise WeightsMissingError(
+            f"detector {spec.name!r} has no downloadable weights ({spec.weights or 'none'})"
+        )
     dest = Path(torch.hub.get_dir()) / "checkpoints" / _official_name(spec)
     dest.parent.mkdir(parents=True, exist_ok=True)
     torch.hub.download_url_to_file(spec.weights, str(dest), progress=True)
     digest = file_sha256(dest)
     # torchvision and timm publish a sha256 prefix in the file name (resnet50-0676ba61.pth): check it too
     prefix = re.search(r"-([0-9a-f]{8,64})\.[a-z.]+$", dest.name)
-    if (spec.sha256 and digest != spec.sha256) or (not spec.sha256 and prefix and not digest.startswith(prefix[1])):
+    if (spec.sha256 and digest != spec.sha256) or (
+        not spec.sha256 and prefix and not digest.startswith(prefix[1])
+    ):
         dest.unlink()
-        raise WeightsMissingError(f"downloaded weights for {spec.name!r} fail their sha256 check: {spec.weights}")
+        raise WeightsMissingError(
+            f"downloaded weights for {spec.name!r} fail their sha256 check: {spec.weights}"
+        )
     return dest
 
 
@@ -134,10 +143,14 @@ def weights_status(name: str) -> str:
 class Detector(torch.nn.Module):
     """A registered model with its spec and weights provenance; forward returns raw (unnormalised) output."""
 
-    def __init__(self, spec: DetectorSpec, model: torch.nn.Module, weights: WeightsInfo, code: str | None = None):
+    def __init__(
+        self, spec: DetectorSpec, model: torch.nn.Module, weights: WeightsInfo, code: str | None = None
+    ):
         super().__init__()
         self.spec, self.model, self.weights = spec, model, weights
-        self.code = code  # sha256 of a plugin factory's source file (None for built-ins): part of the cache key
+        self.code = (
+            code  # sha256 of a plugin factory's source file (None for built-ins): part of the cache key
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -167,7 +180,9 @@ def create_detector(
         info = WeightsInfo("real", str(path), file_sha256(path)) if path else WeightsInfo("random")
     model = entry.factory(path)
     if not isinstance(model, torch.nn.Module):
-        raise TypeError(f"detector {name!r}: factory returned {type(model).__name__}, expected a torch.nn.Module")
+        raise TypeError(
+            f"detector {name!r}: factory returned {type(model).__name__}, expected a torch.nn.Module"
+        )
     return Detector(spec, model, info, plugin_code_digest(entry.factory)).eval().to(device)
 
 
@@ -205,7 +220,9 @@ def read_state_dict(path: str | Path) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a clear message beats pickle's
-        raise ValueError(f"{path}: not a loadable weights file (state dict, safetensors or TorchScript): {exc}") from exc
+        raise ValueError(
+            f"{path}: not a loadable weights file (state dict, safetensors or TorchScript): {exc}"
+        ) from exc
 
 
 def unwrap_state_dict(state: dict, keys: tuple[str, ...] = ("state_dict", "model")) -> dict:
@@ -218,7 +235,7 @@ def unwrap_state_dict(state: dict, keys: tuple[str, ...] = ("state_dict", "model
 
 def strip_prefix(state: dict, prefix: str) -> dict:
     """Keys starting with ``prefix``, without it (checkpoints saved from DDP add ``module.``)."""
-    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
 
 
 def describe_detectors(pattern: str = "*") -> list[dict]:
@@ -230,18 +247,20 @@ def describe_detectors(pattern: str = "*") -> list[dict]:
     for name in list_detectors(pattern):
         entry = get_entry(name)
         spec = entry.spec
-        rows.append({
-            "name": name,
-            "family": spec.family,
-            "dims": spec.dims,
-            "output": spec.output,
-            "input_size": spec.input_size,
-            "resize": spec.resize,
-            "resize_size": spec.resize_size,
-            "interpolation": spec.interpolation,
-            "weights": weights_status(name),
-            "source": spec.weights or "none (parameter-free)",
-            "license": spec.license,
-            "origin": entry.origin,
-        })
+        rows.append(
+            {
+                "name": name,
+                "family": spec.family,
+                "dims": spec.dims,
+                "output": spec.output,
+                "input_size": spec.input_size,
+                "resize": spec.resize,
+                "resize_size": spec.resize_size,
+                "interpolation": spec.interpolation,
+                "weights": weights_status(name),
+                "source": spec.weights or "none (parameter-free)",
+                "license": spec.license,
+                "origin": entry.origin,
+            }
+        )
     return rows

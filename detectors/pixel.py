@@ -38,8 +38,15 @@ def _thumbnail(size: int, gray: bool):
     channels = 1 if gray else 3
     name = f"pixel_{'gray' if gray else 'rgb'}_{size}"
     spec = DetectorSpec(
-        name=name, dims=channels * size * size, input_size=max(64, size * 4), resize="square",
-        interpolation="bilinear", mean=UNIT_MEAN, std=UNIT_STD, paper=_REF, family="pixel",
+        name=name,
+        dims=channels * size * size,
+        input_size=max(64, size * 4),
+        resize="square",
+        interpolation="bilinear",
+        mean=UNIT_MEAN,
+        std=UNIT_STD,
+        paper=_REF,
+        family="pixel",
     )
     register_detector(spec)(lambda path, size=size, gray=gray: Thumbnail(size, gray))
 
@@ -71,7 +78,11 @@ class PHash(torch.nn.Module):
         gray = sum(w * x[:, c].double() for c, w in enumerate(_GRAY)) * 255.0
         coeffs = (self.dct @ gray @ self.dct.T)[:, : self.low, : self.low].flatten(1)
         # numpy's median of an even count averages the two middle values; torch.median would take the lower one
-        mid = coeffs.sort(dim=1).values[:, coeffs.shape[1] // 2 - 1 : coeffs.shape[1] // 2 + 1].mean(1, keepdim=True)
+        mid = (
+            coeffs.sort(dim=1)
+            .values[:, coeffs.shape[1] // 2 - 1 : coeffs.shape[1] // 2 + 1]
+            .mean(1, keepdim=True)
+        )
         bits = (coeffs > mid).float()
         return (2.0 * bits - 1.0) / float(self.low)
 
@@ -92,14 +103,30 @@ class ColorHistogram(torch.nn.Module):
         return (counts / counts.sum(1, keepdim=True)).sqrt().float()
 
 
-register_detector(DetectorSpec(
-    name="phash_64", dims=64, input_size=32, resize="square", interpolation="bicubic", mean=UNIT_MEAN,
-    std=UNIT_STD, paper="Zauner, Implementation and Benchmarking of Perceptual Image Hash Functions (2010); imagehash",
-    family="pixel",
-))(lambda path: PHash())
+register_detector(
+    DetectorSpec(
+        name="phash_64",
+        dims=64,
+        input_size=32,
+        resize="square",
+        interpolation="bicubic",
+        mean=UNIT_MEAN,
+        std=UNIT_STD,
+        paper="Zauner, Implementation and Benchmarking of Perceptual Image Hash Functions (2010); imagehash",
+        family="pixel",
+    )
+)(lambda path: PHash())
 
-register_detector(DetectorSpec(
-    name="color_hist_512", dims=512, input_size=128, resize="square", interpolation="bilinear", mean=UNIT_MEAN,
-    std=UNIT_STD, paper="Swain & Ballard, Color Indexing (IJCV 1991); Hellinger / Bhattacharyya kernel",
-    family="pixel",
-))(lambda path: ColorHistogram(8))
+register_detector(
+    DetectorSpec(
+        name="color_hist_512",
+        dims=512,
+        input_size=128,
+        resize="square",
+        interpolation="bilinear",
+        mean=UNIT_MEAN,
+        std=UNIT_STD,
+        paper="Swain & Ballard, Color Indexing (IJCV 1991); Hellinger / Bhattacharyya kernel",
+        family="pixel",
+    )
+)(lambda path: ColorHistogram(8))

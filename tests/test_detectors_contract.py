@@ -23,8 +23,13 @@ from copybench.detectors import (
 # Too slow for the full check on 2 CPU cores (seconds per image): the default run builds them and checks one
 # forward at native size; the full check (determinism, batch invariance) runs with -m slow.
 HEAVY = {
-    "clip_vitl14.openai", "clip_rn50x16.openai", "dino_vitb8", "dino_vitb8.cls_gem", "dino_vits8.cls_gem",
-    "swin_b.in1k", "sscd_disc_large",
+    "clip_vitl14.openai",
+    "clip_rn50x16.openai",
+    "dino_vitb8",
+    "dino_vitb8.cls_gem",
+    "dino_vits8.cls_gem",
+    "swin_b.in1k",
+    "sscd_disc_large",
 }
 NAMES = list_detectors()
 
@@ -50,10 +55,26 @@ def test_contract_heavy_full(name):
 
 def test_registry_has_the_baselines():
     expected = {
-        "sscd_disc_mixup", "sscd_disc_large", "dino_vits16", "dino_vitb16", "dino_vitb8", "dino_resnet50",
-        "dino_vitb16.cls_gem", "clip_vitb16.openai", "clip_vitl14.openai", "swin_b.in1k", "resnet50.tv_in1k",
-        "dinov2_vitb14", "mocov3_vitb16", "efficientnet_lite0", "sscd_disc_mixup.onnx_int8", "sscd_distilled.onnx",
-        "phash_64", "color_hist_512", "pixel_gray_16", "pixel_rgb_32",
+        "sscd_disc_mixup",
+        "sscd_disc_large",
+        "dino_vits16",
+        "dino_vitb16",
+        "dino_vitb8",
+        "dino_resnet50",
+        "dino_vitb16.cls_gem",
+        "clip_vitb16.openai",
+        "clip_vitl14.openai",
+        "swin_b.in1k",
+        "resnet50.tv_in1k",
+        "dinov2_vitb14",
+        "mocov3_vitb16",
+        "efficientnet_lite0",
+        "sscd_disc_mixup.onnx_int8",
+        "sscd_distilled.onnx",
+        "phash_64",
+        "color_hist_512",
+        "pixel_gray_16",
+        "pixel_rgb_32",
     }
     assert expected <= set(NAMES)
     assert set(list_detectors("dino_*")) >= {"dino_vits16", "dino_vitb16.cls_gem", "dino_resnet50"}

@@ -159,7 +159,9 @@ class RefBlock(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, d = x.shape
-        q, k, v = self.attn.qkv(self.norm1(x)).reshape(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        q, k, v = (
+            self.attn.qkv(self.norm1(x)).reshape(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        )
         weights = (q @ k.transpose(-2, -1) / math.sqrt(d // self.heads)).softmax(dim=-1)
         x = x + self.attn.proj((weights @ v).transpose(1, 2).reshape(b, n, d))
         return x + self.mlp.fc2(F.gelu(self.mlp.fc1(self.norm2(x))))
@@ -197,8 +199,17 @@ class RefViT(torch.nn.Module):
         return self.norm(x)
 
 
-DINO_KEYS_VITS = {"cls_token", "pos_embed", "patch_embed.proj.weight", "patch_embed.proj.bias", "norm.weight",
-                  "norm.bias", "blocks.11.attn.qkv.weight", "blocks.0.mlp.fc2.bias", "blocks.3.norm1.weight"}
+DINO_KEYS_VITS = {
+    "cls_token",
+    "pos_embed",
+    "patch_embed.proj.weight",
+    "patch_embed.proj.bias",
+    "norm.weight",
+    "norm.bias",
+    "blocks.11.attn.qkv.weight",
+    "blocks.0.mlp.fc2.bias",
+    "blocks.3.norm1.weight",
+}
 
 
 @pytest.fixture(scope="module")
@@ -279,7 +290,12 @@ def test_mocov3_from_training_checkpoint(tmp_path):
     state["module.base_encoder.head.0.weight"] = torch.zeros(4096, 768)  # the projector, not the backbone
     state["module.momentum_encoder.cls_token"] = torch.zeros(1, 1, 768)
     state["module.predictor.0.weight"] = torch.zeros(4096, 256)
-    ckpt = {"epoch": 300, "arch": "vit_base", "state_dict": state, "optimizer": {"state": {}, "param_groups": []}}
+    ckpt = {
+        "epoch": 300,
+        "arch": "vit_base",
+        "state_dict": state,
+        "optimizer": {"state": {}, "param_groups": []},
+    }
     path = tmp_path / "vit-b-300ep.pth.tar"
     torch.save(ckpt, path)
     det = create_detector("mocov3_vitb16", weights_file=path)

@@ -28,7 +28,9 @@ def test_phash_matches_imagehash_definition():
     for i in range(len(x)):
         bits = _phash_bits(x[i].double().numpy())
         assert np.array_equal(out[i].numpy() > 0, bits)
-    assert torch.allclose(out.abs(), torch.full_like(out, 1 / 8)) and torch.allclose(out.norm(dim=1), torch.ones(6))
+    assert torch.allclose(out.abs(), torch.full_like(out, 1 / 8)) and torch.allclose(
+        out.norm(dim=1), torch.ones(6)
+    )
 
 
 def test_phash_cosine_is_one_minus_twice_normalised_hamming():

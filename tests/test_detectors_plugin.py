@@ -35,8 +35,19 @@ def plugin_site(tmp_path_factory) -> Path:
     src = tmp_path_factory.mktemp("src") / "plugin_example"
     shutil.copytree(PLUGIN, src)  # pip builds in the source tree: keep build/ and egg-info out of the repo
     target = tmp_path_factory.mktemp("site")
-    cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
-           "--target", str(target), str(src)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--no-deps",
+        "--no-build-isolation",
+        "--no-index",
+        "--target",
+        str(target),
+        str(src),
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         pytest.fail(f"pip could not install the example plugin offline:\n{result.stderr[-2000:]}")
@@ -44,11 +55,19 @@ def plugin_site(tmp_path_factory) -> Path:
 
 
 def test_entry_point_plugin_is_listed_and_runs(plugin_site):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(plugin_site), os.environ.get("PYTHONPATH")])))
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(plugin_site), os.environ.get("PYTHONPATH")]))
+    )
     out = subprocess.run([sys.executable, "-c", CHECK], capture_output=True, text=True, env=env, check=True)
     found = json.loads(out.stdout.strip().splitlines()[-1])
-    assert found == {"listed": True, "builtin": True, "shape": [2, 128], "adhoc": "edge_hist_128",
-                     "origin": "plugin copybench_plugin_example", "weights": "none"}
+    assert found == {
+        "listed": True,
+        "builtin": True,
+        "shape": [2, 128],
+        "adhoc": "edge_hist_128",
+        "origin": "plugin copybench_plugin_example",
+        "weights": "none",
+    }
 
 
 def test_plugin_absent_without_install():

@@ -18,7 +18,10 @@ pytestmark = pytest.mark.weights
 
 def _photos() -> list[Image.Image]:
     data = pytest.importorskip("skimage.data")
-    return [Image.fromarray(getattr(data, n)()).convert("RGB") for n in ("astronaut", "chelsea", "coffee", "rocket")]
+    return [
+        Image.fromarray(getattr(data, n)()).convert("RGB")
+        for n in ("astronaut", "chelsea", "coffee", "rocket")
+    ]
 
 
 def _copy(img: Image.Image) -> Image.Image:
@@ -86,4 +89,6 @@ def test_describe_detectors():
     assert rows["sscd_disc_mixup"]["source"].endswith("sscd_disc_mixup.torchscript.pt")
     assert rows["swin_b.in1k"]["resize_size"] == 248  # timm's crop_pct 0.9 at 224
     assert {"input_size", "resize", "interpolation", "license", "origin"} <= set(rows["clip_vitb16.openai"])
-    assert [r["name"] for r in describe_detectors("sscd_*")] == sorted(n for n in rows if n.startswith("sscd_"))
+    assert [r["name"] for r in describe_detectors("sscd_*")] == sorted(
+        n for n in rows if n.startswith("sscd_")
+    )

@@ -27,7 +27,10 @@ def test_cuda_search_matches_cpu():
 
 def test_cuda_split_search_matches_cpu():
     rng = np.random.default_rng(1)
-    q, r = rng.standard_normal((20, 4, 16)).astype(np.float32), rng.standard_normal((300, 4, 16)).astype(np.float32)
+    q, r = (
+        rng.standard_normal((20, 4, 16)).astype(np.float32),
+        rng.standard_normal((300, 4, 16)).astype(np.float32),
+    )
     s_cpu, _ = search_split(q, r, 5)
     s_gpu, _ = search_split(q, r, 5, device="cuda")
     np.testing.assert_allclose(s_gpu, s_cpu, atol=1e-4)

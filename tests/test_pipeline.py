@@ -52,7 +52,10 @@ def test_search_rejects_mismatched_dims():
 @pytest.mark.parametrize("cross", [False, True])
 def test_split_product_is_exact(cross):
     rng = np.random.default_rng(2)
-    q, r = rng.standard_normal((9, 5, 6)).astype(np.float32), rng.standard_normal((40, 5, 6)).astype(np.float32)
+    q, r = (
+        rng.standard_normal((9, 5, 6)).astype(np.float32),
+        rng.standard_normal((40, 5, 6)).astype(np.float32),
+    )
     scores, idx = search_split(q, r, 4, cross=cross, query_block=4)
     # brute force straight from the definition: normalise the whole descriptor, max over chunk (pairs)
     qn = q / np.linalg.norm(q.reshape(9, -1), axis=1)[:, None, None]
@@ -83,8 +86,14 @@ def test_chunks_must_be_positive_and_need_a_split_similarity():
 def test_run_writes_results_skips_finished_and_reports_corrupt(tiny_dataset_corrupt, tmp_path):
     ds = load_dataset(tiny_dataset_corrupt)
     settings = RunSettings(n_boot=50)
-    out = run_benchmark(ds, ["pixel_gray_16", "no_such_detector"], settings, results=tmp_path / "res",
-                        cache_dir=tmp_path / "cache", progress=False)
+    out = run_benchmark(
+        ds,
+        ["pixel_gray_16", "no_such_detector"],
+        settings,
+        results=tmp_path / "res",
+        cache_dir=tmp_path / "cache",
+        progress=False,
+    )
     assert [o.status for o in out] == ["done", "failed"]
     assert "no_such_detector" in out[1].message
     result = read_result(out[0].path)
@@ -99,9 +108,12 @@ def test_run_writes_results_skips_finished_and_reports_corrupt(tiny_dataset_corr
 
 def test_topk_is_part_of_the_result_key(tiny_dataset, tmp_path):
     ds, res = load_dataset(tiny_dataset), tmp_path / "res"
-    shallow = run_benchmark(ds, ["pixel_gray_16"], RunSettings(n_boot=10, topk=1), results=res, cache_dir=None,
-                            progress=False)[0]
-    deep = run_benchmark(ds, ["pixel_gray_16"], RunSettings(n_boot=10), results=res, cache_dir=None, progress=False)[0]
+    shallow = run_benchmark(
+        ds, ["pixel_gray_16"], RunSettings(n_boot=10, topk=1), results=res, cache_dir=None, progress=False
+    )[0]
+    deep = run_benchmark(
+        ds, ["pixel_gray_16"], RunSettings(n_boot=10), results=res, cache_dir=None, progress=False
+    )[0]
     assert deep.status == "done" and deep.path != shallow.path  # was "skipped" with the top-1 numbers
     assert shallow.path.name == "pixel_gray_16__top1.json" and deep.path.name == "pixel_gray_16.json"
     assert deep.result["settings"]["topk"] > 1 and "topk" not in deep.result["key"]
@@ -109,14 +121,20 @@ def test_topk_is_part_of_the_result_key(tiny_dataset, tmp_path):
     stale = json.loads(deep.path.read_text())
     stale["key"]["dtype"] = "bf16"
     deep.path.write_text(json.dumps(stale))
-    again = run_benchmark(ds, ["pixel_gray_16"], RunSettings(n_boot=10), results=res, cache_dir=None, progress=False)
+    again = run_benchmark(
+        ds, ["pixel_gray_16"], RunSettings(n_boot=10), results=res, cache_dir=None, progress=False
+    )
     assert again[0].status == "done" and again[0].result["key"]["dtype"] == "fp32"
 
 
 def test_same_dataset_same_metrics(tiny_dataset, tmp_path):
     ds = load_dataset(tiny_dataset)
-    a = run_benchmark(ds, ["pixel_rgb_16"], RunSettings(n_boot=50), results=tmp_path / "a", cache_dir=None, progress=False)
-    b = run_benchmark(ds, ["pixel_rgb_16"], RunSettings(n_boot=50), results=tmp_path / "b", cache_dir=None, progress=False)
+    a = run_benchmark(
+        ds, ["pixel_rgb_16"], RunSettings(n_boot=50), results=tmp_path / "a", cache_dir=None, progress=False
+    )
+    b = run_benchmark(
+        ds, ["pixel_rgb_16"], RunSettings(n_boot=50), results=tmp_path / "b", cache_dir=None, progress=False
+    )
     assert a[0].result["metrics"] == b[0].result["metrics"]
     assert a[0].result["groups"] == b[0].result["groups"]
 
@@ -125,10 +143,19 @@ def test_random_weights_need_permission_and_are_marked(tiny_dataset, tmp_path):
     ds = load_dataset(tiny_dataset)
     os.environ.pop("COPYBENCH_WEIGHTS_DIR", None)
     settings = RunSettings(n_boot=20, batch_size=4)
-    refused = run_benchmark(ds, ["resnet50.tv_in1k"], settings, results=tmp_path / "r", progress=False, cache_dir=None)
+    refused = run_benchmark(
+        ds, ["resnet50.tv_in1k"], settings, results=tmp_path / "r", progress=False, cache_dir=None
+    )
     assert refused[0].status == "failed" and "--allow-random" in refused[0].message
-    ok = run_benchmark(ds, ["resnet50.tv_in1k"], settings, results=tmp_path / "r", progress=False, cache_dir=None,
-                       allow_random=True)
+    ok = run_benchmark(
+        ds,
+        ["resnet50.tv_in1k"],
+        settings,
+        results=tmp_path / "r",
+        progress=False,
+        cache_dir=None,
+        allow_random=True,
+    )
     assert ok[0].result["detector"]["weights"]["status"] == "random"
     md = subprocess_table(tmp_path / "r")
     assert "resnet50.tv_in1k (random weights)" in md
@@ -160,19 +187,31 @@ _BROKEN_PLUGIN = textwrap.dedent(
 )
 
 
-def test_plugin_with_nan_or_wrong_dims_fails_by_name_and_keeps_the_others(tiny_dataset, tmp_path, monkeypatch):
+def test_plugin_with_nan_or_wrong_dims_fails_by_name_and_keeps_the_others(
+    tiny_dataset, tmp_path, monkeypatch
+):
     from copybench.detectors.registry import unregister_detector
 
     (tmp_path / "qa_broken_plugin.py").write_text(_BROKEN_PLUGIN)
     monkeypatch.syspath_prepend(str(tmp_path))
     names = ["qa_broken_plugin:qa_nan_32", "pixel_gray_8", "qa_broken_plugin:qa_short_64"]
     try:
-        out = run_benchmark(load_dataset(tiny_dataset), names, RunSettings(n_boot=20), results=tmp_path / "r",
-                            cache_dir=tmp_path / "cache", progress=False)
+        out = run_benchmark(
+            load_dataset(tiny_dataset),
+            names,
+            RunSettings(n_boot=20),
+            results=tmp_path / "r",
+            cache_dir=tmp_path / "cache",
+            progress=False,
+        )
     finally:
         unregister_detector("qa_nan_32")
         unregister_detector("qa_short_64")
-    assert [o.status for o in out] == ["failed", "done", "failed"]  # were all "done", NaN scoring 0 everywhere
+    assert [o.status for o in out] == [
+        "failed",
+        "done",
+        "failed",
+    ]  # were all "done", NaN scoring 0 everywhere
     assert "'qa_nan_32' returned" in out[0].message and "non-finite" in out[0].message
     assert "'qa_short_64' returned shape" in out[2].message and "dims=64" in out[2].message
     assert sorted(p.name for p in (tmp_path / "r").rglob("*.json")) == ["pixel_gray_8.json"]
@@ -185,14 +224,18 @@ def test_editing_a_plugin_changes_its_descriptor_cache_key(tmp_path, monkeypatch
     from copybench.extract import cache_key
 
     plugin = tmp_path / "qa_edited_plugin.py"
-    plugin.write_text(_BROKEN_PLUGIN.replace("qa_nan_32", "qa_edit_32").replace("qa_short_64", "qa_edit_short"))
+    plugin.write_text(
+        _BROKEN_PLUGIN.replace("qa_nan_32", "qa_edit_32").replace("qa_short_64", "qa_edit_short")
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     try:
         det = create_detector("qa_edited_plugin:qa_edit_32")
         before = cache_key(det, ["a.png"], dtype="fp32", tokens=False)
         plugin.write_text(plugin.read_text() + "\n# edited: forward changed\n")
         det.code = plugin_code_digest(sys.modules["qa_edited_plugin"].qa_edit_32)
-        assert cache_key(det, ["a.png"], dtype="fp32", tokens=False) != before  # was equal: stale descriptors reused
+        assert (
+            cache_key(det, ["a.png"], dtype="fp32", tokens=False) != before
+        )  # was equal: stale descriptors reused
     finally:
         unregister_detector("qa_edit_32")
         unregister_detector("qa_edit_short")
@@ -221,8 +264,21 @@ def _cli(*args) -> int:
 
 def test_cli_run_table_check_export_end_to_end(tiny_dataset, tmp_path, capsys):
     res, base = tmp_path / "res", tmp_path / "baseline"
-    assert _cli("run", "--dataset", tiny_dataset, "--detectors", "pixel_gray_*", "--results", res,
-                "--no-cache", "--n-boot", "50") == 0
+    assert (
+        _cli(
+            "run",
+            "--dataset",
+            tiny_dataset,
+            "--detectors",
+            "pixel_gray_*",
+            "--results",
+            res,
+            "--no-cache",
+            "--n-boot",
+            "50",
+        )
+        == 0
+    )
     files = sorted(res.rglob("*.json"))
     assert len(files) == 3  # gray 8, 16, 32
     for fmt in ("md", "csv", "html"):
@@ -265,12 +321,24 @@ def test_cli_bad_input_exit_code_2(tmp_path, capsys):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
-@pytest.mark.parametrize("command", [
-    ["run", "--dataset", "{ds}", "--detectors", "pixel_gray_16"],
-    ["data", "build", "crop-xs", "--out", "{tmp}/ds"],
-    ["scan", "--generated", "{ds}/queries", "--train", "{ds}/references", "--detector", "pixel_gray_16",
-     "--out", "{tmp}/scan"],
-])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["run", "--dataset", "{ds}", "--detectors", "pixel_gray_16"],
+        ["data", "build", "crop-xs", "--out", "{tmp}/ds"],
+        [
+            "scan",
+            "--generated",
+            "{ds}/queries",
+            "--train",
+            "{ds}/references",
+            "--detector",
+            "pixel_gray_16",
+            "--out",
+            "{tmp}/scan",
+        ],
+    ],
+)
 def test_cli_cuda_without_cuda_exit_code_2(command, tiny_dataset, tmp_path, capsys):
     args = [a.format(ds=tiny_dataset, tmp=tmp_path) for a in command]
     assert _cli(*args, "--device", "cuda") == 2
@@ -284,9 +352,22 @@ def test_cli_run_on_a_dataset_without_queries_exit_code_2(tiny_dataset, tmp_path
     from copybench.datasets import import_dataset
 
     import_dataset("folder", tiny_dataset / "references", tmp_path / "refs_only", progress=False)
-    assert _cli("run", "--dataset", tmp_path / "refs_only", "--detectors", "pixel_gray_8", "--results", tmp_path / "r") == 2
+    assert (
+        _cli(
+            "run",
+            "--dataset",
+            tmp_path / "refs_only",
+            "--detectors",
+            "pixel_gray_8",
+            "--results",
+            tmp_path / "r",
+        )
+        == 2
+    )
     assert "has no queries" in capsys.readouterr().out
-    assert not list((tmp_path / "r").rglob("*.json"))  # was an all-null result that then counted in the mean rank
+    assert not list(
+        (tmp_path / "r").rglob("*.json")
+    )  # was an all-null result that then counted in the mean rank
 
 
 def test_cli_unknown_detector_exit_code_2(tiny_dataset, capsys):
@@ -361,7 +442,9 @@ def test_extraction_resumes_after_kill_9(tiny_dataset, tmp_path):
     paths = ds.queries["path"].tolist()
     resumed = Extractor(create_detector("pixel_rgb_8"), num_workers=0, cache_dir=cache, progress=False)
     out = resumed.run(paths, fingerprint=ds.fingerprint)
-    fresh = Extractor(create_detector("pixel_rgb_8"), num_workers=0, cache_dir=None, progress=False).run(paths)
+    fresh = Extractor(create_detector("pixel_rgb_8"), num_workers=0, cache_dir=None, progress=False).run(
+        paths
+    )
     np.testing.assert_array_equal(np.asarray(out.vectors), np.asarray(fresh.vectors))
     assert list(cache.rglob("done.json"))
 
@@ -387,19 +470,51 @@ def test_isc_h5_descriptors_score_like_the_detector(tiny_dataset, tmp_path):
     write_isc_h5(tmp_path / "r.h5", ds.reference_ids, np.asarray(r.vectors))
     names, vecs = read_isc_h5(tmp_path / "r.h5")
     assert names == ds.reference_ids and vecs.shape == (8, 256)
-    assert _cli("score-h5", "--dataset", tiny_dataset, "--queries", tmp_path / "q.h5", "--references",
-                tmp_path / "r.h5", "--name", "gray16_h5", "--results", tmp_path / "res", "--n-boot", "20") == 0
+    assert (
+        _cli(
+            "score-h5",
+            "--dataset",
+            tiny_dataset,
+            "--queries",
+            tmp_path / "q.h5",
+            "--references",
+            tmp_path / "r.h5",
+            "--name",
+            "gray16_h5",
+            "--results",
+            tmp_path / "res",
+            "--n-boot",
+            "20",
+        )
+        == 0
+    )
     res = read_result(next((tmp_path / "res").rglob("gray16_h5.json")))
     assert res["metrics"]["n_queries"] == 10 and res["metrics"]["map"] == pytest.approx(1.0)
     assert res["skipped"][0]["error"].endswith("no descriptor for 'Q000'")
     (tmp_path / "bad.h5").write_bytes(b"nope")
-    assert _cli("score-h5", "--dataset", tiny_dataset, "--queries", tmp_path / "bad.h5", "--references",
-                tmp_path / "r.h5", "--name", "x", "--results", tmp_path / "res") == 2
+    assert (
+        _cli(
+            "score-h5",
+            "--dataset",
+            tiny_dataset,
+            "--queries",
+            tmp_path / "bad.h5",
+            "--references",
+            tmp_path / "r.h5",
+            "--name",
+            "x",
+            "--results",
+            tmp_path / "res",
+        )
+        == 2
+    )
 
 
 def test_plots_from_raw_predictions(tiny_dataset, tmp_path):
     ds = load_dataset(tiny_dataset)
-    run_benchmark(ds, ["pixel_gray_8"], RunSettings(n_boot=10), results=tmp_path / "res", cache_dir=None, progress=False)
+    run_benchmark(
+        ds, ["pixel_gray_8"], RunSettings(n_boot=10), results=tmp_path / "res", cache_dir=None, progress=False
+    )
     assert _cli("plot", tmp_path / "res", "--out", tmp_path / "plots") == 0
     pngs = sorted(p.name for p in (tmp_path / "plots").glob("*.png"))
     assert len(pngs) == 2 and pngs[0].startswith("families_") and pngs[1].startswith("pr_")
@@ -409,12 +524,18 @@ def test_table_shows_accuracy_beside_throughput(tiny_dataset, tmp_path):
     from copybench.table import render_table
 
     ds = load_dataset(tiny_dataset)
-    run_benchmark(ds, ["pixel_gray_8"], RunSettings(n_boot=10), results=tmp_path / "res", cache_dir=None, progress=False)
-    write_result(tmp_path / "res" / "speed" / "pixel_gray_8.json", {
-        "kind": "throughput", "detector": {"name": "pixel_gray_8", "weights": {"status": "none"}},
-        "environment": {"device_name": "Test CPU"},
-        "measurements": [{"dtype": "fp32", "batch_size": 8, "model_ips": 900.0, "e2e_ips": 450.0}],
-    })
+    run_benchmark(
+        ds, ["pixel_gray_8"], RunSettings(n_boot=10), results=tmp_path / "res", cache_dir=None, progress=False
+    )
+    write_result(
+        tmp_path / "res" / "speed" / "pixel_gray_8.json",
+        {
+            "kind": "throughput",
+            "detector": {"name": "pixel_gray_8", "weights": {"status": "none"}},
+            "environment": {"device_name": "Test CPU"},
+            "measurements": [{"dtype": "fp32", "batch_size": 8, "model_ips": 900.0, "e2e_ips": 450.0}],
+        },
+    )
     md = render_table(tmp_path / "res", fmt="md")
     assert "e2e img/s (Test CPU)" in md and "450.0" in md
 
@@ -436,13 +557,46 @@ def test_multiscale_is_the_mean_of_per_scale_descriptors(tiny_dataset, tmp_path)
     norm = torch.nn.functional.normalize
     expect = norm(norm(det(x), dim=-1) + norm(det(half), dim=-1), dim=-1)
     np.testing.assert_allclose(np.asarray(got), expect.numpy(), atol=1e-5)
-    assert _cli("run", "--dataset", tiny_dataset, "--detectors", "pixel_rgb_8", "--results", tmp_path / "r",
-                "--no-cache", "--n-boot", "10", "--multiscale", "1,0.5") == 0
+    assert (
+        _cli(
+            "run",
+            "--dataset",
+            tiny_dataset,
+            "--detectors",
+            "pixel_rgb_8",
+            "--results",
+            tmp_path / "r",
+            "--no-cache",
+            "--n-boot",
+            "10",
+            "--multiscale",
+            "1,0.5",
+        )
+        == 0
+    )
     result = read_result(next((tmp_path / "r").rglob("pixel_rgb_8__ms1-0.5.json")))
     assert result["key"]["multiscale"] == [1.0, 0.5]
     # other scales are another result, not "already computed" (both were pixel_rgb_8__ms.json)
-    assert _cli("run", "--dataset", tiny_dataset, "--detectors", "pixel_rgb_8", "--results", tmp_path / "r",
-                "--no-cache", "--n-boot", "10", "--multiscale", "1,2") == 0
-    assert read_result(next((tmp_path / "r").rglob("pixel_rgb_8__ms1-2.json")))["key"]["multiscale"] == [1.0, 2.0]
+    assert (
+        _cli(
+            "run",
+            "--dataset",
+            tiny_dataset,
+            "--detectors",
+            "pixel_rgb_8",
+            "--results",
+            tmp_path / "r",
+            "--no-cache",
+            "--n-boot",
+            "10",
+            "--multiscale",
+            "1,2",
+        )
+        == 0
+    )
+    assert read_result(next((tmp_path / "r").rglob("pixel_rgb_8__ms1-2.json")))["key"]["multiscale"] == [
+        1.0,
+        2.0,
+    ]
     assert _cli("run", "--dataset", tiny_dataset, "--detectors", "pixel_rgb_8", "--multiscale", "0") == 2
     assert _cli("run", "--dataset", tiny_dataset, "--detectors", "pixel_rgb_8", "--multiscale", "1,big") == 2

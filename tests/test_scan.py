@@ -22,14 +22,35 @@ from PIL import Image
 from copybench import scan as scan_mod
 from copybench.cli import main as cli_main
 
-TRAIN_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "camera", "coins", "moon", "page", "clock", "brick",
-                "grass", "colorwheel", "immunohistochemistry", "hubble_deep_field")
+TRAIN_PHOTOS = (
+    "astronaut",
+    "chelsea",
+    "coffee",
+    "rocket",
+    "camera",
+    "coins",
+    "moon",
+    "page",
+    "clock",
+    "brick",
+    "grass",
+    "colorwheel",
+    "immunohistochemistry",
+    "hubble_deep_field",
+)
 NOVEL_PHOTOS = ("text", "gravel", "retina", "cell", "horse", "shepp_logan_phantom", "microaneurysms", "logo")
 N_SYNTH_TRAIN, N_MOSAICS = 15, 13
 # planted copy -> (training image, transformation)
 PLANTS = {
-    "astronaut": "crop_colour", "coffee": "paste", "rocket": "crop", "clock": "rescale_colour",
-    "immunohistochemistry": "crop", "colorwheel": "paste", "coins": "colour", "chelsea": "paste", "synth_03": "crop",
+    "astronaut": "crop_colour",
+    "coffee": "paste",
+    "rocket": "crop",
+    "clock": "rescale_colour",
+    "immunohistochemistry": "crop",
+    "colorwheel": "paste",
+    "coins": "colour",
+    "chelsea": "paste",
+    "synth_03": "crop",
 }
 
 
@@ -45,8 +66,11 @@ def _photo(name: str) -> Image.Image:
     elif arr.dtype != np.uint8:
         arr = (255 * (arr - arr.min()) / max(np.ptp(arr), 1e-9)).astype(np.uint8)
     img = Image.fromarray(arr)
-    return img.convert("RGB") if img.mode != "RGBA" else Image.alpha_composite(
-        Image.new("RGBA", img.size, "white"), img).convert("RGB")
+    return (
+        img.convert("RGB")
+        if img.mode != "RGBA"
+        else Image.alpha_composite(Image.new("RGBA", img.size, "white"), img).convert("RGB")
+    )
 
 
 def _texture(seed: int, side: int = 320) -> Image.Image:
@@ -61,7 +85,9 @@ def _texture(seed: int, side: int = 320) -> Image.Image:
     c0, c1 = rng.integers(0, 256, 3), rng.integers(0, 256, 3)
     t = np.linspace(0, 1, side)[:, None, None]
     grad = (c0 * (1 - t) + c1 * t) * np.ones((side, side, 3))
-    img = Image.fromarray(np.swapaxes(grad, 0, 1).astype(np.uint8) if rng.random() < 0.5 else grad.astype(np.uint8))
+    img = Image.fromarray(
+        np.swapaxes(grad, 0, 1).astype(np.uint8) if rng.random() < 0.5 else grad.astype(np.uint8)
+    )
     draw = ImageDraw.Draw(img)
     colour = lambda: tuple(int(v) for v in rng.integers(0, 256, 3))
     for _ in range(int(rng.integers(8, 16))):
@@ -73,8 +99,10 @@ def _texture(seed: int, side: int = 320) -> Image.Image:
         elif kind == 1:
             draw.rectangle([x0, y0, x0 + w, y0 + h], fill=colour(), outline=colour(), width=3)
         elif kind == 2:
-            draw.polygon([tuple(int(v) for v in rng.integers(0, side, 2)) for _ in range(int(rng.integers(3, 7)))],
-                         fill=colour())
+            draw.polygon(
+                [tuple(int(v) for v in rng.integers(0, side, 2)) for _ in range(int(rng.integers(3, 7)))],
+                fill=colour(),
+            )
         else:
             draw.line([x0, y0, x0 + w, y0 + h], fill=colour(), width=int(rng.integers(2, 9)))
     return img
@@ -88,7 +116,10 @@ def _mosaic(photos: list[Image.Image], rng: np.random.Generator, tile: int = 160
         f = rng.uniform(0.3, 0.6)
         w, h = int(src.width * f), int(src.height * f)
         x0, y0 = int(rng.integers(0, src.width - w + 1)), int(rng.integers(0, src.height - h + 1))
-        canvas.paste(src.crop((x0, y0, x0 + w, y0 + h)).resize((tile, tile), Image.BICUBIC), ((k % 2) * tile, (k // 2) * tile))
+        canvas.paste(
+            src.crop((x0, y0, x0 + w, y0 + h)).resize((tile, tile), Image.BICUBIC),
+            ((k % 2) * tile, (k // 2) * tile),
+        )
     return canvas
 
 
@@ -103,13 +134,17 @@ def _transform(img: Image.Image, how: str, rng: np.random.Generator, background:
         img = img.resize((max(32, int(img.width * s)), max(32, int(img.height * s))), Image.BICUBIC)
     if "colour" in how:
         gain = rng.uniform(0.8, 1.2, 3)
-        img = Image.fromarray(np.clip(np.asarray(img, dtype=np.float32) * gain + rng.uniform(-20, 20), 0, 255).astype(np.uint8))
+        img = Image.fromarray(
+            np.clip(np.asarray(img, dtype=np.float32) * gain + rng.uniform(-20, 20), 0, 255).astype(np.uint8)
+        )
     if how == "paste":
         canvas = background.resize((512, 512))
         side = int(512 * rng.uniform(0.8, 0.9))
         scale = side / max(img.size)
         fg = img.resize((int(img.width * scale), int(img.height * scale)), Image.BICUBIC)
-        canvas.paste(fg, (int(rng.integers(0, 512 - fg.width + 1)), int(rng.integers(0, 512 - fg.height + 1))))
+        canvas.paste(
+            fg, (int(rng.integers(0, 512 - fg.width + 1)), int(rng.integers(0, 512 - fg.height + 1)))
+        )
         img = canvas
     return img
 
@@ -124,7 +159,9 @@ def build_scan_fixture(root: Path) -> dict:
     sources.update({f"synth_{i:02d}": _texture(i) for i in range(N_SYNTH_TRAIN)})
     for name, img in sources.items():
         img.save(train / f"{name}.png")
-    sources["chelsea"].save(train / "chelsea_duplicate.png")  # exact duplicate: the baseline must drop self by index
+    sources["chelsea"].save(
+        train / "chelsea_duplicate.png"
+    )  # exact duplicate: the baseline must drop self by index
     rng = np.random.default_rng(0)
     novel = [_photo(n) for n in NOVEL_PHOTOS]
     novel += [_mosaic(novel[: len(NOVEL_PHOTOS)], rng) for _ in range(N_MOSAICS)]
@@ -135,7 +172,13 @@ def build_scan_fixture(root: Path) -> dict:
         planted.append(str(path.relative_to(gen)))
     for j, img in enumerate(novel):
         img.save(gen / ("batch_a" if j % 2 else "batch_b") / f"gen_{len(PLANTS) + j:02d}.jpg", quality=90)
-    return {"train": train, "generated": gen, "planted": planted, "sources": PLANTS, "n_generated": len(PLANTS) + len(novel)}
+    return {
+        "train": train,
+        "generated": gen,
+        "planted": planted,
+        "sources": PLANTS,
+        "n_generated": len(PLANTS) + len(novel),
+    }
 
 
 def _real_detector() -> tuple[str, float]:
@@ -143,7 +186,11 @@ def _real_detector() -> tuple[str, float]:
     SSCD planted >= 0.59 vs novel <= 0.29, the paper's 0.5 in between; EfficientNet planted >= 0.58 vs <= 0.51)."""
     from copybench.detectors import list_detectors, weights_status
 
-    for name, threshold in (("sscd_disc_mixup.onnx_int8", 0.5), ("sscd_distilled.onnx", 0.5), ("efficientnet_lite0", 0.55)):
+    for name, threshold in (
+        ("sscd_disc_mixup.onnx_int8", 0.5),
+        ("sscd_distilled.onnx", 0.5),
+        ("efficientnet_lite0", 0.55),
+    ):
         if name in list_detectors("*") and weights_status(name) == "real":
             return name, threshold
     pytest.skip("no detector with real offline weights (sscd ONNX or efficientnet_lite0)")
@@ -162,8 +209,17 @@ def fixture_data(tmp_path_factory):
 def scanned(fixture_data, tmp_path_factory):
     detector, threshold = _real_detector()
     out = tmp_path_factory.mktemp("scan_out")
-    summary = scan_mod.scan(fixture_data["generated"], fixture_data["train"], detector, threshold=threshold, top_k=5,
-                            out=out, cache_dir=fixture_data["cache"], progress=False, seed=0)
+    summary = scan_mod.scan(
+        fixture_data["generated"],
+        fixture_data["train"],
+        detector,
+        threshold=threshold,
+        top_k=5,
+        out=out,
+        cache_dir=fixture_data["cache"],
+        progress=False,
+        seed=0,
+    )
     return summary, out, detector, threshold
 
 
@@ -190,7 +246,12 @@ def test_scan_recovers_planted_copies(scanned, fixture_data):
 @pytest.mark.weights
 def test_scan_baseline_and_statistics(scanned):
     summary, *_ = scanned
-    assert summary["counts"] == {"generated_found": 31, "generated_scanned": 30, "train_found": 30, "train_indexed": 30}
+    assert summary["counts"] == {
+        "generated_found": 31,
+        "generated_scanned": 30,
+        "train_found": 30,
+        "train_indexed": 30,
+    }
     assert summary["baseline"] == {"n": 30, "of": 30, "sampled": False, "seed": 0}
     base = summary["similarity_stats"]["train_train"]
     # chelsea and its exact duplicate: dropping self by index leaves the twin at similarity 1
@@ -238,9 +299,28 @@ def test_scan_lists_and_skips_corrupt_image(scanned):
 @pytest.mark.weights
 def test_cli_scan_end_to_end(fixture_data, tmp_path, capsys):
     detector, threshold = _real_detector()
-    code = cli_main(["-q", "scan", "--generated", str(fixture_data["generated"]), "--train", str(fixture_data["train"]),
-                     "--detector", detector, "--threshold", str(threshold), "--top-k", "3", "--out", str(tmp_path / "o"),
-                     "--baseline-sample", "10", "--cache-dir", str(fixture_data["cache"])])
+    code = cli_main(
+        [
+            "-q",
+            "scan",
+            "--generated",
+            str(fixture_data["generated"]),
+            "--train",
+            str(fixture_data["train"]),
+            "--detector",
+            detector,
+            "--threshold",
+            str(threshold),
+            "--top-k",
+            "3",
+            "--out",
+            str(tmp_path / "o"),
+            "--baseline-sample",
+            "10",
+            "--cache-dir",
+            str(fixture_data["cache"]),
+        ]
+    )
     printed = capsys.readouterr().out
     assert code == 0, printed
     summary = json.loads((tmp_path / "o" / "summary.json").read_text())
@@ -262,7 +342,9 @@ def test_empty_folder_and_unknown_detector_are_clear_errors(tmp_path, capsys):
     with pytest.raises(ValueError, match="--generated: no images in .*empty"):
         scan_mod.scan(empty, full, "pixel_gray_16", out=tmp_path / "o", cache_dir=None, progress=False)
     with pytest.raises(FileNotFoundError, match="--train: no such folder"):
-        scan_mod.scan(full, tmp_path / "missing", "pixel_gray_16", out=tmp_path / "o", cache_dir=None, progress=False)
+        scan_mod.scan(
+            full, tmp_path / "missing", "pixel_gray_16", out=tmp_path / "o", cache_dir=None, progress=False
+        )
     with pytest.raises(UnknownDetectorError, match="no_such_detector"):
         scan_mod.scan(full, full, "no_such_detector", out=tmp_path / "o", cache_dir=None, progress=False)
     with pytest.raises(ValueError, match="--out .* inside the --generated folder"):
@@ -271,12 +353,16 @@ def test_empty_folder_and_unknown_detector_are_clear_errors(tmp_path, capsys):
     with pytest.raises(ValueError, match="--out .*a_file exists and is not a folder"):
         scan_mod.scan(full, empty, "pixel_gray_16", out=tmp_path / "a_file", cache_dir=None, progress=False)
     with pytest.raises(ValueError, match=r"--threshold must lie in \[-1, 1\]"):  # was a silent 0% rate
-        scan_mod.scan(full, full, "pixel_gray_16", threshold=1.5, out=tmp_path / "o", cache_dir=None, progress=False)
+        scan_mod.scan(
+            full, full, "pixel_gray_16", threshold=1.5, out=tmp_path / "o", cache_dir=None, progress=False
+        )
     base = ["scan", "--train", str(full), "--out", str(tmp_path / "o"), "--no-cache"]
-    cases = [(["--generated", str(empty), "--detector", "pixel_gray_16"], "no images in"),
-             (["--generated", str(full), "--detector", "no_such_detector"], "no_such_detector"),
-             (["--generated", str(full), "--detector", "pixel_gray_16", "--top-k", "0"], "--top-k"),
-             (["--generated", str(full), "--detector", "pixel_gray_16", "--similarity", "split"], "token output")]
+    cases = [
+        (["--generated", str(empty), "--detector", "pixel_gray_16"], "no images in"),
+        (["--generated", str(full), "--detector", "no_such_detector"], "no_such_detector"),
+        (["--generated", str(full), "--detector", "pixel_gray_16", "--top-k", "0"], "--top-k"),
+        (["--generated", str(full), "--detector", "pixel_gray_16", "--similarity", "split"], "token output"),
+    ]
     for args, message in cases:
         assert cli_main(["-q", *base, *args]) == 2, args
         assert message in capsys.readouterr().out.replace("\n", " ")
@@ -290,8 +376,21 @@ def test_missing_weights_needs_allow_random(tmp_path, capsys):
         pytest.skip("every registered detector has weights here")
     (tmp_path / "g").mkdir()
     _texture(0, 64).save(tmp_path / "g" / "a.png")
-    code = cli_main(["-q", "scan", "--generated", str(tmp_path / "g"), "--train", str(tmp_path / "g"),
-                     "--detector", missing[0], "--out", str(tmp_path / "o"), "--no-cache"])
+    code = cli_main(
+        [
+            "-q",
+            "scan",
+            "--generated",
+            str(tmp_path / "g"),
+            "--train",
+            str(tmp_path / "g"),
+            "--detector",
+            missing[0],
+            "--out",
+            str(tmp_path / "o"),
+            "--no-cache",
+        ]
+    )
     assert code == 2 and "--allow-random" in capsys.readouterr().out.replace("\n", " ")
 
 
@@ -318,8 +417,12 @@ def _calibration_dataset(root: Path) -> Path:
 
     ref_df = pd.DataFrame({"reference_id": list(refs), "path": [f"references/{r}.png" for r in refs]})
     q_df = pd.DataFrame(queries)
-    fp = compute_fingerprint({"name": "scan-calibration-test"}, ref_df, q_df.assign(family="", tier="", params="{}"), {})
-    write_dataset_index(root, {"name": "scan-calibration-test", "fingerprint": fp, "images_root": "."}, ref_df, q_df)
+    fp = compute_fingerprint(
+        {"name": "scan-calibration-test"}, ref_df, q_df.assign(family="", tier="", params="{}"), {}
+    )
+    write_dataset_index(
+        root, {"name": "scan-calibration-test", "fingerprint": fp, "images_root": "."}, ref_df, q_df
+    )
     return root
 
 
@@ -331,8 +434,17 @@ def test_calibrated_threshold_is_at_90_percent_precision(fixture_data, tmp_path)
 
     detector, _ = _real_detector()
     ds_dir = _calibration_dataset(tmp_path / "calib")
-    summary = scan_mod.scan(fixture_data["generated"], fixture_data["train"], detector, threshold=0.99, top_k=3,
-                            out=tmp_path / "o", calibrate=ds_dir, cache_dir=fixture_data["cache"], progress=False)
+    summary = scan_mod.scan(
+        fixture_data["generated"],
+        fixture_data["train"],
+        detector,
+        threshold=0.99,
+        top_k=3,
+        out=tmp_path / "o",
+        calibrate=ds_dir,
+        cache_dir=fixture_data["cache"],
+        progress=False,
+    )
     thr, cal = summary["threshold"], summary["threshold"]["calibration"]
     assert thr["source"] == "calibrated" and thr["given"] == 0.99 and thr["value"] == cal["threshold"]
     assert cal["dataset"] == "scan-calibration-test" and cal["precision"] == 0.9 and cal["queries"] == 8
@@ -343,7 +455,11 @@ def test_calibrated_threshold_is_at_90_percent_precision(fixture_data, tmp_path)
     q = np.asarray(ext.run(ds.queries["path"].tolist(), fingerprint=ds.fingerprint).vectors)
     sims = q @ r.T
     top = np.argsort(-sims, axis=1)[:, :3]
-    pooled = [(sims[i, j], ds.reference_ids[j] in ds.positives[qid]) for i, qid in enumerate(ds.query_ids) for j in top[i]]
+    pooled = [
+        (sims[i, j], ds.reference_ids[j] in ds.positives[qid])
+        for i, qid in enumerate(ds.query_ids)
+        for j in top[i]
+    ]
 
     def precision_recall(t: float) -> tuple[float, float]:
         above = [hit for s, hit in pooled if s >= t - 1e-6]
@@ -380,7 +496,9 @@ def tiny_token_detector():
             t = self.patch(x).flatten(2).transpose(1, 2)  # (B, 16, 8)
             return torch.cat([t.mean(1, keepdim=True), t], 1)
 
-    spec = DetectorSpec(name=TOKEN_SPEC_NAME, dims=8, input_size=32, weights="random", output="tokens", family="test")
+    spec = DetectorSpec(
+        name=TOKEN_SPEC_NAME, dims=8, input_size=32, weights="random", output="tokens", family="test"
+    )
     register_detector(spec)(lambda path: Tiny())
     yield TOKEN_SPEC_NAME
     unregister_detector(TOKEN_SPEC_NAME)
@@ -399,8 +517,23 @@ def _small_sets(root: Path) -> tuple[Path, Path]:
 
 def test_random_weights_are_stated_everywhere(tiny_token_detector, tmp_path, capsys):
     train, gen = _small_sets(tmp_path)
-    code = cli_main(["-q", "scan", "--generated", str(gen), "--train", str(train), "--detector", tiny_token_detector,
-                     "--out", str(tmp_path / "o"), "--no-cache", "--top-k", "2"])
+    code = cli_main(
+        [
+            "-q",
+            "scan",
+            "--generated",
+            str(gen),
+            "--train",
+            str(train),
+            "--detector",
+            tiny_token_detector,
+            "--out",
+            str(tmp_path / "o"),
+            "--no-cache",
+            "--top-k",
+            "2",
+        ]
+    )
     printed = capsys.readouterr().out
     assert code == 0 and "RANDOM WEIGHTS" in printed
     summary = scan_mod.read_summary(tmp_path / "o")
@@ -414,8 +547,16 @@ def test_split_similarity_matches_brute_force(tiny_token_detector, tmp_path):
     from copybench.extract import Extractor
 
     train, gen = _small_sets(tmp_path)
-    summary = scan_mod.scan(gen, train, tiny_token_detector, similarity="split", top_k=3, out=tmp_path / "o",
-                            cache_dir=None, progress=False)
+    summary = scan_mod.scan(
+        gen,
+        train,
+        tiny_token_detector,
+        similarity="split",
+        top_k=3,
+        out=tmp_path / "o",
+        cache_dir=None,
+        progress=False,
+    )
     ext = Extractor(create_detector(tiny_token_detector), cache_dir=None, progress=False)
     tok = {}
     for name, folder in (("g", gen), ("t", train)):
@@ -429,7 +570,9 @@ def test_split_similarity_matches_brute_force(tiny_token_detector, tmp_path):
     assert summary["settings"]["similarity"] == "split"
     train_train = np.einsum("qcd,rcd->qrc", tok["t"], tok["t"]).max(axis=2)
     np.fill_diagonal(train_train, -np.inf)  # nearest OTHER training image
-    assert summary["similarity_stats"]["train_train"]["mean"] == pytest.approx(train_train.max(axis=1).mean(), abs=1e-4)
+    assert summary["similarity_stats"]["train_train"]["mean"] == pytest.approx(
+        train_train.max(axis=1).mean(), abs=1e-4
+    )
 
 
 # ---------------------------------------------------------------------------------------------- units
@@ -453,7 +596,9 @@ def test_blockwise_top_k_equals_brute_force(monkeypatch):
     rng = np.random.default_rng(1)
     q, r = _unit(rng, 23), _unit(rng, 41)
     r[7] = r[3]  # a tie: the lower row must come first, as in one unblocked search
-    monkeypatch.setattr(scan_mod, "BLOCK_BYTES", 4 * 16 * 5)  # 5 rows per block: many query and reference blocks
+    monkeypatch.setattr(
+        scan_mod, "BLOCK_BYTES", 4 * 16 * 5
+    )  # 5 rows per block: many query and reference blocks
     q_rows, r_rows = np.arange(2, 23), np.flatnonzero(np.arange(41) % 4 != 1)
     s, i = scan_mod.search_top_k(q, q_rows, r, r_rows, 6)
     sims = q[q_rows] @ r[r_rows].T

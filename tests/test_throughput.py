@@ -20,9 +20,25 @@ from copybench.throughput import (
     write_synthetic_jpegs,
 )
 
-TINY = {"batch_sizes": (4,), "n_images": 8, "n_references": 500, "repeats": 1, "min_time": 0.0, "num_workers": 1}
-RATES = ("model_ips", "e2e_ips", "e2e_workers_ips", "retrieval_qps", "reference_e2e_ips", "reference_retrieval_qps",
-         "e2e_over_model", "e2e_speedup_vs_reference", "retrieval_speedup_vs_reference")
+TINY = {
+    "batch_sizes": (4,),
+    "n_images": 8,
+    "n_references": 500,
+    "repeats": 1,
+    "min_time": 0.0,
+    "num_workers": 1,
+}
+RATES = (
+    "model_ips",
+    "e2e_ips",
+    "e2e_workers_ips",
+    "retrieval_qps",
+    "reference_e2e_ips",
+    "reference_retrieval_qps",
+    "e2e_over_model",
+    "e2e_speedup_vs_reference",
+    "retrieval_speedup_vs_reference",
+)
 
 
 def _positive_finite(m: dict, keys=RATES) -> None:
@@ -80,9 +96,31 @@ def test_device_decode_matches_the_extractor(tmp_path):
 
 
 def test_cli_throughput_end_to_end(tmp_path, capsys):
-    code = main(["throughput", "--detectors", "pixel_gray_16", "--n-images", "6", "--batch-size", "3", "6",
-                 "--n-references", "300", "--repeats", "1", "--min-time", "0", "--workers", "1",
-                 "--decode", "device", "--reference", "--results", str(tmp_path)])
+    code = main(
+        [
+            "throughput",
+            "--detectors",
+            "pixel_gray_16",
+            "--n-images",
+            "6",
+            "--batch-size",
+            "3",
+            "6",
+            "--n-references",
+            "300",
+            "--repeats",
+            "1",
+            "--min-time",
+            "0",
+            "--workers",
+            "1",
+            "--decode",
+            "device",
+            "--reference",
+            "--results",
+            str(tmp_path),
+        ]
+    )
     assert code == 0
     files = sorted(tmp_path.rglob("*.json"))
     assert [f.name for f in files] == ["pixel_gray_16__fp32__b3.json", "pixel_gray_16__fp32__b6.json"]
@@ -109,16 +147,28 @@ def test_throughput_on_cuda(tmp_path):
     from copybench.detectors import create_detector
     from copybench.extract import Extractor
 
-    settings = ThroughputSettings(device="cuda", dtype="bf16", batch_sizes=(32,), n_images=96, n_references=20_000,
-                                  repeats=2, min_time=0.2, reference=True)
+    settings = ThroughputSettings(
+        device="cuda",
+        dtype="bf16",
+        batch_sizes=(32,),
+        n_images=96,
+        n_references=20_000,
+        repeats=2,
+        min_time=0.2,
+        reference=True,
+    )
     (r,) = throughput(["efficientnet_lite0"], settings=settings, results=tmp_path, allow_random=True)
     m = read_result(r["_path"])["measurements"][0]
     _positive_finite(m)
     assert m["e2e_decode"] == "device", m.get("e2e_device_error")
     assert all(v > 0 for v in m["peak_device_mb"].values())
     paths = write_synthetic_jpegs(tmp_path / "img", 40)
-    extractor = Extractor(create_detector("efficientnet_lite0", allow_random=True, device="cuda"), device="cuda",
-                          batch_size=16, progress=False)
+    extractor = Extractor(
+        create_detector("efficientnet_lite0", allow_random=True, device="cuda"),
+        device="cuda",
+        batch_size=16,
+        progress=False,
+    )
     harness = np.asarray(extractor.run(paths).vectors)
     decoded = device_decode_extract(extractor, paths, num_workers=2)
     assert float((decoded * harness).sum(1).min()) > 0.98

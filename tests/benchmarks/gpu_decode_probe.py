@@ -15,7 +15,10 @@ from torchvision.io import ImageReadMode, decode_jpeg
 
 
 def main(folder: str, batch: int = 256) -> None:
-    datas = [torch.frombuffer(bytearray(p.read_bytes()), dtype=torch.uint8) for p in sorted(Path(folder).glob("*.jpg"))]
+    datas = [
+        torch.frombuffer(bytearray(p.read_bytes()), dtype=torch.uint8)
+        for p in sorted(Path(folder).glob("*.jpg"))
+    ]
     for _ in range(2):  # warm-up
         decode_jpeg(datas[:batch], mode=ImageReadMode.RGB, device="cuda")
     torch.cuda.synchronize()
@@ -24,7 +27,9 @@ def main(folder: str, batch: int = 256) -> None:
         for i in range(0, len(datas), b):
             decode_jpeg(datas[i : i + b], mode=ImageReadMode.RGB, device="cuda")
         torch.cuda.synchronize()
-        print(f"nvjpeg batched decode, batch {b}: {len(datas) / (time.perf_counter() - t):,.0f} img/s over {len(datas)} images")
+        print(
+            f"nvjpeg batched decode, batch {b}: {len(datas) / (time.perf_counter() - t):,.0f} img/s over {len(datas)} images"
+        )
 
 
 if __name__ == "__main__":

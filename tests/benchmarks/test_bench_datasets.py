@@ -35,7 +35,11 @@ def work():
 def kornia_batched(plist, pool):
     from copybench.datasets.render import render_group
 
-    return render_group(plist, pool, "cpu") if len({tuple(p["out"]) for p in plist}) == 1 else _grouped(plist, pool)
+    return (
+        render_group(plist, pool, "cpu")
+        if len({tuple(p["out"]) for p in plist}) == 1
+        else _grouped(plist, pool)
+    )
 
 
 def _grouped(plist, pool):
@@ -107,5 +111,7 @@ def test_speed_ratio(work, record_property):
     fast, slow = _median(kornia_batched, plist, pool), _median(torchvision_loop, plist, pool)
     ratio = slow / fast
     record_property("segmix_hard_speedup", ratio)
-    print(f"segmix_hard {N} queries: kornia batched {fast:.3f}s, torchvision loop {slow:.3f}s, ratio {ratio:.2f}x")
+    print(
+        f"segmix_hard {N} queries: kornia batched {fast:.3f}s, torchvision loop {slow:.3f}s, ratio {ratio:.2f}x"
+    )
     assert math.isfinite(ratio) and ratio > 0

@@ -47,7 +47,10 @@ def test_bench_harness_search(benchmark, descriptors):
 def test_harness_overhead_ratio(descriptors):
     """Prints the measured ratio (median of 3); fails only on a gross regression (> 2x), never on noise."""
     times = {}
-    for name, fn in (("faiss", lambda: _bare_faiss(*descriptors)), ("harness", lambda: search(*descriptors, K))):
+    for name, fn in (
+        ("faiss", lambda: _bare_faiss(*descriptors)),
+        ("harness", lambda: search(*descriptors, K)),
+    ):
         runs = []
         for _ in range(3):
             t = time.perf_counter()
@@ -55,7 +58,9 @@ def test_harness_overhead_ratio(descriptors):
             runs.append(time.perf_counter() - t)
         times[name] = float(np.median(runs))
     ratio = times["harness"] / times["faiss"]
-    print(f"\nretrieval {N_Q}x{N_REF} d={DIM} k={K}: faiss {times['faiss']:.3f}s, harness {times['harness']:.3f}s, "
-          f"ratio {ratio:.2f} (target <= 1.2)")
+    print(
+        f"\nretrieval {N_Q}x{N_REF} d={DIM} k={K}: faiss {times['faiss']:.3f}s, harness {times['harness']:.3f}s, "
+        f"ratio {ratio:.2f} (target <= 1.2)"
+    )
     np.testing.assert_array_equal(search(*descriptors, K)[1][:50], _bare_faiss(*descriptors)[1][:50])
     assert ratio < 2.0

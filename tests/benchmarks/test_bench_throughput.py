@@ -56,17 +56,25 @@ def setup(tmp_path_factory):
 
     detector = create_detector(DETECTOR, allow_random=True, device=DEVICE)
     settings = ThroughputSettings(device=DEVICE, dtype=DTYPE, batch_sizes=(BATCH,), n_images=N_IMAGES)
-    extractor = Extractor(detector, device=DEVICE, dtype=DTYPE, batch_size=BATCH, num_workers=settings.workers,
-                          progress=False)
+    extractor = Extractor(
+        detector, device=DEVICE, dtype=DTYPE, batch_size=BATCH, num_workers=settings.workers, progress=False
+    )
     paths = write_synthetic_jpegs(tmp_path_factory.mktemp("images"), N_IMAGES)
     queries = extractor.run(paths).vectors
-    return {"detector": detector, "extractor": extractor, "settings": settings, "paths": paths, "queries": queries,
-            "references": synthetic_references(N_REFS, queries.shape[1])}
+    return {
+        "detector": detector,
+        "extractor": extractor,
+        "settings": settings,
+        "paths": paths,
+        "queries": queries,
+        "references": synthetic_references(N_REFS, queries.shape[1]),
+    }
 
 
 def _info(benchmark, items: int) -> None:
-    benchmark.extra_info.update({"items": items, "device": DEVICE, "detector": DETECTOR, "dtype": DTYPE,
-                                 "batch_size": BATCH})
+    benchmark.extra_info.update(
+        {"items": items, "device": DEVICE, "detector": DETECTOR, "dtype": DTYPE, "batch_size": BATCH}
+    )
 
 
 @pytest.mark.benchmark(group="model")
@@ -80,7 +88,10 @@ def _forward(setup, x):
     """Forward + L2 norm under autocast, as the harness runs the model."""
     from copybench.extract import DTYPES
 
-    with torch.inference_mode(), torch.autocast(torch.device(DEVICE).type, dtype=DTYPES[DTYPE], enabled=DTYPE != "fp32"):
+    with (
+        torch.inference_mode(),
+        torch.autocast(torch.device(DEVICE).type, dtype=DTYPES[DTYPE], enabled=DTYPE != "fp32"),
+    ):
         return torch.nn.functional.normalize(setup["detector"](x).float().flatten(1), dim=-1)
 
 
@@ -94,8 +105,12 @@ def test_e2e_harness(benchmark, setup):
 def test_e2e_device_decode(benchmark, setup):
     _info(benchmark, N_IMAGES)
     workers = min(8, setup["settings"].workers)
-    benchmark.pedantic(_synced(device_decode_extract), args=(setup["extractor"], setup["paths"], workers),
-                       rounds=3, warmup_rounds=1)
+    benchmark.pedantic(
+        _synced(device_decode_extract),
+        args=(setup["extractor"], setup["paths"], workers),
+        rounds=3,
+        warmup_rounds=1,
+    )
 
 
 @pytest.mark.benchmark(group="e2e")
@@ -103,8 +118,14 @@ def test_e2e_reference(benchmark, setup):
     _info(benchmark, N_IMAGES)
 
     def run():
-        return reference_extract(setup["detector"], setup["paths"], device=DEVICE, dtype=DTYPE, batch_size=BATCH,
-                                 num_workers=setup["settings"].workers)
+        return reference_extract(
+            setup["detector"],
+            setup["paths"],
+            device=DEVICE,
+            dtype=DTYPE,
+            batch_size=BATCH,
+            num_workers=setup["settings"].workers,
+        )
 
     benchmark.pedantic(_synced(run), rounds=3, warmup_rounds=1)
 
@@ -114,12 +135,22 @@ def test_retrieval_harness(benchmark, setup):
     from copybench.retrieval import search
 
     _info(benchmark, len(setup["queries"]))
-    benchmark.pedantic(_synced(search), args=(setup["queries"], setup["references"], TOPK),
-                       kwargs={"device": DEVICE}, rounds=3, warmup_rounds=1)
+    benchmark.pedantic(
+        _synced(search),
+        args=(setup["queries"], setup["references"], TOPK),
+        kwargs={"device": DEVICE},
+        rounds=3,
+        warmup_rounds=1,
+    )
 
 
 @pytest.mark.benchmark(group="retrieval")
 def test_retrieval_reference(benchmark, setup):
     _info(benchmark, len(setup["queries"]))
-    benchmark.pedantic(_synced(reference_search), args=(setup["queries"], setup["references"], TOPK),
-                       kwargs={"device": DEVICE}, rounds=3, warmup_rounds=1)
+    benchmark.pedantic(
+        _synced(reference_search),
+        args=(setup["queries"], setup["references"], TOPK),
+        kwargs={"device": DEVICE},
+        rounds=3,
+        warmup_rounds=1,
+    )

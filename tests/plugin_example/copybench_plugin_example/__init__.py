@@ -16,6 +16,8 @@ class EdgeHistogram(torch.nn.Module):
         return F.adaptive_avg_pool2d(votes, 4).flatten(1) + 1e-8
 
 
-@register_detector(DetectorSpec(name="edge_hist_128", dims=128, input_size=128, mean=(0, 0, 0), std=(1, 1, 1)))
+@register_detector(
+    DetectorSpec(name="edge_hist_128", dims=128, input_size=128, mean=(0, 0, 0), std=(1, 1, 1))
+)
 def edge_hist_128(path):
     return EdgeHistogram()
