@@ -352,7 +352,7 @@ class _ShardStore:
             for arr in (vectors, tok_arr):
                 if isinstance(arr, np.memmap):
                     arr.flush()
-            from copybench.datasets.dataset import atomic_write_text
+            from copybench.io import atomic_write_text
 
             done = {
                 "n": self.n,

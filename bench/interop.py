@@ -13,7 +13,8 @@ from .results import read_result
 def export_isc(result_file: str | Path, out: str | Path) -> list[Path]:
     """Write ``predictions.csv`` (query_id,reference_id,score) and ``ground_truth.csv`` (query_id,reference_id;
     empty reference for a distractor) so the official ISC evaluation can score a result."""
-    from copybench.datasets.dataset import atomic_write_text, load_dataset
+    from copybench.datasets.dataset import load_dataset
+    from copybench.io import atomic_write_text
 
     from .run import predictions_path
 

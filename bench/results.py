@@ -71,7 +71,7 @@ def result_path(
 
 def write_result(path: str | Path, result: dict) -> Path:
     """Atomically write a result (schema version stamped)."""
-    from copybench.datasets.dataset import atomic_write_text
+    from copybench.io import atomic_write_text
 
     result = {"schema_version": SCHEMA_VERSION, **result}
     atomic_write_text(path, dumps(result))

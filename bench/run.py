@@ -130,7 +130,9 @@ def _normalize_with_norm_set(settings: RunSettings, extractor, qd, rd):
 
     if not (settings.whitening or settings.score_norm):
         return qd, rd, None
-    paths = sorted(str(p) for p in Path(settings.norm_set).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    from .io import list_images
+
+    paths = [str(p) for p in list_images(settings.norm_set)]
     if len(paths) < 16:
         raise ValueError(f"--norm-set {settings.norm_set}: needs at least 16 images, found {len(paths)}")
     nd = extractor.run(paths, label="norm set")
@@ -144,9 +146,6 @@ def _normalize_with_norm_set(settings: RunSettings, extractor, qd, rd):
         else None
     )
     return qd, rd, offsets
-
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 
 
 def evaluate_detector(

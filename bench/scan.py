@@ -27,8 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .io import IMAGE_SUFFIXES, is_image_file
 from .retrieval import merge_topk
-from .run import DEFAULT_CACHE, IMAGE_SUFFIXES
+from .run import DEFAULT_CACHE
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ def find_images(folder: str | Path, role: str) -> list[str]:
     if not root.is_dir():
         raise NotADirectoryError(f"--{role}: not a folder: {root}")
     # not resolved one by one: a symlinked image keeps its place under the folder (and its relative name)
-    paths = sorted(str(p) for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    paths = sorted(str(p) for p in root.rglob("*") if is_image_file(p))
     if not paths:
         raise ValueError(
             f"--{role}: no images in {root} (looked recursively for {', '.join(sorted(IMAGE_SUFFIXES))})"

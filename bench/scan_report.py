@@ -58,7 +58,7 @@ def _flag_entry(match: dict) -> dict:
 
 def write_summary(path: Path, summary: dict) -> Path:
     """summary.json: sorted keys, NaN as null, floats rounded to 6 digits, written atomically."""
-    from copybench.datasets.dataset import atomic_write_text
+    from copybench.io import atomic_write_text
 
     from .results import dumps
 
@@ -332,7 +332,7 @@ def write_html_report(path: Path, summary: dict, out: Path) -> Path:
         f"<details><summary>Full summary (summary.json)</summary><pre>{html.escape(dumps(summary))}</pre></details>"
         "</body></html>\n"
     )
-    from copybench.datasets.dataset import atomic_write_text
+    from copybench.io import atomic_write_text
 
     atomic_write_text(path, page)
     return path

@@ -37,11 +37,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .env import check_device
+from .io import IMAGE_SUFFIXES, is_image_file
 
 log = logging.getLogger(__name__)
 
 DECODES = ("auto", "workers", "device")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 CAVEAT = "speed is comparable only between rows measured on the same machine and device"
 
 
@@ -199,7 +199,7 @@ def list_images(folder: str | Path, n: int | None = None) -> list[str]:
     folder = Path(folder)
     if not folder.is_dir():
         raise NotADirectoryError(f"--images: no such folder: {folder}")
-    paths = sorted(str(p) for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    paths = sorted(str(p) for p in folder.rglob("*") if is_image_file(p))
     if not paths:
         raise FileNotFoundError(f"--images: no image files ({', '.join(IMAGE_SUFFIXES)}) under {folder}")
     return paths[:n] if n else paths

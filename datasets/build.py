@@ -20,13 +20,13 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from copybench.io import atomic_write_text, make_temp_dir
+
 from .dataset import (
     DATASET_FILE,
     CopyDataset,
-    atomic_write_text,
     compute_fingerprint,
     load_dataset,
-    make_temp_dir,
     write_dataset_index,
 )
 from .errors import MaskError, SourceError

@@ -21,12 +21,12 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+
+from copybench.io import atomic_write_text
 
 DATASET_SCHEMA = 1
 DATASET_FILE = "dataset.json"
@@ -65,44 +65,6 @@ class CopyDataset:
     def counts(self) -> dict[str, int]:
         n_dis = sum(1 for q in self.query_ids if not self.positives.get(q))
         return {"references": len(self.references), "queries": len(self.queries), "distractors": n_dis}
-
-
-def current_umask() -> int:
-    """The process umask (read by setting it and putting it back)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def make_temp_dir(parent: Path, prefix: str) -> Path:
-    """A temporary folder beside its final place, with the mode mkdir would give it (mkdtemp makes 0700)."""
-    tmp = Path(tempfile.mkdtemp(dir=parent, prefix=prefix))
-    tmp.chmod(0o777 & ~current_umask())
-    return tmp
-
-
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file, streamed (weights and source images can be large)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write then rename, so an interrupted write never leaves a half file behind."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp makes 0600: give the file the mode open() would
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def split_ids(value: object) -> frozenset[str]:

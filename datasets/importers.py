@@ -20,16 +20,16 @@ from pathlib import Path
 
 import pandas as pd
 
+from copybench.io import IMAGE_SUFFIXES, file_sha256, make_temp_dir
+
 from .dataset import (
     CopyDataset,
     compute_fingerprint,
-    file_sha256,
     load_dataset,
-    make_temp_dir,
     write_dataset_index,
 )
 from .errors import SourceError
-from .sources import IMAGE_EXTS, image_id, list_images
+from .sources import image_id, list_images
 
 log = logging.getLogger(__name__)
 IMPORT_VERSION = 1
@@ -37,7 +37,7 @@ FORMATS = ("disc21", "copydays", "folder")
 
 
 def _images(folder: Path) -> dict[str, Path]:
-    return {p.stem: p for p in sorted(folder.iterdir()) if p.is_file() and p.suffix.lower() in IMAGE_EXTS}
+    return {p.stem: p for p in sorted(folder.iterdir()) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES}
 
 
 def _find_dir(src: Path, pattern: str) -> Path:
@@ -111,7 +111,7 @@ def _folder(src: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
         {"reference_id": image_id(p, src, taken), "path": str(p.relative_to(src))} for p in list_images(src)
     ]
     if not rows:
-        raise SourceError(f"{src}: no images ({', '.join(IMAGE_EXTS)})")
+        raise SourceError(f"{src}: no images ({', '.join(IMAGE_SUFFIXES)})")
     cols = ["query_id", "path", "reference_id", "family", "tier", "params"]
     return pd.DataFrame(rows), pd.DataFrame(columns=cols)
 

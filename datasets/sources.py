@@ -24,9 +24,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from copybench.io import file_sha256
+from copybench.io import list_images as io_list_images
 from copybench.preprocess import ImageReadError, read_image, to_rgb
 
-from .dataset import file_sha256
 from .errors import MaskError, SourceError
 from .masks import (
     HOW_TO_GET_MASKS,
@@ -40,7 +41,6 @@ from .masks import (
 log = logging.getLogger(__name__)
 
 WORK_SIDE = 512
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 MIN_REFERENCES = 3
 MIN_HELD_OUT = 1
 MIN_MASK_FRACTION = 0.01  # a segment smaller than 1% of the image is not a usable foreground
@@ -205,7 +205,7 @@ def list_images(folder: Path) -> list[Path]:
     """Image files under ``folder`` (recursive, sorted), by extension."""
     if not folder.is_dir():
         raise SourceError(f"source folder not found: {folder}")
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
+    return io_list_images(folder)
 
 
 def image_id(path: Path, root: Path, taken: set[str]) -> str:

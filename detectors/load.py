@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from copybench.datasets.dataset import file_sha256
+from copybench.io import file_sha256
 
 from .registry import DetectorSpec, WeightsMissingError, get_entry, list_detectors, registered_names
 
