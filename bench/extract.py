@@ -136,13 +136,13 @@ class Extractor:
         key = cache_key(
             self.detector, paths, dtype=self.dtype, tokens=tokens, fingerprint=fingerprint, scales=self.scales
         )
-        store = ShardStore(self.cache_dir / key if self.cache_dir else None, len(paths))
-        if store.complete():
-            return store.load(paths)
-        todo = store.missing_rows()
-        start = time.perf_counter()
-        self._extract_rows(paths, todo, store, tokens, label)
-        result = store.finalize(paths, self.detector.spec.dims, tokens)
+        with ShardStore(self.cache_dir / key if self.cache_dir else None, len(paths), key) as store:
+            if store.complete():
+                return store.load(paths)
+            todo = store.missing_rows()
+            start = time.perf_counter()
+            self._extract_rows(paths, todo, store, tokens, label)
+            result = store.finalize(paths, self.detector.spec.dims, tokens)
         result.seconds = time.perf_counter() - start
         return result
 
