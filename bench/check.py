@@ -14,6 +14,9 @@ from pathlib import Path
 from .results import Result, read_results
 
 GATED_METRICS = ("micro_ap", "map", "recall@1", "recall_at_p90")
+# None means "no operating point reaches 90 % precision" (as in the ISC evaluation): for the gate that is the
+# worst recall, 0, so a detector that stops reaching 90 % precision is a drop, and one that never did is not.
+UNREACHED_IS_ZERO = ("recall_at_p90",)
 
 
 @dataclass(frozen=True)
@@ -59,8 +62,8 @@ def compare(
     for b in base:
         n = by_key.get(_key(b))
         for metric in metrics:
-            bv = b.metrics.get(metric)
-            nv = None if n is None else n.metrics.get(metric)
+            bv = _value(b, metric)
+            nv = None if n is None else _value(n, metric)
             changes.append(
                 Change(
                     b.detector_name,
@@ -72,6 +75,11 @@ def compare(
                 )
             )
     return changes
+
+
+def _value(result: Result, metric: str) -> float | None:
+    value = result.metrics.get(metric)
+    return 0.0 if value is None and metric in UNREACHED_IS_ZERO and metric in result.metrics else value
 
 
 def _check_metric_names(metrics: tuple[str, ...], base: list[Result]) -> None:

@@ -175,6 +175,7 @@ def cmd_run(args) -> int:
         weights=_weights_map(args.weights),
         skip_existing=not args.force,
         progress=not args.quiet,
+        download=args.download,
     )
     _print_outcomes(outcomes)
     from .table import accuracy_frame, print_leaderboards
@@ -196,6 +197,9 @@ def _print_outcomes(outcomes) -> None:
                 f"          {len(o.result.skipped)} unreadable image(s) skipped: "
                 + ", ".join(s["path"] for s in o.result.skipped[:5])
             )
+    missing = [o.detector for o in outcomes if o.message.startswith("WeightsMissingError")]
+    if missing:  # one command for everything missing, not one hunt per detector
+        console.print(f"fetch the missing weights with: copybench weights fetch {' '.join(missing)}")
 
 
 def cmd_table(args) -> int:
@@ -333,6 +337,11 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         help="explicit weights file for a detector (repeatable)",
     )
     p.add_argument(
+        "--download",
+        action="store_true",
+        help="download missing official weights first (as `copybench weights fetch`; offline by default)",
+    )
+    p.add_argument(
         "--cache-dir",
         default=str(Path.home() / ".cache" / "copybench" / "descriptors"),
         help="descriptor cache",
@@ -364,7 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo_and_list(sub)
     _add_data(sub)
     _add_run_and_results(sub)
-    for module in ("throughput", "scan"):
+    for module in ("throughput", "scan", "weights"):
         _register_optional(sub, module)
     return parser
 

@@ -328,6 +328,7 @@ def run_benchmark(
     weights: dict[str, str] | None = None,
     skip_existing: bool = True,
     progress: bool = True,
+    download: bool = False,
 ) -> list[RunOutcome]:
     """Run every detector on ``dataset``; each writes its result file; failures are reported, not fatal."""
     from copybench.detectors import create_detector
@@ -355,6 +356,7 @@ def run_benchmark(
                 name,
                 weights_file=(weights or {}).get(name),
                 allow_random=allow_random,
+                download=download,
                 device=settings.device,
             )
             result, preds = evaluate_detector(

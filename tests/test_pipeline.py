@@ -218,10 +218,10 @@ def test_plugin_with_nan_or_wrong_dims_fails_by_name_and_keeps_the_others(
 
 
 def test_editing_a_plugin_changes_its_descriptor_cache_key(tmp_path, monkeypatch):
+    from copybench.cache import cache_key
     from copybench.detectors import create_detector
     from copybench.detectors.load import plugin_code_digest
     from copybench.detectors.registry import unregister_detector
-    from copybench.extract import cache_key
 
     plugin = tmp_path / "qa_edited_plugin.py"
     plugin.write_text(
@@ -368,10 +368,11 @@ def test_cli_unknown_detector_exit_code_2(tiny_dataset, capsys):
 _KILLABLE = textwrap.dedent(
     """
     import sys, time, torch
+    import copybench.cache
     import copybench.extract as ex
     from copybench.detectors import create_detector
     from copybench.datasets.dataset import load_dataset
-    ex.SHARD_IMAGES = 2
+    copybench.cache.SHARD_IMAGES = 2
     det = create_detector("pixel_rgb_8")
     forward = det.model.forward
     def slow(x):
@@ -387,10 +388,13 @@ _KILLABLE = textwrap.dedent(
 
 @pytest.mark.parametrize("shard_seconds", [1e9, 0.0])
 def test_ctrl_c_and_slow_batches_keep_finished_rows(shard_seconds, tiny_dataset, tmp_path, monkeypatch):
+    import copybench.cache
     import copybench.extract as ex
     from copybench.detectors import create_detector
 
-    monkeypatch.setattr(ex, "SHARD_SECONDS", shard_seconds)  # 0: every batch is "slow" and flushed at once
+    monkeypatch.setattr(
+        copybench.cache, "SHARD_SECONDS", shard_seconds
+    )  # 0: every batch is "slow" and flushed at once
     paths = load_dataset(tiny_dataset).queries["path"].tolist()
     det = create_detector("pixel_rgb_8")
     forward, calls = det.model.forward, []
