@@ -140,7 +140,12 @@ def _paste_alpha(p: dict, pool: Pool) -> np.ndarray:
 
 
 def test_blur_and_colour_only_on_the_pasted_segment(view, pool):
-    base = dict(jitter=[1.3, 0.7, 1.1, 0.05], jitter_order=[3, 1, 0, 2], autocontrast=True, gray=False)
+    base = {
+        "jitter": [1.3, 0.7, 1.1, 0.05],
+        "jitter_order": [3, 1, 0, 2],
+        "autocontrast": True,
+        "gray": False,
+    }
     soft = _segmix_params(view, blur=[5, 0.1], **base)
     hard = {**soft, "blur": [5, 4.0]}
     a, b = render([soft, hard], pool.by_id())
@@ -214,7 +219,7 @@ def cutouts(tmp_path_factory):
 
 @pytest.mark.parametrize("family", ["segmix_hard", "cutmix"])
 def test_replay_and_fingerprint(family, cutouts, tmp_path, monkeypatch):
-    kw = dict(sources=f"cutouts:{cutouts}", n_queries=6, seed=5, progress=False)
+    kw = {"sources": f"cutouts:{cutouts}", "n_queries": 6, "seed": 5, "progress": False}
     a = build_dataset(f"{family}-xs", tmp_path / "a", **kw)
     b = build_dataset(f"{family}-xs", tmp_path / "b", **kw)
     assert a.fingerprint == b.fingerprint and a.meta["pixels_sha256"] == b.meta["pixels_sha256"]
