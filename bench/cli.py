@@ -211,7 +211,14 @@ def cmd_table(args) -> int:
 
     if not any(True for _ in iter_result_files(args.results_dir)):
         raise UsageError(f"no result files under {args.results_dir} (write some with `copybench run`)")
-    text = render_table(args.results_dir, fmt=args.format, out=args.out)
+    if args.published:
+        from .published import render_published
+
+        text = render_published(args.results_dir, fmt=args.format, out=args.out, subset=args.subset)
+    elif args.subset:
+        raise UsageError("table --subset selects rows of the --published comparison; add --published")
+    else:
+        text = render_table(args.results_dir, fmt=args.format, out=args.out)
     if text and not args.out:
         sys.stdout.write(text)
     elif args.out:
@@ -491,6 +498,18 @@ def _add_run_and_results(sub) -> None:
         "per (result, group), identifier headers, CIs as two columns (parquet needs --out)",
     )
     p.add_argument("--out", default=None, help="write to this file instead of printing")
+    p.add_argument(
+        "--published",
+        action="store_true",
+        help="compare each result with the published figures of the same benchmark, subset, protocol, "
+        "detector and whitening/score-norm settings (difference = measured - published; terminal, md, csv)",
+    )
+    p.add_argument(
+        "--subset",
+        default=None,
+        help="with --published: only this subset's rows (a Copydays family subset is read from a "
+        "whole-dataset result's per-family metrics)",
+    )
     p.set_defaults(func=cmd_table)
 
     p = sub.add_parser("check", help="regression gate: exit 1 when a metric drops by more than the tolerance")

@@ -59,9 +59,9 @@ def _find_dir(src: Path, pattern: str) -> Path:
 
 def _disc21(src: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     qdir, rdir = _find_dir(src, "quer"), _find_dir(src, "ref")
-    gts = sorted(p for p in src.glob("*.csv") if re.search(r"ground_truth|gt", p.name, re.IGNORECASE))
+    gts = sorted(p for p in src.glob("*.csv") if re.search(r"ground_?truth|gt", p.name, re.IGNORECASE))
     if not gts:
-        raise SourceError(f"{src}: no ground-truth CSV (*ground_truth*.csv or *gt*.csv)")
+        raise SourceError(f"{src}: no ground-truth CSV (*ground_truth*.csv, *groundtruth*.csv or *gt*.csv)")
     gt = pd.read_csv(gts[0], dtype=str, keep_default_na=False)
     if not {"query_id", "reference_id"} <= set(gt.columns):
         raise SourceError(f"{gts[0]}: need columns query_id,reference_id, got {', '.join(gt.columns)}")
