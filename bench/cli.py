@@ -144,8 +144,9 @@ def cmd_data_import(args) -> int:
 def _report_dataset(ds) -> None:
     c = ds.counts()
     _err().print(
-        f"[green]dataset[/green] {ds.name} at {ds.root}: {c['references']} references, "
-        f"{c['queries']} queries ({c['distractors']} distractors), fingerprint {ds.fingerprint[:12]}"
+        f"[green]dataset[/green] {ds.name} at {ds.root}: {c['references']} references"
+        + (f" ({c['distractor_references']} distractor references)" if c.get("distractor_references") else "")
+        + f", {c['queries']} queries ({c['distractors']} distractors), fingerprint {ds.fingerprint[:12]}"
     )
 
 
