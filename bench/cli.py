@@ -194,10 +194,10 @@ def _print_outcomes(outcomes) -> None:
         colour = {"done": "green", "skipped": "cyan", "failed": "red"}[o.status]
         where = f" -> {o.path}" if o.path else ""
         console.print(f"[{colour}]{o.status:8}[/{colour}] {o.detector}{where} {o.message}".rstrip())
-        if o.result and o.result.get("skipped"):
+        if o.result and o.result.skipped:
             console.print(
-                f"          {len(o.result['skipped'])} unreadable image(s) skipped: "
-                + ", ".join(s["path"] for s in o.result["skipped"][:5])
+                f"          {len(o.result.skipped)} unreadable image(s) skipped: "
+                + ", ".join(s["path"] for s in o.result.skipped[:5])
             )
     missing = [o.detector for o in outcomes if o.message.startswith("WeightsMissingError")]
     if missing:  # one command for everything missing, not one hunt per detector
@@ -471,8 +471,9 @@ def _add_run_and_results(sub) -> None:
     p.add_argument(
         "--format",
         default="terminal",
-        choices=("terminal", "md", "csv", "html"),
-        help="default terminal; terminal with --out writes markdown",
+        choices=("terminal", "md", "csv", "html", "parquet"),
+        help="default terminal (with --out: the same tables as plain text); csv and parquet are tidy: one row "
+        "per (result, group), identifier headers, CIs as two columns (parquet needs --out)",
     )
     p.add_argument("--out", default=None, help="write to this file instead of printing")
     p.set_defaults(func=cmd_table)
