@@ -48,6 +48,8 @@ def _expand_detectors(spec: str) -> list[str]:
                     f"detector pattern {item!r} matches nothing (see `copybench list detectors`)"
                 )
             names += found
+        elif item.startswith(("timm:", "open_clip:", "hf-hub:", "hf:")):
+            names.append(item)  # hub names resolve when built (a --download run fetches them first)
         else:
             get_spec(item)  # raises UnknownDetectorError naming it
             names.append(item)
