@@ -276,7 +276,7 @@ def test_score_h5_counts_queries_missing_from_the_file_as_misses(tiny_dataset, t
     assert _cli("score-h5", *args, "--name", "h5", "--results", tmp_path / "res", "--n-boot", "0") == 0
     result_file = next((tmp_path / "res").rglob("h5.json"))
     res = copybench.results.read_result(result_file)
-    m = res["metrics"]
+    m = res.metrics
     assert m["n_queries"] == 11 and m["n_queries_missing"] == 2 and m["n_queries_undecodable"] == 0
     # 6 of the 8 true pairs found, each ranked above every false one: micro-AP = 6/8 (was 1.0 over 6 pairs)
     assert m["micro_ap"] == pytest.approx(6 / 8) and m["recall@1"] == pytest.approx(6 / 8)
@@ -303,7 +303,7 @@ def test_run_counts_undecodable_and_missing_queries_as_misses(tiny_dataset_corru
                 "--n-boot", "0") == 0  # fmt: skip
     out = capsys.readouterr().out
     result = copybench.results.read_result(next(res.rglob("pixel_gray_16.json")))
-    m = result["metrics"]
+    m = result.metrics
     assert m["n_queries"] == 13 and m["n_queries_missing"] == 1 and m["n_queries_undecodable"] == 1
     assert m["n_with_match"] == 10  # BAD and GONE each have a match, which they cannot have found
     assert m["recall@1"] <= 8 / 10 + 1e-9
