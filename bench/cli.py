@@ -134,7 +134,9 @@ def cmd_data_build(args) -> int:
 def cmd_data_import(args) -> int:
     from copybench.datasets import import_dataset
 
-    ds = import_dataset(args.format, args.src, args.out, progress=not args.quiet)
+    ds = import_dataset(
+        args.format, args.src, args.out, progress=not args.quiet, distractors=args.distractors or ()
+    )
     _report_dataset(ds)
     return EXIT_OK
 
@@ -154,8 +156,9 @@ def cmd_data_verify(args) -> int:
 def _report_dataset(ds) -> None:
     c = ds.counts()
     _err().print(
-        f"[green]dataset[/green] {ds.name} at {ds.root}: {c['references']} references, "
-        f"{c['queries']} queries ({c['distractors']} distractors), fingerprint {ds.fingerprint[:12]}"
+        f"[green]dataset[/green] {ds.name} at {ds.root}: {c['references']} references"
+        + (f" ({c['distractor_references']} distractor references)" if c.get("distractor_references") else "")
+        + f", {c['queries']} queries ({c['distractors']} distractors), fingerprint {ds.fingerprint[:12]}"
     )
 
 
@@ -174,6 +177,7 @@ def _settings(args):
         norm_set=args.norm_set,
         n_boot=args.n_boot,
         multiscale=_scales(args.multiscale),
+        subset=getattr(args, "subset", None),
     )
 
 
@@ -238,7 +242,14 @@ def cmd_table(args) -> int:
 
     if not any(True for _ in iter_result_files(args.results_dir)):
         raise UsageError(f"no result files under {args.results_dir} (write some with `copybench run`)")
-    text = render_table(args.results_dir, fmt=args.format, out=args.out)
+    if args.published:
+        from .published import render_published
+
+        text = render_published(args.results_dir, fmt=args.format, out=args.out, subset=args.subset)
+    elif args.subset:
+        raise UsageError("table --subset selects rows of the --published comparison; add --published")
+    else:
+        text = render_table(args.results_dir, fmt=args.format, out=args.out)
     if text and not args.out:
         sys.stdout.write(text)
     elif args.out:
@@ -512,16 +523,24 @@ def _add_data(sub) -> None:
     p.set_defaults(func=cmd_data_build)
     p = data.add_parser(
         "import",
-        help="import a real dataset layout (disc21, copydays, folder)",
+        help="import a real dataset layout (disc21, copydays, folder, csv manifest)",
         description="Index a real dataset in place (images are not copied). disc21: a queries folder (name "
         "containing 'quer'), a references folder ('ref') and a ground-truth CSV (*ground_truth*.csv or "
         "*gt*.csv) with columns query_id,reference_id; ids are file stems, an empty reference_id is a "
         "distractor. copydays: originals BBBB00.jpg in a folder named like 'original', copies with the "
         "same 4-digit block id in crops/<percent>/, jpegqual/<quality>/, strong/ (copy type = family, "
-        "subfolder = tier). folder: every image is a reference, no queries.",
+        "subfolder = tier). folder: every image is a reference, no queries. csv: a manifest with columns "
+        "query,reference[,family], one row per pair, an empty reference for a query without a match, paths "
+        "relative to the manifest. --distractors DIR adds every image under DIR as a distractor reference.",
     )
-    p.add_argument("format", choices=("disc21", "copydays", "folder"), help="dataset layout")
-    p.add_argument("src", help="the dataset's root folder")
+    p.add_argument("format", choices=("disc21", "copydays", "folder", "csv"), help="dataset layout")
+    p.add_argument("src", help="the dataset's root folder (csv: the manifest file)")
+    p.add_argument(
+        "--distractors",
+        action="append",
+        metavar="DIR",
+        help="folder of distractor reference images (recursive; repeatable), e.g. Copydays + 10k distractors",
+    )
     p.add_argument(
         "--out", required=True, help="folder for the index (dataset.json, queries.csv, references.csv)"
     )
@@ -546,6 +565,12 @@ def _add_run_and_results(sub) -> None:
         "--detectors", required=True, help="comma list of names, patterns (dino_*) or module:factory"
     )
     _add_run_options(p)
+    p.add_argument(
+        "--subset",
+        default=None,
+        help="score only a named query subset of an imported benchmark: copydays strong|crops|jpeg, disc21 "
+        "dev25k|dev50k (all references kept; recorded in the result key)",
+    )
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("table", help="leaderboard of the results in a folder")
@@ -558,6 +583,18 @@ def _add_run_and_results(sub) -> None:
         "per (result, group), identifier headers, CIs as two columns (parquet needs --out)",
     )
     p.add_argument("--out", default=None, help="write to this file instead of printing")
+    p.add_argument(
+        "--published",
+        action="store_true",
+        help="compare each result with the published figures of the same benchmark, subset, protocol, "
+        "detector and whitening/score-norm settings (difference = measured - published; terminal, md, csv)",
+    )
+    p.add_argument(
+        "--subset",
+        default=None,
+        help="with --published: only this subset's rows (a Copydays family subset is read from a "
+        "whole-dataset result's per-family metrics)",
+    )
     p.set_defaults(func=cmd_table)
 
     p = sub.add_parser("check", help="regression gate: exit 1 when a metric drops by more than the tolerance")

@@ -42,6 +42,7 @@ def settings_label(result: Result) -> str:
     parts += [s["dtype"]] if s.get("dtype", "fp32") != "fp32" else []
     parts += ["ms" + "-".join(f"{x:g}" for x in s["multiscale"])] if s.get("multiscale") else []
     parts += [f"top{key['topk']}"] if key.get("topk") else []
+    parts += [f"subset {key['subset']}"] if key.get("subset") else []
     return "+".join(parts)
 
 

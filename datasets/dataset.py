@@ -63,8 +63,14 @@ class CopyDataset:
         return self.queries["query_id"].tolist()
 
     def counts(self) -> dict[str, int]:
+        """references, queries, distractors (queries without a match), and distractor_references (references
+        added with ``--distractors``) when there are any."""
         n_dis = sum(1 for q in self.query_ids if not self.positives.get(q))
-        return {"references": len(self.references), "queries": len(self.queries), "distractors": n_dis}
+        out = {"references": len(self.references), "queries": len(self.queries), "distractors": n_dis}
+        n_dref = self.meta.get("counts", {}).get("distractor_references")
+        if n_dref:
+            out["distractor_references"] = int(n_dref)
+        return out
 
 
 def split_ids(value: object) -> frozenset[str]:
@@ -134,10 +140,12 @@ def load_dataset(path: str | Path) -> CopyDataset:
 
     images_root = (root / meta.get("images_root", ".")).resolve()
     check_manifests(root, meta)  # before anything is read from them: an edited manifest is refused
+    # manifest paths may only name files in the dataset folder, its images root or its distractor folders
+    allowed = [images_root, root, *(Path(d["path"]) for d in meta.get("distractor_sets", []))]
     refs = _read_table(root / "references.csv", ["reference_id", "path"])
     queries = _read_table(root / "queries.csv", ["query_id", "path", "reference_id"])
     for table, name in ((refs, "references.csv"), (queries, "queries.csv")):
-        table["path"] = [str(check_inside(root, images_root, root / name, p)) for p in table["path"]]
+        table["path"] = [str(check_inside(allowed, root / name, p)) for p in table["path"]]
     check_files(root, images_root)
     for col, default in (("family", ""), ("tier", ""), ("params", "{}")):
         queries[col] = queries[col].fillna(default) if col in queries else default

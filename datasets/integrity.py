@@ -33,15 +33,16 @@ class DatasetChangedError(DatasetError):
     """The dataset's files no longer match what its fingerprint was computed from (message says what changed)."""
 
 
-def check_inside(root: Path, images_root: Path, manifest: Path, rel: str) -> Path:
-    """The image path ``rel`` of ``manifest`` resolved lexically, refused when it leaves both allowed folders."""
-    path = Path(os.path.normpath(images_root / rel))
-    for base in (images_root, root):
+def check_inside(allowed: list[Path], manifest: Path, rel: str) -> Path:
+    """The image path ``rel`` of ``manifest`` resolved lexically against ``allowed[0]`` (the images root),
+    refused when it leaves every allowed folder (``../../etc/passwd``, an absolute path elsewhere)."""
+    path = Path(os.path.normpath(allowed[0] / rel))
+    for base in allowed:
         if path == base or base in path.parents:
             return path
     raise DatasetChangedError(
-        f"{manifest}: path {rel!r} points outside the dataset folder {root} and its images root "
-        f"{images_root}: refused (a manifest may only name files inside them)"
+        f"{manifest}: path {rel!r} points outside the dataset folder and its images root "
+        f"({', '.join(map(str, allowed))}): refused (a manifest may only name files inside them)"
     )
 
 
