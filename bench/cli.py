@@ -364,7 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo_and_list(sub)
     _add_data(sub)
     _add_run_and_results(sub)
-    for module in ("throughput", "scan"):
+    for module in ("throughput", "scan", "study"):
         _register_optional(sub, module)
     return parser
 
