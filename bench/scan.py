@@ -258,10 +258,10 @@ def calibrate_threshold(dataset_dir: str | Path, extractor, *, similarity: str, 
 
 
 # ---------------------------------------------------------------------------------------------- the scan
-def _load_detector(detector: str, allow_random: bool, device: str, similarity: str):
+def _load_detector(detector: str, allow_random: bool, device: str, similarity: str, download: bool = False):
     from copybench.detectors import create_detector
 
-    det = create_detector(detector, allow_random=allow_random, device=device)
+    det = create_detector(detector, allow_random=allow_random, download=download, device=device)
     if similarity == "split" and det.spec.output != "tokens":
         raise ValueError(
             f"--similarity split needs a detector with token output; {detector!r} outputs "
@@ -351,6 +351,7 @@ def scan(
     cache_dir: str | Path | None = DEFAULT_CACHE,
     progress: bool = True,
     seed: int = 0,
+    download: bool = False,
 ) -> dict:
     """Scan ``generated`` for replications of ``train``; writes the outputs into ``out`` and returns the summary."""
     from .env import environment
@@ -362,7 +363,7 @@ def scan(
         similarity, threshold, top_k, baseline_sample, out, {"generated": roots[0], "train": roots[1]}
     )
     gen_paths, train_paths = find_images(generated, "generated"), find_images(train, "train")
-    det = _load_detector(detector, allow_random, device, similarity)
+    det = _load_detector(detector, allow_random, device, similarity, download)
     ext = Extractor(det, device=device, batch_size=batch_size, cache_dir=cache_dir, progress=progress)
     t0 = time.perf_counter()
     calibration = None
@@ -489,6 +490,9 @@ def register_cli(subparsers) -> None:
     p.add_argument("--cache-dir", default=str(DEFAULT_CACHE), help="descriptor cache")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the descriptor cache")
     p.add_argument("--seed", type=int, default=0, help="seed of the baseline sample")
+    p.add_argument(
+        "--download", action="store_true", help="download the detector's missing official weights first"
+    )
     p.set_defaults(func=cmd_scan)
 
 
@@ -510,6 +514,7 @@ def cmd_scan(args) -> int:
         cache_dir=None if args.no_cache else args.cache_dir,
         progress=not args.quiet,
         seed=args.seed,
+        download=args.download,
     )
     from rich.console import Console
 
