@@ -170,6 +170,8 @@ def settings_suffix(settings: dict) -> str:
         parts.append("ms" + "-".join(f"{x:g}" for x in settings["multiscale"]))
     if settings.get("topk"):
         parts.append(f"top{settings['topk']}")
+    if settings.get("subset"):  # a query subset scores other queries: its own file beside the whole set's
+        parts.append("subset-" + safe_name(settings["subset"]))
     return "".join("__" + p for p in parts)
 
 

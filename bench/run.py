@@ -36,6 +36,7 @@ class RunSettings:
     n_boot: int = 1000
     seed: int = 0
     multiscale: tuple[float, ...] | None = None
+    subset: str | None = None  # a named query subset (copybench.datasets.subsets), e.g. copydays 'strong'
 
     def __post_init__(self) -> None:
         if self.similarity not in ("cosine", "split", "split_cross"):
@@ -72,6 +73,8 @@ class RunSettings:
             keys["multiscale"] = list(self.multiscale)
         if self.topk != DEFAULT_TOPK:  # positives below top-k count as missed: another depth, other numbers
             keys["topk"] = self.topk
+        if self.subset:  # other queries, other numbers; absent for the whole dataset, so older keys stay
+            keys["subset"] = self.subset
         return keys
 
 
@@ -333,6 +336,10 @@ def run_benchmark(
     """Run every detector on ``dataset``; each writes its result file; failures are reported, not fatal."""
     from copybench.detectors import create_detector
 
+    if settings.subset and dataset.meta.get("subset") != settings.subset:
+        from copybench.datasets.subsets import select_subset
+
+        dataset = select_subset(dataset, settings.subset)
     if not dataset.query_ids:
         raise ValueError(
             f"dataset {dataset.name!r} at {dataset.root} has no queries, so nothing to score "

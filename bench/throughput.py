@@ -753,8 +753,9 @@ def _print_results(results: list) -> None:
     if not console.is_terminal:  # logs and captured output: keep the whole table readable
         console.width = 200
     console.print(table)
+    err = Console(stderr=True)
     for r in results:
-        console.print(f"wrote {r.source}")
+        err.print(f"wrote {r.source}", highlight=False)
 
 
 def cmd_throughput(args) -> int:

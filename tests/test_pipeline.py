@@ -289,7 +289,7 @@ def test_cli_run_table_check_export_end_to_end(tiny_dataset, tmp_path, capsys):
     assert "dropped" in capsys.readouterr().out
     # a misspelt metric compares nothing: refused, never a silent pass over the planted drop
     assert _cli("check", "--baseline", base, "--results", res, "--metrics", "micro_AP") == 2
-    assert "unknown metric(s) 'micro_AP'" in capsys.readouterr().out
+    assert "unknown metric(s) 'micro_AP'" in capsys.readouterr().err
     assert _cli("check", "--baseline", base, "--results", res, "--metrics", "map_ci") == 2
     (base / files[0].name).write_text(files[0].read_text())
     # ISC export
@@ -302,12 +302,12 @@ def test_cli_run_table_check_export_end_to_end(tiny_dataset, tmp_path, capsys):
 
 def test_cli_bad_input_exit_code_2(tmp_path, capsys):
     assert _cli("run", "--dataset", tmp_path / "nowhere", "--detectors", "pixel_gray_16") == 2
-    assert "not a copybench dataset" in capsys.readouterr().out
+    assert "not a copybench dataset" in capsys.readouterr().err
     assert _cli("check", "--baseline", tmp_path / "nope", "--results", tmp_path) == 2
     (tmp_path / "no_results").mkdir()
     capsys.readouterr()
     assert _cli("table", tmp_path / "no_results") == 2  # was a blank line and exit 0
-    assert "no result files under" in capsys.readouterr().out
+    assert "no result files under" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
@@ -332,9 +332,9 @@ def test_cli_bad_input_exit_code_2(tmp_path, capsys):
 def test_cli_cuda_without_cuda_exit_code_2(command, tiny_dataset, tmp_path, capsys):
     args = [a.format(ds=tiny_dataset, tmp=tmp_path) for a in command]
     assert _cli(*args, "--device", "cuda") == 2
-    assert "'cuda' asked for, but CUDA is not available" in capsys.readouterr().out
+    assert "'cuda' asked for, but CUDA is not available" in capsys.readouterr().err
     assert _cli(*args, "--device", "gpu") == 2
-    assert "unknown device 'gpu'" in capsys.readouterr().out
+    assert "unknown device 'gpu'" in capsys.readouterr().err
     assert not (tmp_path / "ds").exists()
 
 
@@ -354,7 +354,7 @@ def test_cli_run_on_a_dataset_without_queries_exit_code_2(tiny_dataset, tmp_path
         )
         == 2
     )
-    assert "has no queries" in capsys.readouterr().out
+    assert "has no queries" in capsys.readouterr().err
     assert not list(
         (tmp_path / "r").rglob("*.json")
     )  # was an all-null result that then counted in the mean rank
@@ -362,7 +362,7 @@ def test_cli_run_on_a_dataset_without_queries_exit_code_2(tiny_dataset, tmp_path
 
 def test_cli_unknown_detector_exit_code_2(tiny_dataset, capsys):
     assert _cli("run", "--dataset", tiny_dataset, "--detectors", "sscd_nope") == 2
-    assert "sscd_nope" in capsys.readouterr().out
+    assert "sscd_nope" in capsys.readouterr().err
 
 
 _KILLABLE = textwrap.dedent(
