@@ -506,7 +506,9 @@ def register_cli(subparsers) -> None:
 
 def _add_scan_options(p) -> None:
     p.add_argument("--threshold", type=float, default=0.5, help="flag top-1 similarity >= this (default 0.5)")
-    p.add_argument("--top-k", type=int, default=5, help="training matches kept per generation (default 5)")
+    from .cli import add_top_k
+
+    add_top_k(p, 5, "training matches kept per generation (default 5)", dest="top_k")
     p.add_argument("--scan-batch-size", type=int, default=32, help="detector batch size")
     p.add_argument("--allow-random", action="store_true", help="detector without weights: random (stated)")
     p.add_argument("--cache-dir", default=str(DEFAULT_CACHE), help="descriptor cache")
@@ -544,11 +546,10 @@ def cmd_data_size(args) -> int:
 
 
 def _print(record: dict) -> int:
-    from rich.console import Console
-
+    from .progress import console as make_console
     from .study_report import print_study
 
-    console = Console(stderr=False)
+    console = make_console()  # results on stdout; progress and errors go to stderr
     if "subsets" in record:
         for size, folder in record["subsets"].items():
             console.print(f"subset of {size}: {folder}", highlight=False)

@@ -204,12 +204,12 @@ def test_cli_errors_exit_2(tmp_path, capsys):
         main(["study", "data-size", "--train", str(train), "--sizes", "4,60", "--out", str(tmp_path / "o")])
         == 2
     )
-    assert "holds only 6" in capsys.readouterr().out
+    assert "holds only 6" in capsys.readouterr().err
     code = main(
         ["study", "data-size", "--train", str(train), "--sizes", "4", "--out", str(tmp_path / "o2")]
         + ["--generated-by", str(tmp_path / "gen")]
     )
-    assert code == 2 and "DIR/<size>/" in capsys.readouterr().out
+    assert code == 2 and "DIR/<size>/" in capsys.readouterr().err
     code = main(["study", "data-size", "--train", str(train), "--sizes", "4", "--out", str(train / "x")])
     assert code == 2
 
