@@ -48,6 +48,8 @@ def _expand_detectors(spec: str) -> list[str]:
                     f"detector pattern {item!r} matches nothing (see `copybench list detectors`)"
                 )
             names += found
+        elif item.startswith(("timm:", "open_clip:", "hf-hub:", "hf:")):
+            names.append(item)  # hub names resolve when built (a --download run fetches them first)
         else:
             get_spec(item)  # raises UnknownDetectorError naming it
             names.append(item)
@@ -144,8 +146,9 @@ def cmd_data_import(args) -> int:
 def _report_dataset(ds) -> None:
     c = ds.counts()
     _err().print(
-        f"[green]dataset[/green] {ds.name} at {ds.root}: {c['references']} references, "
-        f"{c['queries']} queries ({c['distractors']} distractors), fingerprint {ds.fingerprint[:12]}"
+        f"[green]dataset[/green] {ds.name} at {ds.root}: {c['references']} references"
+        + (f" ({c['distractor_references']} distractor references)" if c.get("distractor_references") else "")
+        + f", {c['queries']} queries ({c['distractors']} distractors), fingerprint {ds.fingerprint[:12]}"
     )
 
 
@@ -627,6 +630,13 @@ def _register_optional(sub, module: str) -> None:
     mod.register_cli(sub)
 
 
+def _detector_errors() -> tuple[type[Exception], ...]:
+    """The registry's bad-input errors, when the registry was imported: importing it here would import torch
+    for every command (table, check and list recipes never need it)."""
+    registry = sys.modules.get("copybench.detectors.registry")
+    return (registry.UnknownDetectorError, registry.WeightsMissingError) if registry else ()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     parser = build_parser()
@@ -634,22 +644,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
-    from copybench.detectors import UnknownDetectorError, WeightsMissingError
-
     try:
         if getattr(args, "device", None):
             from .env import check_device
 
             check_device(args.device)  # before any work: every command with --device fails the same clear way
         return args.func(args)
-    except (
-        UsageError,
-        UnknownDetectorError,
-        WeightsMissingError,
-        ValueError,
-        FileNotFoundError,
-        NotADirectoryError,
-    ) as exc:
+    except (UsageError, ValueError, FileNotFoundError, NotADirectoryError, *_detector_errors()) as exc:
         _err().print(f"[red]error:[/red] {exc}", highlight=False)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
