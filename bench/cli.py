@@ -48,6 +48,8 @@ def _expand_detectors(spec: str) -> list[str]:
                     f"detector pattern {item!r} matches nothing (see `copybench list detectors`)"
                 )
             names += found
+        elif item.startswith(("timm:", "open_clip:", "hf-hub:", "hf:")):
+            names.append(item)  # hub names resolve when built (a --download run fetches them first)
         else:
             get_spec(item)  # raises UnknownDetectorError naming it
             names.append(item)
@@ -414,7 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo_and_list(sub)
     _add_data(sub)
     _add_run_and_results(sub)
-    for module in ("throughput", "scan", "weights"):
+    for module in ("throughput", "scan", "weights", "study"):
         _register_optional(sub, module)
     _add_global_flags_to_subcommands(parser)
     return parser
@@ -647,6 +649,13 @@ def _register_optional(sub, module: str) -> None:
     mod.register_cli(sub)
 
 
+def _detector_errors() -> tuple[type[Exception], ...]:
+    """The registry's bad-input errors, when the registry was imported: importing it here would import torch
+    for every command (table, check and list recipes never need it)."""
+    registry = sys.modules.get("copybench.detectors.registry")
+    return (registry.UnknownDetectorError, registry.WeightsMissingError) if registry else ()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     parser = build_parser()
@@ -654,22 +663,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
-    from copybench.detectors import UnknownDetectorError, WeightsMissingError
-
     try:
         if getattr(args, "device", None):
             from .env import check_device
 
             check_device(args.device)  # before any work: every command with --device fails the same clear way
         return args.func(args)
-    except (
-        UsageError,
-        UnknownDetectorError,
-        WeightsMissingError,
-        ValueError,
-        FileNotFoundError,
-        NotADirectoryError,
-    ) as exc:
+    except (UsageError, ValueError, FileNotFoundError, NotADirectoryError, *_detector_errors()) as exc:
         _err().print(f"[red]error:[/red] {exc}", highlight=False)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

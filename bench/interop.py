@@ -118,7 +118,12 @@ def score_isc_h5(
     rd = _descriptors_for(
         dataset.reference_ids, dataset.references["path"].tolist(), rn, rv, Path(references)
     )
-    weights = {"status": "external", "source": f"{queries}, {references}", "sha256": None}
+    # file names only: result files are published, local absolute paths are not
+    weights = {
+        "status": "external",
+        "source": f"{Path(queries).name}, {Path(references).name}",
+        "sha256": None,
+    }
     result, preds = score_descriptors(
         dataset, qd, rd, settings, detector_name=name, spec=None, weights=weights
     )

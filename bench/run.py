@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .results import Result, read_result, result_path, write_result
+from .results import Result, read_result, result_path, weights_record, write_result
 
 log = logging.getLogger(__name__)
 DEFAULT_CACHE = Path.home() / ".cache" / "copybench" / "descriptors"
@@ -189,11 +189,7 @@ def evaluate_detector(
     )
     t1 = time.perf_counter()
     qd, rd, offsets = _normalize_with_norm_set(settings, ext, qd, rd)
-    weights = {
-        "status": detector.weights.status,
-        "source": detector.weights.source,
-        "sha256": detector.weights.sha256,
-    }
+    weights = weights_record(detector.weights)
     result, preds = score_descriptors(
         dataset,
         qd,
