@@ -98,8 +98,9 @@ def test_run_writes_results_skips_finished_and_reports_corrupt(tiny_dataset_corr
     assert "no_such_detector" in out[1].message
     result = read_result(out[0].path)
     assert [s["path"].endswith("BAD.png") for s in result.skipped] == [True]
-    assert result.metrics["n_queries"] == 11  # the corrupt query is left out, the rest complete
-    assert result.metrics["map"] == pytest.approx(1.0)  # pixels find a mild blur+crop of a texture
+    # the corrupt query (a copy of R000) counts as a miss, the rest complete: was left out (11 queries, mAP 1)
+    assert result.metrics["n_queries"] == 12 and result.metrics["n_queries_undecodable"] == 1
+    assert result.metrics["map"] == pytest.approx(8 / 9)  # pixels find a mild blur+crop of a texture
     assert result.weights_status == "none"
     assert result.predictions_path.is_file()
     again = run_benchmark(ds, ["pixel_gray_16"], settings, results=tmp_path / "res", progress=False)
@@ -476,7 +477,9 @@ def test_isc_h5_descriptors_score_like_the_detector(tiny_dataset, tmp_path):
         == 0
     )
     res = read_result(next((tmp_path / "res").rglob("gray16_h5.json")))
-    assert res.metrics["n_queries"] == 10 and res.metrics["map"] == pytest.approx(1.0)
+    # the left-out query (it has a match) counts as a miss: was n_queries 10 and mAP 1.0
+    assert res.metrics["n_queries"] == 11 and res.metrics["n_queries_missing"] == 1
+    assert res.metrics["map"] == pytest.approx(7 / 8)
     assert res.skipped[0]["error"].endswith("no descriptor for 'Q000'")
     (tmp_path / "bad.h5").write_bytes(b"nope")
     assert (
