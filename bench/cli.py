@@ -80,23 +80,28 @@ def cmd_list(args) -> int:
         if not rows:
             raise UsageError(f"no detector matches {pattern!r} (`copybench list detectors` shows them all)")
         table = Table(
-            title="registered detectors (weights: real = found offline, missing = needs a file, "
-            "none = parameter-free)"
+            title="registered detectors (weights: real = found offline, missing = needs a file, random = "
+            "random init, none = parameter-free; hash: published or pinned sha256, or hub revision)"
         )
         # names are what users copy into --detectors: never wrapped or cut; the other columns give way
         table.add_column("name", no_wrap=True, min_width=max(len(d["name"]) for d in rows))
-        for col in ("family", "dims", "input", "output", "weights"):
+        for col in ("family", "params", "dims", "input", "output", "weights", "hash", "released"):
             table.add_column(col, no_wrap=col != "input")
+        table.add_column("license", overflow="fold")
         table.add_column("source", overflow="fold")
         for d in rows:
             style = {"missing": "yellow", "real": "green"}.get(d["weights"])
             table.add_row(
                 d["name"],
                 d["family"],
+                "?" if d["params"] is None else f"{d['params'] / 1e6:.1f}M",
                 str(d["dims"]),
                 f"{d['input_size']} {d['resize']}",
                 d["output"],
                 d["weights"],
+                d["weights_hash"][:12],
+                d["release_date"],
+                d["license"],
                 d["source"],
                 style=style,
             )

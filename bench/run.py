@@ -204,7 +204,10 @@ def evaluate_detector(
         weights=weights,
     )
     timings = {**result.timings, "extract_s": t1 - t0, "extract_computed_s": rd.seconds + qd.seconds}
-    return result.replace(timings=timings), preds
+    meta = (
+        detector.meta.to_dict()
+    )  # parameters, license, paper, release, weights hash: read beside the metrics
+    return result.replace(timings=timings, detector={**result.detector, "meta": meta}), preds
 
 
 def score_descriptors(
