@@ -50,6 +50,10 @@ def _expand_detectors(spec: str) -> list[str]:
             names += found
         elif item.startswith(("timm:", "open_clip:", "hf-hub:", "hf:")):
             names.append(item)  # hub names resolve when built (a --download run fetches them first)
+        elif item == "baselines":
+            from copybench.detectors.fetch import BASELINES
+
+            names += BASELINES
         else:
             get_spec(item)  # raises UnknownDetectorError naming it
             names.append(item)
