@@ -144,6 +144,7 @@ def _settings(args):
         norm_set=args.norm_set,
         n_boot=args.n_boot,
         multiscale=_scales(args.multiscale),
+        decode=args.decode,
     )
 
 
@@ -301,6 +302,17 @@ def cmd_demo(args) -> int:
 
 
 # ----------------------------------------------------------------------------------------------- parser
+def _add_decode_option(p: argparse.ArgumentParser) -> None:
+    from .decode import DECODES
+
+    p.add_argument(
+        "--decode",
+        default="auto",
+        choices=DECODES,
+        help="how files are decoded: workers (CPU), device (nvjpeg on the GPU), nvimgcodec; auto: device on CUDA",
+    )
+
+
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--similarity",
@@ -318,6 +330,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "fp16"))
+    _add_decode_option(p)
     p.add_argument(
         "--topk", type=int, default=100, help="references kept per query (metrics use this ranking)"
     )

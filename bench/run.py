@@ -36,6 +36,9 @@ class RunSettings:
     n_boot: int = 1000
     seed: int = 0
     multiscale: tuple[float, ...] | None = None
+    decode: str = (
+        "auto"  # the Extractor's decode strategy (copybench.decode); not in the key: same descriptors
+    )
 
     def __post_init__(self) -> None:
         if self.similarity not in ("cosine", "split", "split_cross"):
@@ -163,6 +166,7 @@ def evaluate_detector(
         cache_dir=cache_dir,
         progress=progress,
         scales=settings.multiscale,
+        decode=settings.decode,
     )
     t0 = time.perf_counter()
     rd = ext.run(
