@@ -63,8 +63,14 @@ class CopyDataset:
         return self.queries["query_id"].tolist()
 
     def counts(self) -> dict[str, int]:
+        """references, queries, distractors (queries without a match), and distractor_references (references
+        added with ``--distractors``) when there are any."""
         n_dis = sum(1 for q in self.query_ids if not self.positives.get(q))
-        return {"references": len(self.references), "queries": len(self.queries), "distractors": n_dis}
+        out = {"references": len(self.references), "queries": len(self.queries), "distractors": n_dis}
+        n_dref = self.meta.get("counts", {}).get("distractor_references")
+        if n_dref:
+            out["distractor_references"] = int(n_dref)
+        return out
 
 
 def split_ids(value: object) -> frozenset[str]:

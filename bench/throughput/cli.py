@@ -23,13 +23,11 @@ def _ratio(m: dict, key: str) -> str:
     return f"{m[key]:.2f} ({lo:.2f}-{hi:.2f})"
 
 
-def _print_results(results: list[dict]) -> None:
+def _print_results(results: list) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from ..results import is_random
-
-    devices = sorted({r["environment"]["device_name"] for r in results})
+    devices = sorted({r.environment["device_name"] for r in results})
     table = Table(
         title="throughput: median (IQR); ratios: median of interleaved rounds (range)",
         caption=f"{CAVEAT}: {'; '.join(devices)}",
@@ -50,10 +48,10 @@ def _print_results(results: list[dict]) -> None:
     ):
         table.add_column(col)
     for r in results:
-        m = r["measurements"][0]
+        m = r.measurements[0]
         table.add_row(
-            r["detector"]["name"] + (" (random weights)" if is_random(r) else ""),
-            r["detector"]["weights"]["status"],
+            r.detector_name + (" (random weights)" if r.is_random else ""),
+            r.weights_status,
             m["dtype"],
             str(m["batch_size"]),
             _fmt(m["model_ips"], m["model_ips_iqr"]),
@@ -64,14 +62,15 @@ def _print_results(results: list[dict]) -> None:
             _fmt(m.get("reference_e2e_ips")),
             _ratio(m, "e2e_speedup_vs_reference"),
             _ratio(m, "retrieval_speedup_vs_reference"),
-            style="red" if is_random(r) else None,
+            style="red" if r.is_random else None,
         )
     console = Console()
     if not console.is_terminal:  # logs and captured output: keep the whole table readable
         console.width = 200
     console.print(table)
+    err = Console(stderr=True)
     for r in results:
-        console.print(f"wrote {r['_path']}")
+        err.print(f"wrote {r.source}", highlight=False)
 
 
 def cmd_throughput(args) -> int:

@@ -198,8 +198,8 @@ def throughput(
     images: str | Path | None = None,
     results: str | Path = "runs/throughput",
     allow_random: bool = True,
-) -> list[dict]:
-    """Measure each detector at each batch size; write and return one result per (detector, batch size)."""
+) -> list:
+    """Measure each detector at each batch size; write and return one Result per (detector, batch size)."""
     from ..results import write_result
 
     settings = settings or ThroughputSettings()
@@ -226,7 +226,6 @@ def throughput(
                     channels_last=settings.channels_last,
                     compile=settings.compile,
                 )
-                result["_path"] = str(write_result(path, result))
-                out.append(result)
+                out.append(write_result(path, result))
             del detector
     return out

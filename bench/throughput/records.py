@@ -67,14 +67,14 @@ def settings_record(
     return record
 
 
-def throughput_result(
-    detector, measurement: dict, settings: ThroughputSettings, env: dict, record: dict
-) -> dict:
-    """One result file's content: key, detector and weights status, environment, settings, the measurement."""
+def throughput_result(detector, measurement: dict, settings: ThroughputSettings, env: dict, record: dict):
+    """One result record: key, detector and weights status, environment, settings, the measurement."""
+    from ..results import Result
+
     w = detector.weights
-    return {
-        "kind": "throughput",
-        "key": {
+    return Result(
+        kind="throughput",
+        key={
             "detector": detector.spec.name,
             "device_name": env["device_name"],
             "dtype": settings.dtype,
@@ -82,13 +82,13 @@ def throughput_result(
             "channels_last": settings.channels_last,
             "compile": settings.compile,
         },
-        "detector": {
+        detector={
             "name": detector.spec.name,
             "spec": detector.spec.to_dict(),
             "weights": {"status": w.status, "source": w.source, "sha256": w.sha256},
         },
-        "environment": env,
-        "settings": record,
-        "measurements": [measurement],
-        "note": CAVEAT,
-    }
+        environment=env,
+        settings=record,
+        measurements=[measurement],
+        note=CAVEAT,
+    )
