@@ -48,6 +48,8 @@ def _expand_detectors(spec: str) -> list[str]:
                     f"detector pattern {item!r} matches nothing (see `copybench list detectors`)"
                 )
             names += found
+        elif item.startswith(("timm:", "open_clip:", "hf-hub:", "hf:")):
+            names.append(item)  # hub names resolve when built (a --download run fetches them first)
         else:
             get_spec(item)  # raises UnknownDetectorError naming it
             names.append(item)
@@ -139,6 +141,18 @@ def cmd_data_import(args) -> int:
     )
     _report_dataset(ds)
     return EXIT_OK
+
+
+def cmd_data_verify(args) -> int:
+    from copybench.datasets.integrity import verify_dataset
+
+    report = verify_dataset(args.path)
+    console = _console()
+    for problem in report.problems:
+        console.print(f"[red]changed[/red] {problem}", highlight=False)
+    state = "[green]intact[/green]" if report.ok else f"[red]{len(report.problems)} problem(s)[/red]"
+    console.print(f"{state}: {report.root}, {report.n_files} image files hashed", highlight=False)
+    return EXIT_OK if report.ok else EXIT_CHECK_FAILED
 
 
 def _report_dataset(ds) -> None:
@@ -415,7 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo_and_list(sub)
     _add_data(sub)
     _add_run_and_results(sub)
-    for module in ("throughput", "scan", "weights"):
+    for module in ("throughput", "scan", "weights", "study"):
         _register_optional(sub, module)
     _add_global_flags_to_subcommands(parser)
     return parser
@@ -546,6 +560,13 @@ def _add_data(sub) -> None:
         "--out", required=True, help="folder for the index (dataset.json, queries.csv, references.csv)"
     )
     p.set_defaults(func=cmd_data_import)
+    p = data.add_parser(
+        "verify",
+        help="hash every manifest and image of a dataset and compare with what it was written with",
+        description="Exit 0 when every file matches its record, 1 when one differs (each named).",
+    )
+    p.add_argument("path", help="dataset folder")
+    p.set_defaults(func=cmd_data_verify)
 
 
 def _add_run_and_results(sub) -> None:
@@ -641,6 +662,13 @@ def _register_optional(sub, module: str) -> None:
     mod.register_cli(sub)
 
 
+def _detector_errors() -> tuple[type[Exception], ...]:
+    """The registry's bad-input errors, when the registry was imported: importing it here would import torch
+    for every command (table, check and list recipes never need it)."""
+    registry = sys.modules.get("copybench.detectors.registry")
+    return (registry.UnknownDetectorError, registry.WeightsMissingError) if registry else ()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     parser = build_parser()
@@ -648,22 +676,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
-    from copybench.detectors import UnknownDetectorError, WeightsMissingError
-
     try:
         if getattr(args, "device", None):
             from .env import check_device
 
             check_device(args.device)  # before any work: every command with --device fails the same clear way
         return args.func(args)
-    except (
-        UsageError,
-        UnknownDetectorError,
-        WeightsMissingError,
-        ValueError,
-        FileNotFoundError,
-        NotADirectoryError,
-    ) as exc:
+    except (UsageError, ValueError, FileNotFoundError, NotADirectoryError, *_detector_errors()) as exc:
         _err().print(f"[red]error:[/red] {exc}", highlight=False)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

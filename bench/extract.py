@@ -2,7 +2,8 @@
 
 Images are decoded and resized (uint8) by the extractor's decode strategy (:mod:`copybench.decode`: Pillow in
 CPU DataLoader workers, or nvjpeg / nvImageCodec on the GPU, chosen automatically on CUDA), normalised on the
-device, run through the model under ``torch.inference_mode`` (bf16/fp16 autocast and channels_last on GPU) and L2-normalised by the harness.
+device, run through the model under ``torch.inference_mode`` (bf16/fp16 autocast and channels_last on GPU) and
+L2-normalised by the harness.
 Descriptors go to the cache of ``copybench.cache`` (atomic shards, so a run killed at any point resumes with
 identical descriptors; final arrays memory-mapped). An image that fails to decode is reported by path and left
 out; nothing else is lost.

@@ -299,12 +299,9 @@ def _ok_rows(desc, role: str, minimum: int) -> np.ndarray:
 
 
 def _detector_info(det) -> dict:
-    w = det.weights
-    return {
-        "name": det.spec.name,
-        "spec": det.spec.to_dict(),
-        "weights": {"status": w.status, "source": w.source, "sha256": w.sha256},
-    }
+    from .results import weights_record
+
+    return {"name": det.spec.name, "spec": det.spec.to_dict(), "weights": weights_record(det.weights)}
 
 
 def _rate(top1: np.ndarray, threshold: float) -> dict:

@@ -64,6 +64,9 @@ def accuracy_frame(results: list[Result]) -> pd.DataFrame:
         ci = m.get("micro_ap_ci") or [None, None]
         row["µAP 95% CI"] = f"{ci[0]:.3f}-{ci[1]:.3f}" if None not in ci else ""
         row["queries"] = m.get("n_queries")
+        # queries that counted as misses because they were missing or did not decode (None: older results)
+        row["missing"] = m.get("n_queries_missing")
+        row["undecodable"] = m.get("n_queries_undecodable")
         rows.append(row)
     frame = pd.DataFrame(rows)
     if frame.empty:

@@ -69,9 +69,8 @@ def settings_record(
 
 def throughput_result(detector, measurement: dict, settings: ThroughputSettings, env: dict, record: dict):
     """One result record: key, detector and weights status, environment, settings, the measurement."""
-    from ..results import Result
+    from ..results import Result, weights_record
 
-    w = detector.weights
     return Result(
         kind="throughput",
         key={
@@ -85,7 +84,7 @@ def throughput_result(detector, measurement: dict, settings: ThroughputSettings,
         detector={
             "name": detector.spec.name,
             "spec": detector.spec.to_dict(),
-            "weights": {"status": w.status, "source": w.source, "sha256": w.sha256},
+            "weights": weights_record(detector.weights),
         },
         environment=env,
         settings=record,
