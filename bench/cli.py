@@ -152,6 +152,18 @@ def cmd_data_import(args) -> int:
     return EXIT_OK
 
 
+def cmd_data_verify(args) -> int:
+    from copybench.datasets.integrity import verify_dataset
+
+    report = verify_dataset(args.path)
+    console = _console()
+    for problem in report.problems:
+        console.print(f"[red]changed[/red] {problem}", highlight=False)
+    state = "[green]intact[/green]" if report.ok else f"[red]{len(report.problems)} problem(s)[/red]"
+    console.print(f"{state}: {report.root}, {report.n_files} image files hashed", highlight=False)
+    return EXIT_OK if report.ok else EXIT_CHECK_FAILED
+
+
 def _report_dataset(ds) -> None:
     c = ds.counts()
     _err().print(
@@ -177,6 +189,7 @@ def _settings(args):
         n_boot=args.n_boot,
         multiscale=_scales(args.multiscale),
         subset=getattr(args, "subset", None),
+        decode=getattr(args, "decode", "auto"),
     )
 
 
@@ -343,6 +356,17 @@ def cmd_demo(args) -> int:
 
 
 # ----------------------------------------------------------------------------------------------- parser
+def _add_decode_option(p: argparse.ArgumentParser) -> None:
+    from .decode import DECODES
+
+    p.add_argument(
+        "--decode",
+        default="auto",
+        choices=DECODES,
+        help="how files are decoded: workers (CPU), device (nvjpeg on the GPU), nvimgcodec; auto: device on CUDA",
+    )
+
+
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--similarity",
@@ -360,6 +384,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "fp16"))
+    _add_decode_option(p)
     add_top_k(
         p, 100, "references kept per query; metrics use this ranking (default 100; --topk is deprecated)"
     )
@@ -413,7 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo_and_list(sub)
     _add_data(sub)
     _add_run_and_results(sub)
-    for module in ("throughput", "scan", "weights"):
+    for module in ("throughput", "scan", "weights", "study"):
         _register_optional(sub, module)
     _add_global_flags_to_subcommands(parser)
     return parser
@@ -544,6 +569,13 @@ def _add_data(sub) -> None:
         "--out", required=True, help="folder for the index (dataset.json, queries.csv, references.csv)"
     )
     p.set_defaults(func=cmd_data_import)
+    p = data.add_parser(
+        "verify",
+        help="hash every manifest and image of a dataset and compare with what it was written with",
+        description="Exit 0 when every file matches its record, 1 when one differs (each named).",
+    )
+    p.add_argument("path", help="dataset folder")
+    p.set_defaults(func=cmd_data_verify)
 
 
 def _add_run_and_results(sub) -> None:
@@ -639,6 +671,13 @@ def _register_optional(sub, module: str) -> None:
     mod.register_cli(sub)
 
 
+def _detector_errors() -> tuple[type[Exception], ...]:
+    """The registry's bad-input errors, when the registry was imported: importing it here would import torch
+    for every command (table, check and list recipes never need it)."""
+    registry = sys.modules.get("copybench.detectors.registry")
+    return (registry.UnknownDetectorError, registry.WeightsMissingError) if registry else ()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     parser = build_parser()
@@ -646,22 +685,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
-    from copybench.detectors import UnknownDetectorError, WeightsMissingError
-
     try:
         if getattr(args, "device", None):
             from .env import check_device
 
             check_device(args.device)  # before any work: every command with --device fails the same clear way
         return args.func(args)
-    except (
-        UsageError,
-        UnknownDetectorError,
-        WeightsMissingError,
-        ValueError,
-        FileNotFoundError,
-        NotADirectoryError,
-    ) as exc:
+    except (UsageError, ValueError, FileNotFoundError, NotADirectoryError, *_detector_errors()) as exc:
         _err().print(f"[red]error:[/red] {exc}", highlight=False)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

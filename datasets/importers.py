@@ -168,7 +168,9 @@ def import_dataset(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = make_temp_dir(out.parent, f".{out.name}.importing-")
     try:
-        write_dataset_index(tmp, meta, refs, queries)
+        by_path = {rel: digests[f"R:{r}"] for r, rel in zip(refs["reference_id"], refs["path"])}
+        by_path.update({rel: digests[f"Q:{q}"] for q, rel in zip(queries["query_id"], queries["path"])})
+        write_dataset_index(tmp, meta, refs, queries, file_digests=by_path)
         if out.exists():
             (out / "dataset.json").unlink(missing_ok=True)
             shutil.rmtree(out)
@@ -276,7 +278,7 @@ def _manifest_files(root: Path, cells, ids: dict[str, str], manifest: Path) -> d
     return out
 
 
-INDEX_FILES = frozenset({"dataset.json", "queries.csv", "references.csv"})
+INDEX_FILES = frozenset({"dataset.json", "queries.csv", "references.csv", "files.csv"})
 
 
 def _check_import_target(out: Path, src: Path) -> None:
