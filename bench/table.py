@@ -46,6 +46,12 @@ def settings_label(result: Result) -> str:
     return "+".join(parts)
 
 
+def _params_label(result: Result) -> str:
+    """Parameters of the detector's architecture, e.g. ``86.2M`` (blank for results without metadata)."""
+    params = ((result.detector or {}).get("meta") or {}).get("params")
+    return "" if params is None else f"{params / 1e6:.1f}M" if params else "0"
+
+
 def accuracy_frame(results: list[Result]) -> pd.DataFrame:
     """One row per accuracy result, best micro-AP first within each dataset."""
     rows = []
@@ -58,6 +64,7 @@ def accuracy_frame(results: list[Result]) -> pd.DataFrame:
             "fingerprint": r.fingerprint[:12],
             "detector": _detector_label(r),
             "weights": r.weights_status,
+            "params": _params_label(r),
             "similarity": settings_label(r),
         }
         row.update({title: m.get(key) for key, title in COLUMNS.items()})
