@@ -40,6 +40,7 @@ class RunSettings:
     seed: int = 0
     multiscale: tuple[float, ...] | None = None
     subset: str | None = None  # a named query subset (copybench.datasets.subsets), e.g. copydays 'strong'
+    decode: str = "auto"  # the Extractor's decode strategy (copybench.decode); not in the result key
 
     def __post_init__(self) -> None:
         if self.similarity not in ("cosine", "split", "split_cross"):
@@ -179,6 +180,7 @@ def evaluate_detector(
         cache_dir=cache_dir,
         progress=progress,
         scales=settings.multiscale,
+        decode=settings.decode,
     )
     t0 = time.perf_counter()
     rd = ext.run(
@@ -204,7 +206,10 @@ def evaluate_detector(
         weights=weights,
     )
     timings = {**result.timings, "extract_s": t1 - t0, "extract_computed_s": rd.seconds + qd.seconds}
-    return result.replace(timings=timings), preds
+    meta = (
+        detector.meta.to_dict()
+    )  # parameters, license, paper, release, weights hash: read beside the metrics
+    return result.replace(timings=timings, detector={**result.detector, "meta": meta}), preds
 
 
 def score_descriptors(
