@@ -268,3 +268,12 @@ def test_cli_run_with_an_uncached_hub_name_says_how_to_fetch_it(hub_cache, tiny_
     err = capsys.readouterr().err
     assert "No module named" not in err and f"copybench weights fetch {name}" in err
     assert any((tmp_path / "r").rglob("pixel_gray_8*.json")), err  # the other detector's result is kept
+
+
+def test_weights_list_shows_a_cached_hub_model(timm_repo, capsys):
+    from copybench.cli import main
+    from copybench.io import file_sha256
+
+    assert main(["weights", "list", f"hf-hub:timm/{TIMM}"]) == 0
+    out = capsys.readouterr().out
+    assert "model.safetensors" in out and file_sha256(timm_repo / "model.safetensors")[:16] in out
