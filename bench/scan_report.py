@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import csv
 import html
-import os
 import time
 from pathlib import Path
 
@@ -70,14 +69,14 @@ def write_summary(path: Path, summary: dict) -> Path:
 
 def write_matches_csv(path: Path, matches: list[dict]) -> Path:
     """All matches: generated, rank (1-based), train, similarity; paths relative to their input folders."""
-    tmp = path.with_name("." + path.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
+    from copybench.io import atomic_output
+
+    with atomic_output(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["generated", "rank", "train", "similarity"])
         for m in matches:
             for rank, t in enumerate(m["matches"], 1):
                 w.writerow([m["generated"], rank, t["train"], f"{t['similarity']:.6f}"])
-    os.replace(tmp, path)
     return path
 
 
