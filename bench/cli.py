@@ -1,6 +1,7 @@
 """The ``copybench`` command line: thin wrappers over library functions with the same argument names.
 
-Exit codes: 0 success, 1 a check failed, 2 bad usage or input (the message names the bad value).
+Exit codes: 0 success, 1 a check failed, 2 bad usage or input (the message names the bad value), 3 a runtime
+failure (disk full, a crash; one line naming the cause, the traceback with -v).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import logging
 import sys
 from pathlib import Path
 
-EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT, EXIT_RUNTIME = 0, 1, 2, 3
 
 
 class UsageError(Exception):
@@ -48,6 +49,12 @@ def _expand_detectors(spec: str) -> list[str]:
                     f"detector pattern {item!r} matches nothing (see `copybench list detectors`)"
                 )
             names += found
+        elif item.startswith(("timm:", "open_clip:", "hf-hub:", "hf:")):
+            names.append(item)  # hub names resolve when built (a --download run fetches them first)
+        elif item == "baselines":
+            from copybench.detectors.fetch import BASELINES
+
+            names += BASELINES
         else:
             get_spec(item)  # raises UnknownDetectorError naming it
             names.append(item)
@@ -78,23 +85,28 @@ def cmd_list(args) -> int:
         if not rows:
             raise UsageError(f"no detector matches {pattern!r} (`copybench list detectors` shows them all)")
         table = Table(
-            title="registered detectors (weights: real = found offline, missing = needs a file, "
-            "none = parameter-free)"
+            title="registered detectors (weights: real = found offline, missing = needs a file, random = "
+            "random init, none = parameter-free; hash: published or pinned sha256, or hub revision)"
         )
         # names are what users copy into --detectors: never wrapped or cut; the other columns give way
         table.add_column("name", no_wrap=True, min_width=max(len(d["name"]) for d in rows))
-        for col in ("family", "dims", "input", "output", "weights"):
+        for col in ("family", "params", "dims", "input", "output", "weights", "hash", "released"):
             table.add_column(col, no_wrap=col != "input")
+        table.add_column("license", overflow="fold")
         table.add_column("source", overflow="fold")
         for d in rows:
             style = {"missing": "yellow", "real": "green"}.get(d["weights"])
             table.add_row(
                 d["name"],
                 d["family"],
+                "?" if d["params"] is None else f"{d['params'] / 1e6:.1f}M",
                 str(d["dims"]),
                 f"{d['input_size']} {d['resize']}",
                 d["output"],
                 d["weights"],
+                d["weights_hash"][:12],
+                d["release_date"],
+                d["license"],
                 d["source"],
                 style=style,
             )
@@ -141,6 +153,18 @@ def cmd_data_import(args) -> int:
     return EXIT_OK
 
 
+def cmd_data_verify(args) -> int:
+    from copybench.datasets.integrity import verify_dataset
+
+    report = verify_dataset(args.path)
+    console = _console()
+    for problem in report.problems:
+        console.print(f"[red]changed[/red] {problem}", highlight=False)
+    state = "[green]intact[/green]" if report.ok else f"[red]{len(report.problems)} problem(s)[/red]"
+    console.print(f"{state}: {report.root}, {report.n_files} image files hashed", highlight=False)
+    return EXIT_OK if report.ok else EXIT_CHECK_FAILED
+
+
 def _report_dataset(ds) -> None:
     c = ds.counts()
     _err().print(
@@ -166,6 +190,7 @@ def _settings(args):
         n_boot=args.n_boot,
         multiscale=_scales(args.multiscale),
         subset=getattr(args, "subset", None),
+        decode=getattr(args, "decode", "auto"),
     )
 
 
@@ -205,7 +230,10 @@ def cmd_run(args) -> int:
     done = [o.result for o in outcomes if o.result]
     if done:  # this run's dataset and detectors only; `copybench table` shows the whole folder
         print_leaderboards(accuracy_frame(done))
-    return EXIT_OK if all(o.status != "failed" for o in outcomes) else EXIT_BAD_INPUT
+    failed = [o for o in outcomes if o.status == "failed"]
+    if any(o.runtime for o in failed):
+        return EXIT_RUNTIME
+    return EXIT_BAD_INPUT if failed else EXIT_OK
 
 
 def _print_outcomes(outcomes) -> None:
@@ -332,6 +360,17 @@ def cmd_demo(args) -> int:
 
 
 # ----------------------------------------------------------------------------------------------- parser
+def _add_decode_option(p: argparse.ArgumentParser) -> None:
+    from .decode import DECODES
+
+    p.add_argument(
+        "--decode",
+        default="auto",
+        choices=DECODES,
+        help="how files are decoded: workers (CPU), device (nvjpeg on the GPU), nvimgcodec; auto: device on CUDA",
+    )
+
+
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--similarity",
@@ -349,6 +388,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "fp16"))
+    _add_decode_option(p)
     add_top_k(
         p, 100, "references kept per query; metrics use this ranking (default 100; --topk is deprecated)"
     )
@@ -402,7 +442,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo_and_list(sub)
     _add_data(sub)
     _add_run_and_results(sub)
-    for module in ("throughput", "scan", "weights"):
+    for module in ("throughput", "scan", "weights", "study"):
         _register_optional(sub, module)
     _add_global_flags_to_subcommands(parser)
     return parser
@@ -533,6 +573,13 @@ def _add_data(sub) -> None:
         "--out", required=True, help="folder for the index (dataset.json, queries.csv, references.csv)"
     )
     p.set_defaults(func=cmd_data_import)
+    p = data.add_parser(
+        "verify",
+        help="hash every manifest and image of a dataset and compare with what it was written with",
+        description="Exit 0 when every file matches its record, 1 when one differs (each named).",
+    )
+    p.add_argument("path", help="dataset folder")
+    p.set_defaults(func=cmd_data_verify)
 
 
 def _add_run_and_results(sub) -> None:
@@ -628,6 +675,13 @@ def _register_optional(sub, module: str) -> None:
     mod.register_cli(sub)
 
 
+def _detector_errors() -> tuple[type[Exception], ...]:
+    """The registry's bad-input errors, when the registry was imported: importing it here would import torch
+    for every command (table, check and list recipes never need it)."""
+    registry = sys.modules.get("copybench.detectors.registry")
+    return (registry.UnknownDetectorError, registry.WeightsMissingError) if registry else ()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     parser = build_parser()
@@ -635,27 +689,24 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
-    from copybench.detectors import UnknownDetectorError, WeightsMissingError
-
     try:
         if getattr(args, "device", None):
             from .env import check_device
 
             check_device(args.device)  # before any work: every command with --device fails the same clear way
         return args.func(args)
-    except (
-        UsageError,
-        UnknownDetectorError,
-        WeightsMissingError,
-        ValueError,
-        FileNotFoundError,
-        NotADirectoryError,
-    ) as exc:
+    except (UsageError, ValueError, FileNotFoundError, NotADirectoryError, *_detector_errors()) as exc:
         _err().print(f"[red]error:[/red] {exc}", highlight=False)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         _err().print("[yellow]interrupted[/yellow]: finished results are kept; rerun to resume")
         return 130
+    except Exception as exc:
+        logging.getLogger(__name__).debug("runtime failure", exc_info=True)
+        _err().print(
+            f"[red]error:[/red] {type(exc).__name__}: {exc} (run with -v for the traceback)", highlight=False
+        )
+        return EXIT_RUNTIME
 
 
 if __name__ == "__main__":

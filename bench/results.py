@@ -183,6 +183,16 @@ def result_path(
     return folder / f"{safe_name(detector)}{settings_suffix(settings)}.json"
 
 
+def weights_record(weights) -> dict[str, Any]:
+    """A detector's weights provenance as published in result files: status, source and sha256. A local file
+    is named by its file name only (with its sha256 it identifies the weights; an absolute path would publish
+    the machine's layout and tell nothing to anyone else)."""
+    source = weights.source or ""
+    if source and Path(source).is_absolute():
+        source = Path(source).name
+    return {"status": weights.status, "source": source, "sha256": weights.sha256}
+
+
 def write_result(path: str | Path, result: Result) -> Result:
     """Atomically write a result file; returns the record as a reader will see it (rounded, JSON types), with
     ``source`` set to the file."""

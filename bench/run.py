@@ -13,11 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .results import Result, read_result, result_path, write_result
+from copybench.io import atomic_output, file_lock
+
+from .results import Result, read_result, result_path, weights_record, write_result
 
 log = logging.getLogger(__name__)
 DEFAULT_CACHE = Path.home() / ".cache" / "copybench" / "descriptors"
 DEFAULT_TOPK = 100
+NO_DESCRIPTOR = "no descriptor for"  # how imported descriptor files report an id they lack
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,7 @@ class RunSettings:
     seed: int = 0
     multiscale: tuple[float, ...] | None = None
     subset: str | None = None  # a named query subset (copybench.datasets.subsets), e.g. copydays 'strong'
+    decode: str = "auto"  # the Extractor's decode strategy (copybench.decode); not in the result key
 
     def __post_init__(self) -> None:
         if self.similarity not in ("cosine", "split", "split_cross"):
@@ -87,6 +91,7 @@ class RunOutcome:
     path: Path | None = None
     message: str = ""
     result: Result | None = field(default=None, repr=False)
+    runtime: bool = False  # failed for a runtime reason (disk, crash: exit 3), not bad input (exit 2)
 
 
 @dataclass(frozen=True)
@@ -175,6 +180,7 @@ def evaluate_detector(
         cache_dir=cache_dir,
         progress=progress,
         scales=settings.multiscale,
+        decode=settings.decode,
     )
     t0 = time.perf_counter()
     rd = ext.run(
@@ -188,11 +194,7 @@ def evaluate_detector(
     )
     t1 = time.perf_counter()
     qd, rd, offsets = _normalize_with_norm_set(settings, ext, qd, rd)
-    weights = {
-        "status": detector.weights.status,
-        "source": detector.weights.source,
-        "sha256": detector.weights.sha256,
-    }
+    weights = weights_record(detector.weights)
     result, preds = score_descriptors(
         dataset,
         qd,
@@ -204,7 +206,10 @@ def evaluate_detector(
         weights=weights,
     )
     timings = {**result.timings, "extract_s": t1 - t0, "extract_computed_s": rd.seconds + qd.seconds}
-    return result.replace(timings=timings), preds
+    meta = (
+        detector.meta.to_dict()
+    )  # parameters, license, paper, release, weights hash: read beside the metrics
+    return result.replace(timings=timings, detector={**result.detector, "meta": meta}), preds
 
 
 def score_descriptors(
@@ -223,23 +228,34 @@ def score_descriptors(
     from .metrics import evaluate
 
     t1 = time.perf_counter()
-    rd_ok = rd.ok
+    rd_ok, keep = rd.ok, qd.ok
     k = min(settings.topk, int(rd_ok.sum())) or 1
-    scores, idx = _search(settings, _subset(qd, qd.ok), _subset(rd, rd_ok), k)
+    scores, idx = _search(settings, _subset(qd, keep), _subset(rd, rd_ok), k)
     ref_rows = np.flatnonzero(rd_ok)
     idx = np.where(idx >= 0, ref_rows[np.clip(idx, 0, None)], -1)
     if offsets is not None:
-        scores = scores - offsets[qd.ok][:, None]
+        scores = scores - offsets[keep][:, None]
+    # a query that is missing or did not decode retrieved nothing: it stays in every metric as a miss (an
+    # empty ranking), never dropped, which would raise the scores of whoever loses the hard queries
+    scores, idx = _with_empty_rows(scores, idx, keep)
     t2 = time.perf_counter()
-    keep = qd.ok
-    sub = _QueryView(dataset, keep)
-    hits, n_pos = _hits(sub, idx)
+    hits, n_pos = _hits(dataset, idx)
+    all_queries = np.ones(len(keep), dtype=bool)
     metrics = evaluate(
-        scores, hits, n_pos, groups=family_groups(dataset, keep), n_boot=settings.n_boot, seed=settings.seed
+        scores,
+        hits,
+        n_pos,
+        groups=family_groups(dataset, all_queries),
+        n_boot=settings.n_boot,
+        seed=settings.seed,
     )
     t3 = time.perf_counter()
-    skipped = [{"path": rd.paths[r], "error": e, "role": "reference"} for r, e in sorted(rd.failed.items())]
-    skipped += [{"path": qd.paths[r], "error": e, "role": "query"} for r, e in sorted(qd.failed.items())]
+    skipped = [_skip(rd.paths[r], e, "reference") for r, e in sorted(rd.failed.items())]
+    skipped += [_skip(qd.paths[r], e, "query") for r, e in sorted(qd.failed.items())]
+    for kind in ("missing", "undecodable"):
+        metrics["overall"][f"n_queries_{kind}"] = sum(
+            1 for s in skipped if s["role"] == "query" and s["kind"] == kind
+        )
     result = Result(
         kind="accuracy",
         key={
@@ -269,16 +285,23 @@ def score_descriptors(
         environment=environment(settings.device, settings.dtype),
         timings={"search_s": t2 - t1, "metrics_s": t3 - t2},
     )
-    return result, Predictions(np.asarray(sub.query_ids), idx, scores)
+    return result, Predictions(np.asarray(dataset.query_ids)[keep], idx[keep], scores[keep])
 
 
-class _QueryView:
-    """The dataset restricted to the queries that decoded."""
+def _with_empty_rows(scores: np.ndarray, idx: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(Q, k) arrays over every query: rows of queries not in ``keep`` hold padding (-inf, -1)."""
+    full_scores = np.full((len(keep), scores.shape[1]), -np.inf, dtype=np.float32)
+    full_idx = np.full((len(keep), idx.shape[1]), -1, dtype=np.int64)
+    full_scores[keep], full_idx[keep] = scores, idx
+    return full_scores, full_idx
 
-    def __init__(self, dataset, keep: np.ndarray) -> None:
-        self.reference_ids = dataset.reference_ids
-        self.query_ids = [q for q, k in zip(dataset.query_ids, keep) if k]
-        self.positives = dataset.positives
+
+def _skip(path: str, error: str, role: str) -> dict:
+    """A skipped image: ``kind`` missing (no file, or no imported descriptor) or undecodable."""
+    import os
+
+    missing = not os.path.exists(path) or NO_DESCRIPTOR in error
+    return {"path": path, "error": error, "role": role, "kind": "missing" if missing else "undecodable"}
 
 
 def _subset(desc, mask: np.ndarray):
@@ -310,9 +333,8 @@ def write_predictions(
     )
     table = table[table["reference_id"] != ""]
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name("." + path.name + ".tmp")
-    table.to_csv(tmp, index=False, compression="gzip")
-    tmp.replace(path)
+    with atomic_output(path) as tmp:  # unique temp name: concurrent runs never write into one file
+        table.to_csv(tmp, index=False, compression="gzip")
     return path
 
 
@@ -345,36 +367,59 @@ def run_benchmark(
             f"dataset {dataset.name!r} at {dataset.root} has no queries, so nothing to score "
             "(a `data import folder` index holds references only)"
         )
+
+    def make_detector(name: str):
+        return create_detector(
+            name,
+            weights_file=(weights or {}).get(name),
+            allow_random=allow_random,
+            download=download,
+            device=settings.device,
+        )
+
     outcomes = []
     for name in detectors:
         path = result_path(results, name, dataset.name, dataset.fingerprint, settings.key_settings())
-        if skip_existing and path.is_file():
-            try:
-                existing = read_result(path)
-            except ValueError as exc:
-                log.warning("recomputing %s: %s", path, exc)
-            else:
-                if _same_key_settings(existing, settings, len(dataset.reference_ids)):
-                    outcomes.append(RunOutcome(name, "skipped", path, "already computed", existing))
-                    continue
-                log.warning("recomputing %s: it was computed with other settings (%s)", path, existing.key)
-        try:
-            det = create_detector(
-                name,
-                weights_file=(weights or {}).get(name),
-                allow_random=allow_random,
-                download=download,
-                device=settings.device,
+        # two runs on one results folder take turns per result: the second then finds it computed
+        with file_lock(path.with_name(f".{path.name}.lock"), waiting=f"another run is computing {path}"):
+            outcomes.append(
+                _run_one(name, path, dataset, settings, skip_existing, cache_dir, progress, make_detector)
             )
-            result, preds = evaluate_detector(
-                det, dataset, settings, cache_dir=Path(cache_dir) if cache_dir else None, progress=progress
-            )
-        except Exception as exc:  # one broken detector must not lose the others' results
-            log.debug("detector %s failed", name, exc_info=True)
-            outcomes.append(RunOutcome(name, "failed", None, f"{type(exc).__name__}: {exc}"))
-            continue
-        outcomes.append(RunOutcome(name, "done", path, "", save_result(path, dataset, result, preds)))
     return outcomes
+
+
+def _run_one(name, path, dataset, settings, skip_existing, cache_dir, progress, make_detector) -> RunOutcome:
+    """One detector: skipped when its result is there, else computed and saved; any failure is its outcome."""
+    if skip_existing and path.is_file():
+        try:
+            existing = read_result(path)
+        except ValueError as exc:
+            log.warning("recomputing %s: %s", path, exc)
+        else:
+            if _same_key_settings(existing, settings, len(dataset.reference_ids)):
+                return RunOutcome(name, "skipped", path, "already computed", existing)
+            log.warning("recomputing %s: it was computed with other settings (%s)", path, existing.key)
+    try:
+        det = make_detector(name)
+        result, preds = evaluate_detector(
+            det, dataset, settings, cache_dir=Path(cache_dir) if cache_dir else None, progress=progress
+        )
+    except Exception as exc:  # one broken detector must not lose the others' results
+        log.debug("detector %s failed", name, exc_info=True)
+        return RunOutcome(name, "failed", None, f"{type(exc).__name__}: {exc}", runtime=_is_runtime(exc))
+    try:
+        return RunOutcome(name, "done", path, "", save_result(path, dataset, result, preds))
+    except OSError as exc:  # disk full, permissions: this result is lost, nothing half-written stays
+        log.debug("writing %s failed", path, exc_info=True)
+        return RunOutcome(name, "failed", None, f"cannot write {path}: {exc.strerror or exc}", runtime=True)
+
+
+def _is_runtime(exc: Exception) -> bool:
+    """A failure of the machine or the code (exit 3), not of what the user asked for (exit 2)."""
+    from copybench.detectors import UnknownDetectorError, WeightsMissingError
+
+    bad_input = (ValueError, LookupError, UnknownDetectorError, WeightsMissingError, FileNotFoundError)
+    return not isinstance(exc, bad_input)
 
 
 def _same_key_settings(result: Result, settings: RunSettings, n_references: int) -> bool:
@@ -387,7 +432,15 @@ def _same_key_settings(result: Result, settings: RunSettings, n_references: int)
 
 
 def save_result(path: Path, dataset, result: Result, preds: Predictions) -> Result:
-    """Write raw predictions, then the result file that names them (so a result never lacks its predictions)."""
-    written = write_predictions(predictions_path(path), dataset, preds.query_ids, preds.idx, preds.scores)
-    write_result(path, result.replace(predictions_file=written.name))
+    """Write raw predictions, then the result file that names them (so a result never lacks its predictions);
+    when the result cannot be written its new predictions file is removed too (no orphan)."""
+    pred_file = predictions_path(path)
+    had_old = pred_file.is_file()
+    written = write_predictions(pred_file, dataset, preds.query_ids, preds.idx, preds.scores)
+    try:
+        write_result(path, result.replace(predictions_file=written.name))
+    except BaseException:
+        if not had_old:
+            written.unlink(missing_ok=True)
+        raise
     return read_result(path)

@@ -12,7 +12,7 @@ sides are searched in row blocks sized in bytes, merging per-block top-k lists, 
 is ever built and memory stays bounded for training sets of 100k images and more.
 
 Outputs (``out``): ``summary.json`` (schema :data:`SCAN_SCHEMA_VERSION`), ``matches.csv``, ``histogram.png``,
-``matches-NNN.png`` grids and a self-contained ``report.html`` (see :mod:`copybench.scan_report`).
+``matches-NNN.jpg`` grids and a self-contained ``report.html`` (see :mod:`copybench.scan_report`).
 This module is imported by the CLI on every call: torch, faiss and matplotlib load inside functions only.
 """
 
@@ -299,11 +299,13 @@ def _ok_rows(desc, role: str, minimum: int) -> np.ndarray:
 
 
 def _detector_info(det) -> dict:
-    w = det.weights
+    from .results import weights_record
+
     return {
         "name": det.spec.name,
         "spec": det.spec.to_dict(),
-        "weights": {"status": w.status, "source": w.source, "sha256": w.sha256},
+        "weights": weights_record(det.weights),
+        "meta": det.meta.to_dict(),  # parameters, license, paper, release, weights hash
     }
 
 
@@ -354,6 +356,7 @@ def scan(
     out: str | Path,
     device: str = "cpu",
     batch_size: int = 32,
+    decode: str = "auto",
     allow_random: bool = False,
     baseline_sample: int | None = 10000,
     calibrate: str | Path | None = None,
@@ -376,7 +379,13 @@ def scan(
     gen_paths, train_paths = find_images(generated, "generated"), find_images(train, "train")
     det = _load_detector(detector, allow_random, device, similarity, download, weights)
     ext = Extractor(
-        det, device=device, dtype=dtype, batch_size=batch_size, cache_dir=cache_dir, progress=progress
+        det,
+        device=device,
+        dtype=dtype,
+        batch_size=batch_size,
+        cache_dir=cache_dir,
+        progress=progress,
+        decode=decode,
     )
     t0 = time.perf_counter()
     calibration = None
@@ -460,6 +469,8 @@ def read_summary(path: str | Path) -> dict:
 # ---------------------------------------------------------------------------------------------- CLI
 def register_cli(subparsers) -> None:
     """Add ``copybench scan`` to the CLI."""
+    from .cli import _add_decode_option
+
     p = subparsers.add_parser(
         "scan", help="replication scan: find training images replicated in generated images"
     )
@@ -483,6 +494,7 @@ def register_cli(subparsers) -> None:
     )
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--batch-size", type=int, default=32)
+    _add_decode_option(p)
     p.add_argument(
         "--dtype",
         default="fp32",
@@ -528,6 +540,7 @@ def cmd_scan(args) -> int:
         out=args.out,
         device=args.device,
         batch_size=args.batch_size,
+        decode=args.decode,
         allow_random=args.allow_random,
         baseline_sample=args.baseline_sample,
         calibrate=args.calibrate,

@@ -274,6 +274,8 @@ def expand_names(patterns: list[str]) -> list[str]:
     for item in patterns:
         if item == "baselines":
             names += BASELINES
+        elif item.startswith(("timm:", "open_clip:", "hf-hub:", "hf:")):
+            names.append(item)  # resolved (and for hf-hub: / hf:, downloaded) by its library when fetched
         elif any(ch in item for ch in "*?[") and ":" not in item:
             found = list_detectors(item)
             if not found:
@@ -287,29 +289,31 @@ def expand_names(patterns: list[str]) -> list[str]:
 
 def fetch_weights(patterns: list[str], *, force: bool = False, progress: bool = True) -> list[FetchOutcome]:
     """Fetch the official weights of every matching detector (each file once); failures are reported, not fatal."""
-    from .registry import get_entry
+    from .hub import fetch as fetch_hub
+    from .hub import is_hub_name
+    from .registry import get_spec
 
     outcomes, done = [], {}
     for name in expand_names(patterns):
-        entry = get_entry(name)
-        fetch = getattr(
-            entry, "fetch", None
-        )  # hub names (timm:, open_clip:, hf-hub:, hf:) fetch through their library
-        spec = entry.spec
-        if fetch is None and not is_url(spec.weights):
+        spec = None if is_hub_name(name) else get_spec(name)
+        if spec is not None and not is_url(spec.weights):
             why = "parameter-free" if spec.parameter_free else f"weights from {spec.weights}"
             outcomes.append(FetchOutcome(name, "skipped", message=f"nothing to download ({why})"))
             continue
-        key = spec.weights if fetch is None else name
-        try:
-            if key not in done:
+        key = name if spec is None else spec.weights  # variants sharing one file fetch (or fail) once
+        if key not in done:
+            try:  # hub names fetch through their own library, into its cache
                 done[key] = (
-                    fetch(progress=progress) if fetch else fetch_spec(spec, force=force, progress=progress)
+                    fetch_hub(name, progress=progress)
+                    if spec is None
+                    else fetch_spec(spec, force=force, progress=progress)
                 )
-            path, digest, note = done[key]
-        except (OSError, ValueError, WeightsMissingError) as exc:
-            outcomes.append(FetchOutcome(name, "failed", message=str(exc)))
+            except (OSError, ValueError, KeyError, WeightsMissingError) as exc:
+                done[key] = exc
+        if isinstance(done[key], Exception):
+            outcomes.append(FetchOutcome(name, "failed", message=str(done[key])))
             continue
+        path, digest, note = done[key]
         status = "fetched" if note.startswith("downloaded") else "present"
         outcomes.append(FetchOutcome(name, status, str(path), digest, note))
     return outcomes
@@ -331,15 +335,32 @@ class WeightsFileRow:
 
 def list_weights(pattern: str = "*") -> list[WeightsFileRow]:
     """Every registered detector's weights file: where it is, its size, its sha256 and what checks it."""
+    from .hub import is_hub_name
     from .load import find_weights
     from .registry import get_spec, list_detectors
 
+    if is_hub_name(pattern):  # one hub model: its cached weights file, as the library would load it
+        return [_hub_row(pattern)]
     rows = []
     for name in list_detectors(pattern):
         spec = get_spec(name)
         path = None if spec.parameter_free or spec.random_only else find_weights(spec)
         rows.append(_row(spec, path))
     return rows
+
+
+def _hub_row(name: str) -> WeightsFileRow:
+    from .registry import get_entry
+
+    entry = get_entry(name)
+    spec, path = entry.spec, entry.locate()
+    digest = file_sha256(path) if path else ""
+    check = f"revision {entry.revision}" if entry.revision else "pinned on first use"
+    status = "present" if path else "missing"
+    size = path.stat().st_size if path else None
+    return WeightsFileRow(
+        name, path.name if path else "", status, size, digest, check, spec.weights, spec.license
+    )
 
 
 def _row(spec: DetectorSpec, path: Path | None) -> WeightsFileRow:

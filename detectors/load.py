@@ -2,7 +2,8 @@
 
 Weights resolution order (first hit wins):
 1. an explicit file the caller names (``weights_file``);
-2. ``$COPYBENCH_WEIGHTS_DIR/<detector name>.<ext>`` (any extension) or ``$COPYBENCH_WEIGHTS_DIR/<file name of the official URL>``;
+2. ``$COPYBENCH_WEIGHTS_DIR/<detector name>.<ext>`` (any extension) or
+   ``$COPYBENCH_WEIGHTS_DIR/<file name of the official URL>``;
 3. the pip package that ships them (spec.weights ``package:<module>[/<relative file>]``);
 4. the official URL's file in torch hub's ``checkpoints`` folder, where ``copybench weights fetch`` (or
    ``download=True``) puts it, checked against its published sha256 or the sha256 pinned on first download.
@@ -116,12 +117,17 @@ def missing_message(spec: DetectorSpec) -> str:
 
 def weights_status(name: str) -> str:
     """``real``, ``missing``, ``random-only`` (random init by design) or ``none`` (parameter-free); builds nothing."""
-    spec = get_entry(name).spec
+    entry = get_entry(name)
+    spec = entry.spec
     if spec.parameter_free:
-        return "none"
+        from .meta import cached_parameters
+
+        return "random" if cached_parameters(entry) else "none"  # a plugin with unloaded parameters
     if spec.random_only:
         return "random-only"
     try:
+        if getattr(entry, "locate", None) is not None:
+            return "real" if entry.locate() else "missing"
         return "real" if find_weights(spec) else "missing"
     except WeightsMissingError:
         return "missing"
@@ -131,16 +137,44 @@ class Detector(torch.nn.Module):
     """A registered model with its spec and weights provenance; forward returns raw (unnormalised) output."""
 
     def __init__(
-        self, spec: DetectorSpec, model: torch.nn.Module, weights: WeightsInfo, code: str | None = None
+        self,
+        spec: DetectorSpec,
+        model: torch.nn.Module,
+        weights: WeightsInfo,
+        code: str | None = None,
+        entry=None,
     ):
         super().__init__()
-        self.spec, self.model, self.weights = spec, model, weights
+        self.spec, self.model, self.weights, self._entry = spec, model, weights, entry
         self.code = (
             code  # sha256 of a plugin factory's source file (None for built-ins): part of the cache key
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
+
+    @property
+    def meta(self):
+        """The detector's :class:`~copybench.detectors.meta.DetectorMeta` (computed on first use)."""
+        from .meta import DetectorMeta, entry_meta
+
+        if self._entry is None:  # a Detector built by hand: what its spec says
+            count = sum(p.numel() for p in self.model.parameters())
+            spec = self.spec
+            return DetectorMeta(
+                spec.name,
+                count,
+                spec.dims,
+                spec.input_size,
+                spec.output,
+                spec.license,
+                spec.paper,
+                spec.weights,
+                self.weights.sha256 or "",
+                spec.release_date,
+                "",
+            )
+        return entry_meta(self._entry, self.weights.sha256)
 
 
 def create_detector(
@@ -152,12 +186,14 @@ def create_detector(
     device: str | torch.device = "cpu",
 ) -> Detector:
     """Build a detector in eval mode on ``device`` with real weights, or random ones only when allowed."""
-    entry = get_entry(name)
+    entry = _resolve(name, download)
     spec = entry.spec
     if spec.parameter_free:
         path, info = None, WeightsInfo("none")
     elif spec.random_only and weights_file is None:
         path, info = None, WeightsInfo("random", "random init by design")
+    elif getattr(entry, "locate", None) is not None and weights_file is None:
+        path, info = _hub_weights(entry, download, allow_random)
     else:
         path = find_weights(spec, weights_file)
         if path is None and download:
@@ -170,7 +206,32 @@ def create_detector(
         raise TypeError(
             f"detector {name!r}: factory returned {type(model).__name__}, expected a torch.nn.Module"
         )
-    return Detector(spec, model, info, plugin_code_digest(entry.factory)).eval().to(device)
+    if info.status == "none" and any(True for _ in model.parameters()):
+        # declared parameter-free, yet the model has parameters nobody loaded: random init, and results say so
+        info = WeightsInfo("random", "random init (the detector declares no weights)")
+    return Detector(spec, model, info, plugin_code_digest(entry.factory), entry).eval().to(device)
+
+
+def _resolve(name: str, download: bool):
+    """The registry entry; a hub repository not cached yet is downloaded first when asked."""
+    if download and name.startswith(("hf-hub:", "hf:")):
+        from .hub import resolve
+
+        return resolve(name, download=True)
+    return get_entry(name)
+
+
+def _hub_weights(entry, download: bool, allow_random: bool) -> tuple[Path | None, WeightsInfo]:
+    """Weights of a hub model from its library's cache (fetched when asked), checked and pinned."""
+    from .hub import missing
+
+    path = entry.locate(download)
+    if path is None:
+        if not allow_random:
+            raise missing(entry.spec.name, "not found in the caches")
+        return None, WeightsInfo("random")
+    source = f"{entry.spec.weights}@{entry.revision}" if entry.revision else str(path)
+    return path, WeightsInfo("real", source, entry.check(path))
 
 
 def _checked_info(spec: DetectorSpec, path: Path) -> WeightsInfo:
@@ -239,12 +300,16 @@ def strip_prefix(state: dict, prefix: str) -> dict:
 def describe_detectors(pattern: str = "*") -> list[dict]:
     """One row per registered detector matching ``pattern``: what ``copybench list detectors`` shows.
 
-    ``weights`` is the status (real, missing, random-only, none); ``source`` where real weights come from.
+    ``weights`` is the status (real, missing, random, random-only, none); ``source`` where real weights come
+    from; ``params``, ``paper``, ``release_date``, ``weights_hash``: the detector's metadata (``DetectorMeta``).
     """
+    from .meta import entry_meta
+
     rows = []
     for name in list_detectors(pattern):
         entry = get_entry(name)
         spec = entry.spec
+        meta = entry_meta(entry)
         rows.append(
             {
                 "name": name,
@@ -259,6 +324,10 @@ def describe_detectors(pattern: str = "*") -> list[dict]:
                 "source": spec.weights or "none (parameter-free)",
                 "license": spec.license,
                 "origin": entry.origin,
+                "params": meta.params,
+                "paper": spec.paper,
+                "release_date": spec.release_date,
+                "weights_hash": meta.weights_hash,
             }
         )
     return rows
