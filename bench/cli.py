@@ -10,6 +10,8 @@ import logging
 import sys
 from pathlib import Path
 
+from .protocols import PROTOCOLS
+
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
 
@@ -84,6 +86,8 @@ def cmd_list(args) -> int:
                 style=style,
             )
         console.print(table)
+    elif args.what == "protocols":
+        _print_protocols(console, args.pattern)
     else:
         from copybench.datasets import list_recipes
 
@@ -95,6 +99,23 @@ def cmd_list(args) -> int:
                 table.add_row(name, desc)
         console.print(table)
     return EXIT_OK
+
+
+def _print_protocols(console, pattern: str | None) -> None:
+    import fnmatch
+
+    from rich.table import Table
+
+    from .protocols import describe_protocols
+
+    table = Table(title="evaluation protocols (--protocol NAME; definitions in docs/PROTOCOLS.md)")
+    cols = ("name", "preprocessing", "similarity", "whitening", "score_norm", "depth", "metrics", "scan")
+    for col in cols:
+        table.add_column(col)
+    for row in describe_protocols():
+        if not pattern or fnmatch.fnmatch(row["name"], pattern):
+            table.add_row(*(row[c] for c in cols))
+    console.print(table)
 
 
 def cmd_data_build(args) -> int:
@@ -144,6 +165,7 @@ def _settings(args):
         norm_set=args.norm_set,
         n_boot=args.n_boot,
         multiscale=_scales(args.multiscale),
+        protocol=args.protocol,
     )
 
 
@@ -319,7 +341,16 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "fp16"))
     p.add_argument(
-        "--topk", type=int, default=100, help="references kept per query (metrics use this ranking)"
+        "--topk",
+        type=int,
+        default=None,
+        help="references kept per query (metrics use this ranking; default 100; fixed by --protocol dcr/isc/dino)",
+    )
+    p.add_argument(
+        "--protocol",
+        default="native",
+        choices=tuple(PROTOCOLS),
+        help="evaluation protocol (docs/PROTOCOLS.md; `copybench list protocols`): native (default), dcr, isc, dino",
     )
     p.add_argument(
         "--allow-random",
@@ -394,8 +425,8 @@ def _add_demo_and_list(sub) -> None:
     p.add_argument("--force", action="store_true", help="recompute results that already exist")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("list", help="list registered detectors or dataset recipes")
-    p.add_argument("what", choices=("detectors", "recipes"))
+    p = sub.add_parser("list", help="list registered detectors, dataset recipes or evaluation protocols")
+    p.add_argument("what", choices=("detectors", "recipes", "protocols"))
     p.add_argument("pattern", nargs="?", default=None, help="shell pattern, e.g. 'dino_*'")
     p.set_defaults(func=cmd_list)
 

@@ -25,12 +25,13 @@ def predictions_arrays(result: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray
     preds = pd.read_csv(
         Path(result["_path"]).parent / result["predictions_file"],
         dtype={"query_id": str, "reference_id": str},
+        float_precision="round_trip",  # the exact scores written, so ties are the ones the run saw
     )
     skipped = {s["path"] for s in result.get("skipped", []) if s.get("role") == "query"}
     qids = [q for q, p in zip(dataset.query_ids, dataset.queries["path"]) if p not in skipped]
     k = int(result["settings"]["topk"])
     row = {q: i for i, q in enumerate(qids)}
-    scores = np.full((len(qids), k), -np.inf, dtype=np.float32)
+    scores = np.full((len(qids), k), -np.inf, dtype=np.float64)
     hits = np.zeros((len(qids), k), dtype=bool)
     r, c = preds["query_id"].map(row).to_numpy(), preds["rank"].to_numpy()
     scores[r, c] = preds["score"].to_numpy()

@@ -58,6 +58,8 @@ def settings_suffix(settings: dict) -> str:
         parts.append("ms" + "-".join(f"{x:g}" for x in settings["multiscale"]))
     if settings.get("topk"):
         parts.append(f"top{settings['topk']}")
+    if settings.get("protocol", "native") != "native":
+        parts.append(settings["protocol"])
     return "".join("__" + p for p in parts)
 
 
@@ -92,6 +94,10 @@ def read_result(path: str | Path) -> dict:
         )
     if data.get("kind") not in KINDS:
         raise ResultError(f"{path}: unknown result kind {data.get('kind')!r}")
+    if data["kind"] == "accuracy" and isinstance(data.get("key"), dict):
+        # results written before protocols existed were all computed under the native protocol
+        data["key"].setdefault("protocol", "native")
+        data.setdefault("settings", {}).setdefault("protocol", "native")
     data["_path"] = str(path)
     return data
 
