@@ -30,8 +30,8 @@ def export_isc(result_file: str | Path, out: str | Path) -> list[Path]:
         raise ValueError(
             f"dataset at {dataset.root} changed since {result_file} was computed (fingerprint differs)"
         )
-    # round_trip: the scores are parsed back to the exact floats written (full precision end to end)
-    preds = pd.read_csv(pred_file, dtype={"query_id": str, "reference_id": str}, float_precision="round_trip")
+    # pandas >= 3 parses floats back exactly (round trip), so the scores stay at full precision end to end
+    preds = pd.read_csv(pred_file, dtype={"query_id": str, "reference_id": str})
     out = Path(out)
     p_path, g_path = out / "predictions.csv", out / "ground_truth.csv"
     atomic_write_text(p_path, preds[["query_id", "reference_id", "score"]].to_csv(index=False))

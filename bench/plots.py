@@ -25,7 +25,6 @@ def predictions_arrays(result: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray
     preds = pd.read_csv(
         Path(result["_path"]).parent / result["predictions_file"],
         dtype={"query_id": str, "reference_id": str},
-        float_precision="round_trip",  # the exact scores written, so ties are the ones the run saw
     )
     skipped = {s["path"] for s in result.get("skipped", []) if s.get("role") == "query"}
     qids = [q for q, p in zip(dataset.query_ids, dataset.queries["path"]) if p not in skipped]
