@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from .results import load_results
+from .results import Result, read_results
 
 GATED_METRICS = ("micro_ap", "map", "recall@1", "recall_at_p90")
 # None means "no operating point reaches 90 % precision" (as in the ISC evaluation): for the gate that is the
@@ -37,8 +37,8 @@ class Change:
         return self.new - self.baseline
 
 
-def _key(result: dict) -> str:
-    return json.dumps(result["key"], sort_keys=True)
+def _key(result: Result) -> str:
+    return json.dumps(result.key, sort_keys=True)
 
 
 def compare(
@@ -51,13 +51,15 @@ def compare(
     """All comparisons between baseline and new accuracy results."""
     if tolerance < 0:
         raise ValueError(f"tolerance must be >= 0, got {tolerance}")
-    base, _ = load_results(baseline, strict=True)
-    new, _ = load_results(results, strict=True)
-    base = [r for r in base if r["kind"] == "accuracy"]
+    base, _ = read_results(baseline, strict=True)
+    new, _ = read_results(results, strict=True)
+    base = [r for r in base if r.kind == "accuracy"]
     if not base:
         raise ValueError(f"no accuracy results in baseline {baseline}")
     _check_metric_names(metrics, base)
-    by_key = {_key(r): r for r in new if r["kind"] == "accuracy"}
+    new = [r for r in new if r.kind == "accuracy"]
+    _check_same_datasets(base, new, baseline, results)
+    by_key = {_key(r): r for r in new}
     changes = []
     for b in base:
         n = by_key.get(_key(b))
@@ -66,8 +68,8 @@ def compare(
             nv = None if n is None else _value(n, metric)
             changes.append(
                 Change(
-                    b["detector"]["name"],
-                    b["dataset"]["name"],
+                    b.detector_name,
+                    b.dataset_name or "",
                     metric,
                     bv,
                     nv,
@@ -77,14 +79,31 @@ def compare(
     return changes
 
 
-def _value(result: dict, metric: str) -> float | None:
-    value = result["metrics"].get(metric)
-    return 0.0 if value is None and metric in UNREACHED_IS_ZERO and metric in result["metrics"] else value
+def _check_same_datasets(base: list[Result], new: list[Result], baseline, results) -> None:
+    """Results of only other datasets (other fingerprints) are not a regression of every row: say the
+    fingerprint differs instead of listing each baseline result as missing."""
+    base_sets = {(b.dataset_name, b.fingerprint) for b in base}
+    new_sets = {(r.dataset_name, r.fingerprint) for r in new}
+    if not new_sets or {f for _, f in base_sets} & {f for _, f in new_sets}:
+        return
+    raise ValueError(
+        f"dataset fingerprint differs: baseline {baseline} is of {_datasets(base_sets)}, results {results} are "
+        f"of {_datasets(new_sets)}; the gate compares results of the same dataset (recipe, seed, sources)"
+    )
 
 
-def _check_metric_names(metrics: tuple[str, ...], base: list[dict]) -> None:
+def _datasets(sets: set[tuple[str | None, str | None]]) -> str:
+    return ", ".join(f"{name} ({(fingerprint or '')[:12]})" for name, fingerprint in sorted(sets))
+
+
+def _value(result: Result, metric: str) -> float | None:
+    value = result.metrics.get(metric)
+    return 0.0 if value is None and metric in UNREACHED_IS_ZERO and metric in result.metrics else value
+
+
+def _check_metric_names(metrics: tuple[str, ...], base: list[Result]) -> None:
     """A misspelt metric would compare nothing and pass: refuse names no baseline result has."""
-    known = {k for r in base for k, v in r["metrics"].items() if v is None or isinstance(v, (int, float))}
+    known = {k for r in base for k, v in r.metrics.items() if v is None or isinstance(v, (int, float))}
     unknown = [m for m in metrics if m not in known]
     if unknown or not metrics:
         what = f"unknown metric(s) {', '.join(map(repr, unknown))}" if unknown else "no metrics given"

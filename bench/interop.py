@@ -20,13 +20,13 @@ def export_isc(result_file: str | Path, out: str | Path) -> list[Path]:
 
     result_file = Path(result_file)
     result = read_result(result_file)
-    if result["kind"] != "accuracy":
+    if result.kind != "accuracy":
         raise ValueError(f"{result_file}: only accuracy results have predictions to export")
-    pred_file = result_file.parent / result.get("predictions_file", predictions_path(result_file).name)
+    pred_file = result.predictions_path or predictions_path(result_file)
     if not pred_file.is_file():
         raise FileNotFoundError(f"predictions of {result_file} not found: {pred_file}")
-    dataset = load_dataset(result["dataset"]["path"])
-    if dataset.fingerprint != result["dataset"]["fingerprint"]:
+    dataset = load_dataset(result.dataset["path"])
+    if dataset.fingerprint != result.fingerprint:
         raise ValueError(
             f"dataset at {dataset.root} changed since {result_file} was computed (fingerprint differs)"
         )
@@ -73,6 +73,7 @@ def write_isc_h5(path: str | Path, names: list[str], vectors: np.ndarray) -> Pat
 def _descriptors_for(ids: list[str], paths: list[str], names: list[str], vectors: np.ndarray, source: Path):
     """Align HDF5 rows to dataset ids; ids absent from the file become failed rows (reported, not fatal)."""
     from .extract import Descriptors
+    from .run import NO_DESCRIPTOR
 
     row = {n: i for i, n in enumerate(names)}
     out = np.zeros((len(ids), vectors.shape[1]), dtype=np.float32)
@@ -81,7 +82,7 @@ def _descriptors_for(ids: list[str], paths: list[str], names: list[str], vectors
         if ident in row:
             out[i] = vectors[row[ident]]
         else:
-            failed[i] = f"{source}: no descriptor for {ident!r}"
+            failed[i] = f"{source}: {NO_DESCRIPTOR} {ident!r}"
     out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
     return Descriptors(list(paths), out, None, failed)
 
@@ -118,8 +119,15 @@ def score_isc_h5(
     rd = _descriptors_for(
         dataset.reference_ids, dataset.references["path"].tolist(), rn, rv, Path(references)
     )
-    weights = {"status": "external", "source": f"{queries}, {references}", "sha256": None}
-    result = score_descriptors(dataset, qd, rd, settings, detector_name=name, spec=None, weights=weights)
+    # file names only: result files are published, local absolute paths are not
+    weights = {
+        "status": "external",
+        "source": f"{Path(queries).name}, {Path(references).name}",
+        "sha256": None,
+    }
+    result, preds = score_descriptors(
+        dataset, qd, rd, settings, detector_name=name, spec=None, weights=weights
+    )
     path = result_path(results, name, dataset.name, dataset.fingerprint, settings.key_settings())
-    save_result(path, dataset, result)
+    save_result(path, dataset, result, preds)
     return path

@@ -13,11 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .results import read_result, result_path, write_result
+from .results import Result, read_result, result_path, weights_record, write_result
 
 log = logging.getLogger(__name__)
 DEFAULT_CACHE = Path.home() / ".cache" / "copybench" / "descriptors"
 DEFAULT_TOPK = 100
+NO_DESCRIPTOR = "no descriptor for"  # how imported descriptor files report an id they lack
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class RunSettings:
     n_boot: int = 1000
     seed: int = 0
     multiscale: tuple[float, ...] | None = None
+    subset: str | None = None  # a named query subset (copybench.datasets.subsets), e.g. copydays 'strong'
     protocol: str = "native"  # a name in copybench.protocols.PROTOCOLS (docs/PROTOCOLS.md)
 
     def __post_init__(self) -> None:
@@ -96,6 +98,8 @@ class RunSettings:
             keys["multiscale"] = list(self.multiscale)
         if self.topk not in (None, DEFAULT_TOPK):  # positives below top-k count as missed: other numbers
             keys["topk"] = self.topk
+        if self.subset:  # other queries, other numbers; absent for the whole dataset, so older keys stay
+            keys["subset"] = self.subset
         return keys
 
 
@@ -107,7 +111,16 @@ class RunOutcome:
     status: str
     path: Path | None = None
     message: str = ""
-    result: dict | None = field(default=None, repr=False)
+    result: Result | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """Raw per-query top-k of one scored run: query ids (Q,), reference rows (Q, k; -1 = none), scores."""
+
+    query_ids: np.ndarray
+    idx: np.ndarray
+    scores: np.ndarray
 
 
 def _hits(dataset, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -214,8 +227,8 @@ def _normalize_with_norm_set(settings: RunSettings, extractor, qd, rd, tokens: b
 
 def evaluate_detector(
     detector, dataset, settings: RunSettings, *, cache_dir: Path | None, progress: bool = True
-) -> dict:
-    """Extract, search and score one loaded detector on one dataset; returns the result dict (not written)."""
+) -> tuple[Result, Predictions]:
+    """Extract, search and score one loaded detector on one dataset; returns the result (not written)."""
     from .extract import Extractor
     from .protocols import apply_protocol, get_protocol
 
@@ -244,12 +257,8 @@ def evaluate_detector(
     )
     t1 = time.perf_counter()
     qd, rd, offsets = _normalize_with_norm_set(settings, ext, qd, rd, tokens)
-    weights = {
-        "status": detector.weights.status,
-        "source": detector.weights.source,
-        "sha256": detector.weights.sha256,
-    }
-    result = score_descriptors(
+    weights = weights_record(detector.weights)
+    result, preds = score_descriptors(
         dataset,
         qd,
         rd,
@@ -259,8 +268,8 @@ def evaluate_detector(
         spec=detector.spec.to_dict(),
         weights=weights,
     )
-    result["timings"].update({"extract_s": t1 - t0, "extract_computed_s": rd.seconds + qd.seconds})
-    return result
+    timings = {**result.timings, "extract_s": t1 - t0, "extract_computed_s": rd.seconds + qd.seconds}
+    return result.replace(timings=timings), preds
 
 
 def score_descriptors(
@@ -273,45 +282,56 @@ def score_descriptors(
     spec: dict | None,
     weights: dict,
     offsets: np.ndarray | None = None,
-) -> dict:
+) -> tuple[Result, Predictions]:
     """Search and metrics for descriptors already computed (by a detector, or imported from ISC HDF5 files)."""
     from .env import environment
     from .metrics import evaluate
 
     t1 = time.perf_counter()
-    rd_ok = rd.ok
+    rd_ok, keep = rd.ok, qd.ok
     k = settings.depth(int(rd_ok.sum()))
-    scores, idx = _search(settings, _subset(qd, qd.ok), _subset(rd, rd_ok), k)
+    scores, idx = _search(settings, _subset(qd, keep), _subset(rd, rd_ok), k)
     ref_rows = np.flatnonzero(rd_ok)
     idx = np.where(idx >= 0, ref_rows[np.clip(idx, 0, None)], -1)
     if offsets is not None:
-        scores = scores - offsets[qd.ok][:, None]
+        scores = scores - offsets[keep][:, None]
+    # a query that is missing or did not decode retrieved nothing: it stays in every metric as a miss (an
+    # empty ranking), never dropped, which would raise the scores of whoever loses the hard queries
+    scores, idx = _with_empty_rows(scores, idx, keep)
     t2 = time.perf_counter()
-    keep = qd.ok
-    sub = _QueryView(dataset, keep)
-    hits, n_pos = _hits(sub, idx)
+    hits, n_pos = _hits(dataset, idx)
+    all_queries = np.ones(len(keep), dtype=bool)
     metrics = evaluate(
-        scores, hits, n_pos, groups=family_groups(dataset, keep), n_boot=settings.n_boot, seed=settings.seed
+        scores,
+        hits,
+        n_pos,
+        groups=family_groups(dataset, all_queries),
+        n_boot=settings.n_boot,
+        seed=settings.seed,
     )
     t3 = time.perf_counter()
-    skipped = [{"path": rd.paths[r], "error": e, "role": "reference"} for r, e in sorted(rd.failed.items())]
-    skipped += [{"path": qd.paths[r], "error": e, "role": "query"} for r, e in sorted(qd.failed.items())]
-    return {
-        "kind": "accuracy",
-        "key": {
+    skipped = [_skip(rd.paths[r], e, "reference") for r, e in sorted(rd.failed.items())]
+    skipped += [_skip(qd.paths[r], e, "query") for r, e in sorted(qd.failed.items())]
+    for kind in ("missing", "undecodable"):
+        metrics["overall"][f"n_queries_{kind}"] = sum(
+            1 for s in skipped if s["role"] == "query" and s["kind"] == kind
+        )
+    result = Result(
+        kind="accuracy",
+        key={
             "detector": detector_name,
             "dataset_fingerprint": dataset.fingerprint,
             **settings.key_settings(),
         },
-        "detector": {"name": detector_name, "spec": spec, "weights": weights},
-        "dataset": {
+        detector={"name": detector_name, "spec": spec, "weights": weights},
+        dataset={
             "name": dataset.name,
             "fingerprint": dataset.fingerprint,
             "recipe": dataset.meta.get("recipe"),
             "counts": dataset.counts(),
             "path": str(dataset.root),
         },
-        "settings": {
+        settings={
             **settings.key_settings(),
             "topk": k,
             "batch_size": settings.batch_size,
@@ -319,22 +339,29 @@ def score_descriptors(
             "norm_set": settings.norm_set,
             "n_boot": settings.n_boot,
         },
-        "metrics": metrics["overall"],
-        "groups": metrics["groups"],
-        "skipped": skipped,
-        "environment": environment(settings.device, settings.dtype),
-        "timings": {"search_s": t2 - t1, "metrics_s": t3 - t2},
-        "_predictions": (np.asarray(sub.query_ids), idx, scores),
-    }
+        metrics=metrics["overall"],
+        groups=metrics["groups"],
+        skipped=skipped,
+        environment=environment(settings.device, settings.dtype),
+        timings={"search_s": t2 - t1, "metrics_s": t3 - t2},
+    )
+    return result, Predictions(np.asarray(dataset.query_ids)[keep], idx[keep], scores[keep])
 
 
-class _QueryView:
-    """The dataset restricted to the queries that decoded."""
+def _with_empty_rows(scores: np.ndarray, idx: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(Q, k) arrays over every query: rows of queries not in ``keep`` hold padding (-inf, -1)."""
+    full_scores = np.full((len(keep), scores.shape[1]), -np.inf, dtype=np.float32)
+    full_idx = np.full((len(keep), idx.shape[1]), -1, dtype=np.int64)
+    full_scores[keep], full_idx[keep] = scores, idx
+    return full_scores, full_idx
 
-    def __init__(self, dataset, keep: np.ndarray) -> None:
-        self.reference_ids = dataset.reference_ids
-        self.query_ids = [q for q, k in zip(dataset.query_ids, keep) if k]
-        self.positives = dataset.positives
+
+def _skip(path: str, error: str, role: str) -> dict:
+    """A skipped image: ``kind`` missing (no file, or no imported descriptor) or undecodable."""
+    import os
+
+    missing = not os.path.exists(path) or NO_DESCRIPTOR in error
+    return {"path": path, "error": error, "role": role, "kind": "missing" if missing else "undecodable"}
 
 
 def _subset(desc, mask: np.ndarray):
@@ -387,10 +414,15 @@ def run_benchmark(
     weights: dict[str, str] | None = None,
     skip_existing: bool = True,
     progress: bool = True,
+    download: bool = False,
 ) -> list[RunOutcome]:
     """Run every detector on ``dataset``; each writes its result file; failures are reported, not fatal."""
     from copybench.detectors import create_detector
 
+    if settings.subset and dataset.meta.get("subset") != settings.subset:
+        from copybench.datasets.subsets import select_subset
+
+        dataset = select_subset(dataset, settings.subset)
     if not dataset.query_ids:
         raise ValueError(
             f"dataset {dataset.name!r} at {dataset.root} has no queries, so nothing to score "
@@ -409,24 +441,23 @@ def run_benchmark(
                 if _same_key_settings(existing, settings, len(dataset.reference_ids)):
                     outcomes.append(RunOutcome(name, "skipped", path, "already computed", existing))
                     continue
-                log.warning(
-                    "recomputing %s: it was computed with other settings (%s)", path, existing.get("key")
-                )
+                log.warning("recomputing %s: it was computed with other settings (%s)", path, existing.key)
         try:
             det = create_detector(
                 name,
                 weights_file=(weights or {}).get(name),
                 allow_random=allow_random,
+                download=download,
                 device=settings.device,
             )
-            result = evaluate_detector(
+            result, preds = evaluate_detector(
                 det, dataset, settings, cache_dir=Path(cache_dir) if cache_dir else None, progress=progress
             )
         except Exception as exc:  # one broken detector must not lose the others' results
             log.debug("detector %s failed", name, exc_info=True)
             outcomes.append(RunOutcome(name, "failed", None, f"{type(exc).__name__}: {exc}"))
             continue
-        outcomes.append(RunOutcome(name, "done", path, "", save_result(path, dataset, result)))
+        outcomes.append(RunOutcome(name, "done", path, "", save_result(path, dataset, result, preds)))
     return outcomes
 
 
@@ -445,18 +476,17 @@ def _refuse_unfaithful(detectors: list[str], settings: RunSettings) -> None:
         check_detector(settings.protocol, spec, settings.similarity)
 
 
-def _same_key_settings(result: dict, settings: RunSettings, n_references: int) -> bool:
+def _same_key_settings(result: Result, settings: RunSettings, n_references: int) -> bool:
     """Whether a stored result was computed with these settings (a file name alone can be ambiguous)."""
-    key = {k: v for k, v in result.get("key", {}).items() if k not in ("detector", "dataset_fingerprint")}
-    n_ok = n_references - sum(1 for s in result.get("skipped", []) if s.get("role") == "reference")
-    depth = result.get("settings", {}).get("topk")  # the ranking depth used; older keys did not record --topk
-    same_boot = result.get("settings", {}).get("n_boot") == settings.n_boot  # the CIs depend on it
+    key = {k: v for k, v in result.key.items() if k not in ("detector", "dataset_fingerprint")}
+    n_ok = n_references - sum(1 for s in result.skipped if s.get("role") == "reference")
+    depth = result.settings.get("topk")  # the ranking depth used; older keys did not record --topk
+    same_boot = result.settings.get("n_boot") == settings.n_boot  # the CIs depend on it
     return key == settings.key_settings() and depth == settings.depth(n_ok) and same_boot
 
 
-def save_result(path: Path, dataset, result: dict) -> dict:
+def save_result(path: Path, dataset, result: Result, preds: Predictions) -> Result:
     """Write raw predictions, then the result file that names them (so a result never lacks its predictions)."""
-    qids, idx, scores = result.pop("_predictions")
-    result["predictions_file"] = write_predictions(predictions_path(path), dataset, qids, idx, scores).name
-    write_result(path, result)
+    written = write_predictions(predictions_path(path), dataset, preds.query_ids, preds.idx, preds.scores)
+    write_result(path, result.replace(predictions_file=written.name))
     return read_result(path)

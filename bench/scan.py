@@ -260,7 +260,15 @@ def calibrate_threshold(dataset_dir: str | Path, extractor, *, similarity: str, 
 
 
 # ---------------------------------------------------------------------------------------------- the scan
-def _load_detector(detector: str, allow_random: bool, device: str, similarity: str, protocol: str = "native"):
+def _load_detector(
+    detector: str,
+    allow_random: bool,
+    device: str,
+    similarity: str,
+    download: bool = False,
+    weights_file: str | Path | None = None,
+    protocol: str = "native",
+):
     from copybench.detectors import create_detector, get_spec
 
     from .protocols import apply_protocol, check_detector, get_protocol
@@ -271,7 +279,9 @@ def _load_detector(detector: str, allow_random: bool, device: str, similarity: s
             f"--protocol {p.name} defines similarity {' or '.join(p.similarities)}, not {similarity!r}"
         )
     check_detector(p, get_spec(detector), similarity)  # before loading weights
-    det = create_detector(detector, allow_random=allow_random, device=device)
+    det = create_detector(
+        detector, weights_file=weights_file, allow_random=allow_random, download=download, device=device
+    )
     if similarity == "split" and det.spec.output != "tokens":
         raise ValueError(
             f"--similarity split needs a detector with token output; {detector!r} outputs "
@@ -322,12 +332,9 @@ def _ok_rows(desc, role: str, minimum: int) -> np.ndarray:
 
 
 def _detector_info(det) -> dict:
-    w = det.weights
-    return {
-        "name": det.spec.name,
-        "spec": det.spec.to_dict(),
-        "weights": {"status": w.status, "source": w.source, "sha256": w.sha256},
-    }
+    from .results import weights_record
+
+    return {"name": det.spec.name, "spec": det.spec.to_dict(), "weights": weights_record(det.weights)}
 
 
 def _rate(top1: np.ndarray, threshold: float, rule: str) -> dict:
@@ -385,6 +392,9 @@ def scan(
     cache_dir: str | Path | None = DEFAULT_CACHE,
     progress: bool = True,
     seed: int = 0,
+    download: bool = False,
+    weights: str | Path | None = None,
+    dtype: str = "fp32",
     protocol: str = "native",
 ) -> dict:
     """Scan ``generated`` for replications of ``train``; writes the outputs into ``out`` and returns the summary."""
@@ -397,10 +407,14 @@ def scan(
         similarity, threshold, top_k, baseline_sample, out, {"generated": roots[0], "train": roots[1]}
     )
     gen_paths, train_paths = find_images(generated, "generated"), find_images(train, "train")
-    det = _load_detector(detector, allow_random, device, similarity, protocol)
+    if protocol != "native" and dtype != "fp32":
+        raise ValueError(f"--protocol {protocol} runs the models in fp32, as the original; drop --dtype")
+    det = _load_detector(detector, allow_random, device, similarity, download, weights, protocol)
     rule = _threshold_rule(protocol, similarity, threshold, calibrate)
     threshold = rule.pop("value")
-    ext = Extractor(det, device=device, batch_size=batch_size, cache_dir=cache_dir, progress=progress)
+    ext = Extractor(
+        det, device=device, dtype=dtype, batch_size=batch_size, cache_dir=cache_dir, progress=progress
+    )
     t0 = time.perf_counter()
     calibration = None
     if calibrate is not None:  # first: cheaper than the training set, and fails fast when 90% is out of reach
@@ -430,7 +444,7 @@ def scan(
             "batch_size": batch_size,
             "seed": seed,
             "baseline_sample": baseline_sample,
-            "dtype": "fp32",
+            "dtype": dtype,
             "protocol": protocol,
         },
         "counts": {
@@ -445,7 +459,7 @@ def scan(
         "skipped": _skipped(train_d, "train")
         + _skipped(gen_d, "generated")
         + (calibration or {}).get("skipped", []),
-        "environment": environment(device, "fp32"),
+        "environment": environment(device, dtype),
     }
     matches = _match_table(gen_d, train_d, g_rows, scores, idx, roots)
     return write_outputs(out, summary, matches, scores[:, 0], base)
@@ -510,14 +524,21 @@ def register_cli(subparsers) -> None:
         choices=("native", "dcr", "isc", "dino"),
         help="evaluation protocol (docs/PROTOCOLS.md): dcr = the study's preprocessing and its > 0.5 threshold",
     )
-    p.add_argument(
-        "--top-k", type=int, default=5, help="training matches kept per generated image (default 5)"
-    )
+    from .cli import add_top_k
+
+    add_top_k(p, 5, "training matches kept per generated image (default 5)", dest="top_k")
     p.add_argument(
         "--out", required=True, help="output folder (summary.json, matches.csv, PNGs, report.html)"
     )
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument(
+        "--dtype",
+        default="fp32",
+        choices=("fp32", "bf16", "fp16"),
+        help="autocast precision for torch models (refused for ONNX models, where it changes nothing)",
+    )
+    p.add_argument("--weights", default=None, metavar="FILE", help="explicit weights file for --detector")
     p.add_argument(
         "--allow-random",
         action="store_true",
@@ -538,6 +559,9 @@ def register_cli(subparsers) -> None:
     p.add_argument("--cache-dir", default=str(DEFAULT_CACHE), help="descriptor cache")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the descriptor cache")
     p.add_argument("--seed", type=int, default=0, help="seed of the baseline sample")
+    p.add_argument(
+        "--download", action="store_true", help="download the detector's missing official weights first"
+    )
     p.set_defaults(func=cmd_scan)
 
 
@@ -559,6 +583,9 @@ def cmd_scan(args) -> int:
         cache_dir=None if args.no_cache else args.cache_dir,
         progress=not args.quiet,
         seed=args.seed,
+        download=args.download,
+        weights=args.weights,
+        dtype=args.dtype,
         protocol=args.protocol,
     )
     from rich.console import Console

@@ -6,14 +6,16 @@ column, in every format. Throughput results, when present, join their accuracy r
 
 from __future__ import annotations
 
-import html
 import json
+import logging
 import math
 from pathlib import Path
 
 import pandas as pd
 
-from .results import is_random, load_results
+from .results import Result, read_results
+
+log = logging.getLogger(__name__)
 
 COLUMNS = {  # metric key -> column title
     "micro_ap": "µAP",
@@ -34,55 +36,55 @@ PROTOCOL_COLUMNS = {
     "isc_recall@10": "R@10 (ISC)",
 }
 MIXED_NOTE = "rows of different protocols are not comparable: each protocol is ranked on its own"
-FORMATS = ("terminal", "md", "csv", "html")
+FORMATS = ("terminal", "md", "csv", "html", "parquet")
 RANDOM_SUFFIX = " (random weights)"
 
 
-def _detector_label(result: dict) -> str:
-    name = result["detector"]["name"]
-    return name + RANDOM_SUFFIX if is_random(result) else name
+def _detector_label(result: Result) -> str:
+    return result.detector_name + RANDOM_SUFFIX if result.is_random else result.detector_name
 
 
-def settings_label(result: dict) -> str:
+def settings_label(result: Result) -> str:
     """Every setting that tells two results of one detector apart, e.g. ``split4+whitening+bf16+top10``."""
-    s, key = result.get("settings", {}), result.get("key", {})
+    s, key = result.settings, result.key
     similarity = s.get("similarity", "cosine")
     parts = [similarity + (str(s["chunks"]) if s.get("chunks") and similarity != "cosine" else "")]
     parts += [p for p in ("whitening", "score_norm") if s.get(p)]
     parts += [s["dtype"]] if s.get("dtype", "fp32") != "fp32" else []
     parts += ["ms" + "-".join(f"{x:g}" for x in s["multiscale"])] if s.get("multiscale") else []
     parts += [f"top{key['topk']}"] if key.get("topk") else []
+    parts += [f"subset {key['subset']}"] if key.get("subset") else []
     return "+".join(parts)
 
 
-def _protocol(result: dict) -> str:
-    return result.get("key", {}).get("protocol", "native")
+def _protocol(result: Result) -> str:
+    return result.key.get("protocol", "native")
 
 
-def _columns(results: list[dict]) -> dict[str, str]:
+def _columns(results: list[Result]) -> dict[str, str]:
     """The common metric columns plus those of every non-native protocol present."""
     from .protocols import PROTOCOLS
 
     cols = dict(COLUMNS)
-    for name in sorted({_protocol(r) for r in results if r.get("kind") == "accuracy"}):
+    for name in sorted({_protocol(r) for r in results if r.kind == "accuracy"}):
         for key in PROTOCOLS[name].metrics if name in PROTOCOLS else ():
             if key in PROTOCOL_COLUMNS:
                 cols[key] = PROTOCOL_COLUMNS[key]
     return cols
 
 
-def accuracy_frame(results: list[dict]) -> pd.DataFrame:
+def accuracy_frame(results: list[Result]) -> pd.DataFrame:
     """One row per accuracy result, best micro-AP first within each dataset and protocol."""
     rows, columns = [], _columns(results)
     for r in results:
-        if r.get("kind") != "accuracy":
+        if r.kind != "accuracy":
             continue
-        m = r["metrics"]
+        m = r.metrics
         row = {
-            "dataset": r["dataset"]["name"],
-            "fingerprint": r["dataset"]["fingerprint"][:12],
+            "dataset": r.dataset_name,
+            "fingerprint": r.fingerprint[:12],
             "detector": _detector_label(r),
-            "weights": r["detector"]["weights"]["status"],
+            "weights": r.weights_status,
             "similarity": settings_label(r),
             "protocol": _protocol(r),
         }
@@ -90,6 +92,9 @@ def accuracy_frame(results: list[dict]) -> pd.DataFrame:
         ci = m.get("micro_ap_ci") or [None, None]
         row["µAP 95% CI"] = f"{ci[0]:.3f}-{ci[1]:.3f}" if None not in ci else ""
         row["queries"] = m.get("n_queries")
+        # queries that counted as misses because they were missing or did not decode (None: older results)
+        row["missing"] = m.get("n_queries_missing")
+        row["undecodable"] = m.get("n_queries_undecodable")
         rows.append(row)
     frame = pd.DataFrame(rows)
     if frame.empty:
@@ -100,18 +105,18 @@ def accuracy_frame(results: list[dict]) -> pd.DataFrame:
     return order.reset_index(drop=True)
 
 
-def throughput_frame(results: list[dict]) -> pd.DataFrame:
+def throughput_frame(results: list[Result]) -> pd.DataFrame:
     """One row per throughput measurement (detector, device, dtype, batch)."""
     rows = []
     for r in results:
-        if r.get("kind") != "throughput":
+        if r.kind != "throughput":
             continue
-        for m in r.get("measurements", []):
+        for m in r.measurements:
             rows.append(
                 {
                     "detector": _detector_label(r),
-                    "weights": r["detector"]["weights"]["status"],
-                    "device": r["environment"].get("device_name"),
+                    "weights": r.weights_status,
+                    "device": r.environment.get("device_name"),
                     "dtype": m.get("dtype"),
                     "batch": m.get("batch_size"),
                     "model img/s": m.get("model_ips"),
@@ -167,19 +172,52 @@ def to_markdown(frame: pd.DataFrame) -> str:
 
 
 def print_terminal(frame: pd.DataFrame, title: str, console=None) -> None:
-    """A rich table; random-weight rows in red."""
-    from rich.table import Table
-
+    """Rich tables that fit the console: cells are never cut; columns that do not fit continue in a further
+    table that repeats the first (identifier) column. Random-weight rows in red."""
     from .progress import console as make_console
 
     console = console or make_console()
+    formatted = frame.map(_fmt) if not frame.empty else frame
+    columns = list(frame.columns)
+    for n, part in enumerate(column_chunks(formatted, console.width)):
+        label = title if n == 0 else f"{title} (continued: {', '.join(map(str, part[1:]))})"
+        console.print(_rich_table(frame, formatted, [columns[0], *part[1:]] if n else part, label))
+
+
+def _rich_table(frame: pd.DataFrame, formatted: pd.DataFrame, columns: list, title: str):
+    from rich.table import Table
+
     table = Table(title=title, show_lines=False)
-    for col in frame.columns:
-        table.add_column(str(col), justify="right" if frame[col].dtype.kind in "fi" else "left")
-    for row in frame.itertuples(index=False):
-        style = "red" if "random" in str(getattr(row, "weights", "")) else None
-        table.add_row(*[_fmt(v) for v in row], style=style)
-    console.print(table)
+    for col in columns:
+        numeric = frame[col].dtype.kind in "fi"
+        widest = max([len(v) for v in formatted[col]] + [_longest_word(col)])
+        # identifiers and numbers are never wrapped or cut; only headers break, between words
+        table.add_column(str(col), justify="right" if numeric else "left", no_wrap=True, min_width=widest)
+    weights = list(frame["weights"]) if "weights" in frame.columns else [""] * len(frame)
+    for row, status in zip(formatted[columns].itertuples(index=False), weights):
+        table.add_row(*row, style="red" if "random" in str(status) else None)
+    return table
+
+
+def _longest_word(header) -> int:
+    return max((len(w) for w in str(header).split()), default=1)
+
+
+def column_chunks(formatted: pd.DataFrame, width: int) -> list[list]:
+    """Columns split into groups that each fit ``width`` (rich: 3 characters of padding and rule per column,
+    plus 1); every group after the first starts with the first column again, so each row stays identified."""
+    columns = list(formatted.columns)
+    if not columns:
+        return [columns]
+    need = {c: max([len(v) for v in formatted[c]] + [_longest_word(c)]) + 3 for c in columns}
+    chunks, current, used = [], [columns[0]], 1 + need[columns[0]]
+    for col in columns[1:]:
+        if used + need[col] > width and len(current) > 1:
+            chunks.append(current)
+            current, used = [columns[0]], 1 + need[columns[0]]
+        current.append(col)
+        used += need[col]
+    return [*chunks, current]
 
 
 def _foreign(frame: pd.DataFrame, protocol: str) -> list[str]:
@@ -204,13 +242,13 @@ def print_leaderboards(acc: pd.DataFrame, console=None) -> None:
         )
 
 
-def group_frame(results: list[dict], metric: str = "micro_ap") -> pd.DataFrame:
+def group_frame(results: list[Result], metric: str = "micro_ap") -> pd.DataFrame:
     """Per-family breakdown: detectors x recipe families for one metric."""
     rows = {}
     for r in results:
-        if r.get("kind") == "accuracy":
-            label = f"{_detector_label(r)} @ {r['dataset']['name']}"
-            rows[label] = {g: (m or {}).get(metric) for g, m in r.get("groups", {}).items() if "/" not in g}
+        if r.kind == "accuracy":
+            label = f"{_detector_label(r)} @ {r.dataset_name}"
+            rows[label] = {g: (m or {}).get(metric) for g, m in r.groups.items() if "/" not in g}
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
@@ -244,12 +282,23 @@ def render_table(results_dir: str | Path, fmt: str = "terminal", out: str | Path
     """Render the leaderboard of every result under ``results_dir``; returns the text written (or printed)."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown table format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    results, errors = load_results(results_dir)
+    if fmt == "parquet":
+        if not out:
+            raise ValueError("--format parquet writes a binary file: give --out FILE.parquet")
+        from .tidy import export_results
+
+        export_results(results_dir, out, "parquet")
+        return ""
+    results, errors = read_results(results_dir)
+    for error in errors:  # on stderr, never inside the CSV/HTML/Markdown written to stdout or --out
+        log.warning("skipped %s", error)
     acc, thr = accuracy_frame(results), throughput_frame(results)
     if fmt == "terminal":
         return _terminal(acc, thr, out)
-    if fmt == "csv":
-        text = acc.to_csv(index=False)
+    if fmt == "csv":  # tidy: one row per (result, group), identifier headers, CIs as two columns
+        from .tidy import results_frame
+
+        text = results_frame(results, "accuracy", Path(results_dir)).to_csv(index=False)
     elif fmt == "html":
         from .html import leaderboard_html
 
@@ -259,12 +308,6 @@ def render_table(results_dir: str | Path, fmt: str = "terminal", out: str | Path
         text = "\n".join(to_markdown(frame) for frame in parts) if parts else to_markdown(acc)
         if not acc.empty and acc["protocol"].nunique() > 1:
             text = f"_{MIXED_NOTE}_\n\n" + text
-    if errors:
-        text += (
-            ""
-            if fmt in ("csv", "html")
-            else "\n" + "\n".join(f"<!-- skipped: {html.escape(e)} -->" for e in errors)
-        )
     if out:
         Path(out).write_text(text)
     return text

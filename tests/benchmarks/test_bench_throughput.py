@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import pytest
 import torch
 
@@ -135,22 +136,29 @@ def test_retrieval_harness(benchmark, setup):
     from copybench.retrieval import search
 
     _info(benchmark, len(setup["queries"]))
-    benchmark.pedantic(
+    _, idx = benchmark.pedantic(
         _synced(search),
         args=(setup["queries"], setup["references"], TOPK),
         kwargs={"device": DEVICE},
         rounds=3,
         warmup_rounds=1,
     )
+    # a fast wrong answer is no result: the same nearest neighbours as the reference's full sort
+    np.testing.assert_array_equal(
+        idx[:, 0], reference_search(setup["queries"], setup["references"], 1)[1][:, 0]
+    )
 
 
 @pytest.mark.benchmark(group="retrieval")
 def test_retrieval_reference(benchmark, setup):
     _info(benchmark, len(setup["queries"]))
-    benchmark.pedantic(
+    _, idx = benchmark.pedantic(
         _synced(reference_search),
         args=(setup["queries"], setup["references"], TOPK),
         kwargs={"device": DEVICE},
         rounds=3,
         warmup_rounds=1,
     )
+    assert (
+        idx.shape == (len(setup["queries"]), TOPK) and len(set(idx[0])) == TOPK
+    )  # a full ranking, no repeats
