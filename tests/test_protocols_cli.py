@@ -71,7 +71,7 @@ def test_refused_settings(settings, message):
 )
 def test_refused_detectors_exit_2(tiny_dataset, tmp_path, capsys, protocol, detector, message):
     assert _run(tiny_dataset, tmp_path / "r", "--detectors", detector, "--protocol", protocol) == 2
-    assert message in capsys.readouterr().out.replace("\n", " ")
+    assert message in capsys.readouterr().err.replace("\n", " ")
     assert not (tmp_path / "r").exists()  # refused before any work
 
 
@@ -98,7 +98,7 @@ def test_scan_refuses_a_threshold_on_another_scale(tmp_path, capsys):
     base = ["scan", "--generated", folder, "--train", folder, "--out", tmp_path / "o", "--no-cache"]
     # native cosine: the study's 0.5 was set under its own preprocessing, not this one
     assert _cli(*base, "--detector", "pixel_gray_16") == 2
-    assert "--protocol dcr" in capsys.readouterr().out.replace("\n", " ")
+    assert "--protocol dcr" in capsys.readouterr().err.replace("\n", " ")
     with pytest.raises(P.ProtocolError, match="split-product scores"):
         from copybench.scan import _threshold_rule
 
@@ -121,15 +121,21 @@ def test_dcr_threshold_is_strict():
 
 
 def test_protocol_in_key_and_file_name_and_old_results_read_as_native(tmp_path):
-    from copybench.results import result_path, write_result
+    from copybench.results import result_path
 
     dcr = RunSettings(protocol="dcr").key_settings()
     assert dcr["protocol"] == "dcr" and "topk" not in dcr
     assert result_path("r", "det", "ds", "f" * 16, dcr).name == "det__dcr.json"
     assert result_path("r", "det", "ds", "f" * 16, RunSettings().key_settings()).name == "det.json"
-    old = {"kind": "accuracy", "key": {"detector": "d", "similarity": "cosine"}, "metrics": {}}
-    path = write_result(tmp_path / "old.json", old)
-    assert read_result(path)["key"]["protocol"] == "native"
+    old = {
+        "schema_version": 1,
+        "kind": "accuracy",
+        "key": {"detector": "d", "similarity": "cosine"},
+        "detector": {},
+    }
+    (tmp_path / "old.json").write_text(json.dumps(old))  # written before protocols existed
+    result = read_result(tmp_path / "old.json")
+    assert result.key["protocol"] == "native" and result.settings["protocol"] == "native"
 
 
 def test_depths():
@@ -199,13 +205,13 @@ def disc21_imported(tmp_path_factory) -> Path:
 
 def _check_result(res: Path, name: str, protocol: str, n_refs: int) -> dict:
     result = read_result(next(res.rglob(f"{name}__{protocol}.json")))
-    assert result["key"]["protocol"] == protocol and result["settings"]["protocol"] == protocol
-    assert result["settings"]["topk"] == min(P.topk_for(protocol, None, n_refs), n_refs)
-    spec = result["detector"]["spec"]
+    assert result.key["protocol"] == protocol and result.settings["protocol"] == protocol
+    assert result.settings["topk"] == min(P.topk_for(protocol, None, n_refs), n_refs)
+    spec = result.detector["spec"]
     pre = P.get_protocol(protocol).preprocessing
     assert (spec["resize"], spec["input_size"], spec["resize_backend"]) == (pre.resize, pre.size, "pil")
     for key in P.get_protocol(protocol).metrics:
-        assert key in result["metrics"], key
+        assert key in result.metrics, key
     return result
 
 
@@ -218,7 +224,7 @@ def test_run_protocol_end_to_end(recipe_built, disc21_imported, tmp_path, protoc
         assert _run(dataset, res, "--detectors", "efficientnet_lite0", "--protocol", protocol) == 0
         n_refs = json.loads((dataset / "dataset.json").read_text())["counts"]["references"]
         result = _check_result(res, "efficientnet_lite0", protocol, n_refs)
-        assert 0.0 < result["metrics"]["map"] <= 1.0
+        assert 0.0 < result.metrics["map"] <= 1.0
         assert _cli("table", res, "--format", "md", "--out", tmp_path / "t.md") == 0
         assert f"| {protocol} |" in (tmp_path / "t.md").read_text()
 
@@ -246,4 +252,4 @@ def test_dino_protocol_whitens_raw_features(tiny_dataset, tmp_path):
     args = ("--detectors", "dino_vits16.cls_gem", "--allow-random", "--protocol", "dino", "--norm-set", norm)
     assert _run(tiny_dataset, res, *args, "--whitening") == 0
     result = read_result(next(res.rglob("dino_vits16.cls_gem__whiten__dino.json")))
-    assert result["detector"]["weights"]["status"] == "random" and result["settings"]["topk"] == 8
+    assert result.is_random and result.settings["topk"] == 8
