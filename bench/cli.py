@@ -52,6 +52,10 @@ def _expand_detectors(spec: str) -> list[str]:
             names += found
         elif item.startswith(("timm:", "open_clip:", "hf-hub:", "hf:")):
             names.append(item)  # hub names resolve when built (a --download run fetches them first)
+        elif item == "baselines":
+            from copybench.detectors.fetch import BASELINES
+
+            names += BASELINES
         else:
             get_spec(item)  # raises UnknownDetectorError naming it
             names.append(item)
@@ -82,23 +86,28 @@ def cmd_list(args) -> int:
         if not rows:
             raise UsageError(f"no detector matches {pattern!r} (`copybench list detectors` shows them all)")
         table = Table(
-            title="registered detectors (weights: real = found offline, missing = needs a file, "
-            "none = parameter-free)"
+            title="registered detectors (weights: real = found offline, missing = needs a file, random = "
+            "random init, none = parameter-free; hash: published or pinned sha256, or hub revision)"
         )
         # names are what users copy into --detectors: never wrapped or cut; the other columns give way
         table.add_column("name", no_wrap=True, min_width=max(len(d["name"]) for d in rows))
-        for col in ("family", "dims", "input", "output", "weights"):
+        for col in ("family", "params", "dims", "input", "output", "weights", "hash", "released"):
             table.add_column(col, no_wrap=col != "input")
+        table.add_column("license", overflow="fold")
         table.add_column("source", overflow="fold")
         for d in rows:
             style = {"missing": "yellow", "real": "green"}.get(d["weights"])
             table.add_row(
                 d["name"],
                 d["family"],
+                "?" if d["params"] is None else f"{d['params'] / 1e6:.1f}M",
                 str(d["dims"]),
                 f"{d['input_size']} {d['resize']}",
                 d["output"],
                 d["weights"],
+                d["weights_hash"][:12],
+                d["release_date"],
+                d["license"],
                 d["source"],
                 style=style,
             )
@@ -204,6 +213,7 @@ def _settings(args):
         multiscale=_scales(args.multiscale),
         subset=getattr(args, "subset", None),
         protocol=args.protocol,
+        decode=getattr(args, "decode", "auto"),
     )
 
 
@@ -370,6 +380,17 @@ def cmd_demo(args) -> int:
 
 
 # ----------------------------------------------------------------------------------------------- parser
+def _add_decode_option(p: argparse.ArgumentParser) -> None:
+    from .decode import DECODES
+
+    p.add_argument(
+        "--decode",
+        default="auto",
+        choices=DECODES,
+        help="how files are decoded: workers (CPU), device (nvjpeg on the GPU), nvimgcodec; auto: device on CUDA",
+    )
+
+
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--similarity",
@@ -387,6 +408,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "fp16"))
+    _add_decode_option(p)
     add_top_k(
         p,
         None,

@@ -38,6 +38,7 @@ class RunSettings:
     seed: int = 0
     multiscale: tuple[float, ...] | None = None
     subset: str | None = None  # a named query subset (copybench.datasets.subsets), e.g. copydays 'strong'
+    decode: str = "auto"  # the Extractor's decode strategy (copybench.decode); not in the result key
     protocol: str = "native"  # a name in copybench.protocols.PROTOCOLS (docs/PROTOCOLS.md)
 
     def __post_init__(self) -> None:
@@ -71,6 +72,10 @@ class RunSettings:
         if self.topk is not None and p.topk is not None:
             depth = "the full ranking" if p.topk == 0 else f"top {p.topk}"
             raise ProtocolError(f"--protocol {p.name} fixes the prediction depth ({depth}); drop --topk")
+        if not p.native and self.decode not in ("auto", "workers"):
+            raise ProtocolError(
+                f"--protocol {p.name} decodes every image fully with Pillow, as the original; drop --decode"
+            )
         if self.whitening and self.similarity != "cosine":
             raise ProtocolError(
                 "--whitening is defined for global descriptors only (no original whitens split descriptors); "
@@ -244,6 +249,9 @@ def evaluate_detector(
         progress=progress,
         scales=settings.multiscale,
         raw=protocol.raw_features,
+        # the originals decode every file fully with Pillow: no GPU decoder, no reduced-size JPEG draft
+        decode=settings.decode if protocol.native else "workers",
+        draft=protocol.native,
     )
     t0 = time.perf_counter()
     rd = ext.run(
@@ -269,7 +277,10 @@ def evaluate_detector(
         weights=weights,
     )
     timings = {**result.timings, "extract_s": t1 - t0, "extract_computed_s": rd.seconds + qd.seconds}
-    return result.replace(timings=timings), preds
+    meta = (
+        detector.meta.to_dict()
+    )  # parameters, license, paper, release, weights hash: read beside the metrics
+    return result.replace(timings=timings, detector={**result.detector, "meta": meta}), preds
 
 
 def score_descriptors(

@@ -386,6 +386,7 @@ def scan(
     out: str | Path,
     device: str = "cpu",
     batch_size: int = 32,
+    decode: str = "auto",
     allow_random: bool = False,
     baseline_sample: int | None = 10000,
     calibrate: str | Path | None = None,
@@ -413,7 +414,13 @@ def scan(
     rule = _threshold_rule(protocol, similarity, threshold, calibrate)
     threshold = rule.pop("value")
     ext = Extractor(
-        det, device=device, dtype=dtype, batch_size=batch_size, cache_dir=cache_dir, progress=progress
+        det,
+        device=device,
+        dtype=dtype,
+        batch_size=batch_size,
+        cache_dir=cache_dir,
+        progress=progress,
+        decode=decode,
     )
     t0 = time.perf_counter()
     calibration = None
@@ -498,6 +505,8 @@ def read_summary(path: str | Path) -> dict:
 # ---------------------------------------------------------------------------------------------- CLI
 def register_cli(subparsers) -> None:
     """Add ``copybench scan`` to the CLI."""
+    from .cli import _add_decode_option
+
     p = subparsers.add_parser(
         "scan", help="replication scan: find training images replicated in generated images"
     )
@@ -532,6 +541,7 @@ def register_cli(subparsers) -> None:
     )
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--batch-size", type=int, default=32)
+    _add_decode_option(p)
     p.add_argument(
         "--dtype",
         default="fp32",
@@ -577,6 +587,7 @@ def cmd_scan(args) -> int:
         out=args.out,
         device=args.device,
         batch_size=args.batch_size,
+        decode=args.decode,
         allow_random=args.allow_random,
         baseline_sample=args.baseline_sample,
         calibrate=args.calibrate,

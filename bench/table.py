@@ -73,6 +73,12 @@ def _columns(results: list[Result]) -> dict[str, str]:
     return cols
 
 
+def _params_label(result: Result) -> str:
+    """Parameters of the detector's architecture, e.g. ``86.2M`` (blank for results without metadata)."""
+    params = ((result.detector or {}).get("meta") or {}).get("params")
+    return "" if params is None else f"{params / 1e6:.1f}M" if params else "0"
+
+
 def accuracy_frame(results: list[Result]) -> pd.DataFrame:
     """One row per accuracy result, best micro-AP first within each dataset and protocol."""
     rows, columns = [], _columns(results)
@@ -85,6 +91,7 @@ def accuracy_frame(results: list[Result]) -> pd.DataFrame:
             "fingerprint": r.fingerprint[:12],
             "detector": _detector_label(r),
             "weights": r.weights_status,
+            "params": _params_label(r),
             "similarity": settings_label(r),
             "protocol": _protocol(r),
         }
