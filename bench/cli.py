@@ -1,6 +1,7 @@
 """The ``copybench`` command line: thin wrappers over library functions with the same argument names.
 
-Exit codes: 0 success, 1 a check failed, 2 bad usage or input (the message names the bad value).
+Exit codes: 0 success, 1 a check failed, 2 bad usage or input (the message names the bad value), 3 a runtime
+failure (disk full, a crash; one line naming the cause, the traceback with -v).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 
 from .protocols import PROTOCOLS
 
-EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT, EXIT_RUNTIME = 0, 1, 2, 3
 
 
 class UsageError(Exception):
@@ -253,7 +254,10 @@ def cmd_run(args) -> int:
     done = [o.result for o in outcomes if o.result]
     if done:  # this run's dataset and detectors only; `copybench table` shows the whole folder
         print_leaderboards(accuracy_frame(done))
-    return EXIT_OK if all(o.status != "failed" for o in outcomes) else EXIT_BAD_INPUT
+    failed = [o for o in outcomes if o.status == "failed"]
+    if any(o.runtime for o in failed):
+        return EXIT_RUNTIME
+    return EXIT_BAD_INPUT if failed else EXIT_OK
 
 
 def _print_outcomes(outcomes) -> None:
@@ -730,6 +734,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         _err().print("[yellow]interrupted[/yellow]: finished results are kept; rerun to resume")
         return 130
+    except Exception as exc:
+        logging.getLogger(__name__).debug("runtime failure", exc_info=True)
+        _err().print(
+            f"[red]error:[/red] {type(exc).__name__}: {exc} (run with -v for the traceback)", highlight=False
+        )
+        return EXIT_RUNTIME
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from copybench.io import atomic_output, file_lock
+
 from .results import Result, read_result, result_path, weights_record, write_result
 
 log = logging.getLogger(__name__)
@@ -117,6 +119,7 @@ class RunOutcome:
     path: Path | None = None
     message: str = ""
     result: Result | None = field(default=None, repr=False)
+    runtime: bool = False  # failed for a runtime reason (disk, crash: exit 3), not bad input (exit 2)
 
 
 @dataclass(frozen=True)
@@ -404,9 +407,8 @@ def write_predictions(
     )
     table = table[table["reference_id"] != ""]
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name("." + path.name + ".tmp")
-    table.to_csv(tmp, index=False, compression="gzip")
-    tmp.replace(path)
+    with atomic_output(path) as tmp:  # unique temp name: concurrent runs never write into one file
+        table.to_csv(tmp, index=False, compression="gzip")
     return path
 
 
@@ -440,35 +442,24 @@ def run_benchmark(
             "(a `data import folder` index holds references only)"
         )
     _refuse_unfaithful(detectors, settings)
+
+    def make_detector(name: str):
+        return create_detector(
+            name,
+            weights_file=(weights or {}).get(name),
+            allow_random=allow_random,
+            download=download,
+            device=settings.device,
+        )
+
     outcomes = []
     for name in detectors:
         path = result_path(results, name, dataset.name, dataset.fingerprint, settings.key_settings())
-        if skip_existing and path.is_file():
-            try:
-                existing = read_result(path)
-            except ValueError as exc:
-                log.warning("recomputing %s: %s", path, exc)
-            else:
-                if _same_key_settings(existing, settings, len(dataset.reference_ids)):
-                    outcomes.append(RunOutcome(name, "skipped", path, "already computed", existing))
-                    continue
-                log.warning("recomputing %s: it was computed with other settings (%s)", path, existing.key)
-        try:
-            det = create_detector(
-                name,
-                weights_file=(weights or {}).get(name),
-                allow_random=allow_random,
-                download=download,
-                device=settings.device,
+        # two runs on one results folder take turns per result: the second then finds it computed
+        with file_lock(path.with_name(f".{path.name}.lock"), waiting=f"another run is computing {path}"):
+            outcomes.append(
+                _run_one(name, path, dataset, settings, skip_existing, cache_dir, progress, make_detector)
             )
-            result, preds = evaluate_detector(
-                det, dataset, settings, cache_dir=Path(cache_dir) if cache_dir else None, progress=progress
-            )
-        except Exception as exc:  # one broken detector must not lose the others' results
-            log.debug("detector %s failed", name, exc_info=True)
-            outcomes.append(RunOutcome(name, "failed", None, f"{type(exc).__name__}: {exc}"))
-            continue
-        outcomes.append(RunOutcome(name, "done", path, "", save_result(path, dataset, result, preds)))
     return outcomes
 
 
@@ -487,6 +478,40 @@ def _refuse_unfaithful(detectors: list[str], settings: RunSettings) -> None:
         check_detector(settings.protocol, spec, settings.similarity)
 
 
+def _run_one(name, path, dataset, settings, skip_existing, cache_dir, progress, make_detector) -> RunOutcome:
+    """One detector: skipped when its result is there, else computed and saved; any failure is its outcome."""
+    if skip_existing and path.is_file():
+        try:
+            existing = read_result(path)
+        except ValueError as exc:
+            log.warning("recomputing %s: %s", path, exc)
+        else:
+            if _same_key_settings(existing, settings, len(dataset.reference_ids)):
+                return RunOutcome(name, "skipped", path, "already computed", existing)
+            log.warning("recomputing %s: it was computed with other settings (%s)", path, existing.key)
+    try:
+        det = make_detector(name)
+        result, preds = evaluate_detector(
+            det, dataset, settings, cache_dir=Path(cache_dir) if cache_dir else None, progress=progress
+        )
+    except Exception as exc:  # one broken detector must not lose the others' results
+        log.debug("detector %s failed", name, exc_info=True)
+        return RunOutcome(name, "failed", None, f"{type(exc).__name__}: {exc}", runtime=_is_runtime(exc))
+    try:
+        return RunOutcome(name, "done", path, "", save_result(path, dataset, result, preds))
+    except OSError as exc:  # disk full, permissions: this result is lost, nothing half-written stays
+        log.debug("writing %s failed", path, exc_info=True)
+        return RunOutcome(name, "failed", None, f"cannot write {path}: {exc.strerror or exc}", runtime=True)
+
+
+def _is_runtime(exc: Exception) -> bool:
+    """A failure of the machine or the code (exit 3), not of what the user asked for (exit 2)."""
+    from copybench.detectors import UnknownDetectorError, WeightsMissingError
+
+    bad_input = (ValueError, LookupError, UnknownDetectorError, WeightsMissingError, FileNotFoundError)
+    return not isinstance(exc, bad_input)
+
+
 def _same_key_settings(result: Result, settings: RunSettings, n_references: int) -> bool:
     """Whether a stored result was computed with these settings (a file name alone can be ambiguous)."""
     key = {k: v for k, v in result.key.items() if k not in ("detector", "dataset_fingerprint")}
@@ -497,7 +522,15 @@ def _same_key_settings(result: Result, settings: RunSettings, n_references: int)
 
 
 def save_result(path: Path, dataset, result: Result, preds: Predictions) -> Result:
-    """Write raw predictions, then the result file that names them (so a result never lacks its predictions)."""
-    written = write_predictions(predictions_path(path), dataset, preds.query_ids, preds.idx, preds.scores)
-    write_result(path, result.replace(predictions_file=written.name))
+    """Write raw predictions, then the result file that names them (so a result never lacks its predictions);
+    when the result cannot be written its new predictions file is removed too (no orphan)."""
+    pred_file = predictions_path(path)
+    had_old = pred_file.is_file()
+    written = write_predictions(pred_file, dataset, preds.query_ids, preds.idx, preds.scores)
+    try:
+        write_result(path, result.replace(predictions_file=written.name))
+    except BaseException:
+        if not had_old:
+            written.unlink(missing_ok=True)
+        raise
     return read_result(path)

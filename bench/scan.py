@@ -334,7 +334,12 @@ def _ok_rows(desc, role: str, minimum: int) -> np.ndarray:
 def _detector_info(det) -> dict:
     from .results import weights_record
 
-    return {"name": det.spec.name, "spec": det.spec.to_dict(), "weights": weights_record(det.weights)}
+    return {
+        "name": det.spec.name,
+        "spec": det.spec.to_dict(),
+        "weights": weights_record(det.weights),
+        "meta": det.meta.to_dict(),  # parameters, license, paper, release, weights hash
+    }
 
 
 def _rate(top1: np.ndarray, threshold: float, rule: str) -> dict:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import csv
 import html
-import os
 import time
 from pathlib import Path
 
@@ -68,15 +67,15 @@ def write_summary(path: Path, summary: dict) -> Path:
 
 def write_matches_csv(path: Path, matches: list[dict]) -> Path:
     """All matches: generated, rank (1-based), train, similarity; paths relative to their input folders."""
-    tmp = path.with_name("." + path.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
+    from copybench.io import atomic_output
+
+    with atomic_output(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["generated", "rank", "train", "similarity"])
         for m in matches:
             for rank, t in enumerate(m["matches"], 1):
                 # full precision (repr round-trips): rounding would tie matches and move them across a threshold
                 w.writerow([m["generated"], rank, t["train"], repr(float(t["similarity"]))])
-    os.replace(tmp, path)
     return path
 
 
