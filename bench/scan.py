@@ -14,7 +14,7 @@ sides are searched in row blocks sized in bytes, merging per-block top-k lists, 
 is ever built and memory stays bounded for training sets of 100k images and more.
 
 Outputs (``out``): ``summary.json`` (schema :data:`SCAN_SCHEMA_VERSION`), ``matches.csv``, ``histogram.png``,
-``matches-NNN.png`` grids and a self-contained ``report.html`` (see :mod:`copybench.scan_report`).
+``matches-NNN.jpg`` grids and a self-contained ``report.html`` (see :mod:`copybench.scan_report`).
 This module is imported by the CLI on every call: torch, faiss and matplotlib load inside functions only.
 """
 

@@ -309,7 +309,10 @@ def render_table(results_dir: str | Path, fmt: str = "terminal", out: str | Path
     elif fmt == "html":
         from .html import leaderboard_html
 
-        text = leaderboard_html(acc, group_frame(results), thr, rank_aggregate(acc))
+        both = side_by_side(acc, thr)
+        text = leaderboard_html(
+            acc, group_frame(results), thr, rank_aggregate(acc), both=both, meta=_meta(results)
+        )
     else:
         parts = [frame for frame in (acc, thr, side_by_side(acc, thr)) if not frame.empty]
         text = "\n".join(to_markdown(frame) for frame in parts) if parts else to_markdown(acc)
@@ -318,6 +321,18 @@ def render_table(results_dir: str | Path, fmt: str = "terminal", out: str | Path
     if out:
         Path(out).write_text(text)
     return text
+
+
+def _meta(results: list[Result]) -> str:
+    """When the page was made and from which code: the commits the results were computed at."""
+    from datetime import datetime, timezone
+
+    from .env import git_commit
+
+    commits = sorted({(r.environment.get("git_commit") or "unknown")[:12] for r in results})
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    page = (git_commit() or "unknown")[:12]
+    return f"generated {now} at commit {page}; results computed at commit {', '.join(commits) or '-'}"
 
 
 def records(frame: pd.DataFrame) -> str:
