@@ -11,6 +11,8 @@ _STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em;color:#222}
 table{border-collapse:collapse;margin:1em 0}
 th,td{padding:4px 10px;border-bottom:1px solid #ddd;text-align:right;vertical-align:top}
+td{white-space:nowrap}
+div.scroll{overflow-x:auto;max-width:100%}
 th{cursor:pointer;background:#f4f4f4;user-select:none}
 th.text,td.text{text-align:left}
 td.random{color:#b00;font-weight:600}
@@ -63,9 +65,10 @@ def _table(frame: pd.DataFrame, caption: str, index: bool = False) -> str:
         "<tr>" + "".join(_cell(v, text[c], str(c)) for c, v in zip(frame.columns, row)) + "</tr>"
         for row in frame.itertuples(index=False)
     ]
+    # cells never wrap (names are copied from here); a table wider than the window scrolls sideways
     return (
-        f'<table class="sortable"><caption>{html.escape(caption)}</caption><thead><tr>{head}</tr></thead>'
-        f"<tbody>{''.join(rows)}</tbody></table>"
+        f'<div class="scroll"><table class="sortable"><caption>{html.escape(caption)}</caption><thead><tr>{head}'
+        f"</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
     )
 
 
