@@ -11,6 +11,8 @@ _STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em;color:#222}
 table{border-collapse:collapse;margin:1em 0}
 th,td{padding:4px 10px;border-bottom:1px solid #ddd;text-align:right;vertical-align:top}
+td{white-space:nowrap}
+div.scroll{overflow-x:auto;max-width:100%}
 th{cursor:pointer;background:#f4f4f4;user-select:none}
 th.text,td.text{text-align:left}
 td.random{color:#b00;font-weight:600}
@@ -63,9 +65,10 @@ def _table(frame: pd.DataFrame, caption: str, index: bool = False) -> str:
         "<tr>" + "".join(_cell(v, text[c], str(c)) for c, v in zip(frame.columns, row)) + "</tr>"
         for row in frame.itertuples(index=False)
     ]
+    # cells never wrap (names are copied from here); a table wider than the window scrolls sideways
     return (
-        f'<table class="sortable"><caption>{html.escape(caption)}</caption><thead><tr>{head}</tr></thead>'
-        f"<tbody>{''.join(rows)}</tbody></table>"
+        f'<div class="scroll"><table class="sortable"><caption>{html.escape(caption)}</caption><thead><tr>{head}'
+        f"</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
     )
 
 
@@ -85,12 +88,17 @@ def leaderboard_html(
         _table(both if both is not None else pd.DataFrame(), "Accuracy beside end-to-end speed"),
         _table(groups, "Micro-AP per recipe family", index=True),
         _table(thr, "Throughput (compare only rows measured on the same device)"),
-        _table(ranks, "Mean rank across datasets"),
+        _table(ranks, "Mean rank across datasets (within each protocol)"),
     ]
     note = (
         "<p>A weights cell in red says <b>random</b>: that detector ran with random weights, and its numbers "
         "say nothing about the published model.</p>"
     )
+    if "protocol" in acc and acc["protocol"].nunique() > 1:  # sorting by a metric would mix them: say so
+        note += (
+            "<p><b>Several protocols</b> (column <i>protocol</i>, docs/PROTOCOLS.md): rows of different protocols "
+            "are not comparable; the mean ranks are computed within each protocol.</p>"
+        )
     meta_html = f'<p class="meta">{html.escape(meta)}</p>' if meta else ""
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>copybench leaderboard</title>"
