@@ -11,6 +11,8 @@ import logging
 import sys
 from pathlib import Path
 
+from .protocols import PROTOCOLS
+
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT, EXIT_RUNTIME = 0, 1, 2, 3
 
 
@@ -110,6 +112,8 @@ def cmd_list(args) -> int:
                 d["source"],
                 style=style,
             )
+    elif args.what == "protocols":
+        table = _protocols_table(pattern)
     else:
         from fnmatch import fnmatch
 
@@ -125,6 +129,25 @@ def cmd_list(args) -> int:
             table.add_row(name, desc)
     _console().print(table)
     return EXIT_OK
+
+
+def _protocols_table(pattern: str):
+    import fnmatch
+
+    from rich.table import Table
+
+    from .protocols import describe_protocols
+
+    rows = [row for row in describe_protocols() if fnmatch.fnmatch(row["name"], pattern)]
+    if not rows:
+        raise UsageError(f"no protocol matches {pattern!r} (`copybench list protocols` shows them all)")
+    table = Table(title="evaluation protocols (--protocol NAME; definitions in docs/PROTOCOLS.md)")
+    cols = ("name", "preprocessing", "similarity", "whitening", "score_norm", "depth", "metrics", "scan")
+    for col in cols:
+        table.add_column(col, no_wrap=col == "name")
+    for row in rows:
+        table.add_row(*(row[c] for c in cols))
+    return table
 
 
 def cmd_data_build(args) -> int:
@@ -190,6 +213,7 @@ def _settings(args):
         n_boot=args.n_boot,
         multiscale=_scales(args.multiscale),
         subset=getattr(args, "subset", None),
+        protocol=args.protocol,
         decode=getattr(args, "decode", "auto"),
     )
 
@@ -390,7 +414,16 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "fp16"))
     _add_decode_option(p)
     add_top_k(
-        p, 100, "references kept per query; metrics use this ranking (default 100; --topk is deprecated)"
+        p,
+        None,
+        "references kept per query; metrics use this ranking (default 100; fixed by --protocol dcr/isc/dino; "
+        "--topk is deprecated)",
+    )
+    p.add_argument(
+        "--protocol",
+        default="native",
+        choices=tuple(PROTOCOLS),
+        help="evaluation protocol (docs/PROTOCOLS.md; `copybench list protocols`): native (default), dcr, isc, dino",
     )
     p.add_argument(
         "--allow-random",
@@ -480,7 +513,7 @@ class _DeprecatedAlias(argparse.Action):
         setattr(namespace, self.dest, values)
 
 
-def add_top_k(parser: argparse.ArgumentParser, default: int, help: str, dest: str = "topk") -> None:
+def add_top_k(parser: argparse.ArgumentParser, default: int | None, help: str, dest: str = "topk") -> None:
     """``--top-k`` everywhere; the old ``--topk`` still works, with a deprecation warning."""
     parser.add_argument(
         "--top-k",
@@ -519,8 +552,8 @@ def _add_demo_and_list(sub) -> None:
     p.add_argument("--force", action="store_true", help="recompute results that already exist")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("list", help="list registered detectors or dataset recipes")
-    p.add_argument("what", choices=("detectors", "recipes"))
+    p = sub.add_parser("list", help="list registered detectors, dataset recipes or evaluation protocols")
+    p.add_argument("what", choices=("detectors", "recipes", "protocols"))
     p.add_argument("pattern", nargs="?", default=None, help="shell pattern, e.g. 'dino_*'")
     p.set_defaults(func=cmd_list)
 

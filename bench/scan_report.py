@@ -76,7 +76,8 @@ def write_matches_csv(path: Path, matches: list[dict]) -> Path:
         w.writerow(["generated", "rank", "train", "similarity"])
         for m in matches:
             for rank, t in enumerate(m["matches"], 1):
-                w.writerow([m["generated"], rank, t["train"], f"{t['similarity']:.6f}"])
+                # full precision (repr round-trips): rounding would tie matches and move them across a threshold
+                w.writerow([m["generated"], rank, t["train"], repr(float(t["similarity"]))])
     return path
 
 
@@ -174,6 +175,8 @@ def _grid_page(path: Path, rows: list[dict], summary: dict, page: tuple[int, int
     from PIL import ImageDraw
 
     k, thr = summary["settings"]["top_k"], summary["threshold"]["value"]
+    rule = summary["threshold"].get("rule", ">=")
+    passes = (lambda x: x > thr) if rule == ">" else (lambda x: x >= thr)
     cw, ch = THUMB_SIDE + CELL_GAP, THUMB_SIDE + CELL_TEXT + CELL_GAP
     canvas = Image.new("RGB", (CELL_GAP + cw * (1 + k) + SEPARATOR, HEADER + ch * len(rows)), "white")
     draw, fonts = ImageDraw.Draw(canvas), (_font(13), _font(12))
@@ -187,7 +190,7 @@ def _grid_page(path: Path, rows: list[dict], summary: dict, page: tuple[int, int
     for r, m in enumerate(rows):
         y = HEADER + r * ch
         top = m["matches"][0]["similarity"] if m["matches"] else float("nan")
-        flagged = top >= thr
+        flagged = passes(top)
         lines = [f"{'FLAGGED  ' if flagged else ''}top-1 {top:.3f}", _short(m["generated"])]
         _cell(
             canvas,
@@ -200,7 +203,7 @@ def _grid_page(path: Path, rows: list[dict], summary: dict, page: tuple[int, int
         )
         for j, t in enumerate(m["matches"], 1):
             x = CELL_GAP + SEPARATOR + j * cw
-            colour = "#c00000" if t["similarity"] >= thr else "black"
+            colour = "#c00000" if passes(t["similarity"]) else "black"
             _cell(
                 canvas,
                 draw,
@@ -290,13 +293,15 @@ def _headline(summary: dict) -> str:
         f"calibrated at {cal['precision']:.0%} precision on dataset {html.escape(cal['dataset'])} "
         f"(recall there {cal['recall']:.3f})"
         if cal
-        else "given"
+        else t["source"]
     )
+    rule = {">": "&gt;", ">=": "&ge;"}.get(t.get("rule", ">="), "&ge;")
     sample = f"a seeded sample of {b['n']} of {b['of']}" if b["sampled"] else f"all {b['n']}"
     return (
         f"<p class='big'>Replication rate <b>{r['value']:.2%}</b> ({r['flagged']} of {r['n']} generated images), "
         f"95% CI [{r['ci95'][0]:.2%}, {r['ci95'][1]:.2%}] (Wilson score interval)</p>"
-        f"<p>Flagged: top-1 similarity &ge; threshold <b>{t['value']:.4f}</b> ({how}). "
+        f"<p>Flagged: top-1 similarity {rule} threshold <b>{t['value']:.4f}</b> ({how}; protocol "
+        f"{html.escape(str(summary['settings'].get('protocol', 'native')))}). "
         f"Training images indexed: {c['train_indexed']} of {c['train_found']}; generated scanned: "
         f"{c['generated_scanned']} of {c['generated_found']}. Baseline over {sample} training images.</p>"
     )
@@ -402,7 +407,8 @@ def print_summary(summary: dict, console) -> None:
             f"{summary['baseline']['n']} training images"
             + (" (seeded sample)" if summary["baseline"]["sampled"] else ""),
         ),
-        ("threshold", f"{t['value']:.4f} ({t['source']})"),
+        ("threshold", f"{t.get('rule', '>=')} {t['value']:.4f} ({t['source']})"),
+        ("protocol", str(summary["settings"].get("protocol", "native"))),
         ("flagged", f"{r['flagged']} of {r['n']}"),
         ("replication rate", f"{r['value']:.2%}  95% CI [{r['ci95'][0]:.2%}, {r['ci95'][1]:.2%}] (Wilson)"),
     ):

@@ -539,6 +539,8 @@ def test_random_weights_are_stated_everywhere(tiny_token_detector, tmp_path, cap
             "--no-cache",
             "--top-k",
             "2",
+            "--threshold",
+            "0.5",
         ]
     )
     printed = capsys.readouterr().out
@@ -559,6 +561,7 @@ def test_split_similarity_matches_brute_force(tiny_token_detector, tmp_path):
         train,
         tiny_token_detector,
         similarity="split",
+        threshold=0.05,  # split scores are not on the cosine scale: a threshold is always given for them
         top_k=3,
         out=tmp_path / "o",
         cache_dir=None,
