@@ -178,6 +178,7 @@ def test_run_subset_and_published_row_lines_up(copydays, tmp_path, capsys):
     )
     own = compare_published([whole], [mine]).iloc[0]
     assert own["difference"] == pytest.approx(whole.groups["strong"]["map"] - 0.5)
+    assert main(["list", "subsets"]) == 0 and "dev25k" in capsys.readouterr().out
     # the CLI: a detector nobody published says so
     assert main(["table", str(tmp_path / "r"), "--published", "--format", "md"]) == 0
     out = capsys.readouterr().out
