@@ -146,6 +146,13 @@ def test_isc_metrics_equal_the_official_evaluation(seed):
         assert got["recall_at_p90"] == pytest.approx(rp90, abs=1e-9)
 
 
+def test_isc_recall_with_fewer_columns_than_k():
+    # 3 ranked references (a gallery smaller than 10): a positive never retrieved must not count at rank 10
+    top, hits, n_pos = np.array([[0.9, 0.5, 0.4]]), np.array([[False, True, False]]), np.array([2])
+    got = M.evaluate(top, hits, n_pos, n_boot=0)["overall"]
+    assert got["isc_recall@10"] == 0.5 and got["isc_recall@1"] == 0.0
+
+
 def test_isc_recall_at_p90_is_none_when_unreached():
     top, hits, n_pos = np.array([[0.9, 0.5]]), np.array([[False, True]]), np.array([1])
     assert M.evaluate(top, hits, n_pos, n_boot=0)["overall"]["recall_at_p90"] is None
