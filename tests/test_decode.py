@@ -153,3 +153,12 @@ def test_gpu_decoders_match_the_cpu_path_on_cuda(tmp_path, decode):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_auto_decode_is_the_gpu_on_cuda():
     assert Extractor(create_detector("pixel_gray_16"), device="cuda", progress=False).decode == "device"
+
+
+def test_pillow_resize_specs_decode_in_full():
+    from dataclasses import replace
+
+    spec = create_detector("pixel_gray_16").spec
+    assert Preprocess(spec).min_decode_side == Preprocess.DRAFT_MARGIN * spec.input_size
+    # protocol specs reproduce scripts that resize PIL images decoded in full: no reduced-size decoding
+    assert Preprocess(replace(spec, resize_backend="pil")).min_decode_side is None
