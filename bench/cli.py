@@ -114,6 +114,8 @@ def cmd_list(args) -> int:
             )
     elif args.what == "protocols":
         table = _protocols_table(pattern)
+    elif args.what == "subsets":
+        table = _subsets_table(pattern)
     else:
         from fnmatch import fnmatch
 
@@ -129,6 +131,24 @@ def cmd_list(args) -> int:
             table.add_row(name, desc)
     _console().print(table)
     return EXIT_OK
+
+
+def _subsets_table(pattern: str):
+    from fnmatch import fnmatch
+
+    from rich.table import Table
+
+    from copybench.datasets.subsets import list_subsets
+
+    rows = [r for r in list_subsets() if fnmatch(r[1], pattern)]
+    if not rows:
+        raise UsageError(f"no subset matches {pattern!r} (`copybench list subsets` shows them all)")
+    table = Table(title="query subsets of imported benchmarks (copybench run --subset NAME)")
+    for col in ("format", "subset", "queries"):
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*row)
+    return table
 
 
 def _protocols_table(pattern: str):
@@ -555,7 +575,7 @@ def _add_demo_and_list(sub) -> None:
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("list", help="list registered detectors, dataset recipes or evaluation protocols")
-    p.add_argument("what", choices=("detectors", "recipes", "protocols"))
+    p.add_argument("what", choices=("detectors", "recipes", "protocols", "subsets"))
     p.add_argument("pattern", nargs="?", default=None, help="shell pattern, e.g. 'dino_*'")
     p.set_defaults(func=cmd_list)
 

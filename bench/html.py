@@ -88,12 +88,17 @@ def leaderboard_html(
         _table(both if both is not None else pd.DataFrame(), "Accuracy beside end-to-end speed"),
         _table(groups, "Micro-AP per recipe family", index=True),
         _table(thr, "Throughput (compare only rows measured on the same device)"),
-        _table(ranks, "Mean rank across datasets"),
+        _table(ranks, "Mean rank across datasets (within each protocol)"),
     ]
     note = (
         "<p>A weights cell in red says <b>random</b>: that detector ran with random weights, and its numbers "
         "say nothing about the published model.</p>"
     )
+    if "protocol" in acc and acc["protocol"].nunique() > 1:  # sorting by a metric would mix them: say so
+        note += (
+            "<p><b>Several protocols</b> (column <i>protocol</i>, docs/PROTOCOLS.md): rows of different protocols "
+            "are not comparable; the mean ranks are computed within each protocol.</p>"
+        )
     meta_html = f'<p class="meta">{html.escape(meta)}</p>' if meta else ""
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>copybench leaderboard</title>"
