@@ -10,6 +10,8 @@ import argparse
 import logging
 import sys
 
+from .protocols import PROTOCOLS
+
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT, EXIT_RUNTIME = 0, 1, 2, 3
 
 
@@ -109,6 +111,10 @@ def cmd_list(args) -> int:
                 d["source"],
                 style=style,
             )
+    elif args.what == "protocols":
+        table = _protocols_table(pattern)
+    elif args.what == "subsets":
+        table = _subsets_table(pattern)
     else:
         from fnmatch import fnmatch
 
@@ -124,6 +130,43 @@ def cmd_list(args) -> int:
             table.add_row(name, desc)
     _console().print(table)
     return EXIT_OK
+
+
+def _subsets_table(pattern: str):
+    from fnmatch import fnmatch
+
+    from rich.table import Table
+
+    from copybench.datasets.subsets import list_subsets
+
+    rows = [r for r in list_subsets() if fnmatch(r[1], pattern)]
+    if not rows:
+        raise UsageError(f"no subset matches {pattern!r} (`copybench list subsets` shows them all)")
+    table = Table(title="query subsets of imported benchmarks (copybench run --subset NAME)")
+    for col in ("format", "subset", "queries"):
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def _protocols_table(pattern: str):
+    import fnmatch
+
+    from rich.table import Table
+
+    from .protocols import describe_protocols
+
+    rows = [row for row in describe_protocols() if fnmatch.fnmatch(row["name"], pattern)]
+    if not rows:
+        raise UsageError(f"no protocol matches {pattern!r} (`copybench list protocols` shows them all)")
+    table = Table(title="evaluation protocols (--protocol NAME; definitions in docs/PROTOCOLS.md)")
+    cols = ("name", "preprocessing", "similarity", "whitening", "score_norm", "depth", "metrics", "scan")
+    for col in cols:
+        table.add_column(col, no_wrap=col == "name")
+    for row in rows:
+        table.add_row(*(row[c] for c in cols))
+    return table
 
 
 def cmd_data_build(args) -> int:
@@ -190,6 +233,7 @@ def _settings(args):
         n_boot=args.n_boot,
         multiscale=_scales(args.multiscale),
         subset=getattr(args, "subset", None),
+        protocol=args.protocol,
         decode=getattr(args, "decode", "auto"),
     )
 
@@ -311,8 +355,10 @@ def cmd_check(args) -> int:
 
 def cmd_plot(args) -> int:
     from .plots import plot_results
+    from .speed_plot import plot_accuracy_speed_dirs
 
     written = plot_results(args.results_dir, args.out)
+    written += plot_accuracy_speed_dirs(args.results_dir, args.out, throughput_dir=args.throughput)
     _err().print("wrote " + ", ".join(str(p) for p in written) if written else "no accuracy results to plot")
     return EXIT_OK
 
@@ -390,7 +436,16 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "fp16"))
     _add_decode_option(p)
     add_top_k(
-        p, 100, "references kept per query; metrics use this ranking (default 100; --topk is deprecated)"
+        p,
+        None,
+        "references kept per query; metrics use this ranking (default 100; fixed by --protocol dcr/isc/dino; "
+        "--topk is deprecated)",
+    )
+    p.add_argument(
+        "--protocol",
+        default="native",
+        choices=tuple(PROTOCOLS),
+        help="evaluation protocol (docs/PROTOCOLS.md; `copybench list protocols`): native (default), dcr, isc, dino",
     )
     p.add_argument(
         "--allow-random",
@@ -480,7 +535,7 @@ class _DeprecatedAlias(argparse.Action):
         setattr(namespace, self.dest, values)
 
 
-def add_top_k(parser: argparse.ArgumentParser, default: int, help: str, dest: str = "topk") -> None:
+def add_top_k(parser: argparse.ArgumentParser, default: int | None, help: str, dest: str = "topk") -> None:
     """``--top-k`` everywhere; the old ``--topk`` still works, with a deprecation warning."""
     parser.add_argument(
         "--top-k",
@@ -519,8 +574,8 @@ def _add_demo_and_list(sub) -> None:
     p.add_argument("--force", action="store_true", help="recompute results that already exist")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("list", help="list registered detectors or dataset recipes")
-    p.add_argument("what", choices=("detectors", "recipes"))
+    p = sub.add_parser("list", help="list registered detectors, dataset recipes or evaluation protocols")
+    p.add_argument("what", choices=("detectors", "recipes", "protocols", "subsets"))
     p.add_argument("pattern", nargs="?", default=None, help="shell pattern, e.g. 'dino_*'")
     p.set_defaults(func=cmd_list)
 
@@ -655,7 +710,15 @@ def _add_run_and_results(sub) -> None:
     p = sub.add_parser("plot", help="precision-recall curves and per-family bars (PNG) from result files")
     p.add_argument("results_dir", help="a result file or a folder searched recursively")
     p.add_argument(
-        "--out", required=True, help="folder for the PNGs (pr_<dataset>.png, families_<dataset>.png)"
+        "--out",
+        required=True,
+        help="folder for the PNGs (pr_<dataset>.png, families_<dataset>.png, accuracy_speed_<dataset>__<device>.png)",
+    )
+    p.add_argument(
+        "--throughput",
+        default=None,
+        metavar="DIR",
+        help="throughput results to plot accuracy against speed with (default: those under RESULTS, if any)",
     )
     p.set_defaults(func=cmd_plot)
 

@@ -300,17 +300,20 @@ def fetch_weights(patterns: list[str], *, force: bool = False, progress: bool = 
             why = "parameter-free" if spec.parameter_free else f"weights from {spec.weights}"
             outcomes.append(FetchOutcome(name, "skipped", message=f"nothing to download ({why})"))
             continue
-        key = name if spec is None else spec.weights  # variants sharing one official file fetch it once
-        try:
-            if key not in done:
-                if spec is None:  # hub names fetch through their own library, into its cache
-                    done[key] = fetch_hub(name, progress=progress)
-                else:
-                    done[key] = fetch_spec(spec, force=force, progress=progress)
-            path, digest, note = done[key]
-        except (OSError, ValueError, KeyError, WeightsMissingError) as exc:
-            outcomes.append(FetchOutcome(name, "failed", message=str(exc)))
+        key = name if spec is None else spec.weights  # variants sharing one file fetch (or fail) once
+        if key not in done:
+            try:  # hub names fetch through their own library, into its cache
+                done[key] = (
+                    fetch_hub(name, progress=progress)
+                    if spec is None
+                    else fetch_spec(spec, force=force, progress=progress)
+                )
+            except (OSError, ValueError, KeyError, WeightsMissingError) as exc:
+                done[key] = exc
+        if isinstance(done[key], Exception):
+            outcomes.append(FetchOutcome(name, "failed", message=str(done[key])))
             continue
+        path, digest, note = done[key]
         status = "fetched" if note.startswith("downloaded") else "present"
         outcomes.append(FetchOutcome(name, status, str(path), digest, note))
     return outcomes

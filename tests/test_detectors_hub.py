@@ -277,3 +277,25 @@ def test_weights_list_shows_a_cached_hub_model(timm_repo, capsys):
     assert main(["weights", "list", f"hf-hub:timm/{TIMM}"]) == 0
     out = capsys.readouterr().out
     assert "model.safetensors" in out and file_sha256(timm_repo / "model.safetensors")[:16] in out
+
+
+def test_preprocessing_the_harness_cannot_reproduce_is_refused():
+    from transformers import ViTImageProcessor
+
+    from copybench.detectors.hub import spec_fields
+    from copybench.detectors.hub_transformers import processor_fields
+
+    fields = processor_fields(ViTImageProcessor())  # 224 x 224 squash, bilinear, mean = std = 0.5
+    assert (fields["resize"], fields["input_size"], fields["interpolation"]) == ("square", 224, "bilinear")
+    assert fields["mean"] == (0.5, 0.5, 0.5) and fields["crop_offset"] == "floor"
+    with pytest.raises(ValueError, match="1/255"):
+        processor_fields(ViTImageProcessor(do_rescale=False))
+    with pytest.raises(ValueError, match="resample"):
+        processor_fields(ViTImageProcessor(resample=1))  # Lanczos
+    base = {"crop_pct": 0.9, "interpolation": "bicubic", "mean": (0, 0, 0), "std": (1, 1, 1)}
+    with pytest.raises(ValueError, match="border"):
+        spec_fields({**base, "size": 224, "mode": "border"})  # timm's letterbox crop mode
+    with pytest.raises(ValueError, match="squash"):
+        spec_fields({**base, "size": 224, "mode": "squash"})  # squash with crop_pct < 1
+    with pytest.raises(ValueError, match="non-square"):
+        spec_fields({**base, "size": (224, 192), "mode": "center"})
