@@ -11,9 +11,12 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from .results import load_results
+from .results import Result, read_results
 
 GATED_METRICS = ("micro_ap", "map", "recall@1", "recall_at_p90")
+# None means "no operating point reaches 90 % precision" (as in the ISC evaluation): for the gate that is the
+# worst recall, 0, so a detector that stops reaching 90 % precision is a drop, and one that never did is not.
+UNREACHED_IS_ZERO = ("recall_at_p90",)
 
 
 @dataclass(frozen=True)
@@ -34,8 +37,8 @@ class Change:
         return self.new - self.baseline
 
 
-def _key(result: dict) -> str:
-    return json.dumps(result["key"], sort_keys=True)
+def _key(result: Result) -> str:
+    return json.dumps(result.key, sort_keys=True)
 
 
 def compare(
@@ -48,23 +51,23 @@ def compare(
     """All comparisons between baseline and new accuracy results."""
     if tolerance < 0:
         raise ValueError(f"tolerance must be >= 0, got {tolerance}")
-    base, _ = load_results(baseline, strict=True)
-    new, _ = load_results(results, strict=True)
-    base = [r for r in base if r["kind"] == "accuracy"]
+    base, _ = read_results(baseline, strict=True)
+    new, _ = read_results(results, strict=True)
+    base = [r for r in base if r.kind == "accuracy"]
     if not base:
         raise ValueError(f"no accuracy results in baseline {baseline}")
     _check_metric_names(metrics, base)
-    by_key = {_key(r): r for r in new if r["kind"] == "accuracy"}
+    by_key = {_key(r): r for r in new if r.kind == "accuracy"}
     changes = []
     for b in base:
         n = by_key.get(_key(b))
         for metric in metrics:
-            bv = b["metrics"].get(metric)
-            nv = None if n is None else n["metrics"].get(metric)
+            bv = _value(b, metric)
+            nv = None if n is None else _value(n, metric)
             changes.append(
                 Change(
-                    b["detector"]["name"],
-                    b["dataset"]["name"],
+                    b.detector_name,
+                    b.dataset_name or "",
                     metric,
                     bv,
                     nv,
@@ -74,9 +77,14 @@ def compare(
     return changes
 
 
-def _check_metric_names(metrics: tuple[str, ...], base: list[dict]) -> None:
+def _value(result: Result, metric: str) -> float | None:
+    value = result.metrics.get(metric)
+    return 0.0 if value is None and metric in UNREACHED_IS_ZERO and metric in result.metrics else value
+
+
+def _check_metric_names(metrics: tuple[str, ...], base: list[Result]) -> None:
     """A misspelt metric would compare nothing and pass: refuse names no baseline result has."""
-    known = {k for r in base for k, v in r["metrics"].items() if v is None or isinstance(v, (int, float))}
+    known = {k for r in base for k, v in r.metrics.items() if v is None or isinstance(v, (int, float))}
     unknown = [m for m in metrics if m not in known]
     if unknown or not metrics:
         what = f"unknown metric(s) {', '.join(map(repr, unknown))}" if unknown else "no metrics given"

@@ -177,6 +177,7 @@ def cmd_run(args) -> int:
             weights=_weights_map(args.weights),
             skip_existing=not args.force,
             progress=not args.quiet,
+            download=args.download,
             engine=engine,
         )
     _print_outcomes(outcomes)
@@ -194,11 +195,14 @@ def _print_outcomes(outcomes) -> None:
         colour = {"done": "green", "skipped": "cyan", "failed": "red"}[o.status]
         where = f" -> {o.path}" if o.path else ""
         console.print(f"[{colour}]{o.status:8}[/{colour}] {o.detector}{where} {o.message}".rstrip())
-        if o.result and o.result.get("skipped"):
+        if o.result and o.result.skipped:
             console.print(
-                f"          {len(o.result['skipped'])} unreadable image(s) skipped: "
-                + ", ".join(s["path"] for s in o.result["skipped"][:5])
+                f"          {len(o.result.skipped)} unreadable image(s) skipped: "
+                + ", ".join(s["path"] for s in o.result.skipped[:5])
             )
+    missing = [o.detector for o in outcomes if o.message.startswith("WeightsMissingError")]
+    if missing:  # one command for everything missing, not one hunt per detector
+        console.print(f"fetch the missing weights with: copybench weights fetch {' '.join(missing)}")
 
 
 def cmd_table(args) -> int:
@@ -336,6 +340,11 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         help="explicit weights file for a detector (repeatable)",
     )
     p.add_argument(
+        "--download",
+        action="store_true",
+        help="download missing official weights first (as `copybench weights fetch`; offline by default)",
+    )
+    p.add_argument(
         "--cache-dir",
         default=str(Path.home() / ".cache" / "copybench" / "descriptors"),
         help="descriptor cache",
@@ -370,7 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo_and_list(sub)
     _add_data(sub)
     _add_run_and_results(sub)
-    for module in ("throughput", "scan"):
+    for module in ("throughput", "scan", "weights"):
         _register_optional(sub, module)
     return parser
 
@@ -466,8 +475,9 @@ def _add_run_and_results(sub) -> None:
     p.add_argument(
         "--format",
         default="terminal",
-        choices=("terminal", "md", "csv", "html"),
-        help="default terminal; terminal with --out writes markdown",
+        choices=("terminal", "md", "csv", "html", "parquet"),
+        help="default terminal (with --out: the same tables as plain text); csv and parquet are tidy: one row "
+        "per (result, group), identifier headers, CIs as two columns (parquet needs --out)",
     )
     p.add_argument("--out", default=None, help="write to this file instead of printing")
     p.set_defaults(func=cmd_table)

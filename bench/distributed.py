@@ -238,7 +238,7 @@ def _search_shard(fn, q: np.ndarray, block: np.ndarray, start: int, k: int):
 
 
 def _run_search(settings, tokens: bool, q: np.ndarray, r: np.ndarray, k: int):
-    from .extract import Descriptors
+    from .cache import Descriptors
     from .run import _search
 
     def desc(a):
@@ -298,7 +298,7 @@ class RayExtractor:
         """Descriptors for several (paths, fingerprint, label) lists through ONE actor pool (one model load)."""
         from contextlib import ExitStack
 
-        from .extract import cache_key
+        from .cache import cache_key
 
         if tokens and self.detector.spec.output != "tokens":
             raise ValueError(f"detector {self.detector.spec.name!r} outputs global descriptors, not tokens")
@@ -618,21 +618,19 @@ def is_uri(cache_dir: str | Path | None) -> bool:
 @contextmanager
 def open_store(cache_dir: str | Path | None, key: str, n: int) -> Iterator:
     """The descriptor cache's shard store for ``key``: in memory, in a folder, or staged and mirrored to a URI."""
-    from .extract import _ShardStore as ShardStore
+    from .cache import ShardStore
 
-    if cache_dir is None:
-        yield ShardStore(None, n)
-        return
     if not is_uri(cache_dir):
-        yield ShardStore(Path(cache_dir) / key, n)
+        with ShardStore(Path(cache_dir) / key if cache_dir is not None else None, n, key) as store:
+            yield store
         return
     mirror = _Mirror(f"{str(cache_dir).rstrip('/')}/{key}", key)
-    store = ShardStore(mirror.pull(), n)
-    mirror.watch(store)
-    try:
-        yield store
-    finally:
-        mirror.push()
+    with ShardStore(mirror.pull(), n, key) as store:
+        mirror.watch(store)
+        try:
+            yield store
+        finally:
+            mirror.push()
 
 
 class _Mirror:
@@ -659,7 +657,7 @@ class _Mirror:
         self.local.mkdir(parents=True, exist_ok=True)
         remote = {n: s for n, s in self._remote_files().items() if not n.startswith(".")}
         for p in self.local.iterdir():
-            if p.name not in remote or p.stat().st_size != remote[p.name]:
+            if not p.name.startswith(".") and (p.name not in remote or p.stat().st_size != remote[p.name]):
                 p.unlink()
         for name in remote:
             target = self.local / name

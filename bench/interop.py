@@ -20,13 +20,13 @@ def export_isc(result_file: str | Path, out: str | Path) -> list[Path]:
 
     result_file = Path(result_file)
     result = read_result(result_file)
-    if result["kind"] != "accuracy":
+    if result.kind != "accuracy":
         raise ValueError(f"{result_file}: only accuracy results have predictions to export")
-    pred_file = result_file.parent / result.get("predictions_file", predictions_path(result_file).name)
+    pred_file = result.predictions_path or predictions_path(result_file)
     if not pred_file.is_file():
         raise FileNotFoundError(f"predictions of {result_file} not found: {pred_file}")
-    dataset = load_dataset(result["dataset"]["path"])
-    if dataset.fingerprint != result["dataset"]["fingerprint"]:
+    dataset = load_dataset(result.dataset["path"])
+    if dataset.fingerprint != result.fingerprint:
         raise ValueError(
             f"dataset at {dataset.root} changed since {result_file} was computed (fingerprint differs)"
         )
@@ -118,7 +118,9 @@ def score_isc_h5(
         dataset.reference_ids, dataset.references["path"].tolist(), rn, rv, Path(references)
     )
     weights = {"status": "external", "source": f"{queries}, {references}", "sha256": None}
-    result = score_descriptors(dataset, qd, rd, settings, detector_name=name, spec=None, weights=weights)
+    result, preds = score_descriptors(
+        dataset, qd, rd, settings, detector_name=name, spec=None, weights=weights
+    )
     path = result_path(results, name, dataset.name, dataset.fingerprint, settings.key_settings())
-    save_result(path, dataset, result)
+    save_result(path, dataset, result, preds)
     return path

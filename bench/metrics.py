@@ -1,4 +1,4 @@
-"""Retrieval metrics for copy detection, each defined exactly (REFERENCE.md section 5) and vectorised.
+"""Retrieval metrics for copy detection, each defined exactly (docs/PROTOCOLS.md, "Metrics") and vectorised.
 
 Input contract, as produced by the harness from a top-k search:
 
@@ -14,7 +14,8 @@ score cannot game any metric. Functions that take ``hits`` alone (recall@k, prec
 given rank order; ``evaluate`` hands them rows already re-sorted that way.
 
 Means over queries (mAP, recall@k, precision@k, MRR) average only queries with ``n_pos > 0``; they are NaN
-when there is none (``evaluate`` writes None).
+when there is none (``evaluate`` writes None). The exceptions say so: ``mrr_all`` averages over every query
+(the study's code), ``recall_at_rank_pairs`` counts ground-truth pairs (the ISC 2021 evaluation).
 """
 
 from __future__ import annotations
@@ -31,13 +32,18 @@ __all__ = [
     "evaluate",
     "micro_ap",
     "mrr",
+    "mrr_all",
     "pr_curve",
     "precision_at_k",
     "precision_at_k_capped",
+    "precision_at_k_revisitop",
     "recall_at_k",
+    "recall_at_k_fraction",
     "recall_at_precision",
+    "recall_at_rank_pairs",
 ]
 
+RANKS = (1, 5, 10)  # the k of every @k metric in ``evaluate``
 _BOOT_CHUNK = 100  # bootstrap resamples drawn and scored together; bounds memory at about 100 * Q floats
 
 
@@ -133,15 +139,20 @@ def ap_revisitop(scores: np.ndarray, hits: np.ndarray, n_pos: np.ndarray) -> np.
     return _ap_revisitop_sorted(_sort_rows(scores, hits).hits, n_pos)
 
 
-def _ap_standard_sorted(rows: _Rows, n_pos: np.ndarray) -> np.ndarray:
-    # sklearn steps once per distinct score: every positive of a tie group gets the precision measured
-    # at the END of its group (all tied items included), so tie order inside a group does not matter.
+def _group_end(rows: _Rows) -> np.ndarray:
+    """(Q, k) index of the last item of each item's tie group (equal scores) in its re-sorted row."""
     q, k = rows.hits.shape
     nxt = np.concatenate([rows.scores[:, 1:], np.full((q, 1), np.nan)], axis=1)
     nxt_valid = np.concatenate([rows.valid[:, 1:], np.zeros((q, 1), bool)], axis=1)
     is_end = rows.valid & (~nxt_valid | (rows.scores != nxt))
     end_at = np.where(is_end, np.arange(k), k - 1)
-    group_end = np.minimum.accumulate(end_at[:, ::-1], axis=1)[:, ::-1]
+    return np.minimum.accumulate(end_at[:, ::-1], axis=1)[:, ::-1]
+
+
+def _ap_standard_sorted(rows: _Rows, n_pos: np.ndarray) -> np.ndarray:
+    # sklearn steps once per distinct score: every positive of a tie group gets the precision measured
+    # at the END of its group (all tied items included), so tie order inside a group does not matter.
+    group_end = _group_end(rows)
     tp = np.cumsum(rows.hits, axis=1)
     prec_end = np.take_along_axis(tp, group_end, axis=1) / (group_end + 1.0)
     return _per_query_ap(np.where(rows.hits, prec_end, 0.0).sum(axis=1), n_pos)
@@ -190,8 +201,8 @@ def _recall_at_precision_pool(pool: _Pool, n_gt: int, precision: float) -> tuple
         return float("nan"), float("nan")
     tp = np.cumsum(pool.hit)
     ok = tp >= precision * np.arange(1.0, tp.size + 1.0)
-    if not ok.any():
-        return 0.0, float("nan")
+    if not ok.any():  # as the ISC evaluation: no operating point, so no recall (not a recall of 0)
+        return float("nan"), float("nan")
     # First prefix with the most positives among qualifying ones. It ends on a positive that, with
     # pessimistic ties, closes its tie group, so "score >= threshold" selects exactly this prefix; a
     # prefix cut inside a tie group never beats the group's end (its extra items are all positives).
@@ -202,7 +213,7 @@ def _recall_at_precision_pool(pool: _Pool, n_gt: int, precision: float) -> tuple
 def recall_at_precision(
     scores: np.ndarray, hits: np.ndarray, n_pos: np.ndarray, precision: float = 0.9
 ) -> tuple[float, float]:
-    """Largest pooled recall at a prefix with precision >= target, and its threshold (0, NaN if none)."""
+    """Largest pooled recall at a prefix with precision >= target, and its threshold (NaN, NaN if none)."""
     scores, hits, n_pos = _check(scores, hits, n_pos)
     return _recall_at_precision_pool(_pool(scores, hits), int(n_pos.sum()), precision)
 
@@ -216,10 +227,33 @@ def _mean_over_matched(values: np.ndarray, n_pos: np.ndarray) -> float:
 
 
 def recall_at_k(hits: np.ndarray, n_pos: np.ndarray, k: int) -> float:
-    """Fraction of queries with a match having a positive in the top min(k, hits.shape[1]) ranks."""
+    """Hit rate: fraction of queries with a match having a positive in the top min(k, hits.shape[1]) ranks."""
     hits, n_pos = np.asarray(hits), np.asarray(n_pos)
     _check_hits(hits, n_pos)
     return _mean_over_matched(hits[:, :k].any(axis=1), n_pos)
+
+
+def recall_at_k_fraction(hits: np.ndarray, n_pos: np.ndarray, k: int) -> float:
+    """The study's recall@k: mean over queries with a match of (positives in the top k) / n_pos."""
+    hits, n_pos = np.asarray(hits), np.asarray(n_pos)
+    _check_hits(hits, n_pos)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return _mean_over_matched(hits[:, :k].sum(axis=1) / n_pos, n_pos)
+
+
+def _recall_pairs_sorted(rows: _Rows, n_pos: np.ndarray, k: int) -> float:
+    # ISC ranks a ground-truth pair by how many of the query's predictions score >= it, minus one: the
+    # end of its tie group, so tied predictions all count against it.
+    n_gt = int(n_pos.sum())
+    if n_gt == 0:
+        return float("nan")
+    return float((rows.hits & (_group_end(rows) < k)).sum() / n_gt)
+
+
+def recall_at_rank_pairs(scores: np.ndarray, hits: np.ndarray, n_pos: np.ndarray, k: int) -> float:
+    """ISC 2021 recall at rank k: ground-truth pairs whose rank (predictions scoring >= it, minus 1) < k."""
+    scores, hits, n_pos = _check(scores, hits, n_pos)
+    return _recall_pairs_sorted(_sort_rows(scores, hits), n_pos, k)
 
 
 def precision_at_k(hits: np.ndarray, n_pos: np.ndarray, k: int) -> float:
@@ -230,18 +264,45 @@ def precision_at_k(hits: np.ndarray, n_pos: np.ndarray, k: int) -> float:
 
 
 def precision_at_k_capped(hits: np.ndarray, n_pos: np.ndarray, k: int) -> float:
-    """Revisitop CAPPED precision@k: positives in the top k over min(k, n_pos); not textbook precision."""
+    """Precision@k capped at the number of positives: positives in the top k over min(k, n_pos).
+
+    Neither textbook precision nor revisitop's (which caps at the rank of the last positive, see
+    :func:`precision_at_k_revisitop`); a query with fewer than k positives can still reach 1.
+    """
     hits, n_pos = np.asarray(hits), np.asarray(n_pos)
     _check_hits(hits, n_pos)
     return _mean_over_matched(hits[:, :k].sum(axis=1) / np.maximum(np.minimum(k, n_pos), 1), n_pos)
+
+
+def precision_at_k_revisitop(hits: np.ndarray, n_pos: np.ndarray, k: int) -> float:
+    """Revisitop's (and the study's) precision@k: with kq = min(k, 1-based rank of the last retrieved
+    positive), positives ranked <= kq over kq; 0 for a query with no positive retrieved."""
+    hits, n_pos = np.asarray(hits), np.asarray(n_pos)
+    _check_hits(hits, n_pos)
+    width = hits.shape[1]
+    last = width - np.argmax(hits[:, ::-1], axis=1)  # 1-based rank of the last positive in the row
+    kq = np.minimum(last, k)
+    found = np.cumsum(hits, axis=1)[np.arange(hits.shape[0]), np.clip(kq, 1, width) - 1]
+    return _mean_over_matched(np.where(hits.any(axis=1), found / kq, 0.0), n_pos)
+
+
+def _reciprocal_ranks(hits: np.ndarray) -> np.ndarray:
+    return np.where(hits.any(axis=1), 1.0 / (np.argmax(hits, axis=1) + 1.0), 0.0)
 
 
 def mrr(hits: np.ndarray, n_pos: np.ndarray) -> float:
     """Mean reciprocal rank of the first positive (0 when none in the top k) over queries with a match."""
     hits, n_pos = np.asarray(hits), np.asarray(n_pos)
     _check_hits(hits, n_pos)
-    rr = np.where(hits.any(axis=1), 1.0 / (np.argmax(hits, axis=1) + 1.0), 0.0)
-    return _mean_over_matched(rr, n_pos)
+    return _mean_over_matched(_reciprocal_ranks(hits), n_pos)
+
+
+def mrr_all(hits: np.ndarray, n_pos: np.ndarray) -> float:
+    """The study's MRR: reciprocal rank of the first positive summed over queries with a match, divided by
+    ALL queries (a distractor query counts 0); NaN when there is no query."""
+    hits, n_pos = np.asarray(hits), np.asarray(n_pos)
+    _check_hits(hits, n_pos)
+    return float(_reciprocal_ranks(hits).mean()) if hits.shape[0] else float("nan")
 
 
 # --- bootstrap ------------------------------------------------------------------------------------
@@ -343,13 +404,15 @@ class _Prepared(NamedTuple):
     ap_rv: np.ndarray
     ap_std: np.ndarray
     pool: _Pool
+    pair_rank: np.ndarray  # ISC's rank of each hit (end of its tie group); k for non-hits
 
 
 def _prepare(scores: np.ndarray, hits: np.ndarray, n_pos: np.ndarray) -> _Prepared:
     scores, hits, n_pos = _check(scores, hits, n_pos)
     rows = _sort_rows(scores, hits)
     ap_rv, ap_std = _ap_revisitop_sorted(rows.hits, n_pos), _ap_standard_sorted(rows, n_pos)
-    return _Prepared(rows.hits, n_pos, ap_rv, ap_std, _pool(scores, hits))
+    pair_rank = np.where(rows.hits, _group_end(rows), hits.shape[1])
+    return _Prepared(rows.hits, n_pos, ap_rv, ap_std, _pool(scores, hits), pair_rank)
 
 
 def _subset(prep: _Prepared, mask: np.ndarray) -> _Prepared:
@@ -357,7 +420,14 @@ def _subset(prep: _Prepared, mask: np.ndarray) -> _Prepared:
     new_id = np.cumsum(mask) - 1
     keep = mask[prep.pool.query]
     pool = _Pool(new_id[prep.pool.query[keep]], prep.pool.score[keep], prep.pool.hit[keep])
-    return _Prepared(prep.hits[mask], prep.n_pos[mask], prep.ap_rv[mask], prep.ap_std[mask], pool)
+    return _Prepared(
+        prep.hits[mask], prep.n_pos[mask], prep.ap_rv[mask], prep.ap_std[mask], pool, prep.pair_rank[mask]
+    )
+
+
+def _isc_recall(prep: _Prepared, k: int) -> float:
+    n_gt = int(prep.n_pos.sum())
+    return float((prep.pair_rank < k).sum() / n_gt) if n_gt else float("nan")
 
 
 def _json(x: float) -> float | None:
@@ -376,10 +446,14 @@ def _summary(prep: _Prepared, n_boot: int, seed: int) -> dict:
         "recall_at_p90": rec90,
         "threshold_at_p90": thr90,
         "mrr": mrr(prep.hits, prep.n_pos),
+        "mrr_all": mrr_all(prep.hits, prep.n_pos),
     }
-    for k in (1, 5, 10):
+    for k in RANKS:
         out[f"recall@{k}"] = recall_at_k(prep.hits, prep.n_pos, k)
+        out[f"recall_frac@{k}"] = recall_at_k_fraction(prep.hits, prep.n_pos, k)
+        out[f"isc_recall@{k}"] = _isc_recall(prep, k)
         out[f"precision@{k}"] = precision_at_k(prep.hits, prep.n_pos, k)
+        out[f"precision_rv@{k}"] = precision_at_k_revisitop(prep.hits, prep.n_pos, k)
     out = {key: _json(v) for key, v in out.items()}
     out["map_ci"] = [_json(ci[0, 0]), _json(ci[1, 0])]
     out["micro_ap_ci"] = [_json(ci[0, 1]), _json(ci[1, 1])]

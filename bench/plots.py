@@ -11,24 +11,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .results import is_random, load_results
+from .results import Result, read_results
 from .table import settings_label
 
 
-def predictions_arrays(result: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def predictions_arrays(result: Result) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(scores, hits, n_pos) rebuilt from a result's predictions file and its dataset's ground truth."""
     from copybench.datasets.dataset import load_dataset
 
-    dataset = load_dataset(result["dataset"]["path"])
-    if dataset.fingerprint != result["dataset"]["fingerprint"]:
-        raise ValueError(f"{result['_path']}: dataset {dataset.root} changed since the result was computed")
-    preds = pd.read_csv(
-        Path(result["_path"]).parent / result["predictions_file"],
-        dtype={"query_id": str, "reference_id": str},
-    )
-    skipped = {s["path"] for s in result.get("skipped", []) if s.get("role") == "query"}
+    dataset = load_dataset(result.dataset["path"])
+    if dataset.fingerprint != result.fingerprint:
+        raise ValueError(f"{result.source}: dataset {dataset.root} changed since the result was computed")
+    preds = pd.read_csv(result.predictions_path, dtype={"query_id": str, "reference_id": str})
+    skipped = {s["path"] for s in result.skipped if s.get("role") == "query"}
     qids = [q for q, p in zip(dataset.query_ids, dataset.queries["path"]) if p not in skipped]
-    k = int(result["settings"]["topk"])
+    k = int(result.settings["topk"])
     row = {q: i for i, q in enumerate(qids)}
     scores = np.full((len(qids), k), -np.inf, dtype=np.float32)
     hits = np.zeros((len(qids), k), dtype=bool)
@@ -39,9 +36,8 @@ def predictions_arrays(result: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return scores, hits, n_pos
 
 
-def _label(result: dict) -> str:
-    name = result["detector"]["name"]
-    return name + (" (random weights)" if is_random(result) else "")
+def _label(result: Result) -> str:
+    return result.detector_name + (" (random weights)" if result.is_random else "")
 
 
 def plot_results(results_dir: str | Path, out: str | Path) -> list[Path]:
@@ -55,19 +51,19 @@ def plot_results(results_dir: str | Path, out: str | Path) -> list[Path]:
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    results = [r for r in load_results(results_dir)[0] if r["kind"] == "accuracy"]
+    results = [r for r in read_results(results_dir)[0] if r.kind == "accuracy"]
     written = []
-    by_dataset: dict[str, list[dict]] = {}
+    by_dataset: dict[str, list[Result]] = {}
     for r in results:
-        by_dataset.setdefault(f"{r['dataset']['name']}-{r['dataset']['fingerprint'][:12]}", []).append(r)
+        by_dataset.setdefault(f"{r.dataset_name}-{r.fingerprint[:12]}", []).append(r)
     for key, group in sorted(by_dataset.items()):
         fig, ax = plt.subplots(figsize=(7, 5))
-        for r in sorted(group, key=lambda r: -(r["metrics"].get("micro_ap") or 0)):
+        for r in sorted(group, key=lambda r: -(r.metrics.get("micro_ap") or 0)):
             precision, recall, _ = pr_curve(*predictions_arrays(r))
             ax.plot(
                 recall,
                 precision,
-                label=f"{_label(r)} ({settings_label(r)}) µAP={r['metrics']['micro_ap']:.3f}",
+                label=f"{_label(r)} ({settings_label(r)}) µAP={r.metrics['micro_ap']:.3f}",
             )
         ax.set(
             xlabel="recall",
@@ -82,13 +78,13 @@ def plot_results(results_dir: str | Path, out: str | Path) -> list[Path]:
     return written
 
 
-def _family_bars(group: list[dict], key: str, out: Path) -> Path:
+def _family_bars(group: list[Result], key: str, out: Path) -> Path:
     import matplotlib.pyplot as plt
 
     table = pd.DataFrame(
         {
             f"{_label(r)} ({settings_label(r)})": {
-                g: (m or {}).get("micro_ap") for g, m in r.get("groups", {}).items() if "/" not in g
+                g: (m or {}).get("micro_ap") for g, m in r.groups.items() if "/" not in g
             }
             for r in group
         }

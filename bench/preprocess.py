@@ -67,7 +67,9 @@ class Preprocess:
         self.std = torch.tensor(spec.std).view(3, 1, 1)
 
     def resize(self, x: torch.Tensor) -> torch.Tensor:
-        """Resize (uint8 in, uint8 out) by the spec's policy."""
+        """Resize (uint8 in, uint8 out) by the spec's policy, with torchvision or (``resize_backend="pil"``) Pillow."""
+        if getattr(self.spec, "resize_backend", "tensor") == "pil":
+            return self.resize_pil(x)
         from torchvision.transforms.v2 import functional as TF
 
         size, policy = self.spec.input_size, self.spec.resize
@@ -78,6 +80,24 @@ class Preprocess:
         # short_crop: short side to size / crop_pct (timm's rule, e.g. 256 for 224), then the centre crop
         x = TF.resize(x, self.spec.resize_size, interpolation=self.interpolation, antialias=True)
         return TF.center_crop(x, [size, size])
+
+    def resize_pil(self, x: torch.Tensor) -> torch.Tensor:
+        """Resize one uint8 (3, H, W) image with Pillow, as torchvision's PIL transforms do in the originals."""
+        # torchvision's tensor resize differs from Pillow's by one grey level on about 0.2 % of the pixels;
+        # the protocols reproduce scripts that resize PIL images, so they resize with Pillow too.
+        from torchvision.transforms import functional as F
+
+        if x.ndim != 3:
+            return torch.stack([self.resize_pil(im) for im in x])
+        img = Image.fromarray(x.permute(1, 2, 0).cpu().numpy())
+        size, policy = self.spec.input_size, self.spec.resize
+        if policy == "square":
+            img = F.resize(img, [size, size], interpolation=self.interpolation)
+        elif policy == "short":
+            img = F.resize(img, size, interpolation=self.interpolation)
+        else:
+            img = F.center_crop(F.resize(img, self.spec.resize_size, interpolation=self.interpolation), size)
+        return pil_to_tensor(img).to(x.device)
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """uint8 -> float in [0, 1] -> (x - mean) / std; works on CPU or GPU tensors."""

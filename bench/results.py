@@ -1,16 +1,21 @@
 """Result files: schema v1, one JSON per (detector, dataset fingerprint, settings), beside raw predictions.
 
-A result's path is derived from its key, so an interrupted run resumes and finished work is skipped. JSON is
-written atomically with sorted keys, NaN/inf as null and floats rounded to 6 digits. Files of an unknown schema
-version are refused, never guessed. Schema v1 fields are documented in README.md ("Result files").
+Every result, accuracy or throughput, is one typed record, :class:`Result`; it is the only thing that writes
+or reads a result file. A result's path is derived from its key, so an interrupted run resumes and finished
+work is skipped. JSON is written atomically with sorted keys, NaN/inf as null and floats rounded to 6 digits.
+Files of an unknown schema version or with unknown fields are refused, never guessed. Schema v1 fields are
+documented in README.md ("Result files").
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 SCHEMA_VERSION = 1
 KINDS = ("accuracy", "throughput")
@@ -18,6 +23,113 @@ KINDS = ("accuracy", "throughput")
 
 class ResultError(ValueError):
     """A result file is unreadable or of an unknown schema (message names the file)."""
+
+
+@dataclass(frozen=True)
+class Result:
+    """One result file's content: an accuracy result (metrics of one detector on one dataset with one set of
+    settings) or a throughput result (speed measurements of one detector on one machine).
+
+    ``key`` is what the regression gate matches on; ``source`` is the file the record was read from (never
+    written into the file). Nested sections stay plain JSON mappings, documented in README.md.
+    """
+
+    kind: str
+    key: dict[str, Any]
+    detector: dict[str, Any]
+    settings: dict[str, Any] = field(default_factory=dict)
+    environment: dict[str, Any] = field(default_factory=dict)
+    dataset: dict[str, Any] | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    groups: dict[str, Any] = field(default_factory=dict)
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+    timings: dict[str, Any] = field(default_factory=dict)
+    predictions_file: str | None = None
+    measurements: list[dict[str, Any]] = field(default_factory=list)
+    note: str | None = None
+    schema_version: int = SCHEMA_VERSION
+    source: Path | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ResultError(f"unknown result kind {self.kind!r} (expected one of {', '.join(KINDS)})")
+
+    # ------------------------------------------------------------------ serialisation
+    def to_dict(self) -> dict[str, Any]:
+        """The file's content (``source`` left out, empty optional sections dropped)."""
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "source"}
+        optional = ("dataset", "predictions_file", "note", "measurements", "groups", "skipped", "timings")
+        return {k: v for k, v in data.items() if not (k in optional and v in (None, [], {}))}
+
+    def to_json(self) -> str:
+        """Canonical JSON text: sorted keys, floats rounded to 6 digits, NaN/inf as null."""
+        return dumps(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str | Path | None = None) -> Result:
+        """A record from parsed JSON; refuses another schema version and fields this version does not know."""
+        where = f"{source}: " if source else ""
+        if not isinstance(data, dict):
+            raise ResultError(f"{where}a result file holds a JSON object, got {type(data).__name__}")
+        version = data.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise ResultError(
+                f"{where}unknown result schema version {version!r} (this copybench reads {SCHEMA_VERSION})"
+            )
+        known = {f.name for f in dataclasses.fields(cls)} - {"source"}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ResultError(f"{where}unknown result field(s) {', '.join(unknown)} in schema {version}")
+        missing = [k for k in ("kind", "key", "detector") if k not in data]
+        if missing:
+            raise ResultError(f"{where}result lacks {', '.join(missing)}")
+        try:
+            return cls(**data, source=Path(source) if source else None)
+        except ResultError as exc:
+            raise ResultError(f"{where}{exc}") from None
+
+    @classmethod
+    def from_json(cls, text: str, source: str | Path | None = None) -> Result:
+        """Parse a result file's text (see :meth:`from_dict`)."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ResultError(f"{source or 'result'}: not JSON ({exc})") from exc
+        return cls.from_dict(data, source)
+
+    def replace(self, **changes: Any) -> Result:
+        """A copy with some fields changed (records are frozen)."""
+        return dataclasses.replace(self, **changes)
+
+    # ------------------------------------------------------------------ common questions
+    @property
+    def detector_name(self) -> str:
+        return self.detector["name"]
+
+    @property
+    def weights_status(self) -> str:
+        """real, random, none (parameter-free) or external (descriptors computed elsewhere)."""
+        return (self.detector.get("weights") or {}).get("status", "")
+
+    @property
+    def is_random(self) -> bool:
+        """Whether the detector ran with randomly initialised weights (every output must say so)."""
+        return self.weights_status == "random"
+
+    @property
+    def dataset_name(self) -> str | None:
+        return (self.dataset or {}).get("name")
+
+    @property
+    def fingerprint(self) -> str | None:
+        return (self.dataset or {}).get("fingerprint")
+
+    @property
+    def predictions_path(self) -> Path | None:
+        """The raw predictions file beside the result file (None when not read from a file)."""
+        if self.source is None or not self.predictions_file:
+            return None
+        return self.source.parent / self.predictions_file
 
 
 def _clean(value):
@@ -69,31 +181,24 @@ def result_path(
     return folder / f"{safe_name(detector)}{settings_suffix(settings)}.json"
 
 
-def write_result(path: str | Path, result: dict) -> Path:
-    """Atomically write a result (schema version stamped)."""
+def write_result(path: str | Path, result: Result) -> Result:
+    """Atomically write a result file; returns the record as a reader will see it (rounded, JSON types), with
+    ``source`` set to the file."""
     from copybench.io import atomic_write_text
 
-    result = {"schema_version": SCHEMA_VERSION, **result}
-    atomic_write_text(path, dumps(result))
-    return Path(path)
+    text = result.to_json()
+    atomic_write_text(path, text)
+    return Result.from_json(text, Path(path))
 
 
-def read_result(path: str | Path) -> dict:
+def read_result(path: str | Path) -> Result:
     """Read and validate one result file."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+        text = path.read_text()
+    except OSError as exc:
         raise ResultError(f"{path}: cannot read result file ({exc})") from exc
-    version = data.get("schema_version") if isinstance(data, dict) else None
-    if version != SCHEMA_VERSION:
-        raise ResultError(
-            f"{path}: unknown result schema version {version!r} (this copybench reads {SCHEMA_VERSION})"
-        )
-    if data.get("kind") not in KINDS:
-        raise ResultError(f"{path}: unknown result kind {data.get('kind')!r}")
-    data["_path"] = str(path)
-    return data
+    return Result.from_json(text, path)
 
 
 def iter_result_files(root: str | Path) -> list[Path]:
@@ -106,7 +211,7 @@ def iter_result_files(root: str | Path) -> list[Path]:
     return sorted(p for p in root.rglob("*.json") if not p.name.startswith("."))
 
 
-def load_results(root: str | Path, *, strict: bool = False) -> tuple[list[dict], list[str]]:
+def read_results(root: str | Path, *, strict: bool = False) -> tuple[list[Result], list[str]]:
     """Results under ``root`` and the errors of files that could not be read (raised instead when strict)."""
     results, errors = [], []
     for path in iter_result_files(root):
@@ -117,8 +222,3 @@ def load_results(root: str | Path, *, strict: bool = False) -> tuple[list[dict],
                 raise
             errors.append(str(exc))
     return results, errors
-
-
-def is_random(result: dict) -> bool:
-    """Whether a result was computed with randomly initialised weights."""
-    return result.get("detector", {}).get("weights", {}).get("status") == "random"

@@ -3,14 +3,16 @@
 Never materialises a full query x reference matrix: references are searched in blocks and per-block top-k
 lists merged, so memory is bounded by ``block x dim`` whatever the gallery size.
 
-Similarities (../shared/REFERENCE.md section 4):
+Similarities (docs/PROTOCOLS.md, "Similarity and post-processing"):
 - ``cosine``: inner product of L2-normalised global descriptors.
 - ``split``: L2-normalise the whole descriptor (all tokens, or the global vector cut into ``chunks``), split it
   into chunks, score = max_i <q_i, r_i>. Exact top-k via the union of per-chunk top-k lists: a reference in the
   true top-k wins on some chunk i, and on that chunk at most k-1 references can beat it.
 - ``split_cross``: max over all chunk pairs (i, j); per query chunk, the k*T nearest reference chunks are enough
   to hold k distinct references, so the same union argument makes it exact.
-Score normalisation (SSCD) and PCA-whitening are learned on a separate descriptor set.
+Score normalisation (SSCD) and whitening (SSCD's PCAW codec, or DINO's variant) are learned on a separate
+descriptor set. Score normalisation is defined for split similarities too (offsets measured with the same
+split product); whitening is defined for global descriptors only.
 """
 
 from __future__ import annotations
@@ -159,13 +161,22 @@ def _pad(s: np.ndarray, i: np.ndarray, k: int):
     )
 
 
-def fit_whitening(train: np.ndarray):
-    """PCA-whitening learned on a separate set (faiss PCAMatrix, eigen power -1/2): returns a function."""
+def fit_whitening(train: np.ndarray, *, full_rank: bool = False):
+    """PCA-whitening learned on a separate set (faiss PCAMatrix, eigen power -1/2, centred), then L2 norm.
+
+    This is SSCD's ``PCAW<d>,L2norm`` codec. ``full_rank`` keeps all d output dimensions as SSCD does (and
+    refuses a set too small for them); otherwise the output stops at the n - 1 directions n samples span.
+    """
     import faiss
 
     d = train.shape[1]
+    if full_rank and train.shape[0] <= d:
+        raise ValueError(
+            f"whitening {d}-d descriptors as SSCD does (PCAW{d}) needs more than {d} norm-set images, "
+            f"got {train.shape[0]}: the remaining directions have zero variance"
+        )
     # n samples span at most n - 1 directions: whitening beyond them would divide by zero variance
-    d_out = min(d, train.shape[0] - 1)
+    d_out = d if full_rank else min(d, train.shape[0] - 1)
     pca = faiss.PCAMatrix(d, d_out, -0.5)
     pca.train(np.ascontiguousarray(train, dtype=np.float32))
 
@@ -176,9 +187,49 @@ def fit_whitening(train: np.ndarray):
     return apply
 
 
+def fit_whitening_dino(train: np.ndarray):
+    """DINO's copy-detection whitening (eval_copy_detection.py with utils.PCA, power 0.5), then L2 norm.
+
+    Learned on RAW descriptors: the mean of the set is subtracted from queries and database, but the
+    covariance is the set's uncentred second moment F^T F / n; eigenvalues below 1e-5 x the largest are
+    raised to it; all dimensions are kept.
+    """
+    train = np.asarray(train, dtype=np.float64)
+    mean = train.mean(axis=0)
+    eigval, eigvec = np.linalg.eigh(train.T @ train / train.shape[0])
+    eigval = np.maximum(eigval, eigval.max() * 1e-5)
+    order = np.argsort(eigval)[::-1]
+    project = eigvec[:, order].T / np.sqrt(eigval[order])[:, None]  # diag(d^-1/2) V^T
+
+    def apply(x: np.ndarray) -> np.ndarray:
+        y = (np.asarray(x, dtype=np.float64) - mean) @ project.T
+        y /= np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-12)
+        return y.astype(np.float32)
+
+    return apply
+
+
 def score_norm_offsets(
-    queries: np.ndarray, train: np.ndarray, *, beta: float = 1.0, n_neighbors: int = 3, device: str = "cpu"
+    queries: np.ndarray,
+    train: np.ndarray,
+    *,
+    beta: float = 1.0,
+    first: int = 0,
+    last: int = 2,
+    device: str = "cpu",
+    split: dict | None = None,
 ) -> np.ndarray:
-    """SSCD score normalisation: beta x mean similarity of each query to its nearest training descriptors."""
-    s, _ = search(queries, train, n_neighbors, device=device)
-    return beta * s.mean(axis=1)
+    """SSCD score normalisation: beta x mean similarity of each query to its training neighbours first..last.
+
+    ``split`` (``{"cross": bool, "chunks": int | None}``) measures the neighbours with the split product, so
+    the offsets live on the same scale as split scores.
+    """
+    if train.shape[0] <= last:
+        raise ValueError(
+            f"score normalisation uses neighbours {first}..{last}: needs more than {last} norm-set images"
+        )
+    if split is None:
+        s, _ = search(queries, train, last + 1, device=device)
+    else:
+        s, _ = search_split(queries, train, last + 1, device=device, **split)
+    return beta * s[:, first : last + 1].astype(np.float64).mean(axis=1)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .results import read_result, result_path, write_result
+from .results import Result, read_result, result_path, write_result
 
 log = logging.getLogger(__name__)
 DEFAULT_CACHE = Path.home() / ".cache" / "copybench" / "descriptors"
@@ -83,7 +83,16 @@ class RunOutcome:
     status: str
     path: Path | None = None
     message: str = ""
-    result: dict | None = field(default=None, repr=False)
+    result: Result | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """Raw per-query top-k of one scored run: query ids (Q,), reference rows (Q, k; -1 = none), scores."""
+
+    query_ids: np.ndarray
+    idx: np.ndarray
+    scores: np.ndarray
 
 
 def _hits(dataset, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -159,9 +168,15 @@ def extract_lists(extractor, jobs: list[tuple[list[str], str | None, str]], *, t
 
 
 def evaluate_detector(
-    detector, dataset, settings: RunSettings, *, cache_dir: Path | None, progress: bool = True, engine=None
-) -> dict:
-    """Extract, search and score one loaded detector on one dataset; returns the result dict (not written).
+    detector,
+    dataset,
+    settings: RunSettings,
+    *,
+    cache_dir: Path | None,
+    progress: bool = True,
+    engine=None,
+) -> tuple[Result, Predictions]:
+    """Extract, search and score one loaded detector on one dataset; returns the result (not written).
 
     ``engine``: None runs in this process; a :class:`copybench.distributed.RayEngine` runs extraction and
     search on a Ray cluster with the same results.
@@ -194,7 +209,7 @@ def evaluate_detector(
         "source": detector.weights.source,
         "sha256": detector.weights.sha256,
     }
-    result = score_descriptors(
+    result, preds = score_descriptors(
         dataset,
         qd,
         rd,
@@ -205,8 +220,8 @@ def evaluate_detector(
         weights=weights,
         engine=engine,
     )
-    result["timings"].update({"extract_s": t1 - t0, "extract_computed_s": rd.seconds + qd.seconds})
-    return result
+    timings = {**result.timings, "extract_s": t1 - t0, "extract_computed_s": rd.seconds + qd.seconds}
+    return result.replace(timings=timings), preds
 
 
 def score_descriptors(
@@ -220,7 +235,7 @@ def score_descriptors(
     weights: dict,
     offsets: np.ndarray | None = None,
     engine=None,
-) -> dict:
+) -> tuple[Result, Predictions]:
     """Search and metrics for descriptors already computed (by a detector, or imported from ISC HDF5 files)."""
     from .env import environment
     from .metrics import evaluate
@@ -243,22 +258,22 @@ def score_descriptors(
     t3 = time.perf_counter()
     skipped = [{"path": rd.paths[r], "error": e, "role": "reference"} for r, e in sorted(rd.failed.items())]
     skipped += [{"path": qd.paths[r], "error": e, "role": "query"} for r, e in sorted(qd.failed.items())]
-    return {
-        "kind": "accuracy",
-        "key": {
+    result = Result(
+        kind="accuracy",
+        key={
             "detector": detector_name,
             "dataset_fingerprint": dataset.fingerprint,
             **settings.key_settings(),
         },
-        "detector": {"name": detector_name, "spec": spec, "weights": weights},
-        "dataset": {
+        detector={"name": detector_name, "spec": spec, "weights": weights},
+        dataset={
             "name": dataset.name,
             "fingerprint": dataset.fingerprint,
             "recipe": dataset.meta.get("recipe"),
             "counts": dataset.counts(),
             "path": str(dataset.root),
         },
-        "settings": {
+        settings={
             **settings.key_settings(),
             "topk": k,
             "batch_size": settings.batch_size,
@@ -266,13 +281,13 @@ def score_descriptors(
             "norm_set": settings.norm_set,
             "n_boot": settings.n_boot,
         },
-        "metrics": metrics["overall"],
-        "groups": metrics["groups"],
-        "skipped": skipped,
-        "environment": environment(settings.device, settings.dtype),
-        "timings": {"search_s": t2 - t1, "metrics_s": t3 - t2},
-        "_predictions": (np.asarray(sub.query_ids), idx, scores),
-    }
+        metrics=metrics["overall"],
+        groups=metrics["groups"],
+        skipped=skipped,
+        environment=environment(settings.device, settings.dtype),
+        timings={"search_s": t2 - t1, "metrics_s": t3 - t2},
+    )
+    return result, Predictions(np.asarray(sub.query_ids), idx, scores)
 
 
 class _QueryView:
@@ -334,6 +349,7 @@ def run_benchmark(
     weights: dict[str, str] | None = None,
     skip_existing: bool = True,
     progress: bool = True,
+    download: bool = False,
     engine=None,
 ) -> list[RunOutcome]:
     """Run every detector on ``dataset``; each writes its result file; failures are reported, not fatal."""
@@ -356,17 +372,16 @@ def run_benchmark(
                 if _same_key_settings(existing, settings, len(dataset.reference_ids)):
                     outcomes.append(RunOutcome(name, "skipped", path, "already computed", existing))
                     continue
-                log.warning(
-                    "recomputing %s: it was computed with other settings (%s)", path, existing.get("key")
-                )
+                log.warning("recomputing %s: it was computed with other settings (%s)", path, existing.key)
         try:
             det = create_detector(
                 name,
                 weights_file=(weights or {}).get(name),
                 allow_random=allow_random,
+                download=download,
                 device=settings.device,
             )
-            result = evaluate_detector(
+            result, preds = evaluate_detector(
                 det,
                 dataset,
                 settings,
@@ -378,7 +393,7 @@ def run_benchmark(
             log.debug("detector %s failed", name, exc_info=True)
             outcomes.append(RunOutcome(name, "failed", None, f"{type(exc).__name__}: {exc}"))
             continue
-        outcomes.append(RunOutcome(name, "done", path, "", save_result(path, dataset, result)))
+        outcomes.append(RunOutcome(name, "done", path, "", save_result(path, dataset, result, preds)))
     return outcomes
 
 
@@ -389,18 +404,17 @@ def _cache_location(cache_dir: str | Path | None):
     return str(cache_dir) if "://" in str(cache_dir) else Path(cache_dir)
 
 
-def _same_key_settings(result: dict, settings: RunSettings, n_references: int) -> bool:
+def _same_key_settings(result: Result, settings: RunSettings, n_references: int) -> bool:
     """Whether a stored result was computed with these settings (a file name alone can be ambiguous)."""
-    key = {k: v for k, v in result.get("key", {}).items() if k not in ("detector", "dataset_fingerprint")}
-    n_ok = n_references - sum(1 for s in result.get("skipped", []) if s.get("role") == "reference")
-    depth = result.get("settings", {}).get("topk")  # the ranking depth used; older keys did not record --topk
-    same_boot = result.get("settings", {}).get("n_boot") == settings.n_boot  # the CIs depend on it
+    key = {k: v for k, v in result.key.items() if k not in ("detector", "dataset_fingerprint")}
+    n_ok = n_references - sum(1 for s in result.skipped if s.get("role") == "reference")
+    depth = result.settings.get("topk")  # the ranking depth used; older keys did not record --topk
+    same_boot = result.settings.get("n_boot") == settings.n_boot  # the CIs depend on it
     return key == settings.key_settings() and depth == (min(settings.topk, n_ok) or 1) and same_boot
 
 
-def save_result(path: Path, dataset, result: dict) -> dict:
+def save_result(path: Path, dataset, result: Result, preds: Predictions) -> Result:
     """Write raw predictions, then the result file that names them (so a result never lacks its predictions)."""
-    qids, idx, scores = result.pop("_predictions")
-    result["predictions_file"] = write_predictions(predictions_path(path), dataset, qids, idx, scores).name
-    write_result(path, result)
+    written = write_predictions(predictions_path(path), dataset, preds.query_ids, preds.idx, preds.scores)
+    write_result(path, result.replace(predictions_file=written.name))
     return read_result(path)

@@ -264,10 +264,10 @@ def calibrate_threshold(dataset_dir: str | Path, extractor, *, similarity: str, 
 
 
 # ---------------------------------------------------------------------------------------------- the scan
-def _load_detector(detector: str, allow_random: bool, device: str, similarity: str):
+def _load_detector(detector: str, allow_random: bool, device: str, similarity: str, download: bool = False):
     from copybench.detectors import create_detector
 
-    det = create_detector(detector, allow_random=allow_random, device=device)
+    det = create_detector(detector, allow_random=allow_random, download=download, device=device)
     if similarity == "split" and det.spec.output != "tokens":
         raise ValueError(
             f"--similarity split needs a detector with token output; {detector!r} outputs "
@@ -351,6 +351,7 @@ def scan(
     cache_dir: str | Path | None = DEFAULT_CACHE,
     progress: bool = True,
     seed: int = 0,
+    download: bool = False,
     engine=None,
 ) -> dict:
     """Scan ``generated`` for replications of ``train``; writes the outputs into ``out`` and returns the summary.
@@ -367,7 +368,7 @@ def scan(
         similarity, threshold, top_k, baseline_sample, out, {"generated": roots[0], "train": roots[1]}
     )
     gen_paths, train_paths = find_images(generated, "generated"), find_images(train, "train")
-    det = _load_detector(detector, allow_random, device, similarity)
+    det = _load_detector(detector, allow_random, device, similarity, download)
     make = Extractor if engine is None else engine.extractor
     ext = make(det, device=device, batch_size=batch_size, cache_dir=cache_dir, progress=progress)
     top_k_search = search_top_k if engine is None else engine.search_top_k
@@ -502,6 +503,9 @@ def register_cli(subparsers) -> None:
     p.add_argument("--cache-dir", default=str(DEFAULT_CACHE), help="descriptor cache")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the descriptor cache")
     p.add_argument("--seed", type=int, default=0, help="seed of the baseline sample")
+    p.add_argument(
+        "--download", action="store_true", help="download the detector's missing official weights first"
+    )
     from .distributed import add_engine_options
 
     add_engine_options(p)
@@ -529,6 +533,7 @@ def cmd_scan(args) -> int:
             cache_dir=None if args.no_cache else args.cache_dir,
             progress=not args.quiet,
             seed=args.seed,
+            download=args.download,
             engine=engine,
         )
     from rich.console import Console

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .results import is_random, load_results
+from .results import Result, read_results
 
 COLUMNS = {  # metric key -> column title
     "micro_ap": "µAP",
@@ -23,18 +23,17 @@ COLUMNS = {  # metric key -> column title
     "recall_at_p90": "R@P90",
     "mrr": "MRR",
 }
-FORMATS = ("terminal", "md", "csv", "html")
+FORMATS = ("terminal", "md", "csv", "html", "parquet")
 RANDOM_SUFFIX = " (random weights)"
 
 
-def _detector_label(result: dict) -> str:
-    name = result["detector"]["name"]
-    return name + RANDOM_SUFFIX if is_random(result) else name
+def _detector_label(result: Result) -> str:
+    return result.detector_name + RANDOM_SUFFIX if result.is_random else result.detector_name
 
 
-def settings_label(result: dict) -> str:
+def settings_label(result: Result) -> str:
     """Every setting that tells two results of one detector apart, e.g. ``split4+whitening+bf16+top10``."""
-    s, key = result.get("settings", {}), result.get("key", {})
+    s, key = result.settings, result.key
     similarity = s.get("similarity", "cosine")
     parts = [similarity + (str(s["chunks"]) if s.get("chunks") and similarity != "cosine" else "")]
     parts += [p for p in ("whitening", "score_norm") if s.get(p)]
@@ -44,18 +43,18 @@ def settings_label(result: dict) -> str:
     return "+".join(parts)
 
 
-def accuracy_frame(results: list[dict]) -> pd.DataFrame:
+def accuracy_frame(results: list[Result]) -> pd.DataFrame:
     """One row per accuracy result, best micro-AP first within each dataset."""
     rows = []
     for r in results:
-        if r.get("kind") != "accuracy":
+        if r.kind != "accuracy":
             continue
-        m = r["metrics"]
+        m = r.metrics
         row = {
-            "dataset": r["dataset"]["name"],
-            "fingerprint": r["dataset"]["fingerprint"][:12],
+            "dataset": r.dataset_name,
+            "fingerprint": r.fingerprint[:12],
             "detector": _detector_label(r),
-            "weights": r["detector"]["weights"]["status"],
+            "weights": r.weights_status,
             "similarity": settings_label(r),
         }
         row.update({title: m.get(key) for key, title in COLUMNS.items()})
@@ -71,18 +70,18 @@ def accuracy_frame(results: list[dict]) -> pd.DataFrame:
     )
 
 
-def throughput_frame(results: list[dict]) -> pd.DataFrame:
+def throughput_frame(results: list[Result]) -> pd.DataFrame:
     """One row per throughput measurement (detector, device, dtype, batch)."""
     rows = []
     for r in results:
-        if r.get("kind") != "throughput":
+        if r.kind != "throughput":
             continue
-        for m in r.get("measurements", []):
+        for m in r.measurements:
             rows.append(
                 {
                     "detector": _detector_label(r),
-                    "weights": r["detector"]["weights"]["status"],
-                    "device": r["environment"].get("device_name"),
+                    "weights": r.weights_status,
+                    "device": r.environment.get("device_name"),
                     "dtype": m.get("dtype"),
                     "batch": m.get("batch_size"),
                     "model img/s": m.get("model_ips"),
@@ -160,13 +159,13 @@ def print_leaderboards(acc: pd.DataFrame, console=None) -> None:
         print_terminal(part.drop(columns=["dataset", "fingerprint"]), title, console)
 
 
-def group_frame(results: list[dict], metric: str = "micro_ap") -> pd.DataFrame:
+def group_frame(results: list[Result], metric: str = "micro_ap") -> pd.DataFrame:
     """Per-family breakdown: detectors x recipe families for one metric."""
     rows = {}
     for r in results:
-        if r.get("kind") == "accuracy":
-            label = f"{_detector_label(r)} @ {r['dataset']['name']}"
-            rows[label] = {g: (m or {}).get(metric) for g, m in r.get("groups", {}).items() if "/" not in g}
+        if r.kind == "accuracy":
+            label = f"{_detector_label(r)} @ {r.dataset_name}"
+            rows[label] = {g: (m or {}).get(metric) for g, m in r.groups.items() if "/" not in g}
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
@@ -200,12 +199,21 @@ def render_table(results_dir: str | Path, fmt: str = "terminal", out: str | Path
     """Render the leaderboard of every result under ``results_dir``; returns the text written (or printed)."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown table format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    results, errors = load_results(results_dir)
+    if fmt == "parquet":
+        if not out:
+            raise ValueError("--format parquet writes a binary file: give --out FILE.parquet")
+        from .tidy import export_results
+
+        export_results(results_dir, out, "parquet")
+        return ""
+    results, errors = read_results(results_dir)
     acc, thr = accuracy_frame(results), throughput_frame(results)
     if fmt == "terminal":
         return _terminal(acc, thr, out)
-    if fmt == "csv":
-        text = acc.to_csv(index=False)
+    if fmt == "csv":  # tidy: one row per (result, group), identifier headers, CIs as two columns
+        from .tidy import results_frame
+
+        text = results_frame(results, "accuracy", Path(results_dir)).to_csv(index=False)
     elif fmt == "html":
         from .html import leaderboard_html
 

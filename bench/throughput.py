@@ -621,11 +621,13 @@ def _settings_record(settings: ThroughputSettings, detector, images, n_images: i
     return record
 
 
-def _result(detector, measurement: dict, settings: ThroughputSettings, env: dict, record: dict) -> dict:
+def _result(detector, measurement: dict, settings: ThroughputSettings, env: dict, record: dict):
+    from .results import Result
+
     w = detector.weights
-    return {
-        "kind": "throughput",
-        "key": {
+    return Result(
+        kind="throughput",
+        key={
             "detector": detector.spec.name,
             "device_name": env["device_name"],
             "dtype": settings.dtype,
@@ -633,16 +635,16 @@ def _result(detector, measurement: dict, settings: ThroughputSettings, env: dict
             "channels_last": settings.channels_last,
             "compile": settings.compile,
         },
-        "detector": {
+        detector={
             "name": detector.spec.name,
             "spec": detector.spec.to_dict(),
             "weights": {"status": w.status, "source": w.source, "sha256": w.sha256},
         },
-        "environment": env,
-        "settings": record,
-        "measurements": [measurement],
-        "note": CAVEAT,
-    }
+        environment=env,
+        settings=record,
+        measurements=[measurement],
+        note=CAVEAT,
+    )
 
 
 def _prepare_detector(name: str, settings: ThroughputSettings, allow_random: bool):
@@ -665,8 +667,8 @@ def throughput(
     images: str | Path | None = None,
     results: str | Path = "runs/throughput",
     allow_random: bool = True,
-) -> list[dict]:
-    """Measure each detector at each batch size; write and return one result per (detector, batch size)."""
+) -> list:
+    """Measure each detector at each batch size; write and return one Result per (detector, batch size)."""
     from .results import write_result
 
     check_device(settings.device)
@@ -692,8 +694,7 @@ def throughput(
                     channels_last=settings.channels_last,
                     compile=settings.compile,
                 )
-                result["_path"] = str(write_result(path, result))
-                out.append(result)
+                out.append(write_result(path, result))
             del detector
     return out
 
@@ -710,13 +711,11 @@ def _ratio(m: dict, key: str) -> str:
     return "-" if m.get(key) is None else f"{m[key]:.2f}"
 
 
-def _print_results(results: list[dict]) -> None:
+def _print_results(results: list) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from .results import is_random
-
-    devices = sorted({r["environment"]["device_name"] for r in results})
+    devices = sorted({r.environment["device_name"] for r in results})
     table = Table(title="throughput: median (IQR)", caption=f"{CAVEAT}: {'; '.join(devices)}")
     for col in (
         "detector",
@@ -734,10 +733,10 @@ def _print_results(results: list[dict]) -> None:
     ):
         table.add_column(col)
     for r in results:
-        m = r["measurements"][0]
+        m = r.measurements[0]
         table.add_row(
-            r["detector"]["name"] + (" (random weights)" if is_random(r) else ""),
-            r["detector"]["weights"]["status"],
+            r.detector_name + (" (random weights)" if r.is_random else ""),
+            r.weights_status,
             m["dtype"],
             str(m["batch_size"]),
             _fmt(m["model_ips"], m["model_ips_iqr"]),
@@ -748,14 +747,14 @@ def _print_results(results: list[dict]) -> None:
             _fmt(m.get("reference_e2e_ips")),
             _ratio(m, "e2e_speedup_vs_reference"),
             _ratio(m, "retrieval_speedup_vs_reference"),
-            style="red" if is_random(r) else None,
+            style="red" if r.is_random else None,
         )
     console = Console()
     if not console.is_terminal:  # logs and captured output: keep the whole table readable
         console.width = 200
     console.print(table)
     for r in results:
-        console.print(f"wrote {r['_path']}")
+        console.print(f"wrote {r.source}")
 
 
 def cmd_throughput(args) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -29,26 +29,45 @@ TEXT_FONTS = (
 
 @dataclass(frozen=True)
 class PoolView:
-    """What sampling needs to know of a pool: ids, sizes and the boxes of usable mask segments."""
+    """What sampling needs to know of a pool: ids, sizes, and per mask class its box and outline points.
+
+    ``segments`` holds every class of at least 1% of the image, the background (label 0) included: the study's
+    segmix and segmix_hard add the background as a class. ``outlines`` holds, per class, the corners of the
+    first and last mask pixel of every row: their convex hull is the class's, so the box of the class after any
+    rotation and scaling is exact.
+    """
 
     references: tuple[str, ...]
     held_out: tuple[str, ...]
     backgrounds: tuple[str, ...]
     sizes: dict  # id -> (h, w)
     segments: dict  # id -> {label: (x0, y0, x1, y1)}
+    outlines: dict = field(default_factory=dict)  # id -> {label: (n, 2) float64 points, source pixels}
 
     @classmethod
     def of(cls, pool) -> PoolView:
-        sizes, segments = {}, {}
+        sizes, segments, outlines = {}, {}, {}
         for s in (*pool.references, *pool.held_out, *pool.backgrounds):
             sizes[s.id] = tuple(s.rgb.shape[:2])
-            segs = {}
-            for k in s.labels():
+            segments[s.id], outlines[s.id] = {}, {}
+            for k in s.labels(background=True):
                 ys, xs = np.nonzero(s.mask == k)
-                segs[k] = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
-            segments[s.id] = segs
+                segments[s.id][k] = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
+                outlines[s.id][k] = _row_outline(ys, xs)
         ids = lambda items: tuple(s.id for s in items)
-        return cls(ids(pool.references), ids(pool.held_out), ids(pool.backgrounds), sizes, segments)
+        return cls(ids(pool.references), ids(pool.held_out), ids(pool.backgrounds), sizes, segments, outlines)
+
+    def foreground(self, sid: str) -> list[int]:
+        """The object classes of a source (label 0, the background, excluded), sorted."""
+        return sorted(k for k in self.segments[sid] if k != 0)
+
+
+def _row_outline(ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    """Corners of the leftmost and rightmost pixel of every row of a mask (np.nonzero order: row-major)."""
+    rows, first = np.unique(ys, return_index=True)
+    last = np.append(first[1:], len(xs)) - 1
+    x0, x1, y = xs[first].astype(np.float64), xs[last].astype(np.float64) + 1, rows.astype(np.float64)
+    return np.concatenate([np.stack([x, yy], 1) for x in (x0, x1) for yy in (y, y + 1)])
 
 
 def query_rng(seed: int, index: int, family: str) -> np.random.Generator:
@@ -74,8 +93,8 @@ def sample_query(recipe: Recipe, seed: int, index: int, view: PoolView, paste_ok
     tier = (recipe.tier or str(rng.choice(TIERS))) if family in TIERED else ""
     masked = family.startswith("segmix")
     pool_ids = view.held_out if distractor else view.references
-    if masked:
-        pool_ids = tuple(i for i in pool_ids if view.segments[i]) or pool_ids
+    if masked:  # the source must hold an object, even where the background class may be the one pasted
+        pool_ids = tuple(i for i in pool_ids if view.foreground(i)) or pool_ids
     source = pool_ids[int(rng.integers(len(pool_ids)))]
     p = _base(family, tier, source, distractor, view)
     BUILDERS[family](p, rng, view)
@@ -87,7 +106,7 @@ def _base(family: str, tier: str, source: str, distractor: bool, view: PoolView)
     return {
         "family": family, "tier": tier, "source": source, "distractor": distractor, "out": out_size(h, w),
         "fg": source, "H": _stretch((h, w), out_size(h, w)), "label": None, "box": None, "bg": None,
-        "H_bg": None, "jitter": None, "gray": False, "solarize": None, "autocontrast": False,
+        "H_bg": None, "H_pre": None, "jitter": None, "jitter_order": None, "gray": False, "solarize": None, "autocontrast": False,
         "blur": None, "noise": None, "overlay": None, "jpeg": None,
     }  # fmt: skip
 
@@ -261,64 +280,92 @@ def _background(p: dict, rng: np.random.Generator, view: PoolView) -> str:
 
 
 def _segmix(p: dict, rng: np.random.Generator, view: PoolView) -> None:
+    # The study's segmix: one class of the source's mask, background included, pasted where it is, untouched.
     labels = sorted(view.segments[p["source"]])
     p["label"] = labels[int(rng.integers(len(labels)))] if labels else None
     p["bg"] = _background(p, rng, view)
     p["H_bg"] = _cover(rng, view.sizes[p["bg"]], p["out"])
 
 
-def _segmix_transformed(p: dict, rng: np.random.Generator, view: PoolView, resize, sol_thr, auto_p) -> None:
-    _segmix(p, rng, view)
-    p["jitter"] = None
+# (resize range, solarize threshold, autocontrast p, background is a class): the study's segmix_hard and
+# segmix_resized (utils_ret.py); segmix_resized draws its class among the objects only (labels > 0).
+_SEGMIX_TRANSFORMED = {"segmix_hard": ((0.75, 1.0), 0.9, 0.3, True),
+                       "segmix_resized": ((0.5, 1.0), 0.8, 0.5, False)}  # fmt: skip
+
+
+def _segmix_transformed(p: dict, rng: np.random.Generator, view: PoolView) -> None:
+    """Photometric transforms and flips of the whole source, then its class segment resized, rotated, pasted.
+
+    The parameters follow the study's torchvision pipeline on the source: ColorJitter(0.4, 0.4, 0.2, 0.1)
+    with p=0.8 (its four operations in a random order), GaussianBlur(5, sigma U(0.1, 4)), RandomGrayscale
+    p=0.3, RandomSolarize (p=0.5), RandomAutocontrast; horizontal flip p=0.5, vertical p=0.2. The background
+    image is never transformed. ``H_pre`` brings the source to the output size (where the photometric
+    transforms act, as the study's source is at the training size); ``H`` then places the segment.
+    """
+    resize, sol_thr, auto_p, with_background = _SEGMIX_TRANSFORMED[p["family"]]
+    labels = sorted(view.segments[p["source"]]) if with_background else view.foreground(p["source"])
+    p["label"] = labels[int(rng.integers(len(labels)))] if labels else None
+    p["bg"] = _background(p, rng, view)
+    p["H_bg"] = _cover(rng, view.sizes[p["bg"]], p["out"])
     if rng.random() < 0.8:
         _jitter(p, rng, (0.4, 0.4, 0.2, 0.1))
+        p["jitter_order"] = [int(k) for k in rng.permutation(4)]
     p["blur"] = [5, rng.uniform(0.1, 4.0)]
     p["gray"] = bool(rng.random() < 0.3)
     p["solarize"] = sol_thr if rng.random() < 0.5 else None
     p["autocontrast"] = bool(rng.random() < auto_p)
     fx, fy = (-1 if rng.random() < 0.5 else 1), (-1 if rng.random() < 0.2 else 1)
-    scale, angle = rng.uniform(*resize), rng.uniform(-10, 10)
+    p["flips"], p["H_pre"] = [fx < 0, fy < 0], p["H"]
+    if (
+        p["label"] == 0
+    ):  # the background class is pasted where it is (after the flips), neither resized nor rotated
+        p["H"] = _about_center(_s(fx, fy), p["out"])
+        return
+    _place_segment(p, rng, view, rng.uniform(*resize), rng.uniform(-10, 10), (fx, fy))
+
+
+def _place_segment(
+    p: dict, rng: np.random.Generator, view: PoolView, scale: float, angle: float, flips
+) -> None:
+    # torchvision's rotate turns counter-clockwise for a positive angle: in y-down pixels that is _r(-angle).
+    m = _r(-angle) @ _s(scale * flips[0], scale * flips[1])
+    pts = view.outlines[p["source"]].get(p["label"])
+    if pts is None:  # no mask: the whole source
+        sh, sw = view.sizes[p["source"]]
+        pts = np.array([[0, 0], [sw, 0], [0, sh], [sw, sh]], dtype=np.float64)
+    pre = (p["H_pre"] @ np.c_[pts, np.ones(len(pts))].T)[:2]
+    moved = m[:2, :2] @ pre
+    lo, hi = moved.min(axis=1), moved.max(axis=1)
     oh, ow = p["out"]
-    sh, sw = view.sizes[p["source"]]
-    x0, y0, x1, y1 = view.segments[p["source"]].get(p["label"], (0, 0, sw, sh))
-    sx, sy = ow / sw, oh / sh
-    bw, bh = (x1 - x0) * sx * scale, (y1 - y0) * sy * scale
-    c, s = abs(math.cos(math.radians(angle))), abs(math.sin(math.radians(angle)))
-    ew, eh = c * bw + s * bh, s * bw + c * bh
-    px = rng.uniform(ew / 2, ow - ew / 2) if ew < ow else ow / 2
-    py = rng.uniform(eh / 2, oh - eh / 2) if eh < oh else oh / 2
-    center = _t(-(x0 + x1) / 2 * sx, -(y0 + y1) / 2 * sy)
-    p["H"] = _t(px, py) @ _r(angle) @ _s(scale * fx, scale * fy) @ center @ p["H"]
-    p.update(scale=scale, angle=angle, flips=[fx < 0, fy < 0], paste_at=[px, py])
-
-
-def _segmix_hard(p: dict, rng: np.random.Generator, view: PoolView) -> None:
-    _segmix_transformed(p, rng, view, (0.75, 1.0), 0.9, 0.3)
-
-
-def _segmix_resized(p: dict, rng: np.random.Generator, view: PoolView) -> None:
-    _segmix_transformed(p, rng, view, (0.5, 1.0), 0.8, 0.5)
+    # the study: the segment's box goes to a uniform integer top-left corner, cut at the right/bottom border
+    x1 = int(rng.integers(0, max(1, int(ow - (hi[0] - lo[0])))))
+    y1 = int(rng.integers(0, max(1, int(oh - (hi[1] - lo[1])))))
+    p["H"] = _t(x1 - lo[0], y1 - lo[1]) @ m
+    p.update(scale=scale, angle=angle, paste_at=[x1, y1])
 
 
 def _cutmix(p: dict, rng: np.random.Generator, view: PoolView) -> None:
+    """The study's cutmix (CutMix's rand_bbox): lam ~ Beta(1, 1), a box of side sqrt(1 - lam) of the image
+    around a uniform integer centre, clipped at the border; the same box of the source pasted into another
+    image, or of another image pasted into the source (p=0.5 each). Box in output pixels."""
     lam = rng.beta(1.0, 1.0)
-    side = math.sqrt(1 - lam)
     other = _background(p, rng, view)
     into_other = bool(rng.random() < 0.5)
-    fg = p["source"] if into_other else other
-    fh, fw = view.sizes[fg]
-    bw, bh = side * fw, side * fh
-    x0, y0 = rng.uniform(0, fw - bw), rng.uniform(0, fh - bh)
-    bg = other if into_other else p["source"]
+    oh, ow = p["out"]
+    cut_w, cut_h = int(ow * math.sqrt(1.0 - lam)), int(oh * math.sqrt(1.0 - lam))
+    cx, cy = int(rng.integers(ow)), int(rng.integers(oh))
+    box = [min(max(cx - cut_w // 2, 0), ow), min(max(cy - cut_h // 2, 0), oh),
+           min(max(cx + cut_w // 2, 0), ow), min(max(cy + cut_h // 2, 0), oh)]  # fmt: skip
+    fg, bg = (p["source"], other) if into_other else (other, p["source"])
     p.update(lam=lam, direction="source_into_other" if into_other else "other_into_source")
-    p.update(fg=fg, box=[x0, y0, x0 + bw, y0 + bh], H=_stretch((fh, fw), p["out"]), bg=bg)
+    p.update(fg=fg, box=box, H=_stretch(view.sizes[fg], p["out"]), bg=bg)
     p["H_bg"] = _stretch(view.sizes[bg], p["out"])
 
 
 BUILDERS = {
     "crop": _crop, "color": _color, "blur_noise": _blur_noise, "jpeg": _jpeg, "rotate": _rotate, "flip": _flip,
-    "overlay": _overlay, "mixed": _mixed, "segmix": _segmix, "segmix_hard": _segmix_hard,
-    "segmix_resized": _segmix_resized, "cutmix": _cutmix,
+    "overlay": _overlay, "mixed": _mixed, "segmix": _segmix, "segmix_hard": _segmix_transformed,
+    "segmix_resized": _segmix_transformed, "cutmix": _cutmix,
 }  # fmt: skip
 assert TIERED <= set(BUILDERS)
 

@@ -10,16 +10,20 @@ from dataclasses import dataclass
 
 from .errors import RecipeError
 
-RECIPE_VERSION = 1
+# 2: the segmix family and cutmix follow the study's code (background class, transforms on the source before
+# pasting, the clipped CutMix box), autocontrast/contrast statistics without warp padding, 16 embedded backgrounds
+RECIPE_VERSION = 2
 TIERS = ("light", "medium", "strong")
 # size: (queries, max references)
 SIZES: dict[str, tuple[int, int]] = {"xs": (40, 20), "s": (150, 50), "m": (1000, 250), "l": (5000, 1000)}
 
 FAMILIES: dict[str, str] = {
-    "segmix": "a mask segment of the source pasted at the same place onto a held-out background, no transform",
-    "segmix_hard": "segment jittered/blurred/flipped, resized U(0.75,1), rotated U(-10,10), pasted anywhere",
-    "segmix_resized": "as segmix_hard with resize U(0.5,1), solarize at 0.8, autocontrast p=0.5",
-    "cutmix": "a Beta(1,1) box of the source pasted into a held-out image, or one pasted into the source",
+    "segmix": "one mask class of the source (background included) pasted where it is onto another photo",
+    "segmix_hard": "source jittered/blurred/flipped, one class (background included) resized U(0.75,1), "
+    "rotated U(-10,10), pasted anywhere onto an untouched photo",
+    "segmix_resized": "as segmix_hard with objects only, resize U(0.5,1), solarize at 0.8, autocontrast p=0.5",
+    "cutmix": "CutMix box (Beta(1,1) area, uniform centre clipped at the border) of the source into another "
+    "photo, or of another photo into the source",
     "crop": "random crop and resize (area 60-90% / 30-60% / 10-30%)",
     "color": "color jitter, grayscale, solarize, autocontrast",
     "blur_noise": "Gaussian blur and Gaussian noise",

@@ -61,13 +61,17 @@ class SourceImage:
         h.update(self.rgb.tobytes())
         return h.hexdigest()
 
-    def labels(self) -> list[int]:
-        """Mask labels whose segment is large enough to paste (empty without a mask)."""
+    def labels(self, background: bool = False) -> list[int]:
+        """Mask labels whose segment is large enough to paste (empty without a mask).
+
+        Label 0 is the background; ``background=True`` includes it as a class, as the study's segmix and
+        segmix_hard do. 255 (VOC's 'void' outline) is never a class.
+        """
         if self.mask is None:
             return []
         counts = np.bincount(self.mask.ravel(), minlength=256)
         need = MIN_MASK_FRACTION * self.mask.size
-        return [k for k in range(1, 255) if counts[k] >= need]
+        return [k for k in range(0 if background else 1, 255) if counts[k] >= need]
 
 
 @dataclass
@@ -180,13 +184,41 @@ EMBEDDED_HELD_OUT = frozenset(
 )
 
 
+# Paste backgrounds besides the held-out photos: non-overlapping tiles of the large held-out photos at their
+# native resolution (rows, cols), so segmix and cutmix draw from more than four backgrounds. Tiles that are
+# mostly (over half) the black surround of the retina photo are left out. None of them is ever a reference.
+_BACKGROUND_TILES = {"skimage.gravel": (2, 2), "skimage.hubble_deep_field.bottom": (1, 2),
+                     "skimage.retina.right": (4, 2)}  # fmt: skip
+_MAX_BLACK_SHARE = 0.5
+
+
+def _tiles(
+    sid: str, origin: str, img: Image.Image, rows: int, cols: int
+) -> list[tuple[str, str, Image.Image]]:
+    arr = np.asarray(img)
+    th, tw = arr.shape[0] // rows, arr.shape[1] // cols
+    out = []
+    for r in range(rows):
+        for c in range(cols):
+            tile = arr[r * th : (r + 1) * th, c * tw : (c + 1) * tw]
+            if float((tile.reshape(th, tw, -1).max(-1) < 12).mean()) <= _MAX_BLACK_SHARE:
+                out.append(
+                    (f"{sid}.tile{r}{c}", f"{origin}[tile {r},{c} of {rows}x{cols}]", Image.fromarray(tile))
+                )
+    return out
+
+
 @functools.lru_cache(maxsize=1)
 def _embedded_decoded() -> tuple[tuple[str, str, np.ndarray], ...]:
     out = []
     for sid, origin, img in _embedded_images():
-        src = _source(sid, origin, img)
-        src.rgb.setflags(write=False)  # shared between builds in one process: never written
-        out.append((sid, origin, src.rgb))
+        items = [(sid, origin, img)]
+        if sid in _BACKGROUND_TILES:
+            items += _tiles(sid, origin, img, *_BACKGROUND_TILES[sid])
+        for tid, torigin, timg in items:
+            src = _source(tid, torigin, timg)
+            src.rgb.setflags(write=False)  # shared between builds in one process: never written
+            out.append((tid, torigin, src.rgb))
     return tuple(out)
 
 
@@ -194,8 +226,18 @@ def embedded_sources() -> tuple[list[SourceImage], list[SourceImage]]:
     """The embedded default photos: (references, held-out distractor sources); decoded once per process."""
     refs, held = [], []
     for sid, origin, rgb in _embedded_decoded():
-        (held if sid in EMBEDDED_HELD_OUT else refs).append(SourceImage(sid, origin, rgb))
+        if ".tile" not in sid:
+            (held if sid in EMBEDDED_HELD_OUT else refs).append(SourceImage(sid, origin, rgb))
     return refs, held
+
+
+def embedded_backgrounds() -> list[SourceImage]:
+    """Paste backgrounds of the embedded pool: the held-out photos and the tiles of the large ones."""
+    return [
+        SourceImage(sid, origin, rgb)
+        for sid, origin, rgb in _embedded_decoded()
+        if sid in EMBEDDED_HELD_OUT or sid.partition(".tile")[0] in EMBEDDED_HELD_OUT and ".tile" in sid
+    ]
 
 
 # --- folders -----------------------------------------------------------------------------------------------
@@ -341,7 +383,7 @@ def load_pool(spec: str | None, max_references: int, need_masks: bool) -> Pool:
     """Decode the sources named by ``spec`` into a pool; masks are attached when ``need_masks``."""
     if spec is None:
         refs, held = embedded_sources()
-        pool = Pool("embedded", refs[:max_references], held, held)
+        pool = Pool("embedded", refs[:max_references], held, embedded_backgrounds())
     else:
         pool = _load_user_pool(spec, max_references)
     if need_masks:

@@ -4,8 +4,8 @@ Weights resolution order (first hit wins):
 1. an explicit file the caller names (``weights_file``);
 2. ``$COPYBENCH_WEIGHTS_DIR/<detector name>.<ext>`` (any extension) or ``$COPYBENCH_WEIGHTS_DIR/<file name of the official URL>``;
 3. the pip package that ships them (spec.weights ``package:<module>[/<relative file>]``);
-4. the official URL / hub name, downloaded once into the torch hub cache and sha256-verified
-   (only when ``download=True``; never in tests or the default run).
+4. the official URL's file in torch hub's ``checkpoints`` folder, where ``copybench weights fetch`` (or
+   ``download=True``) puts it, checked against its published sha256 or the sha256 pinned on first download.
 With nothing found, :class:`WeightsMissingError` says which file is missing and where to put it, unless the
 caller explicitly allows random weights, in which case the provenance says ``random`` everywhere.
 """
@@ -15,8 +15,8 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import inspect
+import logging
 import os
-import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,9 +25,11 @@ import torch
 
 from copybench.io import file_sha256
 
+from .fetch import fetch_spec, is_url, official_path, verify_file
 from .registry import DetectorSpec, WeightsMissingError, get_entry, list_detectors, registered_names
 
 WEIGHTS_DIR_ENV = "COPYBENCH_WEIGHTS_DIR"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -56,9 +58,7 @@ def _package_file(ref: str) -> Path | None:
 
 
 def _official_name(spec: DetectorSpec) -> str | None:
-    if spec.weights.startswith(("http://", "https://")):
-        return spec.weights.rsplit("/", 1)[-1]
-    return None
+    return spec.weights.rsplit("/", 1)[-1] if is_url(spec.weights) else None
 
 
 def find_weights(spec: DetectorSpec, weights_file: str | Path | None = None) -> Path | None:
@@ -84,41 +84,28 @@ def find_weights(spec: DetectorSpec, weights_file: str | Path | None = None) -> 
             return min(names)
     if spec.weights.startswith("package:"):
         return _package_file(spec.weights.removeprefix("package:"))
-    if spec.weights.startswith(("http://", "https://")):
-        cached = Path(torch.hub.get_dir()) / "checkpoints" / _official_name(spec)
+    if is_url(spec.weights):
+        cached = official_path(spec.weights)
         return cached if cached.is_file() else None
     return None
 
 
-def download_weights(spec: DetectorSpec) -> Path:
-    """Fetch the official file into the torch hub cache, verifying its sha256 when one is published."""
-    if not spec.weights.startswith(("http://", "https://")):
-        raise WeightsMissingError(
-            f"detector {spec.name!r} has no downloadable weights ({spec.weights or 'none'})"
-        )
-    dest = Path(torch.hub.get_dir()) / "checkpoints" / _official_name(spec)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    torch.hub.download_url_to_file(spec.weights, str(dest), progress=True)
-    digest = file_sha256(dest)
-    # torchvision and timm publish a sha256 prefix in the file name (resnet50-0676ba61.pth): check it too
-    prefix = re.search(r"-([0-9a-f]{8,64})\.[a-z.]+$", dest.name)
-    if (spec.sha256 and digest != spec.sha256) or (
-        not spec.sha256 and prefix and not digest.startswith(prefix[1])
-    ):
-        dest.unlink()
-        raise WeightsMissingError(
-            f"downloaded weights for {spec.name!r} fail their sha256 check: {spec.weights}"
-        )
-    return dest
+def download_weights(spec: DetectorSpec, progress: bool = True) -> Path:
+    """Fetch the official file into the managed folder (resuming, sha256 checked or pinned)."""
+    return fetch_spec(spec, progress=progress)[0]
 
 
 def missing_message(spec: DetectorSpec) -> str:
-    """Where a user should put the weights of ``spec``."""
+    """Where a user should put the weights of ``spec``, naming the command that fetches them."""
     where = spec.weights
     if where.startswith("package:"):
         hint = f"install the pip package that ships them ({where.removeprefix('package:').split('/')[0]})"
-    elif where.startswith(("http://", "https://")):
-        hint = f"download {where} and put it in ${WEIGHTS_DIR_ENV}/ (or pass --weights FILE)"
+    elif is_url(where):
+        hint = (
+            f"fetch them with `copybench weights fetch {spec.name}` (or add --download), which downloads "
+            f"{where} into {official_path(where).parent}; or put the file in ${WEIGHTS_DIR_ENV}/ or pass "
+            f"--weights {spec.name}=FILE"
+        )
     else:
         hint = f"put the weights file at ${WEIGHTS_DIR_ENV}/{spec.name}.<ext> (official source: {where})"
     return (
@@ -177,13 +164,24 @@ def create_detector(
             path = download_weights(spec)
         if path is None and not allow_random:
             raise WeightsMissingError(missing_message(spec))
-        info = WeightsInfo("real", str(path), file_sha256(path)) if path else WeightsInfo("random")
+        info = _checked_info(spec, path) if path else WeightsInfo("random")
     model = entry.factory(path)
     if not isinstance(model, torch.nn.Module):
         raise TypeError(
             f"detector {name!r}: factory returned {type(model).__name__}, expected a torch.nn.Module"
         )
     return Detector(spec, model, info, plugin_code_digest(entry.factory)).eval().to(device)
+
+
+def _checked_info(spec: DetectorSpec, path: Path) -> WeightsInfo:
+    """Provenance of a found file; the managed copy of an official file must pass its sha256 check."""
+    digest = file_sha256(path)
+    if is_url(spec.weights):
+        if path.resolve() == official_path(spec.weights).resolve():
+            verify_file(spec.weights, path, digest, spec.sha256)  # raises WeightsHashError
+        elif spec.sha256 and digest != spec.sha256:  # a user's own file may be a converted copy: say so
+            log.warning("%s: %s is not the official file (sha256 %s)", spec.name, path, digest[:12])
+    return WeightsInfo("real", str(path), digest)
 
 
 def plugin_code_digest(factory) -> str | None:

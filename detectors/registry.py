@@ -67,6 +67,9 @@ class DetectorSpec:
     # short_crop only: the short side goes to floor(input_size / crop_pct) before the centre crop (timm's
     # convention; torchvision's ImageNet eval is 256 -> 224, crop_pct 0.875). 1.0 = resize straight to input_size.
     crop_pct: float = 1.0
+    # "tensor": torchvision resize of the uint8 tensor (batchable, GPU-capable); "pil": Pillow's resize, as
+    # the original evaluation scripts run it (protocols other than native; docs/PROTOCOLS.md)
+    resize_backend: str = "tensor"
 
     def __post_init__(self) -> None:
         if self.resize not in RESIZE_POLICIES:
@@ -79,6 +82,10 @@ class DetectorSpec:
             )
         if self.dims <= 0 or self.input_size <= 0:
             raise ValueError(f"detector {self.name!r}: dims and input_size must be positive")
+        if self.resize_backend not in ("tensor", "pil"):
+            raise ValueError(
+                f"detector {self.name!r}: resize_backend must be 'tensor' or 'pil', got {self.resize_backend!r}"
+            )
         if not 0.0 < self.crop_pct <= 1.0:
             raise ValueError(f"detector {self.name!r}: crop_pct must be in (0, 1], got {self.crop_pct!r}")
 
@@ -98,7 +105,12 @@ class DetectorSpec:
         return self.weights == "random"
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        if (
+            out["resize_backend"] == "tensor"
+        ):  # written only when set, so native specs and cache keys stay as before
+            del out["resize_backend"]
+        return out
 
 
 Factory = Callable[[Path | None], "object"]

@@ -68,6 +68,12 @@ def tiny_dataset(tmp_path: Path) -> Path:
     return make_tiny_dataset(tmp_path / "tiny")
 
 
+@pytest.fixture(scope="module")
+def tiny_dataset_module(tmp_path_factory) -> Path:
+    """The tiny dataset shared by a module's tests (they must not modify it)."""
+    return make_tiny_dataset(tmp_path_factory.mktemp("tiny_module") / "tiny")
+
+
 @pytest.fixture
 def tiny_dataset_corrupt(tmp_path: Path) -> Path:
     return make_tiny_dataset(tmp_path / "tiny_bad", corrupt=True)

@@ -52,14 +52,14 @@ def built(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def local_result(built, tmp_path_factory) -> dict:
+def local_result(built, tmp_path_factory):
     """The single-process result (no cache) that every distributed run must reproduce."""
     res = tmp_path_factory.mktemp("local")
     [outcome] = run_benchmark(
         load_dataset(built), [DETECTOR], SETTINGS, results=res, cache_dir=None, progress=False
     )
     assert outcome.status == "done", outcome.message
-    return outcome.result | {"_path": outcome.path}
+    return outcome.result
 
 
 def _assert_close(a, b, path: str = "") -> None:
@@ -78,12 +78,12 @@ def _assert_close(a, b, path: str = "") -> None:
         assert a == b, (path, a, b)
 
 
-def _assert_same_result(a: dict, b: dict) -> None:
-    """Same key, same metrics, same ranked ids per query; scores within 1e-6."""
-    assert a["key"] == b["key"]
-    _assert_close(a["metrics"], b["metrics"])
-    _assert_close(a["groups"], b["groups"])
-    pa, pb = (pd.read_csv(predictions_path(r["_path"]), keep_default_na=False) for r in (a, b))
+def _assert_same_result(a, b) -> None:
+    """Same key and file name, same metrics, same ranked ids per query; scores within 1e-6."""
+    assert a.key == b.key and a.source.name == b.source.name and a.source.parent.name == b.source.parent.name
+    _assert_close(a.metrics, b.metrics)
+    _assert_close(a.groups, b.groups)
+    pa, pb = (pd.read_csv(predictions_path(r.source), keep_default_na=False) for r in (a, b))
     assert pa[["query_id", "rank", "reference_id"]].equals(pb[["query_id", "rank", "reference_id"]])
     np.testing.assert_allclose(pa["score"], pb["score"], atol=1e-6)
 
@@ -109,10 +109,7 @@ def test_run_on_ray_equals_local_with_a_worker_killed(cluster, built, local_resu
             engine=engine,
         )
     assert outcome.status == "done", outcome.message
-    assert outcome.path.relative_to(tmp_path) == local_result["_path"].relative_to(
-        local_result["_path"].parents[1]
-    )
-    _assert_same_result(local_result, outcome.result | {"_path": outcome.path})
+    _assert_same_result(local_result, outcome.result)
     [report] = engine.reports
     pids = {int(w.worker.rsplit(":", 1)[1]) for w in report.workers}
     assert killed and killed[0] in pids and len(pids) == 3  # two actors, then the killed one's replacement
@@ -120,7 +117,7 @@ def test_run_on_ray_equals_local_with_a_worker_killed(cluster, built, local_resu
 
 
 def test_sharded_search_equals_single_process(cluster):
-    from copybench.extract import Descriptors
+    from copybench.cache import Descriptors
     from copybench.retrieval import search, search_split
 
     rng = np.random.default_rng(0)
@@ -199,4 +196,4 @@ def test_a_driver_killed_mid_run_resumes_from_finished_shards(cluster, built, lo
     assert outcome.status == "done", outcome.message
     [report] = engine.reports
     assert report.cached >= 2 and report.images + report.cached == n_images
-    _assert_same_result(local_result, outcome.result | {"_path": outcome.path})
+    _assert_same_result(local_result, outcome.result)

@@ -94,7 +94,7 @@ def test_isc_export_round_trips(built, tmp_path):
     micro = _micro_ap_from_isc_csv(
         tmp_path / "isc" / "predictions.csv", tmp_path / "isc" / "ground_truth.csv"
     )
-    assert micro == pytest.approx(read_result(result_file)["metrics"]["micro_ap"], abs=2e-6)
+    assert micro == pytest.approx(read_result(result_file).metrics["micro_ap"], abs=2e-6)
 
 
 def test_whitening_and_score_norm_with_a_separate_set(built, tmp_path):
@@ -128,8 +128,8 @@ def test_whitening_and_score_norm_with_a_separate_set(built, tmp_path):
         == 0
     )
     result = read_result(next(res.rglob("*__whiten__scorenorm.json")))
-    assert result["key"]["whitening"] and result["key"]["score_norm"]
-    assert 0.0 <= result["metrics"]["micro_ap"] <= 1.0
+    assert result.key["whitening"] and result.key["score_norm"]
+    assert 0.0 <= result.metrics["micro_ap"] <= 1.0
     # score normalisation shifts each query's scores by a constant: rankings, hence mAP, are unchanged
     assert (
         _cli(
@@ -150,7 +150,7 @@ def test_whitening_and_score_norm_with_a_separate_set(built, tmp_path):
         == 0
     )
     plain = read_result(next(res.rglob("*__whiten.json")))
-    assert plain["metrics"]["map"] == pytest.approx(result["metrics"]["map"])
+    assert plain.metrics["map"] == pytest.approx(result.metrics["map"])
     assert (
         _cli("run", "--dataset", built, "--detectors", "pixel_gray_8", "--results", res, "--whitening") == 2
     )
@@ -180,8 +180,6 @@ def test_real_detectors_rank_above_pixel_baselines(tmp_path):
         )
         == 0
     )
-    score = {
-        read_result(p)["detector"]["name"]: read_result(p)["metrics"]["micro_ap"] for p in res.rglob("*.json")
-    }
+    score = {read_result(p).detector_name: read_result(p).metrics["micro_ap"] for p in res.rglob("*.json")}
     best_pixel = max(score["pixel_gray_16"], score["pixel_rgb_32"])
     assert score["sscd_distilled.onnx"] > best_pixel and score["efficientnet_lite0"] > best_pixel, score

@@ -252,8 +252,9 @@ def test_recall_at_precision_ties_are_pessimistic():
 
 
 def test_recall_at_precision_never_reached():
+    # as the ISC evaluation (find_operating_point returns None): no recall, not a recall of 0
     recall, threshold = M.recall_at_precision(*_column("NNPN"), precision=0.9)
-    assert recall == 0.0 and np.isnan(threshold)
+    assert np.isnan(recall) and np.isnan(threshold)
 
 
 # --- rank metrics ---------------------------------------------------------------------------------
@@ -369,7 +370,8 @@ def test_evaluate_ci_contains_point_and_is_deterministic():
 KEYS = {
     "map", "map_std", "map_ci", "micro_ap", "micro_ap_ci", "recall_at_p90", "threshold_at_p90",
     "recall@1", "recall@5", "recall@10", "precision@1", "precision@5", "precision@10", "mrr",
-    "n_queries", "n_with_match",
+    "n_queries", "n_with_match", "mrr_all",
+    *(f"{name}@{k}" for name in ("recall_frac", "isc_recall", "precision_rv") for k in (1, 5, 10)),
 }  # fmt: skip
 
 

@@ -17,7 +17,7 @@ import torch
 
 from copybench.cli import main
 from copybench.datasets.dataset import load_dataset
-from copybench.results import ResultError, read_result, write_result
+from copybench.results import Result, read_result, write_result
 from copybench.retrieval import search, search_split
 from copybench.run import RunSettings, run_benchmark
 
@@ -97,11 +97,11 @@ def test_run_writes_results_skips_finished_and_reports_corrupt(tiny_dataset_corr
     assert [o.status for o in out] == ["done", "failed"]
     assert "no_such_detector" in out[1].message
     result = read_result(out[0].path)
-    assert [s["path"].endswith("BAD.png") for s in result["skipped"]] == [True]
-    assert result["metrics"]["n_queries"] == 11  # the corrupt query is left out, the rest complete
-    assert result["metrics"]["map"] == pytest.approx(1.0)  # pixels find a mild blur+crop of a texture
-    assert result["detector"]["weights"]["status"] == "none"
-    assert (out[0].path.parent / result["predictions_file"]).is_file()
+    assert [s["path"].endswith("BAD.png") for s in result.skipped] == [True]
+    assert result.metrics["n_queries"] == 11  # the corrupt query is left out, the rest complete
+    assert result.metrics["map"] == pytest.approx(1.0)  # pixels find a mild blur+crop of a texture
+    assert result.weights_status == "none"
+    assert result.predictions_path.is_file()
     again = run_benchmark(ds, ["pixel_gray_16"], settings, results=tmp_path / "res", progress=False)
     assert again[0].status == "skipped"
 
@@ -116,7 +116,7 @@ def test_topk_is_part_of_the_result_key(tiny_dataset, tmp_path):
     )[0]
     assert deep.status == "done" and deep.path != shallow.path  # was "skipped" with the top-1 numbers
     assert shallow.path.name == "pixel_gray_16__top1.json" and deep.path.name == "pixel_gray_16.json"
-    assert deep.result["settings"]["topk"] > 1 and "topk" not in deep.result["key"]
+    assert deep.result.settings["topk"] > 1 and "topk" not in deep.result.key
     # a stored result whose key disagrees with the settings is recomputed, never served as "already computed"
     stale = json.loads(deep.path.read_text())
     stale["key"]["dtype"] = "bf16"
@@ -124,7 +124,7 @@ def test_topk_is_part_of_the_result_key(tiny_dataset, tmp_path):
     again = run_benchmark(
         ds, ["pixel_gray_16"], RunSettings(n_boot=10), results=res, cache_dir=None, progress=False
     )
-    assert again[0].status == "done" and again[0].result["key"]["dtype"] == "fp32"
+    assert again[0].status == "done" and again[0].result.key["dtype"] == "fp32"
 
 
 def test_same_dataset_same_metrics(tiny_dataset, tmp_path):
@@ -135,8 +135,8 @@ def test_same_dataset_same_metrics(tiny_dataset, tmp_path):
     b = run_benchmark(
         ds, ["pixel_rgb_16"], RunSettings(n_boot=50), results=tmp_path / "b", cache_dir=None, progress=False
     )
-    assert a[0].result["metrics"] == b[0].result["metrics"]
-    assert a[0].result["groups"] == b[0].result["groups"]
+    assert a[0].result.metrics == b[0].result.metrics
+    assert a[0].result.groups == b[0].result.groups
 
 
 def test_random_weights_need_permission_and_are_marked(tiny_dataset, tmp_path):
@@ -156,7 +156,7 @@ def test_random_weights_need_permission_and_are_marked(tiny_dataset, tmp_path):
         cache_dir=None,
         allow_random=True,
     )
-    assert ok[0].result["detector"]["weights"]["status"] == "random"
+    assert ok[0].result.is_random
     md = subprocess_table(tmp_path / "r")
     assert "resnet50.tv_in1k (random weights)" in md
 
@@ -218,10 +218,10 @@ def test_plugin_with_nan_or_wrong_dims_fails_by_name_and_keeps_the_others(
 
 
 def test_editing_a_plugin_changes_its_descriptor_cache_key(tmp_path, monkeypatch):
+    from copybench.cache import cache_key
     from copybench.detectors import create_detector
     from copybench.detectors.load import plugin_code_digest
     from copybench.detectors.registry import unregister_detector
-    from copybench.extract import cache_key
 
     plugin = tmp_path / "qa_edited_plugin.py"
     plugin.write_text(
@@ -246,16 +246,6 @@ def subprocess_table(results: Path) -> str:
     from copybench.table import render_table
 
     return render_table(results, fmt="md")
-
-
-def test_result_schema_refuses_unknown_version(tmp_path):
-    path = write_result(tmp_path / "r.json", {"kind": "accuracy", "value": float("nan")})
-    assert json.loads(path.read_text())["value"] is None  # NaN written as null
-    data = json.loads(path.read_text())
-    data["schema_version"] = 99
-    path.write_text(json.dumps(data))
-    with pytest.raises(ResultError, match="unknown result schema version 99"):
-        read_result(path)
 
 
 def _cli(*args) -> int:
@@ -378,10 +368,11 @@ def test_cli_unknown_detector_exit_code_2(tiny_dataset, capsys):
 _KILLABLE = textwrap.dedent(
     """
     import sys, time, torch
+    import copybench.cache
     import copybench.extract as ex
     from copybench.detectors import create_detector
     from copybench.datasets.dataset import load_dataset
-    ex.SHARD_IMAGES = 2
+    copybench.cache.SHARD_IMAGES = 2
     det = create_detector("pixel_rgb_8")
     forward = det.model.forward
     def slow(x):
@@ -397,10 +388,13 @@ _KILLABLE = textwrap.dedent(
 
 @pytest.mark.parametrize("shard_seconds", [1e9, 0.0])
 def test_ctrl_c_and_slow_batches_keep_finished_rows(shard_seconds, tiny_dataset, tmp_path, monkeypatch):
+    import copybench.cache
     import copybench.extract as ex
     from copybench.detectors import create_detector
 
-    monkeypatch.setattr(ex, "SHARD_SECONDS", shard_seconds)  # 0: every batch is "slow" and flushed at once
+    monkeypatch.setattr(
+        copybench.cache, "SHARD_SECONDS", shard_seconds
+    )  # 0: every batch is "slow" and flushed at once
     paths = load_dataset(tiny_dataset).queries["path"].tolist()
     det = create_detector("pixel_rgb_8")
     forward, calls = det.model.forward, []
@@ -489,8 +483,8 @@ def test_isc_h5_descriptors_score_like_the_detector(tiny_dataset, tmp_path):
         == 0
     )
     res = read_result(next((tmp_path / "res").rglob("gray16_h5.json")))
-    assert res["metrics"]["n_queries"] == 10 and res["metrics"]["map"] == pytest.approx(1.0)
-    assert res["skipped"][0]["error"].endswith("no descriptor for 'Q000'")
+    assert res.metrics["n_queries"] == 10 and res.metrics["map"] == pytest.approx(1.0)
+    assert res.skipped[0]["error"].endswith("no descriptor for 'Q000'")
     (tmp_path / "bad.h5").write_bytes(b"nope")
     assert (
         _cli(
@@ -529,12 +523,13 @@ def test_table_shows_accuracy_beside_throughput(tiny_dataset, tmp_path):
     )
     write_result(
         tmp_path / "res" / "speed" / "pixel_gray_8.json",
-        {
-            "kind": "throughput",
-            "detector": {"name": "pixel_gray_8", "weights": {"status": "none"}},
-            "environment": {"device_name": "Test CPU"},
-            "measurements": [{"dtype": "fp32", "batch_size": 8, "model_ips": 900.0, "e2e_ips": 450.0}],
-        },
+        Result(
+            kind="throughput",
+            key={"detector": "pixel_gray_8"},
+            detector={"name": "pixel_gray_8", "weights": {"status": "none"}},
+            environment={"device_name": "Test CPU"},
+            measurements=[{"dtype": "fp32", "batch_size": 8, "model_ips": 900.0, "e2e_ips": 450.0}],
+        ),
     )
     md = render_table(tmp_path / "res", fmt="md")
     assert "e2e img/s (Test CPU)" in md and "450.0" in md
@@ -575,7 +570,7 @@ def test_multiscale_is_the_mean_of_per_scale_descriptors(tiny_dataset, tmp_path)
         == 0
     )
     result = read_result(next((tmp_path / "r").rglob("pixel_rgb_8__ms1-0.5.json")))
-    assert result["key"]["multiscale"] == [1.0, 0.5]
+    assert result.key["multiscale"] == [1.0, 0.5]
     # other scales are another result, not "already computed" (both were pixel_rgb_8__ms.json)
     assert (
         _cli(
@@ -594,7 +589,7 @@ def test_multiscale_is_the_mean_of_per_scale_descriptors(tiny_dataset, tmp_path)
         )
         == 0
     )
-    assert read_result(next((tmp_path / "r").rglob("pixel_rgb_8__ms1-2.json")))["key"]["multiscale"] == [
+    assert read_result(next((tmp_path / "r").rglob("pixel_rgb_8__ms1-2.json"))).key["multiscale"] == [
         1.0,
         2.0,
     ]

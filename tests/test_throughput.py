@@ -69,16 +69,16 @@ def test_throughput_writes_valid_results_and_marks_random(tmp_path, monkeypatch)
     results = throughput(["pixel_gray_16", "efficientnet_lite0"], settings=settings, results=tmp_path)
     assert len(results) == 2
     for r in results:
-        back = read_result(r["_path"])
-        assert back["kind"] == "throughput" and back["schema_version"] == 1
-        assert back["environment"]["device_name"] and back["settings"]["batch_size"] == 4
-        m = back["measurements"][0]
+        back = read_result(r.source)
+        assert back.kind == "throughput" and back.schema_version == 1 and back == r
+        assert back.environment["device_name"] and back.settings["batch_size"] == 4
+        m = back.measurements[0]
         _positive_finite(m)
         assert m["e2e_decode"] == "workers" and m["reference_agreement"] > 0.9
         assert m["peak_host_mb"]["process"] > 0
-    status = {r["detector"]["name"]: r["detector"]["weights"]["status"] for r in results}
+    status = {r.detector_name: r.weights_status for r in results}
     assert status == {"pixel_gray_16": "none", "efficientnet_lite0": "random"}
-    frame = throughput_frame([read_result(r["_path"]) for r in results])
+    frame = throughput_frame([read_result(r.source) for r in results])
     assert "efficientnet_lite0 (random weights)" in set(frame["detector"])
     assert "efficientnet_lite0 (random weights)" in render_table(tmp_path, fmt="md")
 
@@ -124,7 +124,7 @@ def test_cli_throughput_end_to_end(tmp_path, capsys):
     assert code == 0
     files = sorted(tmp_path.rglob("*.json"))
     assert [f.name for f in files] == ["pixel_gray_16__fp32__b3.json", "pixel_gray_16__fp32__b6.json"]
-    m = read_result(files[0])["measurements"][0]
+    m = read_result(files[0]).measurements[0]
     _positive_finite(m)
     assert m["e2e_decode"] == "device" and m["e2e_device_ips"] == m["e2e_ips"]
     assert "same machine and device" in capsys.readouterr().out
@@ -158,7 +158,7 @@ def test_throughput_on_cuda(tmp_path):
         reference=True,
     )
     (r,) = throughput(["efficientnet_lite0"], settings=settings, results=tmp_path, allow_random=True)
-    m = read_result(r["_path"])["measurements"][0]
+    m = read_result(r.source).measurements[0]
     _positive_finite(m)
     assert m["e2e_decode"] == "device", m.get("e2e_device_error")
     assert all(v > 0 for v in m["peak_device_mb"].values())

@@ -1,0 +1,68 @@
+"""``copybench weights``: fetch the official weights of detectors and list the files with their checks.
+
+Thin wrappers over :func:`copybench.detectors.fetch.fetch_weights` and :func:`~copybench.detectors.fetch.list_weights`.
+"""
+
+from __future__ import annotations
+
+EXIT_OK, EXIT_BAD_INPUT = 0, 2
+
+
+def register_cli(sub) -> None:
+    """Add ``weights fetch`` and ``weights list`` to the CLI's subparsers."""
+    weights = sub.add_parser("weights", help="fetch and list detector weights files").add_subparsers(
+        dest="weights_command", required=True, metavar="ACTION"
+    )
+    p = weights.add_parser(
+        "fetch",
+        help="download the official weights of detectors (resumable, sha256 checked or pinned)",
+        description="Download each detector's official file once (into torch hub's checkpoints folder, or "
+        "the Hugging Face cache for hub names), resuming a partial download. A published sha256 is checked; "
+        "otherwise the sha256 is pinned in the lock file on first download and checked by every later use.",
+    )
+    p.add_argument(
+        "patterns",
+        nargs="+",
+        metavar="PATTERN",
+        help="detector names, shell patterns ('dino_*'), 'baselines' (the ten baselines) or hub names "
+        "(timm:NAME, open_clip:ARCH/TAG, hf-hub:ORG/NAME, hf:ORG/NAME)",
+    )
+    p.add_argument("--force", action="store_true", help="download again even when the file is present")
+    p.set_defaults(func=cmd_weights_fetch)
+    p = weights.add_parser("list", help="each detector's weights file: status, size, sha256, source, license")
+    p.add_argument("pattern", nargs="?", default="*", help="shell pattern, e.g. 'dino_*'")
+    p.set_defaults(func=cmd_weights_list)
+
+
+def cmd_weights_fetch(args) -> int:
+    from rich.console import Console
+
+    from copybench.detectors.fetch import fetch_weights
+
+    outcomes = fetch_weights(args.patterns, force=args.force, progress=not args.quiet)
+    err = Console(stderr=True)
+    colours = {"fetched": "green", "present": "cyan", "skipped": "dim", "failed": "red"}
+    for o in outcomes:
+        detail = f"{o.path} sha256 {o.sha256[:16]} {o.message}" if o.path else o.message
+        err.print(f"[{colours[o.status]}]{o.status:8}[/] {o.detector}: {detail}", highlight=False)
+    return EXIT_OK if all(o.status != "failed" for o in outcomes) else EXIT_BAD_INPUT
+
+
+def cmd_weights_list(args) -> int:
+    from rich.table import Table
+
+    from copybench.detectors.fetch import list_weights
+    from copybench.progress import console
+
+    table = Table(
+        title="detector weights (sha256: first 16 hex digits; fetch missing ones with: copybench weights fetch NAME)"
+    )
+    for col in ("detector", "file", "status", "size", "sha256", "check", "license", "source"):
+        table.add_column(col, overflow="fold", no_wrap=col in ("detector", "status", "size", "sha256"))
+    for r in list_weights(args.pattern):
+        size = "-" if r.size is None else f"{r.size / 1e6:,.1f} MB"
+        style = {"missing": "yellow", "present": "green", "package": "green"}.get(r.status)
+        row = (r.detector, r.file, r.status, size, r.sha256[:16], r.check, r.license, r.source)
+        table.add_row(*row, style=style)
+    console().print(table)
+    return EXIT_OK
