@@ -6,7 +6,7 @@ with identical descriptors. The final arrays are ``.npy`` files opened as memory
 the number of images.
 
 Cache key: detector spec, weights hash, preprocessing, dtype, output kind and the exact list of image files
-(plus the dataset fingerprint when there is one).
+with their sizes and mtimes (plus the dataset fingerprint when there is one).
 """
 
 from __future__ import annotations
@@ -77,8 +77,17 @@ def cache_key(
         ident["code"] = detector.code
     h.update(json.dumps(ident, sort_keys=True).encode())
     for p in paths:
-        h.update(p.encode() + b"\0")
+        h.update(p.encode() + b"\0" + _stat_tag(p))
     return h.hexdigest()[:24]
+
+
+def _stat_tag(path: str) -> bytes:
+    """Size and mtime of an image: a file replaced under the same name (a scan folder, say) is a new key."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return b"absent\0"
+    return f"{st.st_size}:{st.st_mtime_ns}\0".encode()
 
 
 class CacheWriteError(OSError):

@@ -57,7 +57,9 @@ def compare(
     if not base:
         raise ValueError(f"no accuracy results in baseline {baseline}")
     _check_metric_names(metrics, base)
-    by_key = {_key(r): r for r in new if r.kind == "accuracy"}
+    new = [r for r in new if r.kind == "accuracy"]
+    _check_same_datasets(base, new, baseline, results)
+    by_key = {_key(r): r for r in new}
     changes = []
     for b in base:
         n = by_key.get(_key(b))
@@ -75,6 +77,23 @@ def compare(
                 )
             )
     return changes
+
+
+def _check_same_datasets(base: list[Result], new: list[Result], baseline, results) -> None:
+    """Results of only other datasets (other fingerprints) are not a regression of every row: say the
+    fingerprint differs instead of listing each baseline result as missing."""
+    base_sets = {(b.dataset_name, b.fingerprint) for b in base}
+    new_sets = {(r.dataset_name, r.fingerprint) for r in new}
+    if not new_sets or {f for _, f in base_sets} & {f for _, f in new_sets}:
+        return
+    raise ValueError(
+        f"dataset fingerprint differs: baseline {baseline} is of {_datasets(base_sets)}, results {results} are "
+        f"of {_datasets(new_sets)}; the gate compares results of the same dataset (recipe, seed, sources)"
+    )
+
+
+def _datasets(sets: set[tuple[str | None, str | None]]) -> str:
+    return ", ".join(f"{name} ({(fingerprint or '')[:12]})" for name, fingerprint in sorted(sets))
 
 
 def _value(result: Result, metric: str) -> float | None:

@@ -18,9 +18,17 @@ class UsageError(Exception):
 
 
 def _console():
+    """stdout: results only (tables, CSV, the gate's verdict)."""
     from .progress import console
 
     return console()
+
+
+def _err():
+    """stderr: status lines, "wrote FILE", warnings and errors."""
+    from .progress import console
+
+    return console(stderr=True)
 
 
 def _csv(text: str) -> list[str]:
@@ -40,6 +48,8 @@ def _expand_detectors(spec: str) -> list[str]:
                     f"detector pattern {item!r} matches nothing (see `copybench list detectors`)"
                 )
             names += found
+        elif item.startswith(("timm:", "open_clip:", "hf-hub:", "hf:")):
+            names.append(item)  # hub names resolve when built (a --download run fetches them first)
         else:
             get_spec(item)  # raises UnknownDetectorError naming it
             names.append(item)
@@ -62,16 +72,23 @@ def _weights_map(items: list[str] | None) -> dict[str, str]:
 def cmd_list(args) -> int:
     from rich.table import Table
 
-    console = _console()
+    pattern = args.pattern or "*"
     if args.what == "detectors":
         from copybench.detectors import describe_detectors
 
+        rows = describe_detectors(pattern)
+        if not rows:
+            raise UsageError(f"no detector matches {pattern!r} (`copybench list detectors` shows them all)")
         table = Table(
-            title="registered detectors (weights: real = found offline, missing = needs a file, none = parameter-free)"
+            title="registered detectors (weights: real = found offline, missing = needs a file, "
+            "none = parameter-free)"
         )
-        for col in ("name", "family", "dims", "input", "output", "weights", "source"):
-            table.add_column(col)
-        for d in describe_detectors(args.pattern or "*"):
+        # names are what users copy into --detectors: never wrapped or cut; the other columns give way
+        table.add_column("name", no_wrap=True, min_width=max(len(d["name"]) for d in rows))
+        for col in ("family", "dims", "input", "output", "weights"):
+            table.add_column(col, no_wrap=col != "input")
+        table.add_column("source", overflow="fold")
+        for d in rows:
             style = {"missing": "yellow", "real": "green"}.get(d["weights"])
             table.add_row(
                 d["name"],
@@ -83,17 +100,20 @@ def cmd_list(args) -> int:
                 d["source"],
                 style=style,
             )
-        console.print(table)
     else:
+        from fnmatch import fnmatch
+
         from copybench.datasets import list_recipes
 
+        rows = [(name, desc) for name, desc in list_recipes() if fnmatch(name, pattern)]
+        if not rows:
+            raise UsageError(f"no recipe matches {pattern!r} (`copybench list recipes` shows them all)")
         table = Table(title="dataset recipes (copybench data build RECIPE --out DIR)")
-        table.add_column("recipe")
+        table.add_column("recipe", no_wrap=True, min_width=max(len(name) for name, _ in rows))
         table.add_column("description")
-        for name, desc in list_recipes():
-            if not args.pattern or __import__("fnmatch").fnmatch(name, args.pattern):
-                table.add_row(name, desc)
-        console.print(table)
+        for name, desc in rows:
+            table.add_row(name, desc)
+    _console().print(table)
     return EXIT_OK
 
 
@@ -116,16 +136,31 @@ def cmd_data_build(args) -> int:
 def cmd_data_import(args) -> int:
     from copybench.datasets import import_dataset
 
-    ds = import_dataset(args.format, args.src, args.out, progress=not args.quiet)
+    ds = import_dataset(
+        args.format, args.src, args.out, progress=not args.quiet, distractors=args.distractors or ()
+    )
     _report_dataset(ds)
     return EXIT_OK
 
 
+def cmd_data_verify(args) -> int:
+    from copybench.datasets.integrity import verify_dataset
+
+    report = verify_dataset(args.path)
+    console = _console()
+    for problem in report.problems:
+        console.print(f"[red]changed[/red] {problem}", highlight=False)
+    state = "[green]intact[/green]" if report.ok else f"[red]{len(report.problems)} problem(s)[/red]"
+    console.print(f"{state}: {report.root}, {report.n_files} image files hashed", highlight=False)
+    return EXIT_OK if report.ok else EXIT_CHECK_FAILED
+
+
 def _report_dataset(ds) -> None:
     c = ds.counts()
-    _console().print(
-        f"[green]dataset[/green] {ds.name} at {ds.root}: {c['references']} references, "
-        f"{c['queries']} queries ({c['distractors']} distractors), fingerprint {ds.fingerprint[:12]}"
+    _err().print(
+        f"[green]dataset[/green] {ds.name} at {ds.root}: {c['references']} references"
+        + (f" ({c['distractor_references']} distractor references)" if c.get("distractor_references") else "")
+        + f", {c['queries']} queries ({c['distractors']} distractors), fingerprint {ds.fingerprint[:12]}"
     )
 
 
@@ -144,6 +179,7 @@ def _settings(args):
         norm_set=args.norm_set,
         n_boot=args.n_boot,
         multiscale=_scales(args.multiscale),
+        subset=getattr(args, "subset", None),
     )
 
 
@@ -190,7 +226,7 @@ def cmd_run(args) -> int:
 
 
 def _print_outcomes(outcomes) -> None:
-    console = _console()
+    console = _err()
     for o in outcomes:
         colour = {"done": "green", "skipped": "cyan", "failed": "red"}[o.status]
         where = f" -> {o.path}" if o.path else ""
@@ -211,11 +247,18 @@ def cmd_table(args) -> int:
 
     if not any(True for _ in iter_result_files(args.results_dir)):
         raise UsageError(f"no result files under {args.results_dir} (write some with `copybench run`)")
-    text = render_table(args.results_dir, fmt=args.format, out=args.out)
+    if args.published:
+        from .published import render_published
+
+        text = render_published(args.results_dir, fmt=args.format, out=args.out, subset=args.subset)
+    elif args.subset:
+        raise UsageError("table --subset selects rows of the --published comparison; add --published")
+    else:
+        text = render_table(args.results_dir, fmt=args.format, out=args.out)
     if text and not args.out:
         sys.stdout.write(text)
     elif args.out:
-        _console().print(f"wrote {args.out}")
+        _err().print(f"wrote {args.out}")
     return EXIT_OK
 
 
@@ -259,9 +302,7 @@ def cmd_plot(args) -> int:
     from .plots import plot_results
 
     written = plot_results(args.results_dir, args.out)
-    _console().print(
-        "wrote " + ", ".join(str(p) for p in written) if written else "no accuracy results to plot"
-    )
+    _err().print("wrote " + ", ".join(str(p) for p in written) if written else "no accuracy results to plot")
     return EXIT_OK
 
 
@@ -280,7 +321,7 @@ def cmd_score_h5(args) -> int:
     from .table import render_table
 
     render_table(path)
-    _console().print(f"wrote {path}")
+    _err().print(f"wrote {path}")
     return EXIT_OK
 
 
@@ -288,7 +329,7 @@ def cmd_export(args) -> int:
     from .interop import export_isc
 
     out = export_isc(args.result_file, args.out)
-    _console().print(f"wrote {', '.join(str(p) for p in out)}")
+    _err().print(f"wrote {', '.join(str(p) for p in out)}")
     return EXIT_OK
 
 
@@ -325,8 +366,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "fp16"))
-    p.add_argument(
-        "--topk", type=int, default=100, help="references kept per query (metrics use this ranking)"
+    add_top_k(
+        p, 100, "references kept per query; metrics use this ranking (default 100; --topk is deprecated)"
     )
     p.add_argument(
         "--allow-random",
@@ -373,15 +414,64 @@ def build_parser() -> argparse.ArgumentParser:
         prog="copybench",
         description="Benchmark image copy detectors; scan generated images for training-set replication.",
     )
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-    parser.add_argument("-v", "--verbose", action="store_true", help="more logging")
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"copybench {__version__}")
+    _add_global_flags(parser, False)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_demo_and_list(sub)
     _add_data(sub)
     _add_run_and_results(sub)
-    for module in ("throughput", "scan", "weights"):
+    for module in ("throughput", "scan", "weights", "study"):
         _register_optional(sub, module)
+    _add_global_flags_to_subcommands(parser)
     return parser
+
+
+def _add_global_flags(parser: argparse.ArgumentParser, default) -> None:
+    parser.add_argument("-q", "--quiet", action="store_true", default=default, help="no progress bars")
+    parser.add_argument("-v", "--verbose", action="store_true", default=default, help="debug logging")
+
+
+def _add_global_flags_to_subcommands(parser: argparse.ArgumentParser) -> None:
+    """-q/-v are accepted before or after any subcommand (``copybench demo -q``), at every depth. Subcommands
+    default to SUPPRESS so a flag given before the subcommand is not reset by the subcommand's default."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                known = {opt for a in child._actions for opt in a.option_strings}
+                if "--quiet" not in known:
+                    _add_global_flags(child, argparse.SUPPRESS)
+                _add_global_flags_to_subcommands(child)
+
+
+class _DeprecatedAlias(argparse.Action):
+    """Stores like the new option; using the old spelling logs a deprecation warning naming the new one."""
+
+    def __init__(self, *args, new: str, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.new = new
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        if option_string and option_string != self.new:
+            logging.getLogger("copybench.cli").warning(
+                "%s is deprecated; use %s (same meaning)", option_string, self.new
+            )
+        setattr(namespace, self.dest, values)
+
+
+def add_top_k(parser: argparse.ArgumentParser, default: int, help: str, dest: str = "topk") -> None:
+    """``--top-k`` everywhere; the old ``--topk`` still works, with a deprecation warning."""
+    parser.add_argument(
+        "--top-k",
+        "--topk",
+        dest=dest,
+        type=int,
+        default=default,
+        action=_DeprecatedAlias,
+        new="--top-k",
+        help=help,
+    )
 
 
 def _add_demo_and_list(sub) -> None:
@@ -441,20 +531,35 @@ def _add_data(sub) -> None:
     p.set_defaults(func=cmd_data_build)
     p = data.add_parser(
         "import",
-        help="import a real dataset layout (disc21, copydays, folder)",
+        help="import a real dataset layout (disc21, copydays, folder, csv manifest)",
         description="Index a real dataset in place (images are not copied). disc21: a queries folder (name "
         "containing 'quer'), a references folder ('ref') and a ground-truth CSV (*ground_truth*.csv or "
         "*gt*.csv) with columns query_id,reference_id; ids are file stems, an empty reference_id is a "
         "distractor. copydays: originals BBBB00.jpg in a folder named like 'original', copies with the "
         "same 4-digit block id in crops/<percent>/, jpegqual/<quality>/, strong/ (copy type = family, "
-        "subfolder = tier). folder: every image is a reference, no queries.",
+        "subfolder = tier). folder: every image is a reference, no queries. csv: a manifest with columns "
+        "query,reference[,family], one row per pair, an empty reference for a query without a match, paths "
+        "relative to the manifest. --distractors DIR adds every image under DIR as a distractor reference.",
     )
-    p.add_argument("format", choices=("disc21", "copydays", "folder"), help="dataset layout")
-    p.add_argument("src", help="the dataset's root folder")
+    p.add_argument("format", choices=("disc21", "copydays", "folder", "csv"), help="dataset layout")
+    p.add_argument("src", help="the dataset's root folder (csv: the manifest file)")
+    p.add_argument(
+        "--distractors",
+        action="append",
+        metavar="DIR",
+        help="folder of distractor reference images (recursive; repeatable), e.g. Copydays + 10k distractors",
+    )
     p.add_argument(
         "--out", required=True, help="folder for the index (dataset.json, queries.csv, references.csv)"
     )
     p.set_defaults(func=cmd_data_import)
+    p = data.add_parser(
+        "verify",
+        help="hash every manifest and image of a dataset and compare with what it was written with",
+        description="Exit 0 when every file matches its record, 1 when one differs (each named).",
+    )
+    p.add_argument("path", help="dataset folder")
+    p.set_defaults(func=cmd_data_verify)
 
 
 def _add_run_and_results(sub) -> None:
@@ -468,6 +573,12 @@ def _add_run_and_results(sub) -> None:
         "--detectors", required=True, help="comma list of names, patterns (dino_*) or module:factory"
     )
     _add_run_options(p)
+    p.add_argument(
+        "--subset",
+        default=None,
+        help="score only a named query subset of an imported benchmark: copydays strong|crops|jpeg, disc21 "
+        "dev25k|dev50k (all references kept; recorded in the result key)",
+    )
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("table", help="leaderboard of the results in a folder")
@@ -480,6 +591,18 @@ def _add_run_and_results(sub) -> None:
         "per (result, group), identifier headers, CIs as two columns (parquet needs --out)",
     )
     p.add_argument("--out", default=None, help="write to this file instead of printing")
+    p.add_argument(
+        "--published",
+        action="store_true",
+        help="compare each result with the published figures of the same benchmark, subset, protocol, "
+        "detector and whitening/score-norm settings (difference = measured - published; terminal, md, csv)",
+    )
+    p.add_argument(
+        "--subset",
+        default=None,
+        help="with --published: only this subset's rows (a Copydays family subset is read from a "
+        "whole-dataset result's per-family metrics)",
+    )
     p.set_defaults(func=cmd_table)
 
     p = sub.add_parser("check", help="regression gate: exit 1 when a metric drops by more than the tolerance")
@@ -499,7 +622,7 @@ def _add_run_and_results(sub) -> None:
     p.add_argument("--references", required=True, help="HDF5 file of reference descriptors")
     p.add_argument("--name", required=True, help="detector name to report the result under")
     p.add_argument("--results", default="runs/results")
-    p.add_argument("--topk", type=int, default=100)
+    add_top_k(p, 100, "references kept per query (default 100)")
     p.add_argument("--n-boot", type=int, default=1000)
     p.set_defaults(func=cmd_score_h5)
 
@@ -532,6 +655,13 @@ def _register_optional(sub, module: str) -> None:
     mod.register_cli(sub)
 
 
+def _detector_errors() -> tuple[type[Exception], ...]:
+    """The registry's bad-input errors, when the registry was imported: importing it here would import torch
+    for every command (table, check and list recipes never need it)."""
+    registry = sys.modules.get("copybench.detectors.registry")
+    return (registry.UnknownDetectorError, registry.WeightsMissingError) if registry else ()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     parser = build_parser()
@@ -539,26 +669,17 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
-    from copybench.detectors import UnknownDetectorError, WeightsMissingError
-
     try:
         if getattr(args, "device", None):
             from .env import check_device
 
             check_device(args.device)  # before any work: every command with --device fails the same clear way
         return args.func(args)
-    except (
-        UsageError,
-        UnknownDetectorError,
-        WeightsMissingError,
-        ValueError,
-        FileNotFoundError,
-        NotADirectoryError,
-    ) as exc:
-        _console().print(f"[red]error:[/red] {exc}", highlight=False)
+    except (UsageError, ValueError, FileNotFoundError, NotADirectoryError, *_detector_errors()) as exc:
+        _err().print(f"[red]error:[/red] {exc}", highlight=False)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        _console().print("[yellow]interrupted[/yellow]: finished results are kept; rerun to resume")
+        _err().print("[yellow]interrupted[/yellow]: finished results are kept; rerun to resume")
         return 130
 
 

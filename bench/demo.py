@@ -70,7 +70,7 @@ def run_demo(
     from .run import RunSettings, run_benchmark
     from .table import render_table
 
-    console = make_console()
+    console = make_console(stderr=True)  # status lines; the leaderboard itself goes to stdout
     out = Path(out)
     ds = _dataset(out, n_queries, seed, device, progress)
     c = ds.counts()

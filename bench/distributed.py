@@ -748,10 +748,11 @@ def _require_ray() -> None:
 
 def print_reports(reports: list[ExtractionReport], console=None) -> None:
     """Images/s per worker and in total for each extraction, as a rich table on stderr."""
-    from rich.console import Console
     from rich.table import Table
 
-    console = console or Console(stderr=True)
+    from .progress import console as make_console
+
+    console = console or make_console(stderr=True)
     table = Table(title="extraction on Ray: images/s per worker (busy time) and in total (wall time)")
     for col in ("detector", "images", "worker", "images done", "busy s", "images/s"):
         table.add_column(col, justify="right" if col not in ("detector", "images", "worker") else "left")

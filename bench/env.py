@@ -68,7 +68,7 @@ def device_name(device: str) -> str:
 
 
 def environment(device: str = "cpu", dtype: str = "fp32") -> dict:
-    """Versions, commit, host and device for a result file."""
+    """Versions, commit and device for a result file (no hostname: result files are published)."""
     import torch
 
     return {
@@ -81,7 +81,6 @@ def environment(device: str = "cpu", dtype: str = "fp32") -> dict:
             for name in ("torchvision", "timm", "kornia", "faiss-cpu", "faiss-gpu", "onnxruntime", "numpy")
         },
         "platform": platform.platform(),
-        "hostname": platform.node(),
         "device": str(device),
         "device_name": device_name(device),
         "dtype": dtype,

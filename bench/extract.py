@@ -51,6 +51,20 @@ def default_workers() -> int:
     return max(1, min(16, (os.cpu_count() or 2) - 1))
 
 
+def check_dtype_applies(detector, dtype: str) -> None:
+    """Refuse a reduced precision that would change the label but not the numbers: autocast only reaches
+    torch operations, and a model run by another runtime (ONNX Runtime) keeps the precision of its graph."""
+    if dtype == "fp32":
+        return
+    modules = detector.modules() if hasattr(detector, "modules") else []
+    outside = [type(m).__name__ for m in modules if getattr(m, "runs_outside_torch", False)]
+    if outside:
+        raise ValueError(
+            f"--dtype {dtype} does not apply to {detector.spec.name}: it runs in {outside[0]} (ONNX Runtime), "
+            "whose graph fixes its own precision; use --dtype fp32"
+        )
+
+
 class Extractor:
     """Runs one detector over image lists with the harness's preprocessing and normalisation."""
 
@@ -71,6 +85,7 @@ class Extractor:
         self.scales = tuple(scales) if scales and tuple(scales) != (1.0,) else None
         if dtype not in DTYPES:
             raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
+        check_dtype_applies(detector, dtype)
         if batch_size < 1:
             raise ValueError(f"batch size must be positive, got {batch_size}")
         self.detector, self.device, self.dtype = detector, torch.device(device), dtype

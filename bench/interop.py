@@ -72,6 +72,7 @@ def write_isc_h5(path: str | Path, names: list[str], vectors: np.ndarray) -> Pat
 def _descriptors_for(ids: list[str], paths: list[str], names: list[str], vectors: np.ndarray, source: Path):
     """Align HDF5 rows to dataset ids; ids absent from the file become failed rows (reported, not fatal)."""
     from .extract import Descriptors
+    from .run import NO_DESCRIPTOR
 
     row = {n: i for i, n in enumerate(names)}
     out = np.zeros((len(ids), vectors.shape[1]), dtype=np.float32)
@@ -80,7 +81,7 @@ def _descriptors_for(ids: list[str], paths: list[str], names: list[str], vectors
         if ident in row:
             out[i] = vectors[row[ident]]
         else:
-            failed[i] = f"{source}: no descriptor for {ident!r}"
+            failed[i] = f"{source}: {NO_DESCRIPTOR} {ident!r}"
     out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
     return Descriptors(list(paths), out, None, failed)
 
@@ -117,7 +118,12 @@ def score_isc_h5(
     rd = _descriptors_for(
         dataset.reference_ids, dataset.references["path"].tolist(), rn, rv, Path(references)
     )
-    weights = {"status": "external", "source": f"{queries}, {references}", "sha256": None}
+    # file names only: result files are published, local absolute paths are not
+    weights = {
+        "status": "external",
+        "source": f"{Path(queries).name}, {Path(references).name}",
+        "sha256": None,
+    }
     result, preds = score_descriptors(
         dataset, qd, rd, settings, detector_name=name, spec=None, weights=weights
     )

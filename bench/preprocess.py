@@ -79,6 +79,9 @@ class Preprocess:
             return TF.resize(x, size, interpolation=self.interpolation, antialias=True)
         # short_crop: short side to size / crop_pct (timm's rule, e.g. 256 for 224), then the centre crop
         x = TF.resize(x, self.spec.resize_size, interpolation=self.interpolation, antialias=True)
+        if getattr(self.spec, "crop_offset", "round") == "floor":  # transformers' processors floor the margin
+            h, w = TF.get_size(x)
+            return TF.crop(x, (h - size) // 2, (w - size) // 2, size, size)
         return TF.center_crop(x, [size, size])
 
     def resize_pil(self, x: torch.Tensor) -> torch.Tensor:
@@ -96,7 +99,11 @@ class Preprocess:
         elif policy == "short":
             img = F.resize(img, size, interpolation=self.interpolation)
         else:
-            img = F.center_crop(F.resize(img, self.spec.resize_size, interpolation=self.interpolation), size)
+            img = F.resize(img, self.spec.resize_size, interpolation=self.interpolation)
+            if getattr(self.spec, "crop_offset", "round") == "floor":
+                img = F.crop(img, (img.height - size) // 2, (img.width - size) // 2, size, size)
+            else:
+                img = F.center_crop(img, size)
         return pil_to_tensor(img).to(x.device)
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,8 @@
-"""rich progress bars for long steps; silent when disabled so the library stays quiet in tests and pipelines."""
+"""rich progress bars for long steps; silent when disabled so the library stays quiet in tests and pipelines.
+
+Progress, status lines and errors go to stderr; only results (tables, CSV) go to stdout, so
+``copybench table DIR --format csv > out.csv`` never captures anything else.
+"""
 
 from __future__ import annotations
 
@@ -41,14 +45,16 @@ def progress_bar(description: str, total: int | None, enabled: bool = True) -> I
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     ]
-    with Progress(*columns, transient=False) as progress:
+    with Progress(*columns, transient=False, console=console(stderr=True)) as progress:
         yield _Bar(progress, progress.add_task(description, total=total))
 
 
-def console():
-    """A rich console; wide enough for leaderboards when output is a pipe or a CI log."""
+def console(stderr: bool = False):
+    """A rich console on stdout (results) or stderr (progress, status, errors); wide enough for leaderboards
+    when the stream is a pipe or a CI log."""
     import sys
 
     from rich.console import Console
 
-    return Console() if sys.stdout.isatty() else Console(width=160)
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(stderr=stderr) if stream.isatty() else Console(stderr=stderr, width=160)

@@ -170,6 +170,8 @@ def settings_suffix(settings: dict) -> str:
         parts.append("ms" + "-".join(f"{x:g}" for x in settings["multiscale"]))
     if settings.get("topk"):
         parts.append(f"top{settings['topk']}")
+    if settings.get("subset"):  # a query subset scores other queries: its own file beside the whole set's
+        parts.append("subset-" + safe_name(settings["subset"]))
     return "".join("__" + p for p in parts)
 
 
@@ -179,6 +181,16 @@ def result_path(
     """results_dir/<dataset>-<fingerprint[:12]>/<detector><settings>.json"""
     folder = Path(results_dir) / f"{safe_name(dataset_name)}-{fingerprint[:12]}"
     return folder / f"{safe_name(detector)}{settings_suffix(settings)}.json"
+
+
+def weights_record(weights) -> dict[str, Any]:
+    """A detector's weights provenance as published in result files: status, source and sha256. A local file
+    is named by its file name only (with its sha256 it identifies the weights; an absolute path would publish
+    the machine's layout and tell nothing to anyone else)."""
+    source = weights.source or ""
+    if source and Path(source).is_absolute():
+        source = Path(source).name
+    return {"status": weights.status, "source": source, "sha256": weights.sha256}
 
 
 def write_result(path: str | Path, result: Result) -> Result:

@@ -13,11 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .results import Result, read_result, result_path, write_result
+from .results import Result, read_result, result_path, weights_record, write_result
 
 log = logging.getLogger(__name__)
 DEFAULT_CACHE = Path.home() / ".cache" / "copybench" / "descriptors"
 DEFAULT_TOPK = 100
+NO_DESCRIPTOR = "no descriptor for"  # how imported descriptor files report an id they lack
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class RunSettings:
     n_boot: int = 1000
     seed: int = 0
     multiscale: tuple[float, ...] | None = None
+    subset: str | None = None  # a named query subset (copybench.datasets.subsets), e.g. copydays 'strong'
 
     def __post_init__(self) -> None:
         if self.similarity not in ("cosine", "split", "split_cross"):
@@ -72,6 +74,8 @@ class RunSettings:
             keys["multiscale"] = list(self.multiscale)
         if self.topk != DEFAULT_TOPK:  # positives below top-k count as missed: another depth, other numbers
             keys["topk"] = self.topk
+        if self.subset:  # other queries, other numbers; absent for the whole dataset, so older keys stay
+            keys["subset"] = self.subset
         return keys
 
 
@@ -204,11 +208,7 @@ def evaluate_detector(
     )
     t1 = time.perf_counter()
     qd, rd, offsets = _normalize_with_norm_set(settings, ext, qd, rd)
-    weights = {
-        "status": detector.weights.status,
-        "source": detector.weights.source,
-        "sha256": detector.weights.sha256,
-    }
+    weights = weights_record(detector.weights)
     result, preds = score_descriptors(
         dataset,
         qd,
@@ -241,23 +241,34 @@ def score_descriptors(
     from .metrics import evaluate
 
     t1 = time.perf_counter()
-    rd_ok = rd.ok
+    rd_ok, keep = rd.ok, qd.ok
     k = min(settings.topk, int(rd_ok.sum())) or 1
-    scores, idx = _search(settings, _subset(qd, qd.ok), _subset(rd, rd_ok), k, engine)
+    scores, idx = _search(settings, _subset(qd, keep), _subset(rd, rd_ok), k, engine)
     ref_rows = np.flatnonzero(rd_ok)
     idx = np.where(idx >= 0, ref_rows[np.clip(idx, 0, None)], -1)
     if offsets is not None:
-        scores = scores - offsets[qd.ok][:, None]
+        scores = scores - offsets[keep][:, None]
+    # a query that is missing or did not decode retrieved nothing: it stays in every metric as a miss (an
+    # empty ranking), never dropped, which would raise the scores of whoever loses the hard queries
+    scores, idx = _with_empty_rows(scores, idx, keep)
     t2 = time.perf_counter()
-    keep = qd.ok
-    sub = _QueryView(dataset, keep)
-    hits, n_pos = _hits(sub, idx)
+    hits, n_pos = _hits(dataset, idx)
+    all_queries = np.ones(len(keep), dtype=bool)
     metrics = evaluate(
-        scores, hits, n_pos, groups=family_groups(dataset, keep), n_boot=settings.n_boot, seed=settings.seed
+        scores,
+        hits,
+        n_pos,
+        groups=family_groups(dataset, all_queries),
+        n_boot=settings.n_boot,
+        seed=settings.seed,
     )
     t3 = time.perf_counter()
-    skipped = [{"path": rd.paths[r], "error": e, "role": "reference"} for r, e in sorted(rd.failed.items())]
-    skipped += [{"path": qd.paths[r], "error": e, "role": "query"} for r, e in sorted(qd.failed.items())]
+    skipped = [_skip(rd.paths[r], e, "reference") for r, e in sorted(rd.failed.items())]
+    skipped += [_skip(qd.paths[r], e, "query") for r, e in sorted(qd.failed.items())]
+    for kind in ("missing", "undecodable"):
+        metrics["overall"][f"n_queries_{kind}"] = sum(
+            1 for s in skipped if s["role"] == "query" and s["kind"] == kind
+        )
     result = Result(
         kind="accuracy",
         key={
@@ -287,16 +298,23 @@ def score_descriptors(
         environment=environment(settings.device, settings.dtype),
         timings={"search_s": t2 - t1, "metrics_s": t3 - t2},
     )
-    return result, Predictions(np.asarray(sub.query_ids), idx, scores)
+    return result, Predictions(np.asarray(dataset.query_ids)[keep], idx[keep], scores[keep])
 
 
-class _QueryView:
-    """The dataset restricted to the queries that decoded."""
+def _with_empty_rows(scores: np.ndarray, idx: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(Q, k) arrays over every query: rows of queries not in ``keep`` hold padding (-inf, -1)."""
+    full_scores = np.full((len(keep), scores.shape[1]), -np.inf, dtype=np.float32)
+    full_idx = np.full((len(keep), idx.shape[1]), -1, dtype=np.int64)
+    full_scores[keep], full_idx[keep] = scores, idx
+    return full_scores, full_idx
 
-    def __init__(self, dataset, keep: np.ndarray) -> None:
-        self.reference_ids = dataset.reference_ids
-        self.query_ids = [q for q, k in zip(dataset.query_ids, keep) if k]
-        self.positives = dataset.positives
+
+def _skip(path: str, error: str, role: str) -> dict:
+    """A skipped image: ``kind`` missing (no file, or no imported descriptor) or undecodable."""
+    import os
+
+    missing = not os.path.exists(path) or NO_DESCRIPTOR in error
+    return {"path": path, "error": error, "role": role, "kind": "missing" if missing else "undecodable"}
 
 
 def _subset(desc, mask: np.ndarray):
@@ -355,6 +373,10 @@ def run_benchmark(
     """Run every detector on ``dataset``; each writes its result file; failures are reported, not fatal."""
     from copybench.detectors import create_detector
 
+    if settings.subset and dataset.meta.get("subset") != settings.subset:
+        from copybench.datasets.subsets import select_subset
+
+        dataset = select_subset(dataset, settings.subset)
     if not dataset.query_ids:
         raise ValueError(
             f"dataset {dataset.name!r} at {dataset.root} has no queries, so nothing to score "

@@ -264,10 +264,19 @@ def calibrate_threshold(dataset_dir: str | Path, extractor, *, similarity: str, 
 
 
 # ---------------------------------------------------------------------------------------------- the scan
-def _load_detector(detector: str, allow_random: bool, device: str, similarity: str, download: bool = False):
+def _load_detector(
+    detector: str,
+    allow_random: bool,
+    device: str,
+    similarity: str,
+    download: bool = False,
+    weights_file: str | Path | None = None,
+):
     from copybench.detectors import create_detector
 
-    det = create_detector(detector, allow_random=allow_random, download=download, device=device)
+    det = create_detector(
+        detector, weights_file=weights_file, allow_random=allow_random, download=download, device=device
+    )
     if similarity == "split" and det.spec.output != "tokens":
         raise ValueError(
             f"--similarity split needs a detector with token output; {detector!r} outputs "
@@ -290,12 +299,9 @@ def _ok_rows(desc, role: str, minimum: int) -> np.ndarray:
 
 
 def _detector_info(det) -> dict:
-    w = det.weights
-    return {
-        "name": det.spec.name,
-        "spec": det.spec.to_dict(),
-        "weights": {"status": w.status, "source": w.source, "sha256": w.sha256},
-    }
+    from .results import weights_record
+
+    return {"name": det.spec.name, "spec": det.spec.to_dict(), "weights": weights_record(det.weights)}
 
 
 def _rate(top1: np.ndarray, threshold: float) -> dict:
@@ -352,6 +358,8 @@ def scan(
     progress: bool = True,
     seed: int = 0,
     download: bool = False,
+    weights: str | Path | None = None,
+    dtype: str = "fp32",
     engine=None,
 ) -> dict:
     """Scan ``generated`` for replications of ``train``; writes the outputs into ``out`` and returns the summary.
@@ -368,9 +376,9 @@ def scan(
         similarity, threshold, top_k, baseline_sample, out, {"generated": roots[0], "train": roots[1]}
     )
     gen_paths, train_paths = find_images(generated, "generated"), find_images(train, "train")
-    det = _load_detector(detector, allow_random, device, similarity, download)
+    det = _load_detector(detector, allow_random, device, similarity, download, weights)
     make = Extractor if engine is None else engine.extractor
-    ext = make(det, device=device, batch_size=batch_size, cache_dir=cache_dir, progress=progress)
+    ext = make(det, device=device, dtype=dtype, batch_size=batch_size, cache_dir=cache_dir, progress=progress)
     top_k_search = search_top_k if engine is None else engine.search_top_k
     t0 = time.perf_counter()
     calibration = None
@@ -407,7 +415,7 @@ def scan(
             "batch_size": batch_size,
             "seed": seed,
             "baseline_sample": baseline_sample,
-            "dtype": "fp32",
+            "dtype": dtype,
         },
         "counts": {
             "generated_found": len(gen_paths),
@@ -421,7 +429,7 @@ def scan(
         "skipped": _skipped(train_d, "train")
         + _skipped(gen_d, "generated")
         + (calibration or {}).get("skipped", []),
-        "environment": environment(device, "fp32"),
+        "environment": environment(device, dtype),
     }
     matches = _match_table(gen_d, train_d, g_rows, scores, idx, roots)
     return write_outputs(out, summary, matches, scores[:, 0], base)
@@ -475,14 +483,21 @@ def register_cli(subparsers) -> None:
         help="cosine on global descriptors, or split (per-token max; token-output detectors)",
     )
     p.add_argument("--threshold", type=float, default=0.5, help="flag top-1 similarity >= this (default 0.5)")
-    p.add_argument(
-        "--top-k", type=int, default=5, help="training matches kept per generated image (default 5)"
-    )
+    from .cli import add_top_k
+
+    add_top_k(p, 5, "training matches kept per generated image (default 5)", dest="top_k")
     p.add_argument(
         "--out", required=True, help="output folder (summary.json, matches.csv, PNGs, report.html)"
     )
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument(
+        "--dtype",
+        default="fp32",
+        choices=("fp32", "bf16", "fp16"),
+        help="autocast precision for torch models (refused for ONNX models, where it changes nothing)",
+    )
+    p.add_argument("--weights", default=None, metavar="FILE", help="explicit weights file for --detector")
     p.add_argument(
         "--allow-random",
         action="store_true",
@@ -534,6 +549,8 @@ def cmd_scan(args) -> int:
             progress=not args.quiet,
             seed=args.seed,
             download=args.download,
+            weights=args.weights,
+            dtype=args.dtype,
             engine=engine,
         )
     from rich.console import Console

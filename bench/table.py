@@ -6,14 +6,16 @@ column, in every format. Throughput results, when present, join their accuracy r
 
 from __future__ import annotations
 
-import html
 import json
+import logging
 import math
 from pathlib import Path
 
 import pandas as pd
 
 from .results import Result, read_results
+
+log = logging.getLogger(__name__)
 
 COLUMNS = {  # metric key -> column title
     "micro_ap": "µAP",
@@ -40,6 +42,7 @@ def settings_label(result: Result) -> str:
     parts += [s["dtype"]] if s.get("dtype", "fp32") != "fp32" else []
     parts += ["ms" + "-".join(f"{x:g}" for x in s["multiscale"])] if s.get("multiscale") else []
     parts += [f"top{key['topk']}"] if key.get("topk") else []
+    parts += [f"subset {key['subset']}"] if key.get("subset") else []
     return "+".join(parts)
 
 
@@ -61,6 +64,9 @@ def accuracy_frame(results: list[Result]) -> pd.DataFrame:
         ci = m.get("micro_ap_ci") or [None, None]
         row["µAP 95% CI"] = f"{ci[0]:.3f}-{ci[1]:.3f}" if None not in ci else ""
         row["queries"] = m.get("n_queries")
+        # queries that counted as misses because they were missing or did not decode (None: older results)
+        row["missing"] = m.get("n_queries_missing")
+        row["undecodable"] = m.get("n_queries_undecodable")
         rows.append(row)
     frame = pd.DataFrame(rows)
     if frame.empty:
@@ -207,6 +213,8 @@ def render_table(results_dir: str | Path, fmt: str = "terminal", out: str | Path
         export_results(results_dir, out, "parquet")
         return ""
     results, errors = read_results(results_dir)
+    for error in errors:  # on stderr, never inside the CSV/HTML/Markdown written to stdout or --out
+        log.warning("skipped %s", error)
     acc, thr = accuracy_frame(results), throughput_frame(results)
     if fmt == "terminal":
         return _terminal(acc, thr, out)
@@ -221,12 +229,6 @@ def render_table(results_dir: str | Path, fmt: str = "terminal", out: str | Path
     else:
         parts = [frame for frame in (acc, thr, side_by_side(acc, thr)) if not frame.empty]
         text = "\n".join(to_markdown(frame) for frame in parts) if parts else to_markdown(acc)
-    if errors:
-        text += (
-            ""
-            if fmt in ("csv", "html")
-            else "\n" + "\n".join(f"<!-- skipped: {html.escape(e)} -->" for e in errors)
-        )
     if out:
         Path(out).write_text(text)
     return text

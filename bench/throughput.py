@@ -622,9 +622,8 @@ def _settings_record(settings: ThroughputSettings, detector, images, n_images: i
 
 
 def _result(detector, measurement: dict, settings: ThroughputSettings, env: dict, record: dict):
-    from .results import Result
+    from .results import Result, weights_record
 
-    w = detector.weights
     return Result(
         kind="throughput",
         key={
@@ -638,7 +637,7 @@ def _result(detector, measurement: dict, settings: ThroughputSettings, env: dict
         detector={
             "name": detector.spec.name,
             "spec": detector.spec.to_dict(),
-            "weights": {"status": w.status, "source": w.source, "sha256": w.sha256},
+            "weights": weights_record(detector.weights),
         },
         environment=env,
         settings=record,
@@ -753,8 +752,9 @@ def _print_results(results: list) -> None:
     if not console.is_terminal:  # logs and captured output: keep the whole table readable
         console.width = 200
     console.print(table)
+    err = Console(stderr=True)
     for r in results:
-        console.print(f"wrote {r.source}")
+        err.print(f"wrote {r.source}", highlight=False)
 
 
 def cmd_throughput(args) -> int:

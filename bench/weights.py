@@ -35,12 +35,11 @@ def register_cli(sub) -> None:
 
 
 def cmd_weights_fetch(args) -> int:
-    from rich.console import Console
-
     from copybench.detectors.fetch import fetch_weights
+    from copybench.progress import console
 
     outcomes = fetch_weights(args.patterns, force=args.force, progress=not args.quiet)
-    err = Console(stderr=True)
+    err = console(stderr=True)  # status lines: stderr, like every other command's
     colours = {"fetched": "green", "present": "cyan", "skipped": "dim", "failed": "red"}
     for o in outcomes:
         detail = f"{o.path} sha256 {o.sha256[:16]} {o.message}" if o.path else o.message

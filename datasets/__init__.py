@@ -4,13 +4,15 @@ Public API (heavy libraries load inside the functions, so ``import copybench.dat
 
 - :func:`build_dataset` builds a recipe such as ``default-s``, ``segmix_hard-s`` or ``crop.strong-m``;
 - :func:`list_recipes` names every recipe with a one-line description; :data:`DEFAULT_RECIPE` is the demo one;
-- :func:`import_dataset` indexes a real dataset laid out as DISC21, Copydays or a plain image folder;
+- :func:`import_dataset` indexes a real dataset laid out as DISC21, Copydays, a plain image folder or a CSV
+  manifest, with optional distractor reference folders; :func:`select_subset` keeps a paper's query subset;
 - :func:`replay_query` regenerates one built query from its seed, pixel for pixel;
 - :func:`load_dataset` reads any dataset folder.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,7 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_RECIPE", "CopyDataset", "DatasetError", "MaskError", "RecipeError", "SourceError",
-    "build_dataset", "import_dataset", "list_recipes", "load_dataset", "replay_query",
+    "build_dataset", "import_dataset", "list_recipes", "load_dataset", "replay_query", "select_subset",
 ]  # fmt: skip
 
 
@@ -45,11 +47,25 @@ def build_dataset(
     )
 
 
-def import_dataset(fmt: str, src: str | Path, out: str | Path, progress: bool = True) -> CopyDataset:
-    """Index a real dataset (``fmt``: disc21, copydays or folder) at ``src`` into a dataset folder ``out``."""
+def import_dataset(
+    fmt: str,
+    src: str | Path,
+    out: str | Path,
+    progress: bool = True,
+    distractors: Sequence[str | Path] = (),
+) -> CopyDataset:
+    """Index a real dataset (``fmt``: disc21, copydays, folder or csv manifest) at ``src`` into a dataset folder
+    ``out``; every image under each ``distractors`` folder is added as a distractor reference."""
     from .importers import import_dataset as _import
 
-    return _import(fmt, src, out, progress=progress)
+    return _import(fmt, src, out, progress=progress, distractors=distractors)
+
+
+def select_subset(dataset: CopyDataset, name: str) -> CopyDataset:
+    """Only the queries of a named subset (copydays strong/crops/jpeg, disc21 dev25k/dev50k)."""
+    from .subsets import select_subset as _select
+
+    return _select(dataset, name)
 
 
 def replay_query(dataset: str | Path | CopyDataset, query_id: str, device: str = "cpu") -> np.ndarray:

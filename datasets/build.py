@@ -137,9 +137,10 @@ def _write_pool(root: Path, pool: Pool) -> pd.DataFrame:
 def _progress(enabled: bool):
     if not enabled:
         return nullcontext(None)
+    from rich.console import Console
     from rich.progress import Progress
 
-    return Progress(transient=True)
+    return Progress(transient=True, console=Console(stderr=True))  # stdout is for results
 
 
 def _write_queries(root, rec, seed, pool, view, device, progress) -> tuple[pd.DataFrame, dict[str, str]]:

@@ -9,6 +9,15 @@ fingerprint hashes the image files' bytes, so results are keyed by what the file
 - Copydays: originals ``BBBB00.jpg`` in a folder named like ``original``; copies share the 4-digit block id in
   folders like ``crops/<percent>/``, ``jpegqual/<quality>/``, ``strong/``. family = copy type, tier = subfolder.
 - folder: every image is a reference; no queries.
+- csv: a manifest of the user's own benchmark, one row per (query, reference) pair: columns ``query``,
+  ``reference`` (empty: the query has no match) and optional ``family``; paths are relative to the manifest's
+  folder or absolute. A row with an empty query lists a reference only. Ids are the paths without extension.
+
+Every format takes distractor references (``distractors``: folders, searched recursively): images added to the
+reference set that match no query, e.g. Copydays + 10k distractors or DISC21 queries against 1M references.
+Their ids are their paths under their folder (stems at the top level); one that clashes with another
+reference id is refused by name. They are counted (``distractor_references``), listed in ``dataset.json``
+and hashed into the fingerprint like every other reference.
 """
 
 from __future__ import annotations
@@ -16,6 +25,7 @@ from __future__ import annotations
 import logging
 import re
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -33,7 +43,7 @@ from .sources import image_id, list_images
 
 log = logging.getLogger(__name__)
 IMPORT_VERSION = 1
-FORMATS = ("disc21", "copydays", "folder")
+FORMATS = ("disc21", "copydays", "folder", "csv")
 
 
 def _images(folder: Path) -> dict[str, Path]:
@@ -49,9 +59,9 @@ def _find_dir(src: Path, pattern: str) -> Path:
 
 def _disc21(src: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     qdir, rdir = _find_dir(src, "quer"), _find_dir(src, "ref")
-    gts = sorted(p for p in src.glob("*.csv") if re.search(r"ground_truth|gt", p.name, re.IGNORECASE))
+    gts = sorted(p for p in src.glob("*.csv") if re.search(r"ground_?truth|gt", p.name, re.IGNORECASE))
     if not gts:
-        raise SourceError(f"{src}: no ground-truth CSV (*ground_truth*.csv or *gt*.csv)")
+        raise SourceError(f"{src}: no ground-truth CSV (*ground_truth*.csv, *groundtruth*.csv or *gt*.csv)")
     gt = pd.read_csv(gts[0], dtype=str, keep_default_na=False)
     if not {"query_id", "reference_id"} <= set(gt.columns):
         raise SourceError(f"{gts[0]}: need columns query_id,reference_id, got {', '.join(gt.columns)}")
@@ -116,29 +126,51 @@ def _folder(src: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     return pd.DataFrame(rows), pd.DataFrame(columns=cols)
 
 
-def import_dataset(fmt: str, src: str | Path, out: str | Path, progress: bool = True) -> CopyDataset:
-    """Index the dataset at ``src`` (``fmt``: disc21, copydays, folder) into the dataset folder ``out``."""
+def import_dataset(
+    fmt: str,
+    src: str | Path,
+    out: str | Path,
+    progress: bool = True,
+    distractors: Sequence[str | Path] = (),
+) -> CopyDataset:
+    """Index the dataset at ``src`` (``fmt``: disc21, copydays, folder, csv) into the dataset folder ``out``,
+    with the images under each ``distractors`` folder added as distractor references."""
     if fmt not in FORMATS:
         raise SourceError(f"unknown dataset format {fmt!r}: known formats are {', '.join(FORMATS)}")
     src = Path(src).expanduser().resolve()
-    if not src.is_dir():
-        raise SourceError(f"dataset folder not found: {src}")
-    refs, queries = {"disc21": _disc21, "copydays": _copydays, "folder": _folder}[fmt](src)
-    digests = _digests(src, refs, queries, progress)
+    if fmt == "csv":
+        if not src.is_file():
+            raise SourceError(f"manifest not found: {src}")
+        refs, queries = _manifest(src)
+        root = src.parent
+    else:
+        if not src.is_dir():
+            raise SourceError(f"dataset folder not found: {src}")
+        refs, queries = {"disc21": _disc21, "copydays": _copydays, "folder": _folder}[fmt](src)
+        root = src
+    refs, sets = add_distractors(refs, distractors)
+    digests = _digests(root, refs, queries, progress)
     counts = {
         "references": len(refs),
         "queries": len(queries),
         "distractors": int((queries["reference_id"] == "").sum()),
     }
     identity = {"format": fmt, "import_version": IMPORT_VERSION, "counts": counts}
-    meta = {"name": f"{fmt}:{src.name}", "format": fmt, "counts": counts, "images_root": str(src),
-            "fingerprint": compute_fingerprint(identity, refs, queries, digests)}  # fmt: skip
+    if sets:  # only then, so imports without distractors keep their fingerprint
+        counts["distractor_references"] = sum(n for _, n in sets)
+        identity["distractor_sets"] = [n for _, n in sets]
+    meta = {"name": f"{fmt}:{src.stem if fmt == 'csv' else src.name}", "format": fmt, "counts": counts,
+            "images_root": str(root), "fingerprint": compute_fingerprint(identity, refs, queries, digests)}  # fmt: skip
+    if sets:
+        meta["distractor_sets"] = [{"path": d, "count": n} for d, n in sets]
     out = Path(out).expanduser().resolve()
     _check_import_target(out, src)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = make_temp_dir(out.parent, f".{out.name}.importing-")
     try:
-        write_dataset_index(tmp, meta, refs, queries)
+        by_path = {rel: digests[f"R:{r}"] for r, rel in zip(refs["reference_id"], refs["path"])}
+        by_path.update({rel: digests[f"Q:{q}"] for q, rel in zip(queries["query_id"], queries["path"])})
+        write_dataset_index(tmp, meta, refs, queries, file_digests=by_path)
         if out.exists():
             (out / "dataset.json").unlink(missing_ok=True)
             shutil.rmtree(out)
@@ -149,7 +181,104 @@ def import_dataset(fmt: str, src: str | Path, out: str | Path, progress: bool = 
     return load_dataset(out)
 
 
-INDEX_FILES = frozenset({"dataset.json", "queries.csv", "references.csv"})
+def add_distractors(
+    refs: pd.DataFrame, folders: Sequence[str | Path]
+) -> tuple[pd.DataFrame, list[tuple[str, int]]]:
+    """References plus the images of each distractor folder (absolute paths); (folder, count) per folder."""
+    taken = set(refs["reference_id"])
+    rows, sets = [], []
+    for folder in folders:
+        folder = Path(folder).expanduser().resolve()
+        if not folder.is_dir():
+            raise SourceError(f"distractor folder not found: {folder}")
+        paths = list_images(folder)
+        if not paths:
+            raise SourceError(f"distractor folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        for path in paths:
+            rid = re.sub(
+                r"[^A-Za-z0-9._-]+", "_", str(path.relative_to(folder).with_suffix("")).replace("/", "__")
+            )
+            if rid in taken:
+                raise SourceError(
+                    f"distractor {path}: id {rid!r} is already a reference or another distractor; "
+                    "rename the file or move it into a subfolder"
+                )
+            taken.add(rid)
+            rows.append({"reference_id": rid, "path": str(path)})
+        sets.append((str(folder), len(paths)))
+    if not rows:
+        return refs, sets
+    return pd.concat([refs, pd.DataFrame(rows)], ignore_index=True), sets
+
+
+_MANIFEST_COLUMNS = ("query", "reference")
+
+
+def _manifest(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """References and queries of a CSV manifest: query, reference (empty: no match), optional family."""
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (OSError, ValueError) as exc:
+        raise SourceError(f"{path}: cannot read the manifest ({exc})") from exc
+    missing = [c for c in _MANIFEST_COLUMNS if c not in table.columns]
+    if missing:
+        raise SourceError(
+            f"{path}: need columns query,reference[,family], missing {', '.join(missing)} "
+            f"(got {', '.join(table.columns)})"
+        )
+    if "family" not in table:
+        table["family"] = ""
+    root = path.parent
+    ids: dict[str, str] = {}  # file -> id
+    refs = _manifest_files(root, table["reference"], ids, path)
+    queries = _manifest_files(root, table["query"], ids, path)
+    positives: dict[str, set[str]] = {}
+    families: dict[str, str] = {}
+    for line, (q, r, fam) in enumerate(zip(table["query"], table["reference"], table["family"]), start=2):
+        if not q:
+            continue
+        qid = queries[q]
+        positives.setdefault(qid, set())
+        if r:
+            positives[qid].add(refs[r])
+        if families.setdefault(qid, fam) != fam:
+            raise SourceError(
+                f"{path} line {line}: query {q!r} has two families ({families[qid]!r}, {fam!r})"
+            )
+    if not refs:
+        raise SourceError(f"{path}: no references listed")
+    q_rows = [{"query_id": qid, "path": ids_path, "reference_id": "|".join(sorted(positives[qid])),
+               "family": families[qid], "tier": "", "params": "{}"}
+              for ids_path, qid in sorted(queries.items(), key=lambda kv: kv[1])]  # fmt: skip
+    r_rows = [
+        {"reference_id": rid, "path": rpath} for rpath, rid in sorted(refs.items(), key=lambda kv: kv[1])
+    ]
+    return pd.DataFrame(r_rows, columns=["reference_id", "path"]), pd.DataFrame(
+        q_rows, columns=["query_id", "path", "reference_id", "family", "tier", "params"]
+    )
+
+
+def _manifest_files(root: Path, cells, ids: dict[str, str], manifest: Path) -> dict[str, str]:
+    """{path as written: id} for the non-empty cells; every file must exist; a file is either role only."""
+    out: dict[str, str] = {}
+    for cell in cells:
+        if not cell or cell in out:
+            continue
+        file = (root / cell).resolve()
+        if not file.is_file():
+            raise SourceError(f"{manifest}: {cell!r} not found (paths are relative to {root})")
+        if str(file) in ids:
+            raise SourceError(f"{manifest}: {cell!r} is listed both as a query and as a reference")
+        rel = file.relative_to(root) if file.is_relative_to(root) else Path(*file.parts[1:])
+        rid = re.sub(r"[^A-Za-z0-9._-]+", "_", str(rel.with_suffix("")).replace("/", "__"))
+        if rid in out.values() or rid in ids.values():
+            raise SourceError(f"{manifest}: two files map to the id {rid!r} ({cell!r}); rename one")
+        ids[str(file)] = rid
+        out[cell] = rid
+    return out
+
+
+INDEX_FILES = frozenset({"dataset.json", "queries.csv", "references.csv", "files.csv"})
 
 
 def _check_import_target(out: Path, src: Path) -> None:

@@ -274,6 +274,8 @@ def expand_names(patterns: list[str]) -> list[str]:
     for item in patterns:
         if item == "baselines":
             names += BASELINES
+        elif item.startswith(("timm:", "open_clip:", "hf-hub:", "hf:")):
+            names.append(item)  # resolved (and for hf-hub: / hf:, downloaded) by its library when fetched
         elif any(ch in item for ch in "*?[") and ":" not in item:
             found = list_detectors(item)
             if not found:
@@ -287,27 +289,26 @@ def expand_names(patterns: list[str]) -> list[str]:
 
 def fetch_weights(patterns: list[str], *, force: bool = False, progress: bool = True) -> list[FetchOutcome]:
     """Fetch the official weights of every matching detector (each file once); failures are reported, not fatal."""
-    from .registry import get_entry
+    from .hub import fetch as fetch_hub
+    from .hub import is_hub_name
+    from .registry import get_spec
 
     outcomes, done = [], {}
     for name in expand_names(patterns):
-        entry = get_entry(name)
-        fetch = getattr(
-            entry, "fetch", None
-        )  # hub names (timm:, open_clip:, hf-hub:, hf:) fetch through their library
-        spec = entry.spec
-        if fetch is None and not is_url(spec.weights):
+        spec = None if is_hub_name(name) else get_spec(name)
+        if spec is not None and not is_url(spec.weights):
             why = "parameter-free" if spec.parameter_free else f"weights from {spec.weights}"
             outcomes.append(FetchOutcome(name, "skipped", message=f"nothing to download ({why})"))
             continue
-        key = spec.weights if fetch is None else name
+        key = name if spec is None else spec.weights  # variants sharing one official file fetch it once
         try:
             if key not in done:
-                done[key] = (
-                    fetch(progress=progress) if fetch else fetch_spec(spec, force=force, progress=progress)
-                )
+                if spec is None:  # hub names fetch through their own library, into its cache
+                    done[key] = fetch_hub(name, progress=progress)
+                else:
+                    done[key] = fetch_spec(spec, force=force, progress=progress)
             path, digest, note = done[key]
-        except (OSError, ValueError, WeightsMissingError) as exc:
+        except (OSError, ValueError, KeyError, WeightsMissingError) as exc:
             outcomes.append(FetchOutcome(name, "failed", message=str(exc)))
             continue
         status = "fetched" if note.startswith("downloaded") else "present"

@@ -116,12 +116,15 @@ def missing_message(spec: DetectorSpec) -> str:
 
 def weights_status(name: str) -> str:
     """``real``, ``missing``, ``random-only`` (random init by design) or ``none`` (parameter-free); builds nothing."""
-    spec = get_entry(name).spec
+    entry = get_entry(name)
+    spec = entry.spec
     if spec.parameter_free:
         return "none"
     if spec.random_only:
         return "random-only"
     try:
+        if getattr(entry, "locate", None) is not None:
+            return "real" if entry.locate() else "missing"
         return "real" if find_weights(spec) else "missing"
     except WeightsMissingError:
         return "missing"
@@ -152,12 +155,14 @@ def create_detector(
     device: str | torch.device = "cpu",
 ) -> Detector:
     """Build a detector in eval mode on ``device`` with real weights, or random ones only when allowed."""
-    entry = get_entry(name)
+    entry = _resolve(name, download)
     spec = entry.spec
     if spec.parameter_free:
         path, info = None, WeightsInfo("none")
     elif spec.random_only and weights_file is None:
         path, info = None, WeightsInfo("random", "random init by design")
+    elif getattr(entry, "locate", None) is not None and weights_file is None:
+        path, info = _hub_weights(entry, download, allow_random)
     else:
         path = find_weights(spec, weights_file)
         if path is None and download:
@@ -171,6 +176,28 @@ def create_detector(
             f"detector {name!r}: factory returned {type(model).__name__}, expected a torch.nn.Module"
         )
     return Detector(spec, model, info, plugin_code_digest(entry.factory)).eval().to(device)
+
+
+def _resolve(name: str, download: bool):
+    """The registry entry; a hub repository not cached yet is downloaded first when asked."""
+    if download and name.startswith(("hf-hub:", "hf:")):
+        from .hub import resolve
+
+        return resolve(name, download=True)
+    return get_entry(name)
+
+
+def _hub_weights(entry, download: bool, allow_random: bool) -> tuple[Path | None, WeightsInfo]:
+    """Weights of a hub model from its library's cache (fetched when asked), checked and pinned."""
+    from .hub import missing
+
+    path = entry.locate(download)
+    if path is None:
+        if not allow_random:
+            raise missing(entry.spec.name, "not found in the caches")
+        return None, WeightsInfo("random")
+    source = f"{entry.spec.weights}@{entry.revision}" if entry.revision else str(path)
+    return path, WeightsInfo("real", source, entry.check(path))
 
 
 def _checked_info(spec: DetectorSpec, path: Path) -> WeightsInfo:

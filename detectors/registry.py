@@ -7,7 +7,8 @@ spec) to raw descriptors: ``(B, D)`` for ``output="global"`` or ``(B, T, D)`` fo
 (token 0 is the global/CLS token). The harness, not the detector, builds the preprocessing and L2-normalises.
 
 Plugins register from other packages through the entry-point group ``copybench.detectors`` (loaded lazily, on
-the first lookup of a name that is not built in) or ad hoc as ``module:factory``.
+the first lookup of a name that is not built in) or ad hoc as ``module:factory``. Hub names (``timm:``,
+``open_clip:``, ``hf-hub:``, ``hf:``; see ``hub.py``) resolve on demand and are never enumerated.
 """
 
 from __future__ import annotations
@@ -70,6 +71,9 @@ class DetectorSpec:
     # "tensor": torchvision resize of the uint8 tensor (batchable, GPU-capable); "pil": Pillow's resize, as
     # the original evaluation scripts run it (protocols other than native; docs/PROTOCOLS.md)
     resize_backend: str = "tensor"
+    # centre-crop offset: "round" as torchvision and timm, "floor" as transformers' image processors (an odd
+    # margin then leaves its extra pixel at the bottom/right); a one-pixel shift changes every descriptor
+    crop_offset: str = "round"
 
     def __post_init__(self) -> None:
         if self.resize not in RESIZE_POLICIES:
@@ -82,6 +86,10 @@ class DetectorSpec:
             )
         if self.dims <= 0 or self.input_size <= 0:
             raise ValueError(f"detector {self.name!r}: dims and input_size must be positive")
+        if self.crop_offset not in ("round", "floor"):
+            raise ValueError(
+                f"detector {self.name!r}: crop_offset must be 'round' or 'floor', got {self.crop_offset!r}"
+            )
         if self.resize_backend not in ("tensor", "pil"):
             raise ValueError(
                 f"detector {self.name!r}: resize_backend must be 'tensor' or 'pil', got {self.resize_backend!r}"
@@ -110,6 +118,8 @@ class DetectorSpec:
             out["resize_backend"] == "tensor"
         ):  # written only when set, so native specs and cache keys stay as before
             del out["resize_backend"]
+        if out["crop_offset"] == "round":  # likewise
+            del out["crop_offset"]
         return out
 
 
@@ -197,6 +207,10 @@ def get_entry(name: str) -> _Entry:
     _load_builtins()
     if name in _REGISTRY:
         return _REGISTRY[name]
+    if name.startswith(("timm:", "open_clip:", "hf-hub:", "hf:")):  # hub names, never "module:factory"
+        from .hub import resolve
+
+        return resolve(name)
     if ":" in name and not name.startswith(("http:", "https:")):
         return _load_ad_hoc(name)
     _load_plugins()

@@ -100,6 +100,7 @@ class OnnxUint8(torch.nn.Module):
 
     def __init__(self, path: Path, input_name: str = "image", output_name: str = "embedding"):
         super().__init__()
+        self.runs_outside_torch = True  # autocast cannot reach it: the harness refuses --dtype bf16/fp16
         self.path, self.input_name, self.output_name = str(path), input_name, output_name
         self._sessions: dict[str, object] = {}
 

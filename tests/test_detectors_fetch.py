@@ -227,7 +227,7 @@ def test_cli_run_offline_hint_then_download(detector, server, tiny_dataset, tmp_
     common = ["--quiet", "run", "--dataset", str(tiny_dataset), "--detectors", NAME, "--n-boot", "10"]
     common += ["--results", str(tmp_path / "results"), "--no-cache"]
     assert main(common) == 2  # offline by default: the run fails for this detector and says what to do
-    assert f"copybench weights fetch {NAME}" in capsys.readouterr().out
+    assert f"copybench weights fetch {NAME}" in capsys.readouterr().err
     assert server.ranges == []
     assert main([*common, "--download"]) == 0
     result = json.loads(next((tmp_path / "results").rglob(f"{NAME}*.json")).read_text())

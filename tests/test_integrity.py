@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import copybench.cache
+import copybench.results
 from copybench.cache import CacheWriteError
 from copybench.datasets.dataset import load_dataset
 from copybench.extract import Extractor
@@ -142,3 +143,168 @@ def test_full_disk_on_a_shard_leaves_no_temp_file(tiny_dataset, tmp_path, monkey
     with pytest.raises(CacheWriteError, match=r"shard-.*\.npz: disk full"):
         _extractor(cache).run(_paths(tiny_dataset))
     assert [p.name for p in _entry(cache).iterdir() if p.name != ".lock"] == []
+
+
+# --- dataset fingerprint: recomputed from what a run reads ---------------------------------------------------
+
+
+def _cli(*args) -> int:
+    from copybench.cli import main
+
+    return main(["--quiet", *map(str, args)])
+
+
+def _edit_csv(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        ("queries.csv", "Q000,queries/Q000.png,R000", "Q000,queries/Q000.png,R001"),  # a reference id
+        ("queries.csv", "queries/Q001.png", "queries/Q002.png"),  # a path
+        ("references.csv", "R003,references/R003.png", "R003,references/R004.png"),
+    ],
+)
+def test_edited_manifest_is_refused_naming_the_file(edit, tiny_dataset, tmp_path, capsys):
+    res = tmp_path / "res"
+    assert _cli("run", "--dataset", tiny_dataset, "--detectors", "pixel_gray_8", "--results", res,
+                "--no-cache", "--n-boot", "0") == 0  # fmt: skip
+    name, old, new = edit
+    _edit_csv(tiny_dataset / name, old, new)
+    capsys.readouterr()
+    code = _cli("run", "--dataset", tiny_dataset, "--detectors", "pixel_gray_8", "--results", res,
+                "--no-cache", "--n-boot", "0")  # fmt: skip
+    out = capsys.readouterr()
+    assert code == 2  # was 0: "skipped, already computed" under the old fingerprint
+    assert f"{tiny_dataset / name}: changed after the dataset was written" in out.out + out.err
+
+
+def test_replaced_image_is_refused_and_verify_finds_silent_bit_rot(tiny_dataset, capsys):
+    from copybench.datasets import DatasetError
+
+    target = tiny_dataset / "queries" / "Q000.png"
+    shutil.copy(tiny_dataset / "references" / "R000.png", target)  # replaced: exact copy of the original
+    with pytest.raises(DatasetError, match=r"Q000\.png: content changed"):
+        load_dataset(tiny_dataset)
+    assert _cli("data", "verify", tiny_dataset) == 1
+
+
+def test_verify_hashes_content_even_when_size_and_mtime_are_unchanged(tiny_dataset, capsys):
+    import os
+
+    assert _cli("data", "verify", tiny_dataset) == 0
+    target = tiny_dataset / "references" / "R002.png"
+    st = target.stat()
+    data = bytearray(target.read_bytes())
+    data[-20] ^= 0xFF  # one flipped bit of storage rot: same size, mtime put back
+    target.write_bytes(bytes(data))
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+    load_dataset(tiny_dataset)  # the cheap stat check cannot see it...
+    capsys.readouterr()
+    assert _cli("data", "verify", tiny_dataset) == 1  # ...the content hash does
+    assert "R002.png: content changed" in capsys.readouterr().out
+
+
+def test_copied_dataset_with_new_mtimes_still_loads(tiny_dataset, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_dataset, copy, copy_function=shutil.copy)  # new mtimes, same bytes
+    assert load_dataset(copy).fingerprint == load_dataset(tiny_dataset).fingerprint
+
+
+@pytest.mark.parametrize("bad", ["../../../../../etc/passwd", "/etc/passwd", "queries/../../outside.png"])
+def test_manifest_path_outside_the_dataset_is_refused(bad, tiny_dataset, tmp_path):
+    from copybench.datasets import DatasetError
+    from copybench.datasets.dataset import write_dataset_index
+
+    root = tiny_dataset
+    ds = load_dataset(root)
+    queries = ds.queries.assign(path=[str(Path(p).relative_to(root)) for p in ds.queries["path"]])
+    refs = ds.references.assign(path=[str(Path(p).relative_to(root)) for p in ds.references["path"]])
+    queries.loc[0, "path"] = bad  # a manifest written by someone else: integrity records made for it
+    (tmp_path / "outside.png").write_bytes((root / "queries" / "Q000.png").read_bytes())
+    meta = {k: v for k, v in ds.meta.items() if k not in ("schema", "integrity")}
+    write_dataset_index(root, meta, refs, queries)
+    with pytest.raises(DatasetError, match="points outside the dataset folder"):
+        load_dataset(root)
+
+
+def test_scan_cache_key_follows_a_replaced_file(tmp_path):
+    import os
+
+    from copybench.cache import cache_key
+    from copybench.detectors import create_detector
+
+    det = create_detector("pixel_gray_8")
+    img = tmp_path / "a.png"
+    img.write_bytes(b"one")
+    before = cache_key(det, [str(img)], dtype="fp32", tokens=False)
+    img.write_bytes(b"other")
+    os.utime(img, ns=(1, 1))
+    assert cache_key(det, [str(img)], dtype="fp32", tokens=False) != before
+
+
+# --- missing and undecodable queries are misses everywhere ---------------------------------------------------
+
+
+def _micro_ap_from_export(pred_csv: Path, gt_csv: Path) -> float:
+    """ISC micro-AP written out from the definition (pessimistic ties), independent of copybench.metrics."""
+    import pandas as pd
+
+    gt = pd.read_csv(gt_csv, dtype=str, keep_default_na=False)
+    truth = {(q, r) for q, r in zip(gt["query_id"], gt["reference_id"]) if r}
+    pred = pd.read_csv(pred_csv, dtype={"query_id": str, "reference_id": str})
+    pred["hit"] = [(q, r) in truth for q, r in zip(pred["query_id"], pred["reference_id"])]
+    pred = pred.sort_values(["score", "hit"], ascending=[False, True])
+    hits = pred["hit"].to_numpy()
+    precision = np.cumsum(hits) / np.arange(1, len(hits) + 1)
+    return float(precision[hits].sum() / len(truth))
+
+
+def test_score_h5_counts_queries_missing_from_the_file_as_misses(tiny_dataset, tmp_path):
+    from copybench.interop import write_isc_h5
+
+    ds = load_dataset(tiny_dataset)
+    rng = np.random.default_rng(0)
+    refs = rng.standard_normal((8, 16)).astype(np.float32)
+    queries = np.concatenate([refs, rng.standard_normal((3, 16)).astype(np.float32)])  # copies exact
+    write_isc_h5(tmp_path / "r.h5", ds.reference_ids, refs)
+    write_isc_h5(tmp_path / "q.h5", ds.query_ids[2:], queries[2:])  # Q000 and Q001 (both copies) left out
+    args = ["--dataset", tiny_dataset, "--queries", tmp_path / "q.h5", "--references", tmp_path / "r.h5"]
+    assert _cli("score-h5", *args, "--name", "h5", "--results", tmp_path / "res", "--n-boot", "0") == 0
+    result_file = next((tmp_path / "res").rglob("h5.json"))
+    res = copybench.results.read_result(result_file)
+    m = res.metrics
+    assert m["n_queries"] == 11 and m["n_queries_missing"] == 2 and m["n_queries_undecodable"] == 0
+    # 6 of the 8 true pairs found, each ranked above every false one: micro-AP = 6/8 (was 1.0 over 6 pairs)
+    assert m["micro_ap"] == pytest.approx(6 / 8) and m["recall@1"] == pytest.approx(6 / 8)
+    assert _cli("export", result_file, "--format", "isc", "--out", tmp_path / "isc") == 0
+    got = _micro_ap_from_export(tmp_path / "isc" / "predictions.csv", tmp_path / "isc" / "ground_truth.csv")
+    assert got == pytest.approx(m["micro_ap"], abs=1e-6)
+
+
+def test_run_counts_undecodable_and_missing_queries_as_misses(tiny_dataset_corrupt, tmp_path, capsys):
+    import pandas as pd
+
+    root = tiny_dataset_corrupt
+    queries = pd.read_csv(root / "queries.csv", dtype=str, keep_default_na=False)
+    extra = {"query_id": "GONE", "path": "queries/GONE.png", "reference_id": "R001", "family": "crop",
+             "tier": "light", "params": "{}"}  # fmt: skip
+    queries = pd.concat([queries, pd.DataFrame([extra])], ignore_index=True)
+    refs = pd.read_csv(root / "references.csv", dtype=str, keep_default_na=False)
+    meta = {k: v for k, v in load_dataset(root).meta.items() if k not in ("schema", "integrity")}
+    from copybench.datasets.dataset import write_dataset_index
+
+    write_dataset_index(root, meta, refs, queries)  # GONE is listed but absent from the start
+    res = tmp_path / "res"
+    assert _cli("run", "--dataset", root, "--detectors", "pixel_gray_16", "--results", res, "--no-cache",
+                "--n-boot", "0") == 0  # fmt: skip
+    out = capsys.readouterr().out
+    result = copybench.results.read_result(next(res.rglob("pixel_gray_16.json")))
+    m = result.metrics
+    assert m["n_queries"] == 13 and m["n_queries_missing"] == 1 and m["n_queries_undecodable"] == 1
+    assert m["n_with_match"] == 10  # BAD and GONE each have a match, which they cannot have found
+    assert m["recall@1"] <= 8 / 10 + 1e-9
+    assert "missing" in out and "undecodable" in out  # the table shows both counts

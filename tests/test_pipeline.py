@@ -98,8 +98,9 @@ def test_run_writes_results_skips_finished_and_reports_corrupt(tiny_dataset_corr
     assert "no_such_detector" in out[1].message
     result = read_result(out[0].path)
     assert [s["path"].endswith("BAD.png") for s in result.skipped] == [True]
-    assert result.metrics["n_queries"] == 11  # the corrupt query is left out, the rest complete
-    assert result.metrics["map"] == pytest.approx(1.0)  # pixels find a mild blur+crop of a texture
+    # the corrupt query (a copy of R000) counts as a miss, the rest complete: was left out (11 queries, mAP 1)
+    assert result.metrics["n_queries"] == 12 and result.metrics["n_queries_undecodable"] == 1
+    assert result.metrics["map"] == pytest.approx(8 / 9)  # pixels find a mild blur+crop of a texture
     assert result.weights_status == "none"
     assert result.predictions_path.is_file()
     again = run_benchmark(ds, ["pixel_gray_16"], settings, results=tmp_path / "res", progress=False)
@@ -289,7 +290,7 @@ def test_cli_run_table_check_export_end_to_end(tiny_dataset, tmp_path, capsys):
     assert "dropped" in capsys.readouterr().out
     # a misspelt metric compares nothing: refused, never a silent pass over the planted drop
     assert _cli("check", "--baseline", base, "--results", res, "--metrics", "micro_AP") == 2
-    assert "unknown metric(s) 'micro_AP'" in capsys.readouterr().out
+    assert "unknown metric(s) 'micro_AP'" in capsys.readouterr().err
     assert _cli("check", "--baseline", base, "--results", res, "--metrics", "map_ci") == 2
     (base / files[0].name).write_text(files[0].read_text())
     # ISC export
@@ -302,12 +303,12 @@ def test_cli_run_table_check_export_end_to_end(tiny_dataset, tmp_path, capsys):
 
 def test_cli_bad_input_exit_code_2(tmp_path, capsys):
     assert _cli("run", "--dataset", tmp_path / "nowhere", "--detectors", "pixel_gray_16") == 2
-    assert "not a copybench dataset" in capsys.readouterr().out
+    assert "not a copybench dataset" in capsys.readouterr().err
     assert _cli("check", "--baseline", tmp_path / "nope", "--results", tmp_path) == 2
     (tmp_path / "no_results").mkdir()
     capsys.readouterr()
     assert _cli("table", tmp_path / "no_results") == 2  # was a blank line and exit 0
-    assert "no result files under" in capsys.readouterr().out
+    assert "no result files under" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
@@ -332,9 +333,9 @@ def test_cli_bad_input_exit_code_2(tmp_path, capsys):
 def test_cli_cuda_without_cuda_exit_code_2(command, tiny_dataset, tmp_path, capsys):
     args = [a.format(ds=tiny_dataset, tmp=tmp_path) for a in command]
     assert _cli(*args, "--device", "cuda") == 2
-    assert "'cuda' asked for, but CUDA is not available" in capsys.readouterr().out
+    assert "'cuda' asked for, but CUDA is not available" in capsys.readouterr().err
     assert _cli(*args, "--device", "gpu") == 2
-    assert "unknown device 'gpu'" in capsys.readouterr().out
+    assert "unknown device 'gpu'" in capsys.readouterr().err
     assert not (tmp_path / "ds").exists()
 
 
@@ -354,7 +355,7 @@ def test_cli_run_on_a_dataset_without_queries_exit_code_2(tiny_dataset, tmp_path
         )
         == 2
     )
-    assert "has no queries" in capsys.readouterr().out
+    assert "has no queries" in capsys.readouterr().err
     assert not list(
         (tmp_path / "r").rglob("*.json")
     )  # was an all-null result that then counted in the mean rank
@@ -362,7 +363,7 @@ def test_cli_run_on_a_dataset_without_queries_exit_code_2(tiny_dataset, tmp_path
 
 def test_cli_unknown_detector_exit_code_2(tiny_dataset, capsys):
     assert _cli("run", "--dataset", tiny_dataset, "--detectors", "sscd_nope") == 2
-    assert "sscd_nope" in capsys.readouterr().out
+    assert "sscd_nope" in capsys.readouterr().err
 
 
 _KILLABLE = textwrap.dedent(
@@ -443,13 +444,6 @@ def test_extraction_resumes_after_kill_9(tiny_dataset, tmp_path):
     assert list(cache.rglob("done.json"))
 
 
-def test_import_is_fast():
-    # the CLI module must stay light too: it imports torch, faiss and kornia only inside commands
-    code = "import time; t = time.perf_counter(); import copybench, copybench.cli; print(time.perf_counter() - t)"
-    best = min(float(subprocess.check_output([sys.executable, "-c", code], text=True)) for _ in range(3))
-    assert best < 1.0, f"import copybench took {best:.2f} s"
-
-
 def test_isc_h5_descriptors_score_like_the_detector(tiny_dataset, tmp_path):
     """Descriptors exported to ISC's HDF5 layout and scored back give the detector's own metrics."""
     from copybench.detectors import create_detector
@@ -483,7 +477,9 @@ def test_isc_h5_descriptors_score_like_the_detector(tiny_dataset, tmp_path):
         == 0
     )
     res = read_result(next((tmp_path / "res").rglob("gray16_h5.json")))
-    assert res.metrics["n_queries"] == 10 and res.metrics["map"] == pytest.approx(1.0)
+    # the left-out query (it has a match) counts as a miss: was n_queries 10 and mAP 1.0
+    assert res.metrics["n_queries"] == 11 and res.metrics["n_queries_missing"] == 1
+    assert res.metrics["map"] == pytest.approx(7 / 8)
     assert res.skipped[0]["error"].endswith("no descriptor for 'Q000'")
     (tmp_path / "bad.h5").write_bytes(b"nope")
     assert (

@@ -135,3 +135,45 @@ def test_load_results_names_a_broken_file(tmp_path):
     with pytest.raises(ResultError, match="broken.json"):
         copybench.load_results(bad)
     assert copybench.load_results(bad, strict=False).empty
+
+
+def test_published_files_hold_no_hostname_and_no_absolute_weights_path(tiny_dataset_module, tmp_path):
+    import platform
+
+    from copybench.detectors import WeightsInfo, weights_status
+    from copybench.results import weights_record
+
+    local = WeightsInfo("real", "/home/someone/models/sscd.onnx", "ab" * 32)
+    assert weights_record(local) == {"status": "real", "source": "sscd.onnx", "sha256": "ab" * 32}
+    name = "sscd_distilled.onnx" if weights_status("sscd_distilled.onnx") == "real" else "pixel_gray_8"
+    out = run_benchmark(
+        load_dataset(tiny_dataset_module),
+        [name],
+        RunSettings(n_boot=10),
+        results=tmp_path,
+        cache_dir=None,
+        progress=False,
+    )
+    text = out[0].path.read_text()
+    data = json.loads(text)
+    assert "hostname" not in data["environment"] and f'"{platform.node()}"' not in text
+    source = data["detector"]["weights"]["source"]
+    assert not source.startswith("/") and "site-packages" not in text
+    if name != "pixel_gray_8":
+        assert source == "sscd_distilled.onnx" and len(data["detector"]["weights"]["sha256"]) == 64
+
+
+def test_check_against_another_dataset_says_the_fingerprint_differs(run_results, tmp_path, capsys):
+    _, res = run_results
+    other = tmp_path / "other"
+    for path in res.rglob("*.json"):
+        data = json.loads(path.read_text())
+        data["key"]["dataset_fingerprint"] = data["dataset"]["fingerprint"] = "0" * 64
+        (other / path.relative_to(res)).parent.mkdir(parents=True, exist_ok=True)
+        (other / path.relative_to(res)).write_text(json.dumps(data))
+    capsys.readouterr()
+    assert main(["-q", "check", "--baseline", str(res), "--results", str(other)]) == 2
+    captured = capsys.readouterr()
+    assert "dataset fingerprint differs" in captured.err and "000000000000" in captured.err
+    assert "missing" not in captured.out + captured.err
+    assert main(["-q", "check", "--baseline", str(res), "--results", str(res)]) == 0

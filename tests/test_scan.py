@@ -365,7 +365,7 @@ def test_empty_folder_and_unknown_detector_are_clear_errors(tmp_path, capsys):
     ]
     for args, message in cases:
         assert cli_main(["-q", *base, *args]) == 2, args
-        assert message in capsys.readouterr().out.replace("\n", " ")
+        assert message in capsys.readouterr().err.replace("\n", " ")
 
 
 def test_missing_weights_needs_allow_random(tmp_path, capsys):
@@ -391,7 +391,7 @@ def test_missing_weights_needs_allow_random(tmp_path, capsys):
             "--no-cache",
         ]
     )
-    assert code == 2 and "--allow-random" in capsys.readouterr().out.replace("\n", " ")
+    assert code == 2 and "--allow-random" in capsys.readouterr().err.replace("\n", " ")
 
 
 # ---------------------------------------------------------------------------------------------- calibration

