@@ -27,7 +27,8 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
 log = logging.getLogger(__name__)
-CACHE_VERSION = 2  # bump whenever decoding, preprocessing or normalisation changes what a descriptor is
+# bump whenever decoding, preprocessing or normalisation changes what a descriptor is
+CACHE_VERSION = 3  # 3: reduced-size decoding of large JPEGs; the decoder enters the key
 SHARD_IMAGES = 1024
 SHARD_SECONDS = (
     30.0  # also flush a shard this often, so a kill -9 loses at most this much work on a slow model
@@ -60,8 +61,9 @@ def cache_key(
     tokens: bool,
     fingerprint: str | None = None,
     scales: tuple[float, ...] | None = None,
+    decode: str = "pillow",
 ) -> str:
-    """Stable hash identifying one extraction."""
+    """Stable hash identifying one extraction (``decode``: what decoded the pixels; decoders differ in pixels)."""
     h = hashlib.sha256()
     ident = {
         "v": CACHE_VERSION,
@@ -70,6 +72,7 @@ def cache_key(
         "dtype": dtype,
         "tokens": tokens,
         "fingerprint": fingerprint,
+        "decode": decode,
     }
     if scales:
         ident["scales"] = list(scales)

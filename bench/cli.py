@@ -180,6 +180,7 @@ def _settings(args):
         n_boot=args.n_boot,
         multiscale=_scales(args.multiscale),
         subset=getattr(args, "subset", None),
+        decode=getattr(args, "decode", "auto"),
     )
 
 
@@ -349,6 +350,17 @@ def cmd_demo(args) -> int:
 
 
 # ----------------------------------------------------------------------------------------------- parser
+def _add_decode_option(p: argparse.ArgumentParser) -> None:
+    from .decode import DECODES
+
+    p.add_argument(
+        "--decode",
+        default="auto",
+        choices=DECODES,
+        help="how files are decoded: workers (CPU), device (nvjpeg on the GPU), nvimgcodec; auto: device on CUDA",
+    )
+
+
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--similarity",
@@ -366,6 +378,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "fp16"))
+    _add_decode_option(p)
     add_top_k(
         p, 100, "references kept per query; metrics use this ranking (default 100; --topk is deprecated)"
     )

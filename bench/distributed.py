@@ -21,7 +21,6 @@ mirrors every flushed shard and the final arrays to the URI, file for file.
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 import time
@@ -279,6 +278,8 @@ class RayExtractor:
         progress: bool = True,
         scales: tuple[float, ...] | None = None,
         num_workers: int | None = None,
+        decode: str = "auto",
+        draft: bool = True,
     ) -> None:
         from .extract import Extractor
 
@@ -286,7 +287,8 @@ class RayExtractor:
         local = Extractor(detector, dtype=dtype, batch_size=batch_size, num_workers=0, scales=scales)
         self.engine, self.detector, self.device, self.dtype = engine, detector, str(device), dtype
         self.batch_size, self.progress, self.scales = batch_size, progress, local.scales
-        self.cache_dir = cache_dir
+        self.cache_dir, self.decode, self.draft = cache_dir, decode, draft
+        self.decode_key = expected_decode_key(decode, self.device, draft)
 
     def run(
         self, paths: list[str], *, tokens: bool = False, fingerprint: str | None = None, label: str = "images"
@@ -315,6 +317,7 @@ class RayExtractor:
                     tokens=tokens,
                     fingerprint=fingerprint,
                     scales=self.scales,
+                    decode=self.decode_key,
                 )
                 stores.append(stack.enter_context(open_store(self.cache_dir, key, len(paths))))
             todo = [[] if s.complete() else s.missing_rows() for s in stores]
@@ -373,6 +376,9 @@ class RayExtractor:
             "scales": self.scales,
             "tokens": tokens,
             "threads": max(1, int(self.engine.cpus_per_worker)),
+            "decode": self.decode,
+            "draft": self.draft,
+            "decode_key": self.decode_key,
         }
 
     def _extract(self, paths, todo, stores, tokens: bool, label: str) -> tuple[WorkerStats, ...]:
@@ -406,6 +412,23 @@ class RayExtractor:
         for store in stores:
             store.flush()
         return tuple(WorkerStats(w, images[w], busy[w]) for w in sorted(images))
+
+
+def expected_decode_key(decode: str, device: str, draft: bool) -> str:
+    """The cache key's decode part that the local Extractor would use on ``device`` (``auto``: nvjpeg on CUDA);
+    each actor checks its own against it, so descriptors are never keyed under another decoder."""
+    from .decode import DECODES
+
+    cuda = device.startswith("cuda")
+    if decode not in DECODES:
+        raise ValueError(f"unknown decode {decode!r}; choose one of {', '.join(DECODES)}")
+    if decode == "nvimgcodec" and not cuda:
+        raise ValueError("decode 'nvimgcodec' needs a CUDA device")
+    if decode == "auto":
+        decode = "device" if cuda else "workers"
+    if decode == "workers":
+        return "pillow-draft" if draft else "pillow"
+    return decode
 
 
 def _select(batch: dict, mask: np.ndarray) -> dict:
@@ -471,7 +494,7 @@ def _read_bytes(batch: dict) -> dict:
             errors.append("")
         except OSError as exc:
             data.append(b"")
-            errors.append(f"{path}: cannot read file ({exc})")
+            errors.append(f"{path}: cannot read ({exc})")  # as copybench.decode's byte readers say
     return {
         "job": batch["job"],
         "row": batch["row"],
@@ -492,74 +515,51 @@ def _read_file(path: str) -> bytes:
         return f.read()
 
 
-def decode_image_bytes(data: bytes, path: str):
-    """Decode file bytes as :func:`copybench.preprocess.read_image` decodes the file (same errors, same RGB)."""
-    from PIL import Image, UnidentifiedImageError
-
-    from .preprocess import ImageReadError, to_rgb
-
-    if not data:
-        raise ImageReadError(f"{path}: empty file (0 bytes)")
-    buf = io.BytesIO(data)
-    try:
-        with Image.open(buf) as img:
-            img.load()
-            return to_rgb(img)
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        # Pillow names the file object; name the file, as the local decoder's message does
-        raise ImageReadError(
-            f"{path}: cannot decode image ({str(exc).replace(repr(buf), repr(path))})"
-        ) from exc
-
-
 class _DetectorActor:
-    """One detector on one GPU or CPU slice: decodes a batch of bytes and returns its descriptors."""
+    """One detector on one GPU or CPU slice: decodes a batch of file bytes with the local Extractor's decode
+    strategy (Pillow with reduced-size JPEG decoding, or nvjpeg on the GPU) and returns its descriptors."""
 
     def __init__(self, load: dict, options: dict) -> None:
         import socket
 
         import torch
 
-        from copybench.detectors import create_detector
-
+        from .decode import make_decoder
         from .extract import Extractor
 
         torch.set_num_threads(options["threads"])
-        det = create_detector(
-            load["name"],
-            weights_file=load["weights_file"],
-            allow_random=load["allow_random"],
-            device=options["device"],
-        )
-        if load["state"] is not None:
-            import ray
-
-            det.load_state_dict(ray.get(load["state"]))
-        if det.weights.sha256 != load["sha256"]:
-            raise RuntimeError(
-                f"detector {load['name']!r}: the weights on {socket.gethostname()} ({det.weights.source}) "
-                f"differ from the driver's (sha256 {det.weights.sha256} != {load['sha256']})"
-            )
-        opts = {k: options[k] for k in ("device", "dtype", "batch_size", "scales")}
+        det = _build_detector(load, options["device"])
+        opts = {k: options[k] for k in ("device", "dtype", "batch_size", "scales", "decode", "draft")}
         self.ext = Extractor(det, num_workers=0, progress=False, **opts)
+        if self.ext._decode_key() != options["decode_key"]:
+            raise RuntimeError(
+                f"decode strategy {self.ext._decode_key()!r} on {socket.gethostname()} differs from the "
+                f"{options['decode_key']!r} the driver keyed the cache with; pass --decode explicitly"
+            )
+        self.feeder = make_decoder(
+            self.ext.decode,
+            self.ext.preprocess,
+            device=self.ext.device,
+            batch_size=self.ext.batch_size,
+            num_workers=0,
+            draft=self.ext.draft,
+        )
         self.tokens = options["tokens"]
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
 
     def __call__(self, batch: dict) -> dict:
         t0 = time.perf_counter()
         n = len(batch["row"])
-        errors = list(batch["read_error"])
-        images = [None] * n
-        for j in range(n):
-            if errors[j]:
-                continue
-            images[j], errors[j] = self._load(batch["data"][j], str(batch["path"][j]))
-        vectors, tokens = self._forward(images)
+        decoded = self._decode(batch)
+        errors = np.array([""] * n, dtype=object)
+        for j, err in decoded.failures:
+            errors[j] = err
+        vectors, tokens = self._forward(decoded, n)
         out = {
             "job": batch["job"],
             "row": batch["row"],
             "vector": vectors,
-            "error": np.array(errors, dtype=object),
+            "error": errors,
             "worker": np.array([self.worker] * n, dtype=object),
             "pid": np.full(n, os.getpid(), dtype=np.int64),
             "busy_s": np.full(n, (time.perf_counter() - t0) / max(n, 1)),
@@ -568,45 +568,63 @@ class _DetectorActor:
             out["tokens"] = tokens
         return out
 
-    def _load(self, data: bytes, path: str):
-        """(resized uint8 tensor, "") or (None, error) for one file, with the local Extractor's messages."""
-        from .preprocess import ImageReadError
+    def _decode(self, batch: dict):
+        """A :class:`copybench.decode.Batch` indexed by position in ``batch``, decoded as the local run does."""
+        from .decode import Batch, decode_on_cpu, stack_groups
 
-        try:
-            return self.ext.preprocess.resize(_to_tensor(decode_image_bytes(data, path))), ""
-        except ImageReadError as exc:
-            return None, str(exc)
-        except Exception as exc:  # noqa: BLE001 - any decoder crash on one odd file must not kill the run
-            return None, f"{path}: {type(exc).__name__}: {exc}"
+        paths = [str(p) for p in batch["path"]]
+        # a file the read task could not read is decoded from its path here, so its error reads as locally
+        datas = [d if not e else None for d, e in zip(batch["data"], batch["read_error"])]
+        if self.ext.decode == "workers":
+            done = [
+                decode_on_cpu(p, self.ext.preprocess, self.feeder.min_side, d) for p, d in zip(paths, datas)
+            ]
+            ok = [(j, img) for j, (img, err) in enumerate(done) if err is None]
+            bad = tuple((j, err) for j, (_, err) in enumerate(done) if err is not None)
+            return Batch(stack_groups(ok), bad, len(paths))
+        self.feeder.paths = paths  # its CPU fallback (PNG, CMYK, corrupt JPEG) decodes from the path
+        items = [
+            (j, d, None) if d else (j, None, e or f"{p}: empty file (0 bytes)")
+            for j, (p, d, e) in enumerate(zip(paths, batch["data"], batch["read_error"]))
+        ]
+        return self.feeder._decode_batch(items, None)
 
-    def _forward(self, images: list):
-        """Descriptors of the decoded images, in groups of equal shape (the 'short' resize policy)."""
-        import torch
-
-        dims = self.ext.detector.spec.dims
-        vectors = np.zeros((len(images), dims), dtype=np.float32)
+    def _forward(self, decoded, n: int):
+        """Descriptors (n, D) and tokens (n, T, D) of the decoded groups; rows that failed stay zero."""
+        vectors = np.zeros((n, self.ext.detector.spec.dims), dtype=np.float32)
         tokens = None
-        groups: dict[tuple, list[int]] = {}
-        for j, x in enumerate(images):
-            if x is not None:
-                groups.setdefault(tuple(x.shape), []).append(j)
-        for idx in groups.values():
-            glob, toks = self.ext.forward(torch.stack([images[j] for j in idx]))
-            vectors[idx] = glob.cpu().numpy()
+        for idx, x in decoded.groups:
+            glob, toks = self.ext.forward(x)
+            vectors[list(idx)] = glob.cpu().numpy()
             if self.tokens:
                 t = toks.cpu().half().numpy()
                 if tokens is None:
-                    tokens = np.zeros((len(images), *t.shape[1:]), dtype=np.float16)
-                tokens[idx] = t
+                    tokens = np.zeros((n, *t.shape[1:]), dtype=np.float16)
+                tokens[list(idx)] = t
         if self.tokens and tokens is None:
-            tokens = np.zeros((len(images), 1, dims), dtype=np.float16)
+            tokens = np.zeros((n, 1, vectors.shape[1]), dtype=np.float16)
         return vectors, tokens
 
 
-def _to_tensor(img):
-    from .preprocess import pil_to_tensor
+def _build_detector(load: dict, device: str):
+    """The driver's detector, rebuilt here: same weights file (checked by sha256) or the driver's random weights."""
+    import socket
 
-    return pil_to_tensor(img)
+    from copybench.detectors import create_detector
+
+    det = create_detector(
+        load["name"], weights_file=load["weights_file"], allow_random=load["allow_random"], device=device
+    )
+    if load["state"] is not None:
+        import ray
+
+        det.load_state_dict(ray.get(load["state"]))
+    if det.weights.sha256 != load["sha256"]:
+        raise RuntimeError(
+            f"detector {load['name']!r}: the weights on {socket.gethostname()} ({det.weights.source}) "
+            f"differ from the driver's (sha256 {det.weights.sha256} != {load['sha256']})"
+        )
+    return det
 
 
 # ---------------------------------------------------------------------------------------------- cache folders

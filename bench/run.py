@@ -38,6 +38,7 @@ class RunSettings:
     seed: int = 0
     multiscale: tuple[float, ...] | None = None
     subset: str | None = None  # a named query subset (copybench.datasets.subsets), e.g. copydays 'strong'
+    decode: str = "auto"  # the Extractor's decode strategy (copybench.decode); not in the result key
 
     def __post_init__(self) -> None:
         if self.similarity not in ("cosine", "split", "split_cross"):
@@ -196,6 +197,7 @@ def evaluate_detector(
         cache_dir=cache_dir,
         progress=progress,
         scales=settings.multiscale,
+        decode=settings.decode,
     )
     t0 = time.perf_counter()
     rd, qd = extract_lists(

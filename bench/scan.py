@@ -351,6 +351,7 @@ def scan(
     out: str | Path,
     device: str = "cpu",
     batch_size: int = 32,
+    decode: str = "auto",
     allow_random: bool = False,
     baseline_sample: int | None = 10000,
     calibrate: str | Path | None = None,
@@ -378,7 +379,15 @@ def scan(
     gen_paths, train_paths = find_images(generated, "generated"), find_images(train, "train")
     det = _load_detector(detector, allow_random, device, similarity, download, weights)
     make = Extractor if engine is None else engine.extractor
-    ext = make(det, device=device, dtype=dtype, batch_size=batch_size, cache_dir=cache_dir, progress=progress)
+    ext = make(
+        det,
+        device=device,
+        dtype=dtype,
+        batch_size=batch_size,
+        cache_dir=cache_dir,
+        progress=progress,
+        decode=decode,
+    )
     top_k_search = search_top_k if engine is None else engine.search_top_k
     t0 = time.perf_counter()
     calibration = None
@@ -468,6 +477,8 @@ def read_summary(path: str | Path) -> dict:
 # ---------------------------------------------------------------------------------------------- CLI
 def register_cli(subparsers) -> None:
     """Add ``copybench scan`` to the CLI."""
+    from .cli import _add_decode_option
+
     p = subparsers.add_parser(
         "scan", help="replication scan: find training images replicated in generated images"
     )
@@ -491,6 +502,7 @@ def register_cli(subparsers) -> None:
     )
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--batch-size", type=int, default=32)
+    _add_decode_option(p)
     p.add_argument(
         "--dtype",
         default="fp32",
@@ -542,6 +554,7 @@ def cmd_scan(args) -> int:
             out=args.out,
             device=args.device,
             batch_size=args.batch_size,
+            decode=args.decode,
             allow_random=args.allow_random,
             baseline_sample=args.baseline_sample,
             calibrate=args.calibrate,

@@ -140,19 +140,52 @@ def to_markdown(frame: pd.DataFrame) -> str:
 
 
 def print_terminal(frame: pd.DataFrame, title: str, console=None) -> None:
-    """A rich table; random-weight rows in red."""
-    from rich.table import Table
-
+    """Rich tables that fit the console: cells are never cut; columns that do not fit continue in a further
+    table that repeats the first (identifier) column. Random-weight rows in red."""
     from .progress import console as make_console
 
     console = console or make_console()
+    formatted = frame.map(_fmt) if not frame.empty else frame
+    columns = list(frame.columns)
+    for n, part in enumerate(column_chunks(formatted, console.width)):
+        label = title if n == 0 else f"{title} (continued: {', '.join(map(str, part[1:]))})"
+        console.print(_rich_table(frame, formatted, [columns[0], *part[1:]] if n else part, label))
+
+
+def _rich_table(frame: pd.DataFrame, formatted: pd.DataFrame, columns: list, title: str):
+    from rich.table import Table
+
     table = Table(title=title, show_lines=False)
-    for col in frame.columns:
-        table.add_column(str(col), justify="right" if frame[col].dtype.kind in "fi" else "left")
-    for row in frame.itertuples(index=False):
-        style = "red" if "random" in str(getattr(row, "weights", "")) else None
-        table.add_row(*[_fmt(v) for v in row], style=style)
-    console.print(table)
+    for col in columns:
+        numeric = frame[col].dtype.kind in "fi"
+        widest = max([len(v) for v in formatted[col]] + [_longest_word(col)])
+        # identifiers and numbers are never wrapped or cut; only headers break, between words
+        table.add_column(str(col), justify="right" if numeric else "left", no_wrap=True, min_width=widest)
+    weights = list(frame["weights"]) if "weights" in frame.columns else [""] * len(frame)
+    for row, status in zip(formatted[columns].itertuples(index=False), weights):
+        table.add_row(*row, style="red" if "random" in str(status) else None)
+    return table
+
+
+def _longest_word(header) -> int:
+    return max((len(w) for w in str(header).split()), default=1)
+
+
+def column_chunks(formatted: pd.DataFrame, width: int) -> list[list]:
+    """Columns split into groups that each fit ``width`` (rich: 3 characters of padding and rule per column,
+    plus 1); every group after the first starts with the first column again, so each row stays identified."""
+    columns = list(formatted.columns)
+    if not columns:
+        return [columns]
+    need = {c: max([len(v) for v in formatted[c]] + [_longest_word(c)]) + 3 for c in columns}
+    chunks, current, used = [], [columns[0]], 1 + need[columns[0]]
+    for col in columns[1:]:
+        if used + need[col] > width and len(current) > 1:
+            chunks.append(current)
+            current, used = [columns[0]], 1 + need[columns[0]]
+        current.append(col)
+        used += need[col]
+    return [*chunks, current]
 
 
 def print_leaderboards(acc: pd.DataFrame, console=None) -> None:

@@ -159,7 +159,8 @@ def resolve(name: str, *, download: bool = False) -> HubEntry:
 
 
 def _resolve_hf_hub(name: str, folder: Path) -> HubEntry:
-    """``hf-hub:``: open_clip when the repository has ``open_clip_config.json``, timm when its config names an architecture."""
+    """``hf-hub:``: open_clip when the repository has ``open_clip_config.json``, timm when its config names an
+    architecture."""
     import json
 
     if (folder / "open_clip_config.json").is_file():

@@ -2,7 +2,8 @@
 
 Weights resolution order (first hit wins):
 1. an explicit file the caller names (``weights_file``);
-2. ``$COPYBENCH_WEIGHTS_DIR/<detector name>.<ext>`` (any extension) or ``$COPYBENCH_WEIGHTS_DIR/<file name of the official URL>``;
+2. ``$COPYBENCH_WEIGHTS_DIR/<detector name>.<ext>`` (any extension) or
+   ``$COPYBENCH_WEIGHTS_DIR/<file name of the official URL>``;
 3. the pip package that ships them (spec.weights ``package:<module>[/<relative file>]``);
 4. the official URL's file in torch hub's ``checkpoints`` folder, where ``copybench weights fetch`` (or
    ``download=True``) puts it, checked against its published sha256 or the sha256 pinned on first download.

@@ -53,7 +53,8 @@ class DetectorSpec:
     name: str
     dims: int
     input_size: int
-    resize: str = "square"  # square: squash to size x size; short_crop: short side then centre crop; short: short side only
+    # square: squash to size x size; short_crop: short side then centre crop; short: short side only
+    resize: str = "square"
     interpolation: str = "bicubic"
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
