@@ -135,7 +135,8 @@ def test_sharded_search_equals_single_process(cluster):
 
 
 def test_scan_on_ray_equals_local_and_its_uri_cache_serves_the_local_engine(cluster, built, tmp_path):
-    args = {"top_k": 3, "batch_size": 4, "progress": False, "baseline_sample": None}
+    # the device decode strategy (torchvision's decoder; nvjpeg on CUDA) on both sides: its byte path in the actors
+    args = {"top_k": 3, "batch_size": 4, "progress": False, "baseline_sample": None, "decode": "device"}
     local = scan(
         built / "queries", built / "references", DETECTOR, out=tmp_path / "local", cache_dir=None, **args
     )
@@ -202,3 +203,28 @@ def test_a_driver_killed_mid_run_resumes_from_finished_shards(cluster, built, lo
     [report] = engine.reports
     assert report.cached >= 2 and report.images + report.cached == n_images
     _assert_same_result(local_result, outcome.result)
+
+
+def test_decoding_read_bytes_equals_decoding_the_file(tmp_path):
+    """The actors decode bytes read by the read tasks: same pixels (draft JPEG decoding included), same errors."""
+    import torch
+    from PIL import Image
+
+    from copybench.decode import decode_on_cpu
+    from copybench.detectors import get_spec
+    from copybench.preprocess import Preprocess
+
+    pre = Preprocess(get_spec(DETECTOR))
+    rng = np.random.default_rng(0)
+    big = tmp_path / "big.jpg"  # large enough for a reduced-size (draft) decode
+    Image.fromarray(rng.integers(0, 256, (2200, 2100, 3), dtype=np.uint8)).save(big, quality=90)
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    for path in (big, bad, empty):
+        want = decode_on_cpu(str(path), pre, pre.min_decode_side)
+        got = decode_on_cpu(str(path), pre, pre.min_decode_side, path.read_bytes())
+        assert got[1] == want[1]
+        assert (got[0] is None) == (want[0] is None) and (want[0] is None or torch.equal(got[0], want[0]))
+    assert "bad.png" in decode_on_cpu(str(bad), pre, None, bad.read_bytes())[1]
