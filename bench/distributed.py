@@ -151,7 +151,7 @@ class RayEngine:
         return RayExtractor(self, detector, **options)
 
     def n_workers(self, device: str) -> int:
-        """Detector actors: ``workers``, else one per GPU (CUDA) or per ``cpus_per_worker`` CPUs."""
+        """Detector actors: ``workers``, else one per GPU (CUDA) or per ``cpus_per_worker`` CPUs but one."""
         import ray
 
         if self.workers is not None:
@@ -159,7 +159,8 @@ class RayEngine:
         res = ray.cluster_resources()
         if device.startswith("cuda"):
             return max(1, int(res.get("GPU", 0)))
-        return max(1, int(res.get("CPU", 1) // self.cpus_per_worker))
+        # one CPU stays free for the read tasks and the driver: actors holding every CPU would starve the reads
+        return max(1, int((res.get("CPU", 1) - 1) // self.cpus_per_worker))
 
     # ------------------------------------------------------------------------------------------ search
     def search_descriptors(self, settings, qd, rd, k: int):
@@ -733,7 +734,7 @@ def add_engine_options(parser) -> None:
         "--workers",
         type=int,
         default=None,
-        help="detector actors (--engine ray; default: one per GPU with --device cuda, else one per CPU)",
+        help="detector actors (--engine ray; default: one per GPU with --device cuda, else one per CPU but one)",
     )
 
 

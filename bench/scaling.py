@@ -116,7 +116,8 @@ def simulate(
     def engine(k: int) -> RayEngine:
         return RayEngine(workers=k, cpus_per_worker=1.0, progress=False)
 
-    ray.init(num_cpus=max(workers), include_dashboard=False, log_to_driver=False)
+    # one logical CPU more than the actors hold, for the read tasks (I/O) beside them
+    ray.init(num_cpus=max(workers) + 1, include_dashboard=False, log_to_driver=False)
     try:
         for k in workers:
             for rep in range(repeats):
