@@ -163,7 +163,18 @@ def _summarise(
         mine = [r for r in runs if r["workers"] == k]
         measured = sum(r["wall_s"] for r in mine) / len(mine)
         predicted = startup + n_images / (k * rate)
-        checks.append({"workers": k, "measured_wall_s": measured, "predicted_wall_s": predicted})
+        # the same model fed with this K's own per-worker rates: separates "work splits evenly" from "a
+        # worker's rate does not depend on K" (true for one GPU per worker, not for CPU slices of busy cores)
+        rates_k = sum(n_images / r["busy_s"] * k for r in mine) / len(mine)
+        checks.append(
+            {
+                "workers": k,
+                "measured_wall_s": measured,
+                "predicted_wall_s": predicted,
+                "per_worker_images_per_s": rates_k / k,
+                "predicted_with_own_rates_s": startup + n_images / rates_k,
+            }
+        )
     return {
         "schema_version": SCALING_SCHEMA_VERSION,
         "kind": "scaling_simulation",

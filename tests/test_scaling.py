@@ -47,8 +47,9 @@ def test_simulation_fit_predicts_from_the_single_worker_run():
         "startup_s": pytest.approx(2.0),
         "per_worker_images_per_s": pytest.approx(5.0),
     }
-    assert summary["checks"][1] == {
-        "workers": 2,
-        "measured_wall_s": 8.0,
-        "predicted_wall_s": pytest.approx(7.0),
-    }
+    check = summary["checks"][1]
+    assert check["workers"] == 2 and check["measured_wall_s"] == 8.0
+    assert check["predicted_wall_s"] == pytest.approx(7.0)  # 2 s + 50 / (2 x 5/s)
+    # with K=2's own rate (50 images in 10.4 busy seconds over 2 workers): 2 s + 10.4 / 2 s
+    assert check["predicted_with_own_rates_s"] == pytest.approx(2.0 + 5.2)
+    assert check["per_worker_images_per_s"] == pytest.approx(50 / 10.4)
