@@ -37,7 +37,7 @@ SHARD_SECONDS = (
 
 @dataclass
 class Descriptors:
-    """L2-normalised descriptors of ``paths``; rows of failed images are zero and listed in ``failed``."""
+    """Descriptors of ``paths``, L2-normalised unless extracted raw; failed rows are zero, listed in ``failed``."""
 
     paths: list[str]
     vectors: np.ndarray  # (N, D) float32, possibly a memmap
@@ -61,6 +61,7 @@ def cache_key(
     tokens: bool,
     fingerprint: str | None = None,
     scales: tuple[float, ...] | None = None,
+    raw: bool = False,
     decode: str = "pillow",
 ) -> str:
     """Stable hash identifying one extraction (``decode``: what decoded the pixels; decoders differ in pixels)."""
@@ -76,6 +77,8 @@ def cache_key(
     }
     if scales:
         ident["scales"] = list(scales)
+    if raw:  # unnormalised global descriptors (only when asked, so other keys stay as they were)
+        ident["raw"] = True
     if getattr(detector, "code", None):  # a plugin: its code decides what a descriptor is
         ident["code"] = detector.code
     h.update(json.dumps(ident, sort_keys=True).encode())

@@ -1,6 +1,7 @@
 """The ``copybench`` command line: thin wrappers over library functions with the same argument names.
 
-Exit codes: 0 success, 1 a check failed, 2 bad usage or input (the message names the bad value).
+Exit codes: 0 success, 1 a check failed, 2 bad usage or input (the message names the bad value), 3 a runtime
+failure (disk full, a crash; one line naming the cause, the traceback with -v).
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ import logging
 import sys
 from pathlib import Path
 
-EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+from .protocols import PROTOCOLS
+
+EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT, EXIT_RUNTIME = 0, 1, 2, 3
 
 
 class UsageError(Exception):
@@ -50,6 +53,10 @@ def _expand_detectors(spec: str) -> list[str]:
             names += found
         elif item.startswith(("timm:", "open_clip:", "hf-hub:", "hf:")):
             names.append(item)  # hub names resolve when built (a --download run fetches them first)
+        elif item == "baselines":
+            from copybench.detectors.fetch import BASELINES
+
+            names += BASELINES
         else:
             get_spec(item)  # raises UnknownDetectorError naming it
             names.append(item)
@@ -80,26 +87,35 @@ def cmd_list(args) -> int:
         if not rows:
             raise UsageError(f"no detector matches {pattern!r} (`copybench list detectors` shows them all)")
         table = Table(
-            title="registered detectors (weights: real = found offline, missing = needs a file, "
-            "none = parameter-free)"
+            title="registered detectors (weights: real = found offline, missing = needs a file, random = "
+            "random init, none = parameter-free; hash: published or pinned sha256, or hub revision)"
         )
         # names are what users copy into --detectors: never wrapped or cut; the other columns give way
         table.add_column("name", no_wrap=True, min_width=max(len(d["name"]) for d in rows))
-        for col in ("family", "dims", "input", "output", "weights"):
+        for col in ("family", "params", "dims", "input", "output", "weights", "hash", "released"):
             table.add_column(col, no_wrap=col != "input")
+        table.add_column("license", overflow="fold")
         table.add_column("source", overflow="fold")
         for d in rows:
             style = {"missing": "yellow", "real": "green"}.get(d["weights"])
             table.add_row(
                 d["name"],
                 d["family"],
+                "?" if d["params"] is None else f"{d['params'] / 1e6:.1f}M",
                 str(d["dims"]),
                 f"{d['input_size']} {d['resize']}",
                 d["output"],
                 d["weights"],
+                d["weights_hash"][:12],
+                d["release_date"],
+                d["license"],
                 d["source"],
                 style=style,
             )
+    elif args.what == "protocols":
+        table = _protocols_table(pattern)
+    elif args.what == "subsets":
+        table = _subsets_table(pattern)
     else:
         from fnmatch import fnmatch
 
@@ -115,6 +131,43 @@ def cmd_list(args) -> int:
             table.add_row(name, desc)
     _console().print(table)
     return EXIT_OK
+
+
+def _subsets_table(pattern: str):
+    from fnmatch import fnmatch
+
+    from rich.table import Table
+
+    from copybench.datasets.subsets import list_subsets
+
+    rows = [r for r in list_subsets() if fnmatch(r[1], pattern)]
+    if not rows:
+        raise UsageError(f"no subset matches {pattern!r} (`copybench list subsets` shows them all)")
+    table = Table(title="query subsets of imported benchmarks (copybench run --subset NAME)")
+    for col in ("format", "subset", "queries"):
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def _protocols_table(pattern: str):
+    import fnmatch
+
+    from rich.table import Table
+
+    from .protocols import describe_protocols
+
+    rows = [row for row in describe_protocols() if fnmatch.fnmatch(row["name"], pattern)]
+    if not rows:
+        raise UsageError(f"no protocol matches {pattern!r} (`copybench list protocols` shows them all)")
+    table = Table(title="evaluation protocols (--protocol NAME; definitions in docs/PROTOCOLS.md)")
+    cols = ("name", "preprocessing", "similarity", "whitening", "score_norm", "depth", "metrics", "scan")
+    for col in cols:
+        table.add_column(col, no_wrap=col == "name")
+    for row in rows:
+        table.add_row(*(row[c] for c in cols))
+    return table
 
 
 def cmd_data_build(args) -> int:
@@ -180,6 +233,7 @@ def _settings(args):
         n_boot=args.n_boot,
         multiscale=_scales(args.multiscale),
         subset=getattr(args, "subset", None),
+        protocol=args.protocol,
         decode=getattr(args, "decode", "auto"),
     )
 
@@ -223,7 +277,10 @@ def cmd_run(args) -> int:
     done = [o.result for o in outcomes if o.result]
     if done:  # this run's dataset and detectors only; `copybench table` shows the whole folder
         print_leaderboards(accuracy_frame(done))
-    return EXIT_OK if all(o.status != "failed" for o in outcomes) else EXIT_BAD_INPUT
+    failed = [o for o in outcomes if o.status == "failed"]
+    if any(o.runtime for o in failed):
+        return EXIT_RUNTIME
+    return EXIT_BAD_INPUT if failed else EXIT_OK
 
 
 def _print_outcomes(outcomes) -> None:
@@ -380,7 +437,16 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "fp16"))
     _add_decode_option(p)
     add_top_k(
-        p, 100, "references kept per query; metrics use this ranking (default 100; --topk is deprecated)"
+        p,
+        None,
+        "references kept per query; metrics use this ranking (default 100; fixed by --protocol dcr/isc/dino; "
+        "--topk is deprecated)",
+    )
+    p.add_argument(
+        "--protocol",
+        default="native",
+        choices=tuple(PROTOCOLS),
+        help="evaluation protocol (docs/PROTOCOLS.md; `copybench list protocols`): native (default), dcr, isc, dino",
     )
     p.add_argument(
         "--allow-random",
@@ -473,7 +539,7 @@ class _DeprecatedAlias(argparse.Action):
         setattr(namespace, self.dest, values)
 
 
-def add_top_k(parser: argparse.ArgumentParser, default: int, help: str, dest: str = "topk") -> None:
+def add_top_k(parser: argparse.ArgumentParser, default: int | None, help: str, dest: str = "topk") -> None:
     """``--top-k`` everywhere; the old ``--topk`` still works, with a deprecation warning."""
     parser.add_argument(
         "--top-k",
@@ -512,8 +578,8 @@ def _add_demo_and_list(sub) -> None:
     p.add_argument("--force", action="store_true", help="recompute results that already exist")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("list", help="list registered detectors or dataset recipes")
-    p.add_argument("what", choices=("detectors", "recipes"))
+    p = sub.add_parser("list", help="list registered detectors, dataset recipes or evaluation protocols")
+    p.add_argument("what", choices=("detectors", "recipes", "protocols", "subsets"))
     p.add_argument("pattern", nargs="?", default=None, help="shell pattern, e.g. 'dino_*'")
     p.set_defaults(func=cmd_list)
 
@@ -694,6 +760,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         _err().print("[yellow]interrupted[/yellow]: finished results are kept; rerun to resume")
         return 130
+    except Exception as exc:
+        logging.getLogger(__name__).debug("runtime failure", exc_info=True)
+        _err().print(
+            f"[red]error:[/red] {type(exc).__name__}: {exc} (run with -v for the traceback)", highlight=False
+        )
+        return EXIT_RUNTIME
 
 
 if __name__ == "__main__":

@@ -281,14 +281,15 @@ class RayExtractor:
         num_workers: int | None = None,
         decode: str = "auto",
         draft: bool = True,
+        raw: bool = False,
     ) -> None:
         from .extract import Extractor
 
         # the local Extractor validates the options and defines what a descriptor is; actors build their own
-        local = Extractor(detector, dtype=dtype, batch_size=batch_size, num_workers=0, scales=scales)
+        local = Extractor(detector, dtype=dtype, batch_size=batch_size, num_workers=0, scales=scales, raw=raw)
         self.engine, self.detector, self.device, self.dtype = engine, detector, str(device), dtype
         self.batch_size, self.progress, self.scales = batch_size, progress, local.scales
-        self.cache_dir, self.decode, self.draft = cache_dir, decode, draft
+        self.cache_dir, self.decode, self.draft, self.raw = cache_dir, decode, draft, raw
         self.decode_key = expected_decode_key(decode, self.device, draft)
 
     def run(
@@ -318,6 +319,7 @@ class RayExtractor:
                     tokens=tokens,
                     fingerprint=fingerprint,
                     scales=self.scales,
+                    raw=self.raw,
                     decode=self.decode_key,
                 )
                 stores.append(stack.enter_context(open_store(self.cache_dir, key, len(paths))))
@@ -380,6 +382,7 @@ class RayExtractor:
             "decode": self.decode,
             "draft": self.draft,
             "decode_key": self.decode_key,
+            "raw": self.raw,
         }
 
     def _extract(self, paths, todo, stores, tokens: bool, label: str) -> tuple[WorkerStats, ...]:
@@ -473,6 +476,7 @@ def detector_load_args(detector) -> dict:
         "allow_random": w.status == "random",
         "sha256": w.sha256,
         "state": state,
+        "spec": spec,  # a protocol's preprocessing lives in the spec (copybench.protocols.apply_protocol)
     }
 
 
@@ -530,7 +534,7 @@ class _DetectorActor:
 
         torch.set_num_threads(options["threads"])
         det = _build_detector(load, options["device"])
-        opts = {k: options[k] for k in ("device", "dtype", "batch_size", "scales", "decode", "draft")}
+        opts = {k: options[k] for k in ("device", "dtype", "batch_size", "scales", "decode", "draft", "raw")}
         self.ext = Extractor(det, num_workers=0, progress=False, **opts)
         if self.ext._decode_key() != options["decode_key"]:
             raise RuntimeError(
@@ -620,6 +624,11 @@ def _build_detector(load: dict, device: str):
         import ray
 
         det.load_state_dict(ray.get(load["state"]))
+    if det.spec != load["spec"]:  # as apply_protocol does: same model and weights, the driver's spec
+        import copy
+
+        det = copy.copy(det)
+        det.spec = load["spec"]
     if det.weights.sha256 != load["sha256"]:
         raise RuntimeError(
             f"detector {load['name']!r}: the weights on {socket.gethostname()} ({det.weights.source}) "

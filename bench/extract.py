@@ -64,6 +64,7 @@ class Extractor:
         cache_dir: str | Path | None = None,
         progress: bool = True,
         scales: tuple[float, ...] | None = None,
+        raw: bool = False,
         decode: str = "auto",
         draft: bool = True,
     ) -> None:
@@ -77,6 +78,10 @@ class Extractor:
             raise ValueError(f"batch size must be positive, got {batch_size}")
         self.detector, self.device, self.dtype = detector, torch.device(device), dtype
         self.batch_size, self.progress = batch_size, progress
+        # raw: keep global descriptors unnormalised (DINO's whitening is learned on raw features)
+        self.raw = raw
+        if raw and self.scales:
+            raise ValueError("multiscale descriptors are means of L2-normalised ones: they have no raw form")
         self.num_workers = default_workers() if num_workers is None else num_workers
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.preprocess = Preprocess(detector.spec)
@@ -91,17 +96,16 @@ class Extractor:
 
     @torch.inference_mode()
     def forward(self, batch_uint8: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """uint8 (B,3,H,W) -> (global (B,D) float32 L2-normalised, tokens (B,T,D) or None)."""
+        """uint8 (B,3,H,W) -> (global (B,D) float32, L2-normalised unless raw; tokens (B,T,D) or None)."""
         x = self.preprocess.normalize(batch_uint8.to(self.device, non_blocking=True))
         if self.device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
         if self.scales:
             return self._multiscale(x), None
         out = check_raw_output(self.detector.spec, self._model(x), x.shape[0])
-        if out.ndim == 3:
-            glob = torch.nn.functional.normalize(out[:, 0], dim=-1)
-            return glob, out
-        return torch.nn.functional.normalize(out, dim=-1), None
+        glob = out[:, 0] if out.ndim == 3 else out
+        glob = glob if self.raw else torch.nn.functional.normalize(glob, dim=-1)
+        return glob, (out if out.ndim == 3 else None)
 
     def _model(self, x: torch.Tensor) -> torch.Tensor:
         use_amp = self.dtype != "fp32" and self.device.type in ("cuda", "cpu")
@@ -144,6 +148,7 @@ class Extractor:
             tokens=tokens,
             fingerprint=fingerprint,
             scales=self.scales,
+            raw=self.raw,
             decode=self._decode_key(),
         )
         with ShardStore(self.cache_dir / key if self.cache_dir else None, len(paths), key) as store:

@@ -30,6 +30,11 @@ def export_isc(result_file: str | Path, out: str | Path) -> list[Path]:
         raise ValueError(
             f"dataset at {dataset.root} changed since {result_file} was computed (fingerprint differs)"
         )
+    if result.key.get("subset"):  # the ground truth of the queries that were scored, not the whole set's
+        from copybench.datasets.subsets import select_subset
+
+        dataset = select_subset(dataset, result.key["subset"])
+    # pandas >= 3 parses floats back exactly (round trip), so the scores stay at full precision end to end
     preds = pd.read_csv(pred_file, dtype={"query_id": str, "reference_id": str})
     out = Path(out)
     p_path, g_path = out / "predictions.csv", out / "ground_truth.csv"

@@ -27,7 +27,7 @@ def predictions_arrays(result: Result) -> tuple[np.ndarray, np.ndarray, np.ndarr
     qids = [q for q, p in zip(dataset.query_ids, dataset.queries["path"]) if p not in skipped]
     k = int(result.settings["topk"])
     row = {q: i for i, q in enumerate(qids)}
-    scores = np.full((len(qids), k), -np.inf, dtype=np.float32)
+    scores = np.full((len(qids), k), -np.inf, dtype=np.float64)
     hits = np.zeros((len(qids), k), dtype=bool)
     r, c = preds["query_id"].map(row).to_numpy(), preds["rank"].to_numpy()
     scores[r, c] = preds["score"].to_numpy()

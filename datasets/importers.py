@@ -47,13 +47,26 @@ FORMATS = ("disc21", "copydays", "folder", "csv")
 
 
 def _images(folder: Path) -> dict[str, Path]:
-    return {p.stem: p for p in sorted(folder.iterdir()) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES}
+    """Images of ``folder`` by stem (the id); two files with one stem (a.jpg, a.png) are refused by name."""
+    out: dict[str, Path] = {}
+    for p in sorted(folder.iterdir()):
+        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES:
+            _claim_stem(out, p.stem, p)
+    return out
+
+
+def _claim_stem(taken: dict[str, Path], stem: str, path: Path) -> None:
+    if stem in taken:  # which one the ground truth means cannot be known: never pick one silently
+        raise SourceError(f"ambiguous id {stem!r}: both {taken[stem]} and {path}; remove or rename one")
+    taken[stem] = path
 
 
 def _find_dir(src: Path, pattern: str) -> Path:
     hits = sorted(d for d in src.iterdir() if d.is_dir() and re.search(pattern, d.name, re.IGNORECASE))
     if not hits:
         raise SourceError(f"{src}: no folder matching {pattern!r}")
+    if len(hits) > 1:
+        raise SourceError(f"{src}: ambiguous, several folders match {pattern!r}: {', '.join(map(str, hits))}")
     return hits[0]
 
 
@@ -62,6 +75,8 @@ def _disc21(src: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     gts = sorted(p for p in src.glob("*.csv") if re.search(r"ground_?truth|gt", p.name, re.IGNORECASE))
     if not gts:
         raise SourceError(f"{src}: no ground-truth CSV (*ground_truth*.csv, *groundtruth*.csv or *gt*.csv)")
+    if len(gts) > 1:  # e.g. a backup beside the real one: using either silently could score the wrong truth
+        raise SourceError(f"{src}: ambiguous, several ground-truth CSVs: {', '.join(map(str, gts))}")
     gt = pd.read_csv(gts[0], dtype=str, keep_default_na=False)
     if not {"query_id", "reference_id"} <= set(gt.columns):
         raise SourceError(f"{gts[0]}: need columns query_id,reference_id, got {', '.join(gt.columns)}")
@@ -94,7 +109,7 @@ def _copydays(src: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
             continue
         top = rel.parts[0].lower() if len(rel.parts) > 1 else "original"
         if "orig" in top:
-            refs[path.stem] = rel
+            _claim_stem(refs, path.stem, rel)
             continue
         family = next((f for key, f in _COPYDAYS_FAMILY if key in top), top)
         tier = rel.parts[1] if len(rel.parts) > 2 else ""

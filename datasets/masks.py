@@ -106,10 +106,10 @@ def _disk_cached(key: tuple[str, str], compute) -> np.ndarray:
         pass
     prob = compute()
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        Image.fromarray(prob).save(tmp, format="PNG")
-        os.replace(tmp, path)
+        from copybench.io import atomic_output
+
+        with atomic_output(path) as tmp:
+            Image.fromarray(prob).save(tmp, format="PNG")
     except OSError as exc:
         log.debug("mask cache not writable (%s): continuing without it", exc)
     return prob

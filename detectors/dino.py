@@ -117,6 +117,7 @@ def _dino_vit(name: str, arch: str, stem: str, width: int) -> None:
         "license": "Apache-2.0",
         "paper": DINO_PAPER,
         "family": "dino",
+        "release_date": "2021-04",
     }
     tokens = DetectorSpec(
         name=name, dims=width, input_size=224, resize="short_crop", crop_pct=0.875, output="tokens", **common
@@ -160,6 +161,7 @@ def build_resnet50(path: Path | None, name: str) -> torch.nn.Module:
         license="Apache-2.0",
         paper=DINO_PAPER,
         family="dino",
+        release_date="2021-04",
     )
 )
 def dino_resnet50(path: Path | None) -> torch.nn.Module:
@@ -180,6 +182,7 @@ def dino_resnet50(path: Path | None) -> torch.nn.Module:
         paper=DINOV2_PAPER,
         output="tokens",
         family="dinov2",
+        release_date="2023-04",
     )
 )
 def dinov2_vitb14(path: Path | None) -> torch.nn.Module:
@@ -206,6 +209,7 @@ def mocov3_backbone(state: dict) -> dict:
         paper=MOCOV3_PAPER,
         output="tokens",
         family="mocov3",
+        release_date="2021-04",
     )
 )
 def mocov3_vitb16(path: Path | None) -> torch.nn.Module:

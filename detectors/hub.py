@@ -24,7 +24,7 @@ import logging
 import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from .registry import DetectorSpec, UnknownDetectorError, WeightsMissingError
@@ -52,7 +52,6 @@ class HubEntry:
     fetch: Callable[..., tuple[Path, str, str]]
     origin: str = "hub"
     revision: str = ""
-    extra: dict = field(default_factory=dict)
 
     def check(self, path: Path) -> str:
         """sha256 of the weights file, checked (hub content address or lock pin); pinned on first use."""

@@ -120,7 +120,9 @@ def weights_status(name: str) -> str:
     entry = get_entry(name)
     spec = entry.spec
     if spec.parameter_free:
-        return "none"
+        from .meta import cached_parameters
+
+        return "random" if cached_parameters(entry) else "none"  # a plugin with unloaded parameters
     if spec.random_only:
         return "random-only"
     try:
@@ -135,16 +137,44 @@ class Detector(torch.nn.Module):
     """A registered model with its spec and weights provenance; forward returns raw (unnormalised) output."""
 
     def __init__(
-        self, spec: DetectorSpec, model: torch.nn.Module, weights: WeightsInfo, code: str | None = None
+        self,
+        spec: DetectorSpec,
+        model: torch.nn.Module,
+        weights: WeightsInfo,
+        code: str | None = None,
+        entry=None,
     ):
         super().__init__()
-        self.spec, self.model, self.weights = spec, model, weights
+        self.spec, self.model, self.weights, self._entry = spec, model, weights, entry
         self.code = (
             code  # sha256 of a plugin factory's source file (None for built-ins): part of the cache key
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
+
+    @property
+    def meta(self):
+        """The detector's :class:`~copybench.detectors.meta.DetectorMeta` (computed on first use)."""
+        from .meta import DetectorMeta, entry_meta
+
+        if self._entry is None:  # a Detector built by hand: what its spec says
+            count = sum(p.numel() for p in self.model.parameters())
+            spec = self.spec
+            return DetectorMeta(
+                spec.name,
+                count,
+                spec.dims,
+                spec.input_size,
+                spec.output,
+                spec.license,
+                spec.paper,
+                spec.weights,
+                self.weights.sha256 or "",
+                spec.release_date,
+                "",
+            )
+        return entry_meta(self._entry, self.weights.sha256)
 
 
 def create_detector(
@@ -176,7 +206,10 @@ def create_detector(
         raise TypeError(
             f"detector {name!r}: factory returned {type(model).__name__}, expected a torch.nn.Module"
         )
-    return Detector(spec, model, info, plugin_code_digest(entry.factory)).eval().to(device)
+    if info.status == "none" and any(True for _ in model.parameters()):
+        # declared parameter-free, yet the model has parameters nobody loaded: random init, and results say so
+        info = WeightsInfo("random", "random init (the detector declares no weights)")
+    return Detector(spec, model, info, plugin_code_digest(entry.factory), entry).eval().to(device)
 
 
 def _resolve(name: str, download: bool):
@@ -267,12 +300,16 @@ def strip_prefix(state: dict, prefix: str) -> dict:
 def describe_detectors(pattern: str = "*") -> list[dict]:
     """One row per registered detector matching ``pattern``: what ``copybench list detectors`` shows.
 
-    ``weights`` is the status (real, missing, random-only, none); ``source`` where real weights come from.
+    ``weights`` is the status (real, missing, random, random-only, none); ``source`` where real weights come
+    from; ``params``, ``paper``, ``release_date``, ``weights_hash``: the detector's metadata (``DetectorMeta``).
     """
+    from .meta import entry_meta
+
     rows = []
     for name in list_detectors(pattern):
         entry = get_entry(name)
         spec = entry.spec
+        meta = entry_meta(entry)
         rows.append(
             {
                 "name": name,
@@ -287,6 +324,10 @@ def describe_detectors(pattern: str = "*") -> list[dict]:
                 "source": spec.weights or "none (parameter-free)",
                 "license": spec.license,
                 "origin": entry.origin,
+                "params": meta.params,
+                "paper": spec.paper,
+                "release_date": spec.release_date,
+                "weights_hash": meta.weights_hash,
             }
         )
     return rows

@@ -75,6 +75,8 @@ class DetectorSpec:
     # centre-crop offset: "round" as torchvision and timm, "floor" as transformers' image processors (an odd
     # margin then leaves its extra pixel at the bottom/right); a one-pixel shift changes every descriptor
     crop_offset: str = "round"
+    # metadata only (YYYY-MM the model was first published): never part of the cache key (see to_dict)
+    release_date: str = ""
 
     def __post_init__(self) -> None:
         if self.resize not in RESIZE_POLICIES:
@@ -121,6 +123,9 @@ class DetectorSpec:
             del out["resize_backend"]
         if out["crop_offset"] == "round":  # likewise
             del out["crop_offset"]
+        del out[
+            "release_date"
+        ]  # metadata: results carry it under detector.meta, descriptors do not depend on it
         return out
 
 

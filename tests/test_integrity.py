@@ -308,3 +308,177 @@ def test_run_counts_undecodable_and_missing_queries_as_misses(tiny_dataset_corru
     assert m["n_with_match"] == 10  # BAD and GONE each have a match, which they cannot have found
     assert m["recall@1"] <= 8 / 10 + 1e-9
     assert "missing" in out and "undecodable" in out  # the table shows both counts
+
+
+# --- builds and imports never delete what a user made; ambiguous inputs are refused ---------------------------
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_rebuild_refuses_to_delete_a_results_folder_inside_the_dataset(tmp_path):
+    from copybench.datasets import SourceError, build_dataset
+
+    out = tmp_path / "ds"
+    build_dataset("crop-xs", out, n_queries=3, progress=False)
+    (out / "results").mkdir()
+    (out / "results" / "mine.json").write_text("{}")
+    with pytest.raises(SourceError, match=r"holds files a build did not write \(.*results"):
+        build_dataset("crop-xs", out, n_queries=3, progress=False)  # was: exit 0, results/ deleted
+    assert (out / "results" / "mine.json").read_text() == "{}"
+    (out / "queries" / "notes.txt").write_text("mine")
+    shutil.rmtree(out / "results")
+    with pytest.raises(SourceError, match=r"notes\.txt"):
+        build_dataset("crop-xs", out, n_queries=3, progress=False)
+
+
+def test_temp_folders_of_killed_builds_are_removed_by_the_next_build(tmp_path):
+    from copybench.datasets import build_dataset
+
+    pid = _dead_pid()
+    stale = [tmp_path / f".ds.building-{pid}-x1", tmp_path / f".ds.old-{pid}-x2"]
+    alive = tmp_path / f".ds.building-{__import__('os').getpid()}-x3"  # a live build's folder stays
+    for d in (*stale, alive):
+        (d / "queries").mkdir(parents=True)
+    build_dataset("crop-xs", tmp_path / "ds", n_queries=3, progress=False)
+    assert not any(d.exists() for d in stale) and alive.is_dir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([alive.name, "ds"])
+
+
+def _disc21_src(tmp_path: Path) -> Path:
+    from PIL import Image
+
+    src = tmp_path / "disc"
+    (src / "queries").mkdir(parents=True)
+    (src / "references").mkdir()
+    for i in range(3):
+        Image.new("RGB", (16, 16), (i * 60, 0, 0)).save(src / "references" / f"R{i}.jpg")
+        Image.new("RGB", (16, 16), (0, i * 60, 0)).save(src / "queries" / f"Q{i}.jpg")
+    (src / "ground_truth.csv").write_text("query_id,reference_id\nQ0,R0\nQ1,R1\nQ2,\n")
+    return src
+
+
+def test_disc21_import_refuses_duplicate_stems_naming_both(tmp_path):
+    from PIL import Image
+
+    from copybench.datasets import SourceError, import_dataset
+
+    src = _disc21_src(tmp_path)
+    Image.new("RGB", (16, 16), (0, 0, 255)).save(src / "references" / "R0.png")  # same stem as R0.jpg
+    with pytest.raises(SourceError, match=r"ambiguous id 'R0': both .*R0\.jpg and .*R0\.png"):
+        import_dataset("disc21", src, tmp_path / "out", progress=False)
+
+
+def test_disc21_import_refuses_two_ground_truth_files_naming_both(tmp_path):
+    from copybench.datasets import SourceError, import_dataset
+
+    src = _disc21_src(tmp_path)
+    (src / "backup_ground_truth.csv").write_text("query_id,reference_id\nQ0,R2\n")
+    with pytest.raises(
+        SourceError, match=r"several ground-truth CSVs: .*backup_ground_truth\.csv, .*/ground_truth\.csv"
+    ):
+        import_dataset("disc21", src, tmp_path / "out", progress=False)
+    (src / "backup_ground_truth.csv").unlink()
+    assert import_dataset("disc21", src, tmp_path / "out", progress=False).positives["Q0"] == {"R0"}
+
+
+# --- concurrency, write errors, exit codes -------------------------------------------------------------------
+
+
+def test_predictions_temp_name_is_unique_to_its_writer(tiny_dataset, tmp_path):
+    """Another process's temp file in the way (what two concurrent runs did to each other) breaks nothing."""
+    res = tmp_path / "res"
+    args = ["run", "--dataset", tiny_dataset, "--detectors", "pixel_gray_8", "--results", res, "--no-cache"]
+    assert _cli(*args, "--n-boot", "0") == 0
+    pred = next(res.rglob("*.predictions.csv.gz"))
+    (pred.parent / f".{pred.name}.tmp").mkdir()  # the name every writer used before
+    assert _cli(*args, "--n-boot", "0", "--force") == 0
+    assert not [
+        p for p in pred.parent.iterdir() if p.name.startswith(".") and p.is_file() and "lock" not in p.name
+    ]
+
+
+def test_a_write_error_loses_no_other_detector_and_leaves_no_orphan(
+    tiny_dataset, tmp_path, monkeypatch, capsys
+):
+    import copybench.run
+
+    real = copybench.run.write_result
+
+    def full_for_gray8(path, result):
+        if result.detector_name == "pixel_gray_8":
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real(path, result)
+
+    monkeypatch.setattr(copybench.run, "write_result", full_for_gray8)
+    res = tmp_path / "res"
+    code = _cli("run", "--dataset", tiny_dataset, "--detectors", "pixel_gray_8,pixel_rgb_8", "--results", res,
+                "--no-cache", "--n-boot", "0")  # fmt: skip
+    out = capsys.readouterr()
+    assert code == 3  # a runtime failure, not "bad input" and not the gate's 1
+    names = sorted(p.name for p in next(res.iterdir()).iterdir() if not p.name.startswith("."))
+    assert names == ["pixel_rgb_8.json", "pixel_rgb_8.predictions.csv.gz"]  # no orphan gray_8 predictions
+    said = (out.out + out.err).replace("\n", "")  # rich may fold the long line
+    assert "pixel_gray_8.json: No space left on device" in said
+
+
+def test_an_unexpected_exception_exits_3_with_one_line(tiny_dataset, monkeypatch, capsys):
+    import copybench.run
+
+    def boom(*a, **k):
+        raise RuntimeError("CUDA error: an illegal memory access")
+
+    monkeypatch.setattr(copybench.run, "run_benchmark", boom)
+    code = _cli("run", "--dataset", tiny_dataset, "--detectors", "pixel_gray_8")
+    err = capsys.readouterr().err
+    assert (
+        code == 3 and "RuntimeError: CUDA error: an illegal memory access" in err
+    )  # was a traceback, exit 1
+    assert "Traceback" not in err
+
+
+# --- the gate and the table see every result file ------------------------------------------------------------
+
+
+@pytest.fixture
+def one_result(tiny_dataset, tmp_path) -> Path:
+    res = tmp_path / "res"
+    assert _cli("run", "--dataset", tiny_dataset, "--detectors", "pixel_gray_8", "--results", res,
+                "--no-cache", "--n-boot", "0") == 0  # fmt: skip
+    return res
+
+
+def test_check_refuses_two_results_with_one_key_naming_both(one_result, tmp_path, capsys):
+    import json
+
+    original = next(one_result.rglob("pixel_gray_8.json"))
+    base = tmp_path / "base"
+    shutil.copytree(one_result, base)
+    old = json.loads(original.read_text())
+    old["metrics"]["micro_ap"] = 0.99  # an old, better-looking copy that would hide a regression
+    (one_result / "old").mkdir()
+    (one_result / "old" / "pixel_gray_8.json").write_text(json.dumps(old))
+    capsys.readouterr()
+    assert _cli("check", "--baseline", base, "--results", one_result) == 2  # was 0 or 1 by path order
+    said = capsys.readouterr().err.replace("\n", "")
+    assert "two results for one key" in said and "old/pixel_gray_8.json" in said and str(original) in said
+
+
+def test_table_names_every_result_file_it_cannot_read(one_result, caplog):
+    import json
+
+    original = next(one_result.rglob("pixel_gray_8.json"))
+    newer = json.loads(original.read_text())
+    newer["schema_version"] = 2
+    (original.parent / "future.json").write_text(json.dumps(newer))
+    (original.parent / "broken.json").write_text("{")
+    with caplog.at_level(logging.WARNING):  # the CLI's logging handler writes these lines to stderr
+        assert _cli("table", one_result) == 0
+    err = " ".join(r.getMessage() for r in caplog.records)
+    assert "future.json" in err and "schema version 2" in err and "broken.json" in err
