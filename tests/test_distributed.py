@@ -136,7 +136,14 @@ def test_sharded_search_equals_single_process(cluster):
 
 def test_scan_on_ray_equals_local_and_its_uri_cache_serves_the_local_engine(cluster, built, tmp_path):
     # the device decode strategy (torchvision's decoder; nvjpeg on CUDA) on both sides: its byte path in the actors
-    args = {"top_k": 3, "batch_size": 4, "progress": False, "baseline_sample": None, "decode": "device"}
+    args = {
+        "top_k": 3,
+        "batch_size": 4,
+        "progress": False,
+        "baseline_sample": None,
+        "decode": "device",
+        "threshold": 0.5,
+    }
     local = scan(
         built / "queries", built / "references", DETECTOR, out=tmp_path / "local", cache_dir=None, **args
     )
