@@ -358,8 +358,10 @@ def cmd_check(args) -> int:
 
 def cmd_plot(args) -> int:
     from .plots import plot_results
+    from .speed_plot import plot_accuracy_speed_dirs
 
     written = plot_results(args.results_dir, args.out)
+    written += plot_accuracy_speed_dirs(args.results_dir, args.out, throughput_dir=args.throughput)
     _err().print("wrote " + ", ".join(str(p) for p in written) if written else "no accuracy results to plot")
     return EXIT_OK
 
@@ -708,7 +710,15 @@ def _add_run_and_results(sub) -> None:
     p = sub.add_parser("plot", help="precision-recall curves and per-family bars (PNG) from result files")
     p.add_argument("results_dir", help="a result file or a folder searched recursively")
     p.add_argument(
-        "--out", required=True, help="folder for the PNGs (pr_<dataset>.png, families_<dataset>.png)"
+        "--out",
+        required=True,
+        help="folder for the PNGs (pr_<dataset>.png, families_<dataset>.png, accuracy_speed_<dataset>__<device>.png)",
+    )
+    p.add_argument(
+        "--throughput",
+        default=None,
+        metavar="DIR",
+        help="throughput results to plot accuracy against speed with (default: those under RESULTS, if any)",
     )
     p.set_defaults(func=cmd_plot)
 

@@ -224,6 +224,7 @@ class DeviceDecode:
         self.device, self.backend, self.ahead = torch.device(device), backend, max(1, ahead)
         self.name = backend
         self._nvimgcodec = None
+        self._params = None
         self.paths: list[str] = []
 
     def batches(self, paths: list[str], rows: list[int]) -> Iterator[Batch]:
@@ -324,7 +325,15 @@ class DeviceDecode:
 
         if self._nvimgcodec is None:
             self._nvimgcodec = nvimgcodec.Decoder(device_id=self.device.index or 0)
-        images = self._nvimgcodec.decode(datas)
+            # as Pillow's decode: pixels in file order (no EXIF rotation), 8-bit RGB
+            self._params = nvimgcodec.DecodeParams(
+                apply_exif_orientation=False, color_spec=nvimgcodec.ColorSpec.RGB
+            )
+        stream = torch.cuda.current_stream(
+            self.device
+        ).cuda_stream  # this batch's side stream: its event covers it
+        images = self._nvimgcodec.decode(datas, params=self._params, cuda_stream=stream)
         if any(img is None for img in images):
             raise ValueError("nvImageCodec could not decode every image of the batch")
-        return [torch.as_tensor(img, device=self.device)[..., :3].permute(2, 0, 1) for img in images]
+        # HWC device memory shared through DLPack (no copy), viewed as CHW like torchvision's decoders
+        return [torch.from_dlpack(img)[..., :3].permute(2, 0, 1) for img in images]

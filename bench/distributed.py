@@ -290,7 +290,9 @@ class RayExtractor:
         self.engine, self.detector, self.device, self.dtype = engine, detector, str(device), dtype
         self.batch_size, self.progress, self.scales = batch_size, progress, local.scales
         self.cache_dir, self.decode, self.draft, self.raw = cache_dir, decode, draft, raw
-        self.decode_key = expected_decode_key(decode, self.device, draft)
+        self.decode_key = expected_decode_key(
+            decode, self.device, draft and bool(local.preprocess.min_decode_side)
+        )
 
     def run(
         self, paths: list[str], *, tokens: bool = False, fingerprint: str | None = None, label: str = "images"
@@ -418,7 +420,7 @@ class RayExtractor:
         return tuple(WorkerStats(w, images[w], busy[w]) for w in sorted(images))
 
 
-def expected_decode_key(decode: str, device: str, draft: bool) -> str:
+def expected_decode_key(decode: str, device: str, draft: bool) -> str:  # draft: reduced-size decoding applies
     """The cache key's decode part that the local Extractor would use on ``device`` (``auto``: nvjpeg on CUDA);
     each actor checks its own against it, so descriptors are never keyed under another decoder."""
     from .decode import DECODES

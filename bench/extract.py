@@ -164,7 +164,7 @@ class Extractor:
     def _decode_key(self) -> str:
         """The cache key's decode part: what decoded the pixels (full or reduced-size Pillow, or a GPU decoder)."""
         if self.decode == "workers":
-            return "pillow-draft" if self.draft else "pillow"
+            return "pillow-draft" if self.draft and self.preprocess.min_decode_side else "pillow"
         return self.decode
 
     def batches(self, paths: list[str], rows: list[int]):

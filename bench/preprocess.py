@@ -86,9 +86,12 @@ class Preprocess:
         self.std = torch.tensor(spec.std).view(3, 1, 1)
 
     @property
-    def min_decode_side(self) -> int:
+    def min_decode_side(self) -> int | None:
         """Smallest side a reduced-size decode may have: DRAFT_MARGIN times the side the resize maps the short side
-        (or, for square inputs, both sides) to."""
+        (or, for square inputs, both sides) to. None for Pillow-resize specs: they reproduce original scripts,
+        which decode in full."""
+        if getattr(self.spec, "resize_backend", "tensor") == "pil":
+            return None
         side = self.spec.input_size if self.spec.resize in ("square", "short") else self.spec.resize_size
         return self.DRAFT_MARGIN * int(side)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 SCHEMA_VERSION = 1
-KINDS = ("accuracy", "throughput")
+KINDS = ("accuracy", "throughput", "scale")  # scale: memory at size (copybench.throughput.scale)
 
 
 class ResultError(ValueError):

@@ -129,13 +129,18 @@ def plot_histogram(path: Path, top1: np.ndarray, base: np.ndarray, summary: dict
 
 
 def _thumb(path: str) -> Image.Image:
+    return _thumb_of(path, THUMB_SIDE)
+
+
+def _thumb_of(path: str | Path, side: int) -> Image.Image:
+    """An image shrunk to fit ``side`` x ``side`` (a blank square when it cannot be read)."""
     from .preprocess import ImageReadError, read_image
 
     try:
         img = read_image(path)
     except ImageReadError:
-        return Image.new("RGB", (THUMB_SIDE, THUMB_SIDE), "white")
-    img.thumbnail((THUMB_SIDE, THUMB_SIDE))
+        return Image.new("RGB", (side, side), "white")
+    img.thumbnail((side, side))
     return img
 
 

@@ -127,3 +127,38 @@ def test_draft_descriptors_match_the_full_decode(large_photos, name):
     full = Extractor(det, num_workers=0, progress=False, draft=False).run(large_photos)
     draft = Extractor(det, num_workers=0, progress=False, draft=True).run(large_photos)
     assert _cos_min(full.vectors, draft.vectors) > 1 - 1e-3
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("decode", ["device", "nvimgcodec"])
+def test_gpu_decoders_match_the_cpu_path_on_cuda(tmp_path, decode):
+    if decode == "nvimgcodec":
+        pytest.importorskip("nvidia.nvimgcodec")
+    paths = _mixed_folder(tmp_path)
+    torch.manual_seed(0)
+    det = create_detector("efficientnet_lite0", allow_random=True, device="cuda")
+    gpu = Extractor(det, device="cuda", batch_size=4, num_workers=2, progress=False, decode=decode)
+    assert gpu.decode == decode
+    cpu = Extractor(
+        det, device="cuda", batch_size=4, num_workers=2, progress=False, decode="workers", draft=False
+    )
+    a, b = cpu.run(paths), gpu.run(paths)
+    assert sorted(a.failed) == sorted(b.failed) == [8, 9]
+    # nvjpeg's IDCT and chroma upsampling differ from libjpeg's in the last bit of some pixels
+    assert _cos_min(np.asarray(a.vectors)[a.ok], np.asarray(b.vectors)[b.ok]) > 0.999
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_auto_decode_is_the_gpu_on_cuda():
+    assert Extractor(create_detector("pixel_gray_16"), device="cuda", progress=False).decode == "device"
+
+
+def test_pillow_resize_specs_decode_in_full():
+    from dataclasses import replace
+
+    spec = create_detector("pixel_gray_16").spec
+    assert Preprocess(spec).min_decode_side == Preprocess.DRAFT_MARGIN * spec.input_size
+    # protocol specs reproduce scripts that resize PIL images decoded in full: no reduced-size decoding
+    assert Preprocess(replace(spec, resize_backend="pil")).min_decode_side is None

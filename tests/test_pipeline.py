@@ -505,9 +505,27 @@ def test_plots_from_raw_predictions(tiny_dataset, tmp_path):
     run_benchmark(
         ds, ["pixel_gray_8"], RunSettings(n_boot=10), results=tmp_path / "res", cache_dir=None, progress=False
     )
+    run_benchmark(
+        ds,
+        ["color_hist_512"],
+        RunSettings(n_boot=10),
+        results=tmp_path / "res",
+        cache_dir=None,
+        progress=False,
+    )
     assert _cli("plot", tmp_path / "res", "--out", tmp_path / "plots") == 0
     pngs = sorted(p.name for p in (tmp_path / "plots").glob("*.png"))
-    assert len(pngs) == 2 and pngs[0].startswith("families_") and pngs[1].startswith("pr_")
+    assert [p.split("_")[0] for p in pngs] == ["families", "pr", "scores"]
+    from copybench.plots import colours, predictions_arrays
+    from copybench.results import read_results
+
+    results, _ = read_results(tmp_path / "res")
+    assert colours(results) == colours(results[::-1])  # a detector's colour does not depend on order
+    assert len(set(colours(results).values())) == len(results)
+    for r in results:  # a gallery exactly when some query with a copy has a wrong rank-1 reference
+        _, hits, n_pos = predictions_arrays(r)
+        gallery = list((tmp_path / "plots").glob(f"missed_*__{r.detector_name}.jpg"))
+        assert len(gallery) == int(bool(((n_pos > 0) & ~hits[:, 0]).any()))
 
 
 def test_table_shows_accuracy_beside_throughput(tiny_dataset, tmp_path):
