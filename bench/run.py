@@ -13,12 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from copybench.io import atomic_output, file_lock
+from copybench.io import atomic_output, cache_root, file_lock
 
 from .results import Result, read_result, result_path, weights_record, write_result
 
 log = logging.getLogger(__name__)
-DEFAULT_CACHE = Path.home() / ".cache" / "copybench" / "descriptors"
+DEFAULT_CACHE = cache_root() / "descriptors"  # $COPYBENCH_CACHE/descriptors, read when copybench starts
 DEFAULT_TOPK = 100
 NO_DESCRIPTOR = "no descriptor for"  # how imported descriptor files report an id they lack
 
@@ -59,6 +59,10 @@ class RunSettings:
         if self.multiscale and not all(x > 0 for x in self.multiscale):
             raise ValueError(
                 f"--multiscale factors must be positive, got {','.join(f'{x:g}' for x in self.multiscale)}"
+            )
+        if self.n_boot < 0:
+            raise ValueError(
+                f"--n-boot must be >= 0 bootstrap samples (0: no confidence intervals), got {self.n_boot}"
             )
         if (self.topk is not None and self.topk < 1) or self.batch_size < 1:
             raise ValueError(
