@@ -89,6 +89,15 @@ def test_sizes_and_nested_subsets():
         nested_subsets(100, (101,), seed=0)
 
 
+def test_train_settings_refuse_what_cannot_run():
+    from copybench.study_train import TrainSettings
+
+    assert TrainSettings(resolution=16, model="small").key("s")["subset"] == "s"
+    for bad in ({"model": "huge"}, {"resolution": 10, "model": "small"}, {"prediction": "v"}, {"lr": 0}):
+        with pytest.raises(ValueError):
+            TrainSettings(**bad)
+
+
 # ---------------------------------------------------------------------------------------------- end to end
 def test_pipeline_end_to_end(study):
     base, _, record = study
