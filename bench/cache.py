@@ -6,7 +6,7 @@ with identical descriptors. The final arrays are ``.npy`` files opened as memory
 the number of images.
 
 Cache key: detector spec, weights hash, preprocessing, dtype, output kind and the exact list of image files
-(plus the dataset fingerprint when there is one).
+with their sizes and mtimes (plus the dataset fingerprint when there is one).
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
 log = logging.getLogger(__name__)
-CACHE_VERSION = 2  # bump whenever decoding, preprocessing or normalisation changes what a descriptor is
+# bump whenever decoding, preprocessing or normalisation changes what a descriptor is
+CACHE_VERSION = 4  # 3: reduced-size decoding of large JPEGs, the decoder in the key; 4: EXIF orientation
 SHARD_IMAGES = 1024
 SHARD_SECONDS = (
     30.0  # also flush a shard this often, so a kill -9 loses at most this much work on a slow model
@@ -36,7 +37,7 @@ SHARD_SECONDS = (
 
 @dataclass
 class Descriptors:
-    """L2-normalised descriptors of ``paths``; rows of failed images are zero and listed in ``failed``."""
+    """Descriptors of ``paths``, L2-normalised unless extracted raw; failed rows are zero, listed in ``failed``."""
 
     paths: list[str]
     vectors: np.ndarray  # (N, D) float32, possibly a memmap
@@ -60,8 +61,10 @@ def cache_key(
     tokens: bool,
     fingerprint: str | None = None,
     scales: tuple[float, ...] | None = None,
+    raw: bool = False,
+    decode: str = "pillow",
 ) -> str:
-    """Stable hash identifying one extraction."""
+    """Stable hash identifying one extraction (``decode``: what decoded the pixels; decoders differ in pixels)."""
     h = hashlib.sha256()
     ident = {
         "v": CACHE_VERSION,
@@ -70,15 +73,27 @@ def cache_key(
         "dtype": dtype,
         "tokens": tokens,
         "fingerprint": fingerprint,
+        "decode": decode,
     }
     if scales:
         ident["scales"] = list(scales)
+    if raw:  # unnormalised global descriptors (only when asked, so other keys stay as they were)
+        ident["raw"] = True
     if getattr(detector, "code", None):  # a plugin: its code decides what a descriptor is
         ident["code"] = detector.code
     h.update(json.dumps(ident, sort_keys=True).encode())
     for p in paths:
-        h.update(p.encode() + b"\0")
+        h.update(p.encode() + b"\0" + _stat_tag(p))
     return h.hexdigest()[:24]
+
+
+def _stat_tag(path: str) -> bytes:
+    """Size and mtime of an image: a file replaced under the same name (a scan folder, say) is a new key."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return b"absent\0"
+    return f"{st.st_size}:{st.st_mtime_ns}\0".encode()
 
 
 class CacheWriteError(OSError):

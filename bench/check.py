@@ -41,6 +41,20 @@ def _key(result: Result) -> str:
     return json.dumps(result.key, sort_keys=True)
 
 
+def _refuse_duplicates(results: list[Result], where: str | Path) -> dict[str, Result]:
+    """Results by key; two files with one key are refused by name (whichever won, an old copy could hide a
+    regression or fake an improvement)."""
+    by_key: dict[str, Result] = {}
+    for r in results:
+        first = by_key.setdefault(_key(r), r)
+        if first is not r:
+            raise ValueError(
+                f"{where}: two results for one key ({r.detector_name} on {r.dataset_name}): {first.source} and "
+                f"{r.source}; keep one of them"
+            )
+    return by_key
+
+
 def compare(
     baseline: str | Path,
     results: str | Path,
@@ -59,7 +73,8 @@ def compare(
     _check_metric_names(metrics, base)
     new = [r for r in new if r.kind == "accuracy"]
     _check_same_datasets(base, new, baseline, results)
-    by_key = {_key(r): r for r in new}
+    _refuse_duplicates(base, baseline)
+    by_key = _refuse_duplicates(new, results)
     changes = []
     for b in base:
         n = by_key.get(_key(b))

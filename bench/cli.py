@@ -1,6 +1,7 @@
 """The ``copybench`` command line: thin wrappers over library functions with the same argument names.
 
-Exit codes: 0 success, 1 a check failed, 2 bad usage or input (the message names the bad value).
+Exit codes: 0 success, 1 a check failed, 2 bad usage or input (the message names the bad value), 3 a runtime
+failure (disk full, a crash; one line naming the cause, the traceback with -v).
 """
 
 from __future__ import annotations
@@ -8,9 +9,10 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from pathlib import Path
 
-EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+from .protocols import PROTOCOLS
+
+EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT, EXIT_RUNTIME = 0, 1, 2, 3
 
 
 class UsageError(Exception):
@@ -50,6 +52,10 @@ def _expand_detectors(spec: str) -> list[str]:
             names += found
         elif item.startswith(("timm:", "open_clip:", "hf-hub:", "hf:")):
             names.append(item)  # hub names resolve when built (a --download run fetches them first)
+        elif item == "baselines":
+            from copybench.detectors.fetch import BASELINES
+
+            names += BASELINES
         else:
             get_spec(item)  # raises UnknownDetectorError naming it
             names.append(item)
@@ -80,26 +86,35 @@ def cmd_list(args) -> int:
         if not rows:
             raise UsageError(f"no detector matches {pattern!r} (`copybench list detectors` shows them all)")
         table = Table(
-            title="registered detectors (weights: real = found offline, missing = needs a file, "
-            "none = parameter-free)"
+            title="registered detectors (weights: real = found offline, missing = needs a file, random = "
+            "random init, none = parameter-free; hash: published or pinned sha256, or hub revision)"
         )
         # names are what users copy into --detectors: never wrapped or cut; the other columns give way
         table.add_column("name", no_wrap=True, min_width=max(len(d["name"]) for d in rows))
-        for col in ("family", "dims", "input", "output", "weights"):
+        for col in ("family", "params", "dims", "input", "output", "weights", "hash", "released"):
             table.add_column(col, no_wrap=col != "input")
+        table.add_column("license", overflow="fold")
         table.add_column("source", overflow="fold")
         for d in rows:
             style = {"missing": "yellow", "real": "green"}.get(d["weights"])
             table.add_row(
                 d["name"],
                 d["family"],
+                "?" if d["params"] is None else f"{d['params'] / 1e6:.1f}M",
                 str(d["dims"]),
                 f"{d['input_size']} {d['resize']}",
                 d["output"],
                 d["weights"],
+                d["weights_hash"][:12],
+                d["release_date"],
+                d["license"],
                 d["source"],
                 style=style,
             )
+    elif args.what == "protocols":
+        table = _protocols_table(pattern)
+    elif args.what == "subsets":
+        table = _subsets_table(pattern)
     else:
         from fnmatch import fnmatch
 
@@ -117,6 +132,43 @@ def cmd_list(args) -> int:
     return EXIT_OK
 
 
+def _subsets_table(pattern: str):
+    from fnmatch import fnmatch
+
+    from rich.table import Table
+
+    from copybench.datasets.subsets import list_subsets
+
+    rows = [r for r in list_subsets() if fnmatch(r[1], pattern)]
+    if not rows:
+        raise UsageError(f"no subset matches {pattern!r} (`copybench list subsets` shows them all)")
+    table = Table(title="query subsets of imported benchmarks (copybench run --subset NAME)")
+    for col in ("format", "subset", "queries"):
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def _protocols_table(pattern: str):
+    import fnmatch
+
+    from rich.table import Table
+
+    from .protocols import describe_protocols
+
+    rows = [row for row in describe_protocols() if fnmatch.fnmatch(row["name"], pattern)]
+    if not rows:
+        raise UsageError(f"no protocol matches {pattern!r} (`copybench list protocols` shows them all)")
+    table = Table(title="evaluation protocols (--protocol NAME; definitions in docs/PROTOCOLS.md)")
+    cols = ("name", "preprocessing", "similarity", "whitening", "score_norm", "depth", "metrics", "scan")
+    for col in cols:
+        table.add_column(col, no_wrap=col == "name")
+    for row in rows:
+        table.add_row(*(row[c] for c in cols))
+    return table
+
+
 def cmd_data_build(args) -> int:
     from copybench.datasets import build_dataset
 
@@ -128,6 +180,7 @@ def cmd_data_build(args) -> int:
         seed=args.seed,
         device=args.device,
         progress=not args.quiet,
+        cache_dir=args.cache_dir,
     )
     _report_dataset(ds)
     return EXIT_OK
@@ -141,6 +194,18 @@ def cmd_data_import(args) -> int:
     )
     _report_dataset(ds)
     return EXIT_OK
+
+
+def cmd_data_verify(args) -> int:
+    from copybench.datasets.integrity import verify_dataset
+
+    report = verify_dataset(args.path)
+    console = _console()
+    for problem in report.problems:
+        console.print(f"[red]changed[/red] {problem}", highlight=False)
+    state = "[green]intact[/green]" if report.ok else f"[red]{len(report.problems)} problem(s)[/red]"
+    console.print(f"{state}: {report.root}, {report.n_files} image files hashed", highlight=False)
+    return EXIT_OK if report.ok else EXIT_CHECK_FAILED
 
 
 def _report_dataset(ds) -> None:
@@ -168,6 +233,8 @@ def _settings(args):
         n_boot=args.n_boot,
         multiscale=_scales(args.multiscale),
         subset=getattr(args, "subset", None),
+        protocol=args.protocol,
+        decode=getattr(args, "decode", "auto"),
     )
 
 
@@ -185,7 +252,7 @@ def _scales(text: str | None) -> tuple[float, ...] | None:
 def cmd_run(args) -> int:
     from copybench.datasets.dataset import load_dataset
 
-    from .run import run_benchmark
+    from .run import DEFAULT_CACHE, run_benchmark
 
     dataset = load_dataset(args.dataset)
     names = _expand_detectors(args.detectors)
@@ -194,7 +261,7 @@ def cmd_run(args) -> int:
         names,
         _settings(args),
         results=args.results,
-        cache_dir=None if args.no_cache else args.cache_dir,
+        cache_dir=None if args.no_cache else (args.cache_dir or DEFAULT_CACHE),
         allow_random=args.allow_random,
         weights=_weights_map(args.weights),
         skip_existing=not args.force,
@@ -207,7 +274,10 @@ def cmd_run(args) -> int:
     done = [o.result for o in outcomes if o.result]
     if done:  # this run's dataset and detectors only; `copybench table` shows the whole folder
         print_leaderboards(accuracy_frame(done))
-    return EXIT_OK if all(o.status != "failed" for o in outcomes) else EXIT_BAD_INPUT
+    failed = [o for o in outcomes if o.status == "failed"]
+    if any(o.runtime for o in failed):
+        return EXIT_RUNTIME
+    return EXIT_BAD_INPUT if failed else EXIT_OK
 
 
 def _print_outcomes(outcomes) -> None:
@@ -285,8 +355,10 @@ def cmd_check(args) -> int:
 
 def cmd_plot(args) -> int:
     from .plots import plot_results
+    from .speed_plot import plot_accuracy_speed_dirs
 
     written = plot_results(args.results_dir, args.out)
+    written += plot_accuracy_speed_dirs(args.results_dir, args.out, throughput_dir=args.throughput)
     _err().print("wrote " + ", ".join(str(p) for p in written) if written else "no accuracy results to plot")
     return EXIT_OK
 
@@ -334,6 +406,17 @@ def cmd_demo(args) -> int:
 
 
 # ----------------------------------------------------------------------------------------------- parser
+def _add_decode_option(p: argparse.ArgumentParser) -> None:
+    from .decode import DECODES
+
+    p.add_argument(
+        "--decode",
+        default="auto",
+        choices=DECODES,
+        help="how files are decoded: workers (CPU), device (nvjpeg on the GPU), nvimgcodec; auto: device on CUDA",
+    )
+
+
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--similarity",
@@ -351,8 +434,18 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "fp16"))
+    _add_decode_option(p)
     add_top_k(
-        p, 100, "references kept per query; metrics use this ranking (default 100; --topk is deprecated)"
+        p,
+        None,
+        "references kept per query; metrics use this ranking (default 100; fixed by --protocol dcr/isc/dino; "
+        "--topk is deprecated)",
+    )
+    p.add_argument(
+        "--protocol",
+        default="native",
+        choices=tuple(PROTOCOLS),
+        help="evaluation protocol (docs/PROTOCOLS.md; `copybench list protocols`): native (default), dcr, isc, dino",
     )
     p.add_argument(
         "--allow-random",
@@ -372,8 +465,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--cache-dir",
-        default=str(Path.home() / ".cache" / "copybench" / "descriptors"),
-        help="descriptor cache",
+        default=None,
+        help="descriptor cache folder (default: $COPYBENCH_CACHE/descriptors, ~/.cache/copybench/descriptors)",
     )
     p.add_argument("--no-cache", action="store_true", help="do not read or write the descriptor cache")
     p.add_argument(
@@ -442,7 +535,7 @@ class _DeprecatedAlias(argparse.Action):
         setattr(namespace, self.dest, values)
 
 
-def add_top_k(parser: argparse.ArgumentParser, default: int, help: str, dest: str = "topk") -> None:
+def add_top_k(parser: argparse.ArgumentParser, default: int | None, help: str, dest: str = "topk") -> None:
     """``--top-k`` everywhere; the old ``--topk`` still works, with a deprecation warning."""
     parser.add_argument(
         "--top-k",
@@ -481,8 +574,8 @@ def _add_demo_and_list(sub) -> None:
     p.add_argument("--force", action="store_true", help="recompute results that already exist")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("list", help="list registered detectors or dataset recipes")
-    p.add_argument("what", choices=("detectors", "recipes"))
+    p = sub.add_parser("list", help="list registered detectors, dataset recipes or evaluation protocols")
+    p.add_argument("what", choices=("detectors", "recipes", "protocols", "subsets"))
     p.add_argument("pattern", nargs="?", default=None, help="shell pattern, e.g. 'dino_*'")
     p.set_defaults(func=cmd_list)
 
@@ -510,6 +603,12 @@ def _add_data(sub) -> None:
         "--seed", type=int, default=0, help="dataset seed (default 0): same recipe and seed, same dataset"
     )
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N for rendering the queries")
+    p.add_argument(
+        "--cache-dir",
+        default=None,
+        help="cache root for computed saliency masks, in DIR/u2netp-masks (default: $COPYBENCH_CACHE, "
+        "~/.cache/copybench)",
+    )
     p.set_defaults(func=cmd_data_build)
     p = data.add_parser(
         "import",
@@ -535,6 +634,13 @@ def _add_data(sub) -> None:
         "--out", required=True, help="folder for the index (dataset.json, queries.csv, references.csv)"
     )
     p.set_defaults(func=cmd_data_import)
+    p = data.add_parser(
+        "verify",
+        help="hash every manifest and image of a dataset and compare with what it was written with",
+        description="Exit 0 when every file matches its record, 1 when one differs (each named).",
+    )
+    p.add_argument("path", help="dataset folder")
+    p.set_defaults(func=cmd_data_verify)
 
 
 def _add_run_and_results(sub) -> None:
@@ -604,7 +710,15 @@ def _add_run_and_results(sub) -> None:
     p = sub.add_parser("plot", help="precision-recall curves and per-family bars (PNG) from result files")
     p.add_argument("results_dir", help="a result file or a folder searched recursively")
     p.add_argument(
-        "--out", required=True, help="folder for the PNGs (pr_<dataset>.png, families_<dataset>.png)"
+        "--out",
+        required=True,
+        help="folder for the PNGs (pr_<dataset>.png, families_<dataset>.png, accuracy_speed_<dataset>__<device>.png)",
+    )
+    p.add_argument(
+        "--throughput",
+        default=None,
+        metavar="DIR",
+        help="throughput results to plot accuracy against speed with (default: those under RESULTS, if any)",
     )
     p.set_defaults(func=cmd_plot)
 
@@ -656,6 +770,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         _err().print("[yellow]interrupted[/yellow]: finished results are kept; rerun to resume")
         return 130
+    except Exception as exc:
+        logging.getLogger(__name__).debug("runtime failure", exc_info=True)
+        _err().print(
+            f"[red]error:[/red] {type(exc).__name__}: {exc} (run with -v for the traceback)", highlight=False
+        )
+        return EXIT_RUNTIME
 
 
 if __name__ == "__main__":

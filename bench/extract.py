@@ -1,7 +1,9 @@
 """Descriptor extraction: batched, resumable, streamed to an on-disk cache.
 
-Images are decoded and resized (uint8) in DataLoader workers, normalised on the device, run through the model
-under ``torch.inference_mode`` (bf16/fp16 autocast and channels_last on GPU) and L2-normalised by the harness.
+Images are decoded and resized (uint8) by the extractor's decode strategy (:mod:`copybench.decode`: Pillow in
+CPU DataLoader workers, or nvjpeg / nvImageCodec on the GPU, chosen automatically on CUDA), normalised on the
+device, run through the model under ``torch.inference_mode`` (bf16/fp16 autocast and channels_last on GPU) and
+L2-normalised by the harness.
 Descriptors go to the cache of ``copybench.cache`` (atomic shards, so a run killed at any point resumes with
 identical descriptors; final arrays memory-mapped). An image that fails to decode is reported by path and left
 out; nothing else is lost.
@@ -17,33 +19,11 @@ from pathlib import Path
 import torch
 
 from .cache import Descriptors, ShardStore, cache_key
-from .preprocess import ImageReadError, Preprocess, pil_to_tensor, read_image
+from .decode import Batch, make_decoder, resolve_decode
+from .preprocess import Preprocess
 
 log = logging.getLogger(__name__)
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-class _Images(torch.utils.data.Dataset):
-    """Decode + resize in workers; a bad file yields its error message instead of pixels."""
-
-    def __init__(self, paths: list[str], rows: list[int], preprocess: Preprocess) -> None:
-        self.paths, self.rows, self.preprocess = paths, rows, preprocess
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getitem__(self, i: int):
-        row = self.rows[i]
-        try:
-            return row, self.preprocess.resize(pil_to_tensor(read_image(self.paths[row]))), None
-        except ImageReadError as exc:
-            return row, None, str(exc)
-        except Exception as exc:  # noqa: BLE001 - any decoder crash on one odd file must not kill the run
-            return row, None, f"{self.paths[row]}: {type(exc).__name__}: {exc}"
-
-
-def _collate(items):
-    return items
 
 
 def default_workers() -> int:
@@ -66,7 +46,12 @@ def check_dtype_applies(detector, dtype: str) -> None:
 
 
 class Extractor:
-    """Runs one detector over image lists with the harness's preprocessing and normalisation."""
+    """Runs one detector over image lists with the harness's preprocessing and normalisation.
+
+    ``decode`` picks how files become pixels (:mod:`copybench.decode`): ``workers`` (Pillow in CPU worker
+    processes), ``device`` (nvjpeg on the GPU), ``nvimgcodec``, or ``auto`` (``device`` on CUDA). ``draft=False``
+    turns off reduced-size decoding of large JPEGs in the workers path.
+    """
 
     def __init__(
         self,
@@ -79,6 +64,9 @@ class Extractor:
         cache_dir: str | Path | None = None,
         progress: bool = True,
         scales: tuple[float, ...] | None = None,
+        raw: bool = False,
+        decode: str = "auto",
+        draft: bool = True,
     ) -> None:
         if scales and any(s <= 0 for s in scales):
             raise ValueError(f"multiscale factors must be positive, got {scales}")
@@ -90,9 +78,15 @@ class Extractor:
             raise ValueError(f"batch size must be positive, got {batch_size}")
         self.detector, self.device, self.dtype = detector, torch.device(device), dtype
         self.batch_size, self.progress = batch_size, progress
+        # raw: keep global descriptors unnormalised (DINO's whitening is learned on raw features)
+        self.raw = raw
+        if raw and self.scales:
+            raise ValueError("multiscale descriptors are means of L2-normalised ones: they have no raw form")
         self.num_workers = default_workers() if num_workers is None else num_workers
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.preprocess = Preprocess(detector.spec)
+        self.decode = resolve_decode(decode, self.device)
+        self.draft = draft
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = (
                 True  # fixed input sizes: let cuDNN pick its fastest kernels once
@@ -102,17 +96,16 @@ class Extractor:
 
     @torch.inference_mode()
     def forward(self, batch_uint8: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """uint8 (B,3,H,W) -> (global (B,D) float32 L2-normalised, tokens (B,T,D) or None)."""
+        """uint8 (B,3,H,W) -> (global (B,D) float32, L2-normalised unless raw; tokens (B,T,D) or None)."""
         x = self.preprocess.normalize(batch_uint8.to(self.device, non_blocking=True))
         if self.device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
         if self.scales:
             return self._multiscale(x), None
         out = check_raw_output(self.detector.spec, self._model(x), x.shape[0])
-        if out.ndim == 3:
-            glob = torch.nn.functional.normalize(out[:, 0], dim=-1)
-            return glob, out
-        return torch.nn.functional.normalize(out, dim=-1), None
+        glob = out[:, 0] if out.ndim == 3 else out
+        glob = glob if self.raw else torch.nn.functional.normalize(glob, dim=-1)
+        return glob, (out if out.ndim == 3 else None)
 
     def _model(self, x: torch.Tensor) -> torch.Tensor:
         use_amp = self.dtype != "fp32" and self.device.type in ("cuda", "cpu")
@@ -149,7 +142,14 @@ class Extractor:
         if tokens and self.scales:
             raise ValueError("--multiscale gives global descriptors only: use it with --similarity cosine")
         key = cache_key(
-            self.detector, paths, dtype=self.dtype, tokens=tokens, fingerprint=fingerprint, scales=self.scales
+            self.detector,
+            paths,
+            dtype=self.dtype,
+            tokens=tokens,
+            fingerprint=fingerprint,
+            scales=self.scales,
+            raw=self.raw,
+            decode=self._decode_key(),
         )
         with ShardStore(self.cache_dir / key if self.cache_dir else None, len(paths), key) as store:
             if store.complete():
@@ -161,41 +161,67 @@ class Extractor:
         result.seconds = time.perf_counter() - start
         return result
 
-    def _batches(self, paths: list[str], rows: list[int]):
-        loader = torch.utils.data.DataLoader(
-            _Images(paths, rows, self.preprocess),
+    def _decode_key(self) -> str:
+        """The cache key's decode part: what decoded the pixels (full or reduced-size Pillow, or a GPU decoder)."""
+        if self.decode == "workers":
+            return "pillow-draft" if self.draft and self.preprocess.min_decode_side else "pillow"
+        return self.decode
+
+    def batches(self, paths: list[str], rows: list[int]):
+        """Resized uint8 :class:`~copybench.decode.Batch` es of ``rows``, decoded by this extractor's strategy."""
+        feeder = make_decoder(
+            self.decode,
+            self.preprocess,
+            device=self.device,
             batch_size=self.batch_size,
             num_workers=self.num_workers,
-            collate_fn=_collate,
-            pin_memory=self.device.type == "cuda",
-            persistent_workers=False,
-            prefetch_factor=4 if self.num_workers else None,
+            draft=self.draft,
         )
-        yield from loader
+        return feeder.batches(paths, rows)
 
     def _extract_rows(self, paths, rows, store: ShardStore, tokens: bool, label: str) -> None:
         from .progress import progress_bar
 
         name = self.detector.spec.name
+        lagged: list = []  # on CUDA one batch's outputs wait: copying them at once would stall the GPU queue
         try:
             with progress_bar(f"{name}: {label}", len(rows), self.progress and bool(rows)) as bar:
-                for items in self._batches(paths, rows):
-                    for row, _, err in items:
-                        if err is not None:
-                            log.warning("skipped %s", err)
-                            store.add_failure(row, err)
-                    for group in _same_shape_groups([it for it in items if it[2] is None]):
-                        glob, toks = self.forward(torch.stack([it[1] for it in group]))
-                        store.add(
-                            [it[0] for it in group],
-                            glob.cpu().numpy(),
-                            toks.cpu().half().numpy() if tokens else None,
-                        )
-                    bar.advance(len(items))
+                for batch in self.batches(paths, rows):
+                    for row, err in batch.failures:
+                        log.warning("skipped %s", err)
+                        store.add_failure(row, err)
+                    outputs = self._forward_batch(batch, tokens)
+                    _store_outputs(store, lagged)
+                    lagged = outputs if self.device.type == "cuda" else _store_outputs(store, outputs)
+                    bar.advance(batch.size)
+                _store_outputs(store, lagged)
         except KeyboardInterrupt:
+            _store_outputs(store, lagged)
             store.flush()  # Ctrl-C keeps the rows already done: a rerun resumes after them
             raise
         store.flush()
+
+    def _forward_batch(self, batch: Batch, tokens: bool) -> list:
+        """[(rows, global, tokens or None)] device outputs of one batch's same-shape groups."""
+        stream = torch.cuda.current_stream(self.device) if self.device.type == "cuda" else None
+        if batch.event is not None:
+            stream.wait_event(
+                batch.event
+            )  # decoded on a side stream: wait for it on the GPU, not on the host
+        out = []
+        for rows, x in batch.groups:
+            if stream is not None and x.is_cuda:
+                x.record_stream(stream)  # keep the side stream's memory alive until the model is done with it
+            glob, toks = self.forward(x)
+            out.append((list(rows), glob, toks if tokens else None))
+        return out
+
+
+def _store_outputs(store: ShardStore, outputs: list) -> list:
+    """Copy outputs to the host and into the store; returns the empty list left to lag."""
+    for rows, glob, toks in outputs:
+        store.add(rows, glob.cpu().numpy(), toks.cpu().half().numpy() if toks is not None else None)
+    return []
 
 
 def check_raw_output(spec, out: torch.Tensor, batch: int) -> torch.Tensor:
@@ -212,11 +238,3 @@ def check_raw_output(spec, out: torch.Tensor, batch: int) -> torch.Tensor:
             f"detector {spec.name!r} returned {bad} non-finite values (NaN or inf) for a batch of {batch}"
         )
     return out
-
-
-def _same_shape_groups(items):
-    """Split a batch into runs of equal image shape (only the 'short' resize policy yields mixed shapes)."""
-    groups: dict[tuple, list] = {}
-    for it in items:
-        groups.setdefault(tuple(it[1].shape), []).append(it)
-    return list(groups.values())

@@ -30,6 +30,11 @@ def export_isc(result_file: str | Path, out: str | Path) -> list[Path]:
         raise ValueError(
             f"dataset at {dataset.root} changed since {result_file} was computed (fingerprint differs)"
         )
+    if result.key.get("subset"):  # the ground truth of the queries that were scored, not the whole set's
+        from copybench.datasets.subsets import select_subset
+
+        dataset = select_subset(dataset, result.key["subset"])
+    # pandas >= 3 parses floats back exactly (round trip), so the scores stay at full precision end to end
     preds = pd.read_csv(pred_file, dtype={"query_id": str, "reference_id": str})
     out = Path(out)
     p_path, g_path = out / "predictions.csv", out / "ground_truth.csv"
@@ -72,6 +77,7 @@ def write_isc_h5(path: str | Path, names: list[str], vectors: np.ndarray) -> Pat
 def _descriptors_for(ids: list[str], paths: list[str], names: list[str], vectors: np.ndarray, source: Path):
     """Align HDF5 rows to dataset ids; ids absent from the file become failed rows (reported, not fatal)."""
     from .extract import Descriptors
+    from .run import NO_DESCRIPTOR
 
     row = {n: i for i, n in enumerate(names)}
     out = np.zeros((len(ids), vectors.shape[1]), dtype=np.float32)
@@ -80,7 +86,7 @@ def _descriptors_for(ids: list[str], paths: list[str], names: list[str], vectors
         if ident in row:
             out[i] = vectors[row[ident]]
         else:
-            failed[i] = f"{source}: no descriptor for {ident!r}"
+            failed[i] = f"{source}: {NO_DESCRIPTOR} {ident!r}"
     out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
     return Descriptors(list(paths), out, None, failed)
 

@@ -37,10 +37,45 @@ def current_umask() -> int:
 
 
 def make_temp_dir(parent: Path, prefix: str) -> Path:
-    """A temporary folder beside its final place, with the mode mkdir would give it (mkdtemp makes 0700)."""
-    tmp = Path(tempfile.mkdtemp(dir=parent, prefix=prefix))
+    """A temporary folder beside its final place, with the mode mkdir would give it (mkdtemp makes 0700).
+
+    Its name carries the creating pid (``PREFIX<pid>-<random>``), so a later call removes the folders of
+    processes that died (``kill -9`` runs no cleanup) instead of leaving them behind forever."""
+    remove_stale_temp_dirs(parent, prefix)
+    tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f"{prefix}{os.getpid()}-"))
     tmp.chmod(0o777 & ~current_umask())
     return tmp
+
+
+def remove_stale_temp_dirs(parent: Path, prefix: str) -> list[Path]:
+    """Remove folders named ``PREFIX<pid>-*`` in ``parent`` whose process is gone; returns what was removed."""
+    import shutil
+
+    removed = []
+    for path in Path(parent).glob(f"{glob_escape(prefix)}*-*"):
+        pid = path.name[len(prefix) :].split("-", 1)[0]
+        if path.is_dir() and pid.isdigit() and not pid_alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def glob_escape(text: str) -> str:
+    """``text`` with glob metacharacters quoted."""
+    import glob
+
+    return glob.escape(text)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists (signal 0 probes without sending anything)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
 
 
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -109,3 +144,12 @@ def file_lock(path: str | Path, *, waiting: str = "") -> Iterator[None]:
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def cache_root() -> Path:
+    """The one folder for every copybench cache: $COPYBENCH_CACHE, else ~/.cache/copybench.
+
+    It holds ``descriptors/`` (descriptor cache of run, scan and study) and ``u2netp-masks/`` (saliency masks of
+    data build). $COPYBENCH_CACHE_DIR, the masks' older variable, is still honoured."""
+    env = os.environ.get("COPYBENCH_CACHE") or os.environ.get("COPYBENCH_CACHE_DIR")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "copybench"

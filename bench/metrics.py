@@ -404,14 +404,14 @@ class _Prepared(NamedTuple):
     ap_rv: np.ndarray
     ap_std: np.ndarray
     pool: _Pool
-    pair_rank: np.ndarray  # ISC's rank of each hit (end of its tie group); k for non-hits
+    pair_rank: np.ndarray  # ISC's rank of each hit (end of its tie group); int64 max for non-hits
 
 
 def _prepare(scores: np.ndarray, hits: np.ndarray, n_pos: np.ndarray) -> _Prepared:
     scores, hits, n_pos = _check(scores, hits, n_pos)
     rows = _sort_rows(scores, hits)
     ap_rv, ap_std = _ap_revisitop_sorted(rows.hits, n_pos), _ap_standard_sorted(rows, n_pos)
-    pair_rank = np.where(rows.hits, _group_end(rows), hits.shape[1])
+    pair_rank = np.where(rows.hits, _group_end(rows), np.iinfo(np.int64).max)  # never below any k
     return _Prepared(rows.hits, n_pos, ap_rv, ap_std, _pool(scores, hits), pair_rank)
 
 

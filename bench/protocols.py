@@ -289,3 +289,63 @@ def flagged(top1, threshold: float, rule: str):
     if rule == ">=":
         return top1 >= threshold
     raise ProtocolError(f"unknown threshold rule {rule!r}")
+
+
+def _probe_shape(pre: Preprocessing) -> tuple[int, int]:
+    # "short" keeps the aspect ratio, so probe a landscape input; the others are square
+    return (pre.size, pre.size * 4 // 3) if pre.resize == "short" else (pre.size, pre.size)
+
+
+def apply_protocol(detector, protocol: str | Protocol, *, similarity: str = "cosine"):
+    """A shallow copy of a loaded detector running the protocol's preprocessing (the detector itself for
+    native); ProtocolError when the model cannot take the protocol's input (a fixed-size ViT, say)."""
+    import copy
+
+    import torch
+
+    protocol = get_protocol(protocol)
+    if protocol.native:
+        return detector
+    check_detector(protocol, detector.spec, similarity)
+    derived = copy.copy(detector)  # shares the model and its weights; only the spec differs
+    derived.spec = protocol_spec(protocol, detector.spec)
+    h, w = _probe_shape(protocol.preprocessing)
+    device = next((p.device for p in detector.parameters()), torch.device("cpu"))
+    try:
+        with torch.inference_mode():
+            detector(torch.zeros(1, 3, h, w, device=device))
+    except Exception as exc:
+        raise ProtocolError(
+            f"--protocol {protocol.name}: detector {detector.spec.name!r} cannot take the protocol's "
+            f"{h}x{w} input ({type(exc).__name__}: {exc})"
+        ) from exc
+    return derived
+
+
+def describe_protocols() -> list[dict]:
+    """One row per protocol for ``copybench list protocols``: every fixed setting in words."""
+    rows = []
+    for p in PROTOCOLS.values():
+        depth = {None: "--topk (default 100)", 0: "full ranking"}.get(p.topk, f"top {p.topk}")
+        scan = (
+            "--threshold or --calibrate"
+            if p.scan_threshold is None
+            else f"top-1 {p.scan_rule} {p.scan_threshold:g} (cosine)"
+        )
+        rows.append(
+            {
+                "name": p.name,
+                "summary": p.summary,
+                "preprocessing": p.preprocessing.describe()
+                if p.preprocessing
+                else "each detector's own spec",
+                "similarity": ", ".join(p.similarities),
+                "whitening": p.whitening or "none",
+                "score_norm": p.score_norm.describe() if p.score_norm else "none",
+                "depth": depth,
+                "metrics": ", ".join(p.metrics),
+                "scan": scan,
+                "source": p.source,
+            }
+        )
+    return rows

@@ -154,7 +154,8 @@ def _cells(frame: pd.DataFrame) -> list[list[str]]:
     for r in frame.itertuples(index=False):
         settings = "+".join(n for n, on in (("whitening", r.whitening), ("score_norm", r.score_norm)) if on)
         rows.append([r.benchmark, r.subset, r.protocol, r.detector, settings or "-", r.metric or "-",
-                     fmt(r.measured), fmt(r.published), fmt(r.difference, True), r.read_from, r.counts, r.source])  # fmt: skip
+                     fmt(r.measured), fmt(r.published), fmt(r.difference, True), r.read_from, r.counts,
+                     r.source])  # fmt: skip
     return rows
 
 

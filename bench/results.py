@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 SCHEMA_VERSION = 1
-KINDS = ("accuracy", "throughput")
+KINDS = ("accuracy", "throughput", "scale")  # scale: memory at size (copybench.throughput.scale)
 
 
 class ResultError(ValueError):
@@ -83,6 +83,13 @@ class Result:
         missing = [k for k in ("kind", "key", "detector") if k not in data]
         if missing:
             raise ResultError(f"{where}result lacks {', '.join(missing)}")
+        if data.get("kind") == "accuracy" and isinstance(data["key"], dict):
+            # results written before protocols existed were all computed under the native protocol
+            data = {
+                **data,
+                "key": {"protocol": "native", **data["key"]},
+                "settings": {"protocol": "native", **(data.get("settings") or {})},
+            }
         try:
             return cls(**data, source=Path(source) if source else None)
         except ResultError as exc:
@@ -172,6 +179,8 @@ def settings_suffix(settings: dict) -> str:
         parts.append(f"top{settings['topk']}")
     if settings.get("subset"):  # a query subset scores other queries: its own file beside the whole set's
         parts.append("subset-" + safe_name(settings["subset"]))
+    if settings.get("protocol", "native") != "native":
+        parts.append(settings["protocol"])
     return "".join("__" + p for p in parts)
 
 

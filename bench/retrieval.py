@@ -45,12 +45,22 @@ def _search_block_faiss(q: np.ndarray, r: np.ndarray, k: int, gpu: bool):
     return index.search(q, min(k, r.shape[0]))
 
 
+TORCH_SCORES_BYTES = 1 << 30  # a (query chunk x reference block) score matrix stays under this on the device
+
+
 def _search_block_torch(q: np.ndarray, r: np.ndarray, k: int, device: str):
+    """Exact top-k on a torch device, queries in chunks: device memory is bounded by the block, not by Q x N."""
     import torch
 
-    qt, rt = torch.from_numpy(q).to(device), torch.from_numpy(r).to(device)
-    s, i = torch.topk(qt @ rt.T, min(k, r.shape[0]), dim=1)
-    return s.cpu().numpy(), i.cpu().numpy()
+    rt = torch.from_numpy(r).to(device)
+    step = max(1, TORCH_SCORES_BYTES // (4 * r.shape[0]))
+    scores, index = [], []
+    for start in range(0, q.shape[0], step):
+        qt = torch.from_numpy(q[start : start + step]).to(device, non_blocking=True)
+        s, i = torch.topk(qt @ rt.T, min(k, r.shape[0]), dim=1)
+        scores.append(s)
+        index.append(i)
+    return torch.cat(scores).cpu().numpy(), torch.cat(index).cpu().numpy()
 
 
 def search(queries: np.ndarray, references: np.ndarray, k: int, *, device: str = "cpu", block: int = 262_144):

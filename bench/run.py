@@ -13,11 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
+from copybench.io import atomic_output, cache_root, file_lock
+
 from .results import Result, read_result, result_path, weights_record, write_result
 
 log = logging.getLogger(__name__)
-DEFAULT_CACHE = Path.home() / ".cache" / "copybench" / "descriptors"
+DEFAULT_CACHE = cache_root() / "descriptors"  # $COPYBENCH_CACHE/descriptors, read when copybench starts
 DEFAULT_TOPK = 100
+NO_DESCRIPTOR = "no descriptor for"  # how imported descriptor files report an id they lack
 
 
 @dataclass(frozen=True)
@@ -26,7 +29,7 @@ class RunSettings:
 
     similarity: str = "cosine"
     chunks: int | None = None
-    topk: int = DEFAULT_TOPK
+    topk: int | None = None  # None: the protocol's depth (native: DEFAULT_TOPK)
     device: str = "cpu"
     dtype: str = "fp32"
     batch_size: int = 32
@@ -37,6 +40,8 @@ class RunSettings:
     seed: int = 0
     multiscale: tuple[float, ...] | None = None
     subset: str | None = None  # a named query subset (copybench.datasets.subsets), e.g. copydays 'strong'
+    decode: str = "auto"  # the Extractor's decode strategy (copybench.decode); not in the result key
+    protocol: str = "native"  # a name in copybench.protocols.PROTOCOLS (docs/PROTOCOLS.md)
 
     def __post_init__(self) -> None:
         if self.similarity not in ("cosine", "split", "split_cross"):
@@ -55,10 +60,40 @@ class RunSettings:
             raise ValueError(
                 f"--multiscale factors must be positive, got {','.join(f'{x:g}' for x in self.multiscale)}"
             )
-        if self.topk < 1 or self.batch_size < 1:
+        if self.n_boot < 0:
+            raise ValueError(
+                f"--n-boot must be >= 0 bootstrap samples (0: no confidence intervals), got {self.n_boot}"
+            )
+        if (self.topk is not None and self.topk < 1) or self.batch_size < 1:
             raise ValueError(
                 f"--topk and --batch-size must be positive, got {self.topk} and {self.batch_size}"
             )
+        self._check_protocol()
+
+    def _check_protocol(self) -> None:
+        from .protocols import ProtocolError, check_settings, get_protocol
+
+        p = get_protocol(self.protocol)
+        check_settings(p, self)
+        if self.topk is not None and p.topk is not None:
+            depth = "the full ranking" if p.topk == 0 else f"top {p.topk}"
+            raise ProtocolError(f"--protocol {p.name} fixes the prediction depth ({depth}); drop --topk")
+        if not p.native and self.decode not in ("auto", "workers"):
+            raise ProtocolError(
+                f"--protocol {p.name} decodes every image fully with Pillow, as the original; drop --decode"
+            )
+        if self.whitening and self.similarity != "cosine":
+            raise ProtocolError(
+                "--whitening is defined for global descriptors only (no original whitens split descriptors); "
+                "use --similarity cosine, or --score-norm, which is defined on the split scale"
+            )
+
+    def depth(self, n_references: int) -> int:
+        """Ranking depth kept per query: the protocol's, else --topk (default 100), at most the references."""
+        from .protocols import topk_for
+
+        k = topk_for(self.protocol, self.topk or DEFAULT_TOPK, n_references)
+        return min(k, n_references) or 1
 
     def key_settings(self) -> dict:
         """Settings that enter the result key (and so the file name)."""
@@ -68,10 +103,11 @@ class RunSettings:
             "whitening": self.whitening,
             "score_norm": self.score_norm,
             "dtype": self.dtype,
+            "protocol": self.protocol,
         }
         if self.multiscale:  # only when set, so keys of single-scale results stay as they were
             keys["multiscale"] = list(self.multiscale)
-        if self.topk != DEFAULT_TOPK:  # positives below top-k count as missed: another depth, other numbers
+        if self.topk not in (None, DEFAULT_TOPK):  # positives below top-k count as missed: other numbers
             keys["topk"] = self.topk
         if self.subset:  # other queries, other numbers; absent for the whole dataset, so older keys stay
             keys["subset"] = self.subset
@@ -87,6 +123,7 @@ class RunOutcome:
     path: Path | None = None
     message: str = ""
     result: Result | None = field(default=None, repr=False)
+    runtime: bool = False  # failed for a runtime reason (disk, crash: exit 3), not bad input (exit 2)
 
 
 @dataclass(frozen=True)
@@ -136,27 +173,67 @@ def _search(settings: RunSettings, qd, rd, k: int):
     return search_split(np.asarray(q), np.asarray(r), k, cross=cross, chunks=chunks, device=settings.device)
 
 
-def _normalize_with_norm_set(settings: RunSettings, extractor, qd, rd):
-    """Whitening and/or score normalisation learned on a separate image folder (never on the test data)."""
-    from .retrieval import fit_whitening, score_norm_offsets
+def _l2(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
-    if not (settings.whitening or settings.score_norm):
-        return qd, rd, None
+
+def _whitener(protocol, train: np.ndarray):
+    from .retrieval import fit_whitening, fit_whitening_dino
+
+    if protocol.whitening == "dino":
+        return fit_whitening_dino(train)
+    # SSCD's PCAW<d> keeps every dimension; native keeps what a small norm set can span
+    return fit_whitening(train, full_rank=not protocol.native)
+
+
+def _norm_set(settings: RunSettings, extractor, tokens: bool):
     from .io import list_images
 
     paths = [str(p) for p in list_images(settings.norm_set)]
     if len(paths) < 16:
         raise ValueError(f"--norm-set {settings.norm_set}: needs at least 16 images, found {len(paths)}")
-    nd = extractor.run(paths, label="norm set")
-    train = np.asarray(nd.vectors)[nd.ok]
-    if settings.whitening:
-        white = fit_whitening(train)
-        qd.vectors, rd.vectors, train = white(qd.vectors), white(rd.vectors), white(train)
-    offsets = (
-        score_norm_offsets(np.asarray(qd.vectors), train, device=settings.device)
-        if settings.score_norm
-        else None
+    return extractor.run(paths, tokens=tokens, label="norm set")
+
+
+def _offsets(settings: RunSettings, protocol, qd, nd) -> np.ndarray:
+    """Score-normalisation offsets, measured with the run's own similarity (so on its scale)."""
+    from .retrieval import score_norm_offsets
+
+    sn = protocol.score_norm
+    ok = nd.ok
+    if settings.similarity == "cosine":
+        q, train, split = np.asarray(qd.vectors), np.asarray(nd.vectors)[ok], None
+    else:
+        tokens = qd.tokens is not None
+        q = np.asarray(qd.tokens if tokens else qd.vectors)
+        train = np.asarray(nd.tokens if tokens else nd.vectors)[ok]
+        split = {
+            "cross": settings.similarity == "split_cross",
+            "chunks": None if tokens else settings.chunks or 8,
+        }
+    return score_norm_offsets(
+        q, train, beta=sn.beta, first=sn.first, last=sn.last, device=settings.device, split=split
     )
+
+
+def _normalize_with_norm_set(settings: RunSettings, extractor, qd, rd, tokens: bool = False):
+    """Whitening and/or score normalisation learned on a separate image folder (never on the test data).
+
+    Raw descriptors (a protocol whose whitening needs them) are L2-normalised here, after whitening.
+    """
+    from .protocols import get_protocol
+
+    protocol = get_protocol(settings.protocol)
+    nd = _norm_set(settings, extractor, tokens) if settings.whitening or settings.score_norm else None
+    if settings.whitening:
+        white = _whitener(protocol, np.asarray(nd.vectors)[nd.ok])
+        qd.vectors, rd.vectors, nd.vectors = white(qd.vectors), white(rd.vectors), white(nd.vectors)
+    elif extractor.raw:
+        qd.vectors, rd.vectors = _l2(qd.vectors), _l2(rd.vectors)
+        if nd is not None:
+            nd.vectors = _l2(nd.vectors)
+    offsets = _offsets(settings, protocol, qd, nd) if settings.score_norm else None
     return qd, rd, offsets
 
 
@@ -165,7 +242,10 @@ def evaluate_detector(
 ) -> tuple[Result, Predictions]:
     """Extract, search and score one loaded detector on one dataset; returns the result (not written)."""
     from .extract import Extractor
+    from .protocols import apply_protocol, get_protocol
 
+    protocol = get_protocol(settings.protocol)
+    detector = apply_protocol(detector, protocol, similarity=settings.similarity)
     tokens = settings.similarity != "cosine" and detector.spec.output == "tokens"
     ext = Extractor(
         detector,
@@ -175,6 +255,10 @@ def evaluate_detector(
         cache_dir=cache_dir,
         progress=progress,
         scales=settings.multiscale,
+        raw=protocol.raw_features,
+        # the originals decode every file fully with Pillow: no GPU decoder, no reduced-size JPEG draft
+        decode=settings.decode if protocol.native else "workers",
+        draft=protocol.native,
     )
     t0 = time.perf_counter()
     rd = ext.run(
@@ -187,7 +271,7 @@ def evaluate_detector(
         dataset.queries["path"].tolist(), tokens=tokens, fingerprint=dataset.fingerprint, label="queries"
     )
     t1 = time.perf_counter()
-    qd, rd, offsets = _normalize_with_norm_set(settings, ext, qd, rd)
+    qd, rd, offsets = _normalize_with_norm_set(settings, ext, qd, rd, tokens)
     weights = weights_record(detector.weights)
     result, preds = score_descriptors(
         dataset,
@@ -200,7 +284,10 @@ def evaluate_detector(
         weights=weights,
     )
     timings = {**result.timings, "extract_s": t1 - t0, "extract_computed_s": rd.seconds + qd.seconds}
-    return result.replace(timings=timings), preds
+    meta = (
+        detector.meta.to_dict()
+    )  # parameters, license, paper, release, weights hash: read beside the metrics
+    return result.replace(timings=timings, detector={**result.detector, "meta": meta}), preds
 
 
 def score_descriptors(
@@ -219,23 +306,34 @@ def score_descriptors(
     from .metrics import evaluate
 
     t1 = time.perf_counter()
-    rd_ok = rd.ok
-    k = min(settings.topk, int(rd_ok.sum())) or 1
-    scores, idx = _search(settings, _subset(qd, qd.ok), _subset(rd, rd_ok), k)
+    rd_ok, keep = rd.ok, qd.ok
+    k = settings.depth(int(rd_ok.sum()))
+    scores, idx = _search(settings, _subset(qd, keep), _subset(rd, rd_ok), k)
     ref_rows = np.flatnonzero(rd_ok)
     idx = np.where(idx >= 0, ref_rows[np.clip(idx, 0, None)], -1)
     if offsets is not None:
-        scores = scores - offsets[qd.ok][:, None]
+        scores = scores - offsets[keep][:, None]
+    # a query that is missing or did not decode retrieved nothing: it stays in every metric as a miss (an
+    # empty ranking), never dropped, which would raise the scores of whoever loses the hard queries
+    scores, idx = _with_empty_rows(scores, idx, keep)
     t2 = time.perf_counter()
-    keep = qd.ok
-    sub = _QueryView(dataset, keep)
-    hits, n_pos = _hits(sub, idx)
+    hits, n_pos = _hits(dataset, idx)
+    all_queries = np.ones(len(keep), dtype=bool)
     metrics = evaluate(
-        scores, hits, n_pos, groups=family_groups(dataset, keep), n_boot=settings.n_boot, seed=settings.seed
+        scores,
+        hits,
+        n_pos,
+        groups=family_groups(dataset, all_queries),
+        n_boot=settings.n_boot,
+        seed=settings.seed,
     )
     t3 = time.perf_counter()
-    skipped = [{"path": rd.paths[r], "error": e, "role": "reference"} for r, e in sorted(rd.failed.items())]
-    skipped += [{"path": qd.paths[r], "error": e, "role": "query"} for r, e in sorted(qd.failed.items())]
+    skipped = [_skip(rd.paths[r], e, "reference") for r, e in sorted(rd.failed.items())]
+    skipped += [_skip(qd.paths[r], e, "query") for r, e in sorted(qd.failed.items())]
+    for kind in ("missing", "undecodable"):
+        metrics["overall"][f"n_queries_{kind}"] = sum(
+            1 for s in skipped if s["role"] == "query" and s["kind"] == kind
+        )
     result = Result(
         kind="accuracy",
         key={
@@ -265,16 +363,23 @@ def score_descriptors(
         environment=environment(settings.device, settings.dtype),
         timings={"search_s": t2 - t1, "metrics_s": t3 - t2},
     )
-    return result, Predictions(np.asarray(sub.query_ids), idx, scores)
+    return result, Predictions(np.asarray(dataset.query_ids)[keep], idx[keep], scores[keep])
 
 
-class _QueryView:
-    """The dataset restricted to the queries that decoded."""
+def _with_empty_rows(scores: np.ndarray, idx: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(Q, k) arrays over every query: rows of queries not in ``keep`` hold padding (-inf, -1)."""
+    full_scores = np.full((len(keep), scores.shape[1]), -np.inf, dtype=np.float32)
+    full_idx = np.full((len(keep), idx.shape[1]), -1, dtype=np.int64)
+    full_scores[keep], full_idx[keep] = scores, idx
+    return full_scores, full_idx
 
-    def __init__(self, dataset, keep: np.ndarray) -> None:
-        self.reference_ids = dataset.reference_ids
-        self.query_ids = [q for q, k in zip(dataset.query_ids, keep) if k]
-        self.positives = dataset.positives
+
+def _skip(path: str, error: str, role: str) -> dict:
+    """A skipped image: ``kind`` missing (no file, or no imported descriptor) or undecodable."""
+    import os
+
+    missing = not os.path.exists(path) or NO_DESCRIPTOR in error
+    return {"path": path, "error": error, "role": role, "kind": "missing" if missing else "undecodable"}
 
 
 def _subset(desc, mask: np.ndarray):
@@ -301,14 +406,13 @@ def write_predictions(
             "query_id": q_rep,
             "rank": rank,
             "reference_id": ref_ids[idx].ravel(),
-            "score": scores.ravel().round(6),
+            "score": scores.ravel(),  # full precision: rounding creates ties that change micro-AP
         }
     )
     table = table[table["reference_id"] != ""]
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name("." + path.name + ".tmp")
-    table.to_csv(tmp, index=False, compression="gzip")
-    tmp.replace(path)
+    with atomic_output(path) as tmp:  # unique temp name: concurrent runs never write into one file
+        table.to_csv(tmp, index=False, compression="gzip")
     return path
 
 
@@ -341,36 +445,75 @@ def run_benchmark(
             f"dataset {dataset.name!r} at {dataset.root} has no queries, so nothing to score "
             "(a `data import folder` index holds references only)"
         )
+    _refuse_unfaithful(detectors, settings)
+
+    def make_detector(name: str):
+        return create_detector(
+            name,
+            weights_file=(weights or {}).get(name),
+            allow_random=allow_random,
+            download=download,
+            device=settings.device,
+        )
+
     outcomes = []
     for name in detectors:
         path = result_path(results, name, dataset.name, dataset.fingerprint, settings.key_settings())
-        if skip_existing and path.is_file():
-            try:
-                existing = read_result(path)
-            except ValueError as exc:
-                log.warning("recomputing %s: %s", path, exc)
-            else:
-                if _same_key_settings(existing, settings, len(dataset.reference_ids)):
-                    outcomes.append(RunOutcome(name, "skipped", path, "already computed", existing))
-                    continue
-                log.warning("recomputing %s: it was computed with other settings (%s)", path, existing.key)
-        try:
-            det = create_detector(
-                name,
-                weights_file=(weights or {}).get(name),
-                allow_random=allow_random,
-                download=download,
-                device=settings.device,
+        # two runs on one results folder take turns per result: the second then finds it computed
+        with file_lock(path.with_name(f".{path.name}.lock"), waiting=f"another run is computing {path}"):
+            outcomes.append(
+                _run_one(name, path, dataset, settings, skip_existing, cache_dir, progress, make_detector)
             )
-            result, preds = evaluate_detector(
-                det, dataset, settings, cache_dir=Path(cache_dir) if cache_dir else None, progress=progress
-            )
-        except Exception as exc:  # one broken detector must not lose the others' results
-            log.debug("detector %s failed", name, exc_info=True)
-            outcomes.append(RunOutcome(name, "failed", None, f"{type(exc).__name__}: {exc}"))
-            continue
-        outcomes.append(RunOutcome(name, "done", path, "", save_result(path, dataset, result, preds)))
     return outcomes
+
+
+def _refuse_unfaithful(detectors: list[str], settings: RunSettings) -> None:
+    """ProtocolError, before any work, for a detector the protocol cannot run faithfully (known from its spec)."""
+    from copybench.detectors import get_spec
+
+    from .protocols import check_detector
+
+    for name in detectors:
+        try:
+            spec = get_spec(name)
+        except Exception as exc:  # noqa: BLE001 - an unknown or broken detector fails on its own, as before
+            log.debug("protocol check skipped for %s: %s", name, exc)
+            continue
+        check_detector(settings.protocol, spec, settings.similarity)
+
+
+def _run_one(name, path, dataset, settings, skip_existing, cache_dir, progress, make_detector) -> RunOutcome:
+    """One detector: skipped when its result is there, else computed and saved; any failure is its outcome."""
+    if skip_existing and path.is_file():
+        try:
+            existing = read_result(path)
+        except ValueError as exc:
+            log.warning("recomputing %s: %s", path, exc)
+        else:
+            if _same_key_settings(existing, settings, len(dataset.reference_ids)):
+                return RunOutcome(name, "skipped", path, "already computed", existing)
+            log.warning("recomputing %s: it was computed with other settings (%s)", path, existing.key)
+    try:
+        det = make_detector(name)
+        result, preds = evaluate_detector(
+            det, dataset, settings, cache_dir=Path(cache_dir) if cache_dir else None, progress=progress
+        )
+    except Exception as exc:  # one broken detector must not lose the others' results
+        log.debug("detector %s failed", name, exc_info=True)
+        return RunOutcome(name, "failed", None, f"{type(exc).__name__}: {exc}", runtime=_is_runtime(exc))
+    try:
+        return RunOutcome(name, "done", path, "", save_result(path, dataset, result, preds))
+    except OSError as exc:  # disk full, permissions: this result is lost, nothing half-written stays
+        log.debug("writing %s failed", path, exc_info=True)
+        return RunOutcome(name, "failed", None, f"cannot write {path}: {exc.strerror or exc}", runtime=True)
+
+
+def _is_runtime(exc: Exception) -> bool:
+    """A failure of the machine or the code (exit 3), not of what the user asked for (exit 2)."""
+    from copybench.detectors import UnknownDetectorError, WeightsMissingError
+
+    bad_input = (ValueError, LookupError, UnknownDetectorError, WeightsMissingError, FileNotFoundError)
+    return not isinstance(exc, bad_input)
 
 
 def _same_key_settings(result: Result, settings: RunSettings, n_references: int) -> bool:
@@ -379,11 +522,19 @@ def _same_key_settings(result: Result, settings: RunSettings, n_references: int)
     n_ok = n_references - sum(1 for s in result.skipped if s.get("role") == "reference")
     depth = result.settings.get("topk")  # the ranking depth used; older keys did not record --topk
     same_boot = result.settings.get("n_boot") == settings.n_boot  # the CIs depend on it
-    return key == settings.key_settings() and depth == (min(settings.topk, n_ok) or 1) and same_boot
+    return key == settings.key_settings() and depth == settings.depth(n_ok) and same_boot
 
 
 def save_result(path: Path, dataset, result: Result, preds: Predictions) -> Result:
-    """Write raw predictions, then the result file that names them (so a result never lacks its predictions)."""
-    written = write_predictions(predictions_path(path), dataset, preds.query_ids, preds.idx, preds.scores)
-    write_result(path, result.replace(predictions_file=written.name))
+    """Write raw predictions, then the result file that names them (so a result never lacks its predictions);
+    when the result cannot be written its new predictions file is removed too (no orphan)."""
+    pred_file = predictions_path(path)
+    had_old = pred_file.is_file()
+    written = write_predictions(pred_file, dataset, preds.query_ids, preds.idx, preds.scores)
+    try:
+        write_result(path, result.replace(predictions_file=written.name))
+    except BaseException:
+        if not had_old:
+            written.unlink(missing_ok=True)
+        raise
     return read_result(path)

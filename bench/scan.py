@@ -1,18 +1,20 @@
-"""Replication scan: which training images does a set of generated images replicate? (REFERENCE.md section 6)
+"""Replication scan: which training images does a set of generated images replicate? (docs/PROTOCOLS.md)
 
-For every generated image the scan finds its top-k training images under one detector and similarity, and
-compares the top-1 similarities ("sim(gen,train)") with a baseline: each training image's similarity to its
-nearest OTHER training image ("sim(train,train)"). A generation is *flagged* as a replication when its top-1
-similarity is at or above the threshold (the paper's "> 0.5" differs only on exact ties; ">=" is the rule a
-threshold calibrated at 90% precision is defined by, so one rule serves both). The replication rate is the
-flagged fraction, with a 95% Wilson score interval.
+For every generated image the scan finds its top-k training images under one detector, similarity and
+protocol, and compares the top-1 similarities ("sim(gen,train)") with a baseline: each training image's
+similarity to its nearest OTHER training image ("sim(train,train)"). A generation is *flagged* as a replication
+when its top-1 similarity passes the threshold. A threshold is only ever applied on the scale it was set for:
+the study's 0.5 (rule "> 0.5") comes with ``protocol="dcr"`` and cosine similarity; otherwise the threshold is
+given (``threshold``, compared with the protocol's rule) or calibrated at 90% precision on a labelled dataset
+with the same detector, similarity and protocol (rule ">=", the rule such a threshold is defined by). The
+replication rate is the flagged fraction, with a 95% Wilson score interval.
 
 Scale: descriptors come from :class:`copybench.extract.Extractor` (memory-mapped, cached, resumable) and both
 sides are searched in row blocks sized in bytes, merging per-block top-k lists, so no generated x train matrix
 is ever built and memory stays bounded for training sets of 100k images and more.
 
 Outputs (``out``): ``summary.json`` (schema :data:`SCAN_SCHEMA_VERSION`), ``matches.csv``, ``histogram.png``,
-``matches-NNN.png`` grids and a self-contained ``report.html`` (see :mod:`copybench.scan_report`).
+``matches-NNN.jpg`` grids and a self-contained ``report.html`` (see :mod:`copybench.scan_report`).
 This module is imported by the CLI on every call: torch, faiss and matplotlib load inside functions only.
 """
 
@@ -68,7 +70,7 @@ def files_fingerprint(paths: list[str]) -> str:
 
 def _check_args(
     similarity: str,
-    threshold: float,
+    threshold: float | None,
     top_k: int,
     baseline_sample: int | None,
     out: Path,
@@ -76,7 +78,7 @@ def _check_args(
 ) -> None:
     if similarity not in SIMILARITIES:
         raise ValueError(f"unknown similarity {similarity!r}; choose one of {', '.join(SIMILARITIES)}")
-    if not math.isfinite(threshold) or not -1.0 <= threshold <= 1.0:
+    if threshold is not None and (not math.isfinite(threshold) or not -1.0 <= threshold <= 1.0):
         raise ValueError(f"--threshold must lie in [-1, 1] (similarities are cosines), got {threshold!r}")
     if top_k < 1:
         raise ValueError(f"--top-k must be at least 1, got {top_k}")
@@ -265,9 +267,18 @@ def _load_detector(
     similarity: str,
     download: bool = False,
     weights_file: str | Path | None = None,
+    protocol: str = "native",
 ):
-    from copybench.detectors import create_detector
+    from copybench.detectors import create_detector, get_spec
 
+    from .protocols import apply_protocol, check_detector, get_protocol
+
+    p = get_protocol(protocol)
+    if similarity not in p.similarities:
+        raise ValueError(
+            f"--protocol {p.name} defines similarity {' or '.join(p.similarities)}, not {similarity!r}"
+        )
+    check_detector(p, get_spec(detector), similarity)  # before loading weights
     det = create_detector(
         detector, weights_file=weights_file, allow_random=allow_random, download=download, device=device
     )
@@ -276,7 +287,29 @@ def _load_detector(
             f"--similarity split needs a detector with token output; {detector!r} outputs "
             "global descriptors (use --similarity cosine)"
         )
-    return det
+    return apply_protocol(det, p, similarity=similarity)
+
+
+def _threshold_rule(protocol: str, similarity: str, threshold: float | None, calibrate) -> dict:
+    """The threshold's value, source and comparison rule; ProtocolError when none holds on this scale."""
+    from .protocols import ProtocolError, get_protocol
+
+    p = get_protocol(protocol)
+    if calibrate is not None:  # a calibrated threshold is the lowest score kept at 90% precision: ">="
+        return {"value": threshold, "source": "calibrated", "rule": ">="}
+    if threshold is not None:
+        return {"value": threshold, "source": "given", "rule": p.scan_rule}
+    if p.scan_threshold is not None and similarity == "cosine":
+        return {"value": p.scan_threshold, "source": f"protocol {p.name}", "rule": p.scan_rule}
+    why = (
+        "split-product scores live on another scale than cosine (about 1/T of it)"
+        if similarity != "cosine"
+        else f"the study's 0.5 holds only under its own preprocessing (--protocol dcr), not under {p.name}"
+    )
+    raise ProtocolError(
+        f"no threshold for this scan: {why}; pass --threshold T, --calibrate DATASET_DIR (a labelled copybench "
+        "dataset, same detector) or, for cosine, --protocol dcr"
+    )
 
 
 def _extract(extractor, paths: list[str], similarity: str, label: str):
@@ -301,11 +334,18 @@ def _ok_rows(desc, role: str, minimum: int) -> np.ndarray:
 def _detector_info(det) -> dict:
     from .results import weights_record
 
-    return {"name": det.spec.name, "spec": det.spec.to_dict(), "weights": weights_record(det.weights)}
+    return {
+        "name": det.spec.name,
+        "spec": det.spec.to_dict(),
+        "weights": weights_record(det.weights),
+        "meta": det.meta.to_dict(),  # parameters, license, paper, release, weights hash
+    }
 
 
-def _rate(top1: np.ndarray, threshold: float) -> dict:
-    flagged = int((top1 >= threshold).sum())
+def _rate(top1: np.ndarray, threshold: float, rule: str) -> dict:
+    from .protocols import flagged as passes
+
+    flagged = int(passes(top1, threshold, rule).sum())
     lo, hi = wilson_interval(flagged, len(top1))
     return {
         "value": flagged / len(top1),
@@ -313,7 +353,7 @@ def _rate(top1: np.ndarray, threshold: float) -> dict:
         "flagged": flagged,
         "n": len(top1),
         "method": "Wilson score interval, 95%",
-        "rule": "top-1 similarity >= threshold",
+        "rule": f"top-1 similarity {rule} threshold",
     }
 
 
@@ -346,11 +386,12 @@ def scan(
     detector: str,
     *,
     similarity: str = "cosine",
-    threshold: float = 0.5,
+    threshold: float | None = None,
     top_k: int = 5,
     out: str | Path,
     device: str = "cpu",
     batch_size: int = 32,
+    decode: str = "auto",
     allow_random: bool = False,
     baseline_sample: int | None = 10000,
     calibrate: str | Path | None = None,
@@ -360,6 +401,7 @@ def scan(
     download: bool = False,
     weights: str | Path | None = None,
     dtype: str = "fp32",
+    protocol: str = "native",
 ) -> dict:
     """Scan ``generated`` for replications of ``train``; writes the outputs into ``out`` and returns the summary."""
     from .env import environment
@@ -371,9 +413,19 @@ def scan(
         similarity, threshold, top_k, baseline_sample, out, {"generated": roots[0], "train": roots[1]}
     )
     gen_paths, train_paths = find_images(generated, "generated"), find_images(train, "train")
-    det = _load_detector(detector, allow_random, device, similarity, download, weights)
+    if protocol != "native" and dtype != "fp32":
+        raise ValueError(f"--protocol {protocol} runs the models in fp32, as the original; drop --dtype")
+    det = _load_detector(detector, allow_random, device, similarity, download, weights, protocol)
+    rule = _threshold_rule(protocol, similarity, threshold, calibrate)
+    threshold = rule.pop("value")
     ext = Extractor(
-        det, device=device, dtype=dtype, batch_size=batch_size, cache_dir=cache_dir, progress=progress
+        det,
+        device=device,
+        dtype=dtype,
+        batch_size=batch_size,
+        cache_dir=cache_dir,
+        progress=progress,
+        decode=decode,
     )
     t0 = time.perf_counter()
     calibration = None
@@ -405,6 +457,7 @@ def scan(
             "seed": seed,
             "baseline_sample": baseline_sample,
             "dtype": dtype,
+            "protocol": protocol,
         },
         "counts": {
             "generated_found": len(gen_paths),
@@ -414,7 +467,7 @@ def scan(
         },
         "baseline": {"n": len(b_rows), "of": len(t_rows), "sampled": len(b_rows) < len(t_rows), "seed": seed},
         "timings": {"calibration_s": t1 - t0, "extract_s": t2 - t1, "search_s": t3 - t2},
-        **_statistics(scores[:, 0], base, threshold, calibration),
+        **_statistics(scores[:, 0], base, {"value": threshold, **rule}, calibration),
         "skipped": _skipped(train_d, "train")
         + _skipped(gen_d, "generated")
         + (calibration or {}).get("skipped", []),
@@ -424,18 +477,18 @@ def scan(
     return write_outputs(out, summary, matches, scores[:, 0], base)
 
 
-def _statistics(top1: np.ndarray, base: np.ndarray, threshold: float, calibration: dict | None) -> dict:
+def _statistics(top1: np.ndarray, base: np.ndarray, threshold: dict, calibration: dict | None) -> dict:
     """Threshold provenance, replication rate with its CI, and both similarity distributions."""
-    thr = calibration["threshold"] if calibration else threshold
+    thr = calibration["threshold"] if calibration else threshold["value"]
     return {
         "threshold": {
             "value": thr,
-            "source": "calibrated" if calibration else "given",
-            "given": threshold,
-            "rule": ">=",
+            "source": threshold["source"],
+            "given": threshold["value"],
+            "rule": threshold["rule"],
             "calibration": calibration,
         },
-        "replication_rate": _rate(top1, thr),
+        "replication_rate": _rate(top1, thr, threshold["rule"]),
         "similarity_stats": {"gen_train": distribution_stats(top1), "train_train": distribution_stats(base)},
     }
 
@@ -457,6 +510,8 @@ def read_summary(path: str | Path) -> dict:
 # ---------------------------------------------------------------------------------------------- CLI
 def register_cli(subparsers) -> None:
     """Add ``copybench scan`` to the CLI."""
+    from .cli import _add_decode_option
+
     p = subparsers.add_parser(
         "scan", help="replication scan: find training images replicated in generated images"
     )
@@ -471,7 +526,18 @@ def register_cli(subparsers) -> None:
         choices=SIMILARITIES,
         help="cosine on global descriptors, or split (per-token max; token-output detectors)",
     )
-    p.add_argument("--threshold", type=float, default=0.5, help="flag top-1 similarity >= this (default 0.5)")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="flag top-1 similarity >= this (> under --protocol dcr); required unless --calibrate or --protocol dcr",
+    )
+    p.add_argument(
+        "--protocol",
+        default="native",
+        choices=("native", "dcr", "isc", "dino"),
+        help="evaluation protocol (docs/PROTOCOLS.md): dcr = the study's preprocessing and its > 0.5 threshold",
+    )
     from .cli import add_top_k
 
     add_top_k(p, 5, "training matches kept per generated image (default 5)", dest="top_k")
@@ -480,6 +546,7 @@ def register_cli(subparsers) -> None:
     )
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--batch-size", type=int, default=32)
+    _add_decode_option(p)
     p.add_argument(
         "--dtype",
         default="fp32",
@@ -525,6 +592,7 @@ def cmd_scan(args) -> int:
         out=args.out,
         device=args.device,
         batch_size=args.batch_size,
+        decode=args.decode,
         allow_random=args.allow_random,
         baseline_sample=args.baseline_sample,
         calibrate=args.calibrate,
@@ -534,6 +602,7 @@ def cmd_scan(args) -> int:
         download=args.download,
         weights=args.weights,
         dtype=args.dtype,
+        protocol=args.protocol,
     )
     from rich.console import Console
 

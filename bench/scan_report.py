@@ -1,4 +1,4 @@
-"""Outputs of a replication scan: CSV of matches, histogram and match-grid PNGs, summary JSON, HTML report.
+"""Outputs of a replication scan: CSV of matches, histogram PNG and match-grid JPEGs, summary JSON, HTML report.
 
 The HTML report is self-contained (PNGs embedded as base64 data URIs, no external assets), so it can be mailed
 or archived alone. Random detector weights are stated in every output: JSON (``random_weights``), the plot
@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import csv
 import html
-import os
 import time
 from pathlib import Path
 
@@ -19,7 +18,9 @@ from PIL import Image
 
 GRID_ROWS_PER_PAGE = 10
 GRID_MAX_ROWS = 100  # the most similar generations; flagged ones come first since rows are sorted by top-1
-THUMB_SIDE = 192
+THUMB_SIDE = 160
+GRID_JPEG_QUALITY = 80
+REPORT_JPEG_QUALITY = 75
 CELL_TEXT, CELL_GAP, SEPARATOR, HEADER = 38, 12, 16, 34  # grid layout, pixels
 HIST_BINS = 50
 RANDOM_WARNING = (
@@ -47,7 +48,7 @@ def write_outputs(out: Path, summary: dict, matches: list[dict], top1: np.ndarra
     summary["outputs"] = outputs
     summary["timings"]["outputs_s"] = time.perf_counter() - t0
     write_summary(out / "summary.json", summary)
-    write_html_report(out / "report.html", summary, out)
+    write_html_report(out / "report.html", summary, out, [matches[i] for i in shown])
     return summary
 
 
@@ -68,14 +69,15 @@ def write_summary(path: Path, summary: dict) -> Path:
 
 def write_matches_csv(path: Path, matches: list[dict]) -> Path:
     """All matches: generated, rank (1-based), train, similarity; paths relative to their input folders."""
-    tmp = path.with_name("." + path.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
+    from copybench.io import atomic_output
+
+    with atomic_output(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["generated", "rank", "train", "similarity"])
         for m in matches:
             for rank, t in enumerate(m["matches"], 1):
-                w.writerow([m["generated"], rank, t["train"], f"{t['similarity']:.6f}"])
-    os.replace(tmp, path)
+                # full precision (repr round-trips): rounding would tie matches and move them across a threshold
+                w.writerow([m["generated"], rank, t["train"], repr(float(t["similarity"]))])
     return path
 
 
@@ -127,13 +129,18 @@ def plot_histogram(path: Path, top1: np.ndarray, base: np.ndarray, summary: dict
 
 
 def _thumb(path: str) -> Image.Image:
+    return _thumb_of(path, THUMB_SIDE)
+
+
+def _thumb_of(path: str | Path, side: int) -> Image.Image:
+    """An image shrunk to fit ``side`` x ``side`` (a blank square when it cannot be read)."""
     from .preprocess import ImageReadError, read_image
 
     try:
         img = read_image(path)
     except ImageReadError:
-        return Image.new("RGB", (THUMB_SIDE, THUMB_SIDE), "white")
-    img.thumbnail((THUMB_SIDE, THUMB_SIDE))
+        return Image.new("RGB", (side, side), "white")
+    img.thumbnail((side, side))
     return img
 
 
@@ -163,10 +170,13 @@ def _cell(
 
 
 def _grid_page(path: Path, rows: list[dict], summary: dict, page: tuple[int, int]) -> Path:
-    """One PNG page, drawn with Pillow (matplotlib takes seconds per page of 60 titled axes)."""
+    """One JPEG page, drawn with Pillow (matplotlib takes seconds per page of 60 titled axes). JPEG, not PNG:
+    pages of photos are a tenth of the size, which keeps the self-contained report small."""
     from PIL import ImageDraw
 
     k, thr = summary["settings"]["top_k"], summary["threshold"]["value"]
+    rule = summary["threshold"].get("rule", ">=")
+    passes = (lambda x: x > thr) if rule == ">" else (lambda x: x >= thr)
     cw, ch = THUMB_SIDE + CELL_GAP, THUMB_SIDE + CELL_TEXT + CELL_GAP
     canvas = Image.new("RGB", (CELL_GAP + cw * (1 + k) + SEPARATOR, HEADER + ch * len(rows)), "white")
     draw, fonts = ImageDraw.Draw(canvas), (_font(13), _font(12))
@@ -180,7 +190,7 @@ def _grid_page(path: Path, rows: list[dict], summary: dict, page: tuple[int, int
     for r, m in enumerate(rows):
         y = HEADER + r * ch
         top = m["matches"][0]["similarity"] if m["matches"] else float("nan")
-        flagged = top >= thr
+        flagged = passes(top)
         lines = [f"{'FLAGGED  ' if flagged else ''}top-1 {top:.3f}", _short(m["generated"])]
         _cell(
             canvas,
@@ -193,7 +203,7 @@ def _grid_page(path: Path, rows: list[dict], summary: dict, page: tuple[int, int
         )
         for j, t in enumerate(m["matches"], 1):
             x = CELL_GAP + SEPARATOR + j * cw
-            colour = "#c00000" if t["similarity"] >= thr else "black"
+            colour = "#c00000" if passes(t["similarity"]) else "black"
             _cell(
                 canvas,
                 draw,
@@ -209,17 +219,17 @@ def _grid_page(path: Path, rows: list[dict], summary: dict, page: tuple[int, int
         )
     x_sep = CELL_GAP + cw + SEPARATOR // 2 - CELL_GAP // 2
     draw.line([(x_sep, HEADER), (x_sep, canvas.height)], fill="#888888", width=2)
-    canvas.save(path)
+    canvas.save(path, quality=GRID_JPEG_QUALITY, optimize=True)
     return path
 
 
 def plot_match_grids(out: Path, rows: list[dict], summary: dict) -> list[Path]:
-    """PNG pages of GRID_ROWS_PER_PAGE rows: each a generation beside its top-k training matches."""
-    for old in out.glob("matches-*.png"):  # a rerun with fewer pages must not leave stale ones behind
+    """JPEG pages of GRID_ROWS_PER_PAGE rows: each a generation beside its top-k training matches."""
+    for old in [*out.glob("matches-*.png"), *out.glob("matches-*.jpg")]:  # no stale pages from a longer run
         old.unlink()
     pages = [rows[i : i + GRID_ROWS_PER_PAGE] for i in range(0, len(rows), GRID_ROWS_PER_PAGE)]
     return [
-        _grid_page(out / f"matches-{n:03d}.png", page, summary, (n, len(pages)))
+        _grid_page(out / f"matches-{n:03d}.jpg", page, summary, (n, len(pages)))
         for n, page in enumerate(pages, 1)
     ]
 
@@ -234,11 +244,16 @@ th{background:#f4f4f4}td.t,th.t{text-align:left}
 .big{font-size:1.4em}
 img{max-width:100%;border:1px solid #ddd;margin:.3em 0}
 details{margin:1em 0}pre{background:#f7f7f7;padding:1em;overflow:auto}
+table.grid td.m{text-align:left;font-size:12px;vertical-align:top;padding:4px;overflow-wrap:anywhere;width:160px}
+table.grid td.m:first-child{border-right:2px solid #888}
+table.grid td.hot{color:#c00000;font-weight:600}
+.th{width:160px;height:160px;background:center/contain no-repeat}
 """
 
 
 def _data_uri(path: Path) -> str:
-    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+    mime = "image/jpeg" if path.suffix.lower() in (".jpg", ".jpeg") else "image/png"
+    return f"data:{mime};base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
 
 def _fmt(v) -> str:
@@ -278,13 +293,15 @@ def _headline(summary: dict) -> str:
         f"calibrated at {cal['precision']:.0%} precision on dataset {html.escape(cal['dataset'])} "
         f"(recall there {cal['recall']:.3f})"
         if cal
-        else "given"
+        else t["source"]
     )
+    rule = {">": "&gt;", ">=": "&ge;"}.get(t.get("rule", ">="), "&ge;")
     sample = f"a seeded sample of {b['n']} of {b['of']}" if b["sampled"] else f"all {b['n']}"
     return (
         f"<p class='big'>Replication rate <b>{r['value']:.2%}</b> ({r['flagged']} of {r['n']} generated images), "
         f"95% CI [{r['ci95'][0]:.2%}, {r['ci95'][1]:.2%}] (Wilson score interval)</p>"
-        f"<p>Flagged: top-1 similarity &ge; threshold <b>{t['value']:.4f}</b> ({how}). "
+        f"<p>Flagged: top-1 similarity {rule} threshold <b>{t['value']:.4f}</b> ({how}; protocol "
+        f"{html.escape(str(summary['settings'].get('protocol', 'native')))}). "
         f"Training images indexed: {c['train_indexed']} of {c['train_found']}; generated scanned: "
         f"{c['generated_scanned']} of {c['generated_found']}. Baseline over {sample} training images.</p>"
     )
@@ -315,20 +332,51 @@ def _lists(summary: dict) -> str:
     return "".join(parts)
 
 
-def write_html_report(path: Path, summary: dict, out: Path) -> Path:
-    """One self-contained HTML page: headline, stats, histogram, flagged and skipped lists, match grids."""
+def _jpeg_uri(path: str) -> str:
+    import io
+
+    buf = io.BytesIO()
+    _thumb(path).convert("RGB").save(buf, "JPEG", quality=REPORT_JPEG_QUALITY, optimize=True)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _html_grid(rows: list[dict], summary: dict) -> tuple[str, str]:
+    """The match grid as an HTML table whose thumbnails are CSS classes: a training image that matches many
+    generations is embedded once, which keeps the self-contained page small (JPEG, THUMB_SIDE pixels)."""
+    classes: dict[str, str] = {}
+
+    def cell(path: str, caption: str, hot: bool) -> str:
+        name = classes.setdefault(path, f"i{len(classes)}")
+        return f"<td class='m{' hot' if hot else ''}'><div class='th {name}'></div>{caption}</td>"
+
+    thr, body = summary["threshold"]["value"], []
+    for m in rows:
+        top = m["matches"][0]["similarity"] if m["matches"] else float("nan")
+        label = f"{'FLAGGED ' if top >= thr else ''}top-1 {top:.3f}<br>{html.escape(m['generated'])}"
+        cells = [cell(m["generated_path"], label, top >= thr)]
+        for j, t in enumerate(m["matches"], 1):
+            caption = f"#{j} {t['similarity']:.3f}<br>{html.escape(t['train'])}"
+            cells.append(cell(t["train_path"], caption, t["similarity"] >= thr))
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    css = "".join(f".{c}{{background-image:url({_jpeg_uri(p)})}}" for p, c in classes.items())
+    return css, f"<table class='grid'><tbody>{''.join(body)}</tbody></table>"
+
+
+def write_html_report(path: Path, summary: dict, out: Path, rows: list[dict] | None = None) -> Path:
+    """One self-contained HTML page: headline, stats, histogram, flagged and skipped lists, match grid."""
     from .results import dumps
 
     o, g = summary["outputs"], summary["grids"]
-    grids = "".join(f"<img alt='{html.escape(name)}' src='{_data_uri(out / name)}'>" for name in o["grids"])
+    thumbs, grids = _html_grid(rows or [], summary)
     page = (
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Replication scan: "
-        f"{html.escape(summary['detector']['name'])}</title><style>{_CSS}</style></head><body>"
+        f"{html.escape(summary['detector']['name'])}</title><style>{_CSS}{thumbs}</style></head><body>"
         f"<h1>Replication scan</h1>{_detector_line(summary)}{_headline(summary)}"
         f"<h2>Similarity distributions</h2>{_stats_table(summary)}"
         f"<img alt='histogram' src='{_data_uri(out / o['histogram'])}'>{_lists(summary)}"
         f"<h2>Match grids</h2><p>The {g['rows_shown']} most similar of {g['of']} generations, sorted by top-1 "
-        f"similarity (flagged first); all matches are in {html.escape(o['csv'])}.</p>{grids}"
+        f"similarity (flagged first; the same grid as the {len(o['grids'])} JPEG page(s) beside this report); all "
+        f"matches are in {html.escape(o['csv'])}.</p>{grids}"
         f"<details><summary>Full summary (summary.json)</summary><pre>{html.escape(dumps(summary))}</pre></details>"
         "</body></html>\n"
     )
@@ -359,7 +407,8 @@ def print_summary(summary: dict, console) -> None:
             f"{summary['baseline']['n']} training images"
             + (" (seeded sample)" if summary["baseline"]["sampled"] else ""),
         ),
-        ("threshold", f"{t['value']:.4f} ({t['source']})"),
+        ("threshold", f"{t.get('rule', '>=')} {t['value']:.4f} ({t['source']})"),
+        ("protocol", str(summary["settings"].get("protocol", "native"))),
         ("flagged", f"{r['flagged']} of {r['n']}"),
         ("replication rate", f"{r['value']:.2%}  95% CI [{r['ci95'][0]:.2%}, {r['ci95'][1]:.2%}] (Wilson)"),
     ):

@@ -25,6 +25,17 @@ COLUMNS = {  # metric key -> column title
     "recall_at_p90": "R@P90",
     "mrr": "MRR",
 }
+# the metric definitions only some protocols report (docs/PROTOCOLS.md): shown when such results are present
+PROTOCOL_COLUMNS = {
+    "recall_frac@1": "R@1 (frac)",
+    "recall_frac@5": "R@5 (frac)",
+    "recall_frac@10": "R@10 (frac)",
+    "mrr_all": "MRR (all q)",
+    "precision_rv@10": "P@10 (rv)",
+    "isc_recall@1": "R@1 (ISC)",
+    "isc_recall@10": "R@10 (ISC)",
+}
+MIXED_NOTE = "rows of different protocols are not comparable: each protocol is ranked on its own"
 FORMATS = ("terminal", "md", "csv", "html", "parquet")
 RANDOM_SUFFIX = " (random weights)"
 
@@ -46,9 +57,31 @@ def settings_label(result: Result) -> str:
     return "+".join(parts)
 
 
+def _protocol(result: Result) -> str:
+    return result.key.get("protocol", "native")
+
+
+def _columns(results: list[Result]) -> dict[str, str]:
+    """The common metric columns plus those of every non-native protocol present."""
+    from .protocols import PROTOCOLS
+
+    cols = dict(COLUMNS)
+    for name in sorted({_protocol(r) for r in results if r.kind == "accuracy"}):
+        for key in PROTOCOLS[name].metrics if name in PROTOCOLS else ():
+            if key in PROTOCOL_COLUMNS:
+                cols[key] = PROTOCOL_COLUMNS[key]
+    return cols
+
+
+def _params_label(result: Result) -> str:
+    """Parameters of the detector's architecture, e.g. ``86.2M`` (blank for results without metadata)."""
+    params = ((result.detector or {}).get("meta") or {}).get("params")
+    return "" if params is None else f"{params / 1e6:.1f}M" if params else "0"
+
+
 def accuracy_frame(results: list[Result]) -> pd.DataFrame:
-    """One row per accuracy result, best micro-AP first within each dataset."""
-    rows = []
+    """One row per accuracy result, best micro-AP first within each dataset and protocol."""
+    rows, columns = [], _columns(results)
     for r in results:
         if r.kind != "accuracy":
             continue
@@ -58,19 +91,25 @@ def accuracy_frame(results: list[Result]) -> pd.DataFrame:
             "fingerprint": r.fingerprint[:12],
             "detector": _detector_label(r),
             "weights": r.weights_status,
+            "params": _params_label(r),
             "similarity": settings_label(r),
+            "protocol": _protocol(r),
         }
-        row.update({title: m.get(key) for key, title in COLUMNS.items()})
+        row.update({title: m.get(key) for key, title in columns.items()})
         ci = m.get("micro_ap_ci") or [None, None]
         row["µAP 95% CI"] = f"{ci[0]:.3f}-{ci[1]:.3f}" if None not in ci else ""
         row["queries"] = m.get("n_queries")
+        # queries that counted as misses because they were missing or did not decode (None: older results)
+        row["missing"] = m.get("n_queries_missing")
+        row["undecodable"] = m.get("n_queries_undecodable")
         rows.append(row)
     frame = pd.DataFrame(rows)
     if frame.empty:
         return frame
-    return frame.sort_values(["dataset", "µAP"], ascending=[True, False], na_position="last").reset_index(
-        drop=True
+    order = frame.sort_values(
+        ["dataset", "protocol", "µAP"], ascending=[True, True, False], na_position="last"
     )
+    return order.reset_index(drop=True)
 
 
 def throughput_frame(results: list[Result]) -> pd.DataFrame:
@@ -111,12 +150,15 @@ def side_by_side(acc: pd.DataFrame, thr: pd.DataFrame) -> pd.DataFrame:
 
 
 def rank_aggregate(frame: pd.DataFrame, metric: str = "µAP") -> pd.DataFrame:
-    """Mean rank of each detector across datasets (1 = best on every dataset), with the number of datasets."""
+    """Mean rank of each detector across datasets (1 = best on every dataset), with the number of datasets;
+    ranked within each protocol, never across protocols."""
     if frame.empty or frame["dataset"].nunique() < 2:
         return pd.DataFrame()
-    ranks = frame.assign(rank=frame.groupby("dataset")[metric].rank(ascending=False, method="min"))
-    agg = ranks.groupby("detector").agg(mean_rank=("rank", "mean"), datasets=("dataset", "nunique"))
-    return agg.sort_values("mean_rank").reset_index()
+    by = ["dataset", "protocol"] if "protocol" in frame else ["dataset"]
+    ranks = frame.assign(rank=frame.groupby(by)[metric].rank(ascending=False, method="min"))
+    who = ["protocol", "detector"] if "protocol" in frame else ["detector"]
+    agg = ranks.groupby(who).agg(mean_rank=("rank", "mean"), datasets=("dataset", "nunique"))
+    return agg.sort_values(who[:-1] + ["mean_rank"]).reset_index()
 
 
 def _fmt(value) -> str:
@@ -137,19 +179,60 @@ def to_markdown(frame: pd.DataFrame) -> str:
 
 
 def print_terminal(frame: pd.DataFrame, title: str, console=None) -> None:
-    """A rich table; random-weight rows in red."""
-    from rich.table import Table
-
+    """Rich tables that fit the console: cells are never cut; columns that do not fit continue in a further
+    table that repeats the first (identifier) column. Random-weight rows in red."""
     from .progress import console as make_console
 
     console = console or make_console()
+    formatted = frame.map(_fmt) if not frame.empty else frame
+    columns = list(frame.columns)
+    for n, part in enumerate(column_chunks(formatted, console.width)):
+        label = title if n == 0 else f"{title} (continued: {', '.join(map(str, part[1:]))})"
+        console.print(_rich_table(frame, formatted, [columns[0], *part[1:]] if n else part, label))
+
+
+def _rich_table(frame: pd.DataFrame, formatted: pd.DataFrame, columns: list, title: str):
+    from rich.table import Table
+
     table = Table(title=title, show_lines=False)
-    for col in frame.columns:
-        table.add_column(str(col), justify="right" if frame[col].dtype.kind in "fi" else "left")
-    for row in frame.itertuples(index=False):
-        style = "red" if "random" in str(getattr(row, "weights", "")) else None
-        table.add_row(*[_fmt(v) for v in row], style=style)
-    console.print(table)
+    for col in columns:
+        numeric = frame[col].dtype.kind in "fi"
+        widest = max([len(v) for v in formatted[col]] + [_longest_word(col)])
+        # identifiers and numbers are never wrapped or cut; only headers break, between words
+        table.add_column(str(col), justify="right" if numeric else "left", no_wrap=True, min_width=widest)
+    weights = list(frame["weights"]) if "weights" in frame.columns else [""] * len(frame)
+    for row, status in zip(formatted[columns].itertuples(index=False), weights):
+        table.add_row(*row, style="red" if "random" in str(status) else None)
+    return table
+
+
+def _longest_word(header) -> int:
+    return max((len(w) for w in str(header).split()), default=1)
+
+
+def column_chunks(formatted: pd.DataFrame, width: int) -> list[list]:
+    """Columns split into groups that each fit ``width`` (rich: 3 characters of padding and rule per column,
+    plus 1); every group after the first starts with the first column again, so each row stays identified."""
+    columns = list(formatted.columns)
+    if not columns:
+        return [columns]
+    need = {c: max([len(v) for v in formatted[c]] + [_longest_word(c)]) + 3 for c in columns}
+    chunks, current, used = [], [columns[0]], 1 + need[columns[0]]
+    for col in columns[1:]:
+        if used + need[col] > width and len(current) > 1:
+            chunks.append(current)
+            current, used = [columns[0]], 1 + need[columns[0]]
+        current.append(col)
+        used += need[col]
+    return [*chunks, current]
+
+
+def _foreign(frame: pd.DataFrame, protocol: str) -> list[str]:
+    """Columns of metric definitions that this protocol does not report."""
+    from .protocols import PROTOCOLS
+
+    own = PROTOCOLS[protocol].metrics if protocol in PROTOCOLS else ()
+    return [title for key, title in PROTOCOL_COLUMNS.items() if title in frame and key not in own]
 
 
 def print_leaderboards(acc: pd.DataFrame, console=None) -> None:
@@ -157,9 +240,13 @@ def print_leaderboards(acc: pd.DataFrame, console=None) -> None:
     if acc.empty:
         print_terminal(acc, "no accuracy results", console)
         return
-    for (name, fp), part in acc.groupby(["dataset", "fingerprint"], sort=True):
-        title = f"{name} ({fp}) - µAP: ISC micro-AP, mAP: per-query AP (revisitop)"
-        print_terminal(part.drop(columns=["dataset", "fingerprint"]), title, console)
+    for (name, fp, protocol), part in acc.groupby(["dataset", "fingerprint", "protocol"], sort=True):
+        title = f"{name} ({fp}), protocol {protocol} - µAP: ISC micro-AP, mAP: per-query AP (revisitop)"
+        print_terminal(
+            part.drop(columns=["dataset", "fingerprint", "protocol", *_foreign(part, protocol)]),
+            title,
+            console,
+        )
 
 
 def group_frame(results: list[Result], metric: str = "micro_ap") -> pd.DataFrame:
@@ -190,7 +277,7 @@ def _terminal(acc: pd.DataFrame, thr: pd.DataFrame, out: str | Path | None) -> s
         )
     ranks = rank_aggregate(acc)
     if not ranks.empty:
-        print_terminal(ranks, "mean rank across datasets", console)
+        print_terminal(ranks, "mean rank across datasets (within each protocol)", console)
     if console is None:
         return ""
     text = console.file.getvalue()
@@ -222,13 +309,30 @@ def render_table(results_dir: str | Path, fmt: str = "terminal", out: str | Path
     elif fmt == "html":
         from .html import leaderboard_html
 
-        text = leaderboard_html(acc, group_frame(results), thr, rank_aggregate(acc))
+        both = side_by_side(acc, thr)
+        text = leaderboard_html(
+            acc, group_frame(results), thr, rank_aggregate(acc), both=both, meta=_meta(results)
+        )
     else:
         parts = [frame for frame in (acc, thr, side_by_side(acc, thr)) if not frame.empty]
         text = "\n".join(to_markdown(frame) for frame in parts) if parts else to_markdown(acc)
+        if not acc.empty and acc["protocol"].nunique() > 1:
+            text = f"_{MIXED_NOTE}_\n\n" + text
     if out:
         Path(out).write_text(text)
     return text
+
+
+def _meta(results: list[Result]) -> str:
+    """When the page was made and from which code: the commits the results were computed at."""
+    from datetime import datetime, timezone
+
+    from .env import git_commit
+
+    commits = sorted({(r.environment.get("git_commit") or "unknown")[:12] for r in results})
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    page = (git_commit() or "unknown")[:12]
+    return f"generated {now} at commit {page}; results computed at commit {', '.join(commits) or '-'}"
 
 
 def records(frame: pd.DataFrame) -> str:

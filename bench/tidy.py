@@ -60,8 +60,16 @@ def _identity(result: Result, root: Path | None) -> tuple[dict[str, Any], dict[s
         "git_commit": env.get("git_commit"),
         "copybench_version": env.get("copybench"),
         "result_file": None if source is None else str(source),
+        **_meta_columns(result),
     }
     return lead, rest
+
+
+def _meta_columns(result: Result) -> dict[str, Any]:
+    """The detector's metadata (parameters, license, release, weights hash); None in older result files."""
+    meta = (result.detector or {}).get("meta") or {}
+    keys = ("params", "license", "release_date", "weights_hash")
+    return {f"detector_{k}" if k != "params" else "params": meta.get(k) for k in keys}
 
 
 def accuracy_rows(result: Result, root: Path | None = None) -> list[dict[str, Any]]:

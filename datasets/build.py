@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from copybench.io import atomic_write_text, make_temp_dir
+from copybench.io import atomic_write_text, make_temp_dir, remove_stale_temp_dirs
 
 from .dataset import (
     DATASET_FILE,
@@ -53,17 +53,23 @@ def build_dataset(
     seed: int = 0,
     device: str = "cpu",
     progress: bool = True,
+    cache_dir: str | Path | None = None,
 ) -> CopyDataset:
-    """Build recipe ``recipe`` (e.g. ``default-s``) into folder ``out`` and return the loaded dataset."""
+    """Build recipe ``recipe`` (e.g. ``default-s``) into folder ``out`` and return the loaded dataset.
+    ``cache_dir``: cache root for computed saliency masks (default: $COPYBENCH_CACHE or ~/.cache/copybench)."""
+    from .masks import use_cache_dir
+
     rec = parse_recipe(recipe, n_queries)
     out = Path(out).expanduser().resolve()
     _check_target(out)
-    pool = load_pool(sources, rec.max_references, need_masks=rec.needs_masks)
-    if rec.family == "default" and pool.masks == "none":
-        pool = _try_masks(pool)
+    with use_cache_dir(cache_dir):
+        pool = load_pool(sources, rec.max_references, need_masks=rec.needs_masks)
+        if rec.family == "default" and pool.masks == "none":
+            pool = _try_masks(pool)
     view = PoolView.of(pool)
     _check_pool(rec, pool, view)
     out.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp_dirs(out.parent, f".{out.name}.old-")  # a replaced folder a killed build left
     tmp = make_temp_dir(out.parent, f".{out.name}.building-")
     try:
         refs = _write_pool(tmp, pool)
@@ -85,9 +91,23 @@ def build_dataset(
     return load_dataset(out)
 
 
+BUILD_FILES = frozenset({DATASET_FILE, "queries.csv", "references.csv", "files.csv", "contact_sheet.png",
+                         "skipped.txt", "references", "queries", "sources", "masks"})  # fmt: skip
+
+
 def _check_target(out: Path) -> None:
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / DATASET_FILE).is_file())):
         raise SourceError(f"output {out} exists and is not a copybench dataset: refusing to overwrite it")
+    if out.is_dir():  # a rebuild replaces the folder: only if it holds nothing but what a build writes
+        foreign = sorted(p for p in out.iterdir() if p.name not in BUILD_FILES)
+        foreign += sorted(p for sub in ("references", "queries", "sources", "masks") if (out / sub).is_dir()
+                          for p in (out / sub).iterdir() if p.suffix != ".png" or not p.is_file())  # fmt: skip
+        if foreign:
+            listed = ", ".join(str(p) for p in foreign[:5]) + (" ..." if len(foreign) > 5 else "")
+            raise SourceError(
+                f"output {out} holds files a build did not write ({listed}): a rebuild replaces the whole "
+                "folder, so refusing; move them out or choose another --out"
+            )
 
 
 def _try_masks(pool: Pool) -> Pool:
@@ -194,7 +214,7 @@ def _meta(rec, seed, pool, refs, queries, pixels, device) -> dict:
 def _swap_into_place(tmp: Path, out: Path) -> None:
     if out.exists():
         (out / DATASET_FILE).unlink(missing_ok=True)  # first: the old folder stops being a dataset
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        old = out.with_name(f".{out.name}.old-{os.getpid()}-{os.urandom(4).hex()}")  # cleaned if we die
         os.replace(out, old)
         os.replace(tmp, out)
         shutil.rmtree(old, ignore_errors=True)

@@ -96,9 +96,16 @@ def compute_fingerprint(
 
 
 def write_dataset_index(
-    root: str | Path, meta: dict, references: pd.DataFrame, queries: pd.DataFrame
+    root: str | Path,
+    meta: dict,
+    references: pd.DataFrame,
+    queries: pd.DataFrame,
+    file_digests: dict[str, str] | None = None,
 ) -> None:
-    """Write references.csv, queries.csv and dataset.json (last, atomically: its presence marks a complete dataset)."""
+    """Write references.csv, queries.csv, files.csv and dataset.json (last, atomically: its presence marks a
+    complete dataset). ``file_digests``: sha256 of image files already hashed, by manifest path."""
+    from .integrity import manifest_digests, record_files
+
     root = Path(root)
     for col in ("family", "tier", "params"):
         if col not in queries:
@@ -106,7 +113,10 @@ def write_dataset_index(
     atomic_write_text(root / "references.csv", references[["reference_id", "path"]].to_csv(index=False))
     cols = ["query_id", "path", "reference_id", "family", "tier", "params"]
     atomic_write_text(root / "queries.csv", queries[cols].to_csv(index=False))
-    meta = {"schema": DATASET_SCHEMA, **meta}
+    images_root = (root / meta.get("images_root", ".")).resolve()
+    paths = [*references["path"], *queries["path"]]
+    record_files(root, images_root, [str(p) for p in paths], file_digests or {})
+    meta = {"schema": DATASET_SCHEMA, **meta, "integrity": manifest_digests(root)}
     atomic_write_text(root / DATASET_FILE, json.dumps(meta, indent=2, sort_keys=True) + "\n")
 
 
@@ -126,11 +136,17 @@ def load_dataset(path: str | Path) -> CopyDataset:
         raise DatasetError(
             f"{meta_file}: unknown dataset schema {meta.get('schema')!r} (this copybench reads {DATASET_SCHEMA})"
         )
+    from .integrity import check_files, check_inside, check_manifests
+
     images_root = (root / meta.get("images_root", ".")).resolve()
+    check_manifests(root, meta)  # before anything is read from them: an edited manifest is refused
+    # manifest paths may only name files in the dataset folder, its images root or its distractor folders
+    allowed = [images_root, root, *(Path(d["path"]) for d in meta.get("distractor_sets", []))]
     refs = _read_table(root / "references.csv", ["reference_id", "path"])
     queries = _read_table(root / "queries.csv", ["query_id", "path", "reference_id"])
-    for table in (refs, queries):
-        table["path"] = [str(images_root / p) for p in table["path"]]
+    for table, name in ((refs, "references.csv"), (queries, "queries.csv")):
+        table["path"] = [str(check_inside(allowed, root / name, p)) for p in table["path"]]
+    check_files(root, images_root)
     for col, default in (("family", ""), ("tier", ""), ("params", "{}")):
         queries[col] = queries[col].fillna(default) if col in queries else default
     positives = {q: split_ids(r) for q, r in zip(queries["query_id"], queries["reference_id"])}

@@ -47,13 +47,26 @@ FORMATS = ("disc21", "copydays", "folder", "csv")
 
 
 def _images(folder: Path) -> dict[str, Path]:
-    return {p.stem: p for p in sorted(folder.iterdir()) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES}
+    """Images of ``folder`` by stem (the id); two files with one stem (a.jpg, a.png) are refused by name."""
+    out: dict[str, Path] = {}
+    for p in sorted(folder.iterdir()):
+        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES:
+            _claim_stem(out, p.stem, p)
+    return out
+
+
+def _claim_stem(taken: dict[str, Path], stem: str, path: Path) -> None:
+    if stem in taken:  # which one the ground truth means cannot be known: never pick one silently
+        raise SourceError(f"ambiguous id {stem!r}: both {taken[stem]} and {path}; remove or rename one")
+    taken[stem] = path
 
 
 def _find_dir(src: Path, pattern: str) -> Path:
     hits = sorted(d for d in src.iterdir() if d.is_dir() and re.search(pattern, d.name, re.IGNORECASE))
     if not hits:
         raise SourceError(f"{src}: no folder matching {pattern!r}")
+    if len(hits) > 1:
+        raise SourceError(f"{src}: ambiguous, several folders match {pattern!r}: {', '.join(map(str, hits))}")
     return hits[0]
 
 
@@ -62,6 +75,8 @@ def _disc21(src: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     gts = sorted(p for p in src.glob("*.csv") if re.search(r"ground_?truth|gt", p.name, re.IGNORECASE))
     if not gts:
         raise SourceError(f"{src}: no ground-truth CSV (*ground_truth*.csv, *groundtruth*.csv or *gt*.csv)")
+    if len(gts) > 1:  # e.g. a backup beside the real one: using either silently could score the wrong truth
+        raise SourceError(f"{src}: ambiguous, several ground-truth CSVs: {', '.join(map(str, gts))}")
     gt = pd.read_csv(gts[0], dtype=str, keep_default_na=False)
     if not {"query_id", "reference_id"} <= set(gt.columns):
         raise SourceError(f"{gts[0]}: need columns query_id,reference_id, got {', '.join(gt.columns)}")
@@ -94,7 +109,7 @@ def _copydays(src: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
             continue
         top = rel.parts[0].lower() if len(rel.parts) > 1 else "original"
         if "orig" in top:
-            refs[path.stem] = rel
+            _claim_stem(refs, path.stem, rel)
             continue
         family = next((f for key, f in _COPYDAYS_FAMILY if key in top), top)
         tier = rel.parts[1] if len(rel.parts) > 2 else ""
@@ -168,7 +183,9 @@ def import_dataset(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = make_temp_dir(out.parent, f".{out.name}.importing-")
     try:
-        write_dataset_index(tmp, meta, refs, queries)
+        by_path = {rel: digests[f"R:{r}"] for r, rel in zip(refs["reference_id"], refs["path"])}
+        by_path.update({rel: digests[f"Q:{q}"] for q, rel in zip(queries["query_id"], queries["path"])})
+        write_dataset_index(tmp, meta, refs, queries, file_digests=by_path)
         if out.exists():
             (out / "dataset.json").unlink(missing_ok=True)
             shutil.rmtree(out)
@@ -276,7 +293,7 @@ def _manifest_files(root: Path, cells, ids: dict[str, str], manifest: Path) -> d
     return out
 
 
-INDEX_FILES = frozenset({"dataset.json", "queries.csv", "references.csv"})
+INDEX_FILES = frozenset({"dataset.json", "queries.csv", "references.csv", "files.csv"})
 
 
 def _check_import_target(out: Path, src: Path) -> None:

@@ -106,7 +106,8 @@ def _base(family: str, tier: str, source: str, distractor: bool, view: PoolView)
     return {
         "family": family, "tier": tier, "source": source, "distractor": distractor, "out": out_size(h, w),
         "fg": source, "H": _stretch((h, w), out_size(h, w)), "label": None, "box": None, "bg": None,
-        "H_bg": None, "H_pre": None, "jitter": None, "jitter_order": None, "gray": False, "solarize": None, "autocontrast": False,
+        "H_bg": None, "H_pre": None, "jitter": None, "jitter_order": None, "gray": False, "solarize": None,
+        "autocontrast": False,
         "blur": None, "noise": None, "overlay": None, "jpeg": None,
     }  # fmt: skip
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .contract import ContractError, ContractReport, check_detector_contract
+from .fetch import BASELINES, fetch_weights, list_weights
 from .load import (
     Detector,
     WeightsInfo,
@@ -12,6 +13,7 @@ from .load import (
     read_state_dict,
     weights_status,
 )
+from .meta import DetectorMeta, detector_meta
 from .registry import (
     CLIP_MEAN,
     CLIP_STD,
@@ -27,6 +29,7 @@ from .registry import (
 )
 
 __all__ = [
+    "BASELINES",
     "CLIP_MEAN",
     "CLIP_STD",
     "IMAGENET_MEAN",
@@ -34,6 +37,7 @@ __all__ = [
     "ContractError",
     "ContractReport",
     "Detector",
+    "DetectorMeta",
     "DetectorSpec",
     "UnknownDetectorError",
     "WeightsInfo",
@@ -41,9 +45,12 @@ __all__ = [
     "check_detector_contract",
     "create_detector",
     "describe_detectors",
+    "detector_meta",
+    "fetch_weights",
     "find_weights",
     "get_spec",
     "list_detectors",
+    "list_weights",
     "read_state_dict",
     "register_detector",
     "unregister_detector",

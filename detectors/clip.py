@@ -86,6 +86,7 @@ def _clip(name: str, arch: str, dims: int, size: int, sha256: str) -> None:
         license="MIT",
         paper=CLIP_PAPER,
         family="clip",
+        release_date="2021-02",  # the paper; OpenAI released some towers' weights later
     )
 
     @register_detector(spec)

@@ -117,13 +117,21 @@ def _dino_vit(name: str, arch: str, stem: str, width: int) -> None:
         "license": "Apache-2.0",
         "paper": DINO_PAPER,
         "family": "dino",
+        "release_date": "2021-04",
     }
     tokens = DetectorSpec(
         name=name, dims=width, input_size=224, resize="short_crop", crop_pct=0.875, output="tokens", **common
     )
-    register_detector(tokens)(lambda path: Tokens(build_vit(arch, path, name)))
+
+    @register_detector(tokens)
+    def tokens_factory(path: Path | None) -> torch.nn.Module:
+        return Tokens(build_vit(arch, path, name))
+
     gem = DetectorSpec(name=f"{name}.cls_gem", dims=2 * width, input_size=320, resize="square", **common)
-    register_detector(gem)(lambda path: ClsGem(build_vit(arch, path, gem.name, img_size=320)))
+
+    @register_detector(gem)
+    def gem_factory(path: Path | None) -> torch.nn.Module:
+        return ClsGem(build_vit(arch, path, gem.name, img_size=320))
 
 
 for _name, (_arch, _stem, _width) in DINO_VITS.items():
@@ -160,6 +168,7 @@ def build_resnet50(path: Path | None, name: str) -> torch.nn.Module:
         license="Apache-2.0",
         paper=DINO_PAPER,
         family="dino",
+        release_date="2021-04",
     )
 )
 def dino_resnet50(path: Path | None) -> torch.nn.Module:
@@ -180,6 +189,7 @@ def dino_resnet50(path: Path | None) -> torch.nn.Module:
         paper=DINOV2_PAPER,
         output="tokens",
         family="dinov2",
+        release_date="2023-04",
     )
 )
 def dinov2_vitb14(path: Path | None) -> torch.nn.Module:
@@ -206,6 +216,7 @@ def mocov3_backbone(state: dict) -> dict:
         paper=MOCOV3_PAPER,
         output="tokens",
         family="mocov3",
+        release_date="2021-04",
     )
 )
 def mocov3_vitb16(path: Path | None) -> torch.nn.Module:

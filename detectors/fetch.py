@@ -300,17 +300,20 @@ def fetch_weights(patterns: list[str], *, force: bool = False, progress: bool = 
             why = "parameter-free" if spec.parameter_free else f"weights from {spec.weights}"
             outcomes.append(FetchOutcome(name, "skipped", message=f"nothing to download ({why})"))
             continue
-        key = name if spec is None else spec.weights  # variants sharing one official file fetch it once
-        try:
-            if key not in done:
-                if spec is None:  # hub names fetch through their own library, into its cache
-                    done[key] = fetch_hub(name, progress=progress)
-                else:
-                    done[key] = fetch_spec(spec, force=force, progress=progress)
-            path, digest, note = done[key]
-        except (OSError, ValueError, KeyError, WeightsMissingError) as exc:
-            outcomes.append(FetchOutcome(name, "failed", message=str(exc)))
+        key = name if spec is None else spec.weights  # variants sharing one file fetch (or fail) once
+        if key not in done:
+            try:  # hub names fetch through their own library, into its cache
+                done[key] = (
+                    fetch_hub(name, progress=progress)
+                    if spec is None
+                    else fetch_spec(spec, force=force, progress=progress)
+                )
+            except (OSError, ValueError, KeyError, WeightsMissingError) as exc:
+                done[key] = exc
+        if isinstance(done[key], Exception):
+            outcomes.append(FetchOutcome(name, "failed", message=str(done[key])))
             continue
+        path, digest, note = done[key]
         status = "fetched" if note.startswith("downloaded") else "present"
         outcomes.append(FetchOutcome(name, status, str(path), digest, note))
     return outcomes
@@ -332,15 +335,32 @@ class WeightsFileRow:
 
 def list_weights(pattern: str = "*") -> list[WeightsFileRow]:
     """Every registered detector's weights file: where it is, its size, its sha256 and what checks it."""
+    from .hub import is_hub_name
     from .load import find_weights
     from .registry import get_spec, list_detectors
 
+    if is_hub_name(pattern):  # one hub model: its cached weights file, as the library would load it
+        return [_hub_row(pattern)]
     rows = []
     for name in list_detectors(pattern):
         spec = get_spec(name)
         path = None if spec.parameter_free or spec.random_only else find_weights(spec)
         rows.append(_row(spec, path))
     return rows
+
+
+def _hub_row(name: str) -> WeightsFileRow:
+    from .registry import get_entry
+
+    entry = get_entry(name)
+    spec, path = entry.spec, entry.locate()
+    digest = file_sha256(path) if path else ""
+    check = f"revision {entry.revision}" if entry.revision else "pinned on first use"
+    status = "present" if path else "missing"
+    size = path.stat().st_size if path else None
+    return WeightsFileRow(
+        name, path.name if path else "", status, size, digest, check, spec.weights, spec.license
+    )
 
 
 def _row(spec: DetectorSpec, path: Path | None) -> WeightsFileRow:

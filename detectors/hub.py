@@ -24,7 +24,7 @@ import logging
 import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from .registry import DetectorSpec, UnknownDetectorError, WeightsMissingError
@@ -52,7 +52,6 @@ class HubEntry:
     fetch: Callable[..., tuple[Path, str, str]]
     origin: str = "hub"
     revision: str = ""
-    extra: dict = field(default_factory=dict)
 
     def check(self, path: Path) -> str:
         """sha256 of the weights file, checked (hub content address or lock pin); pinned on first use."""
@@ -159,7 +158,8 @@ def resolve(name: str, *, download: bool = False) -> HubEntry:
 
 
 def _resolve_hf_hub(name: str, folder: Path) -> HubEntry:
-    """``hf-hub:``: open_clip when the repository has ``open_clip_config.json``, timm when its config names an architecture."""
+    """``hf-hub:``: open_clip when the repository has ``open_clip_config.json``, timm when its config names an
+    architecture."""
     import json
 
     if (folder / "open_clip_config.json").is_file():

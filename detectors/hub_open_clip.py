@@ -8,6 +8,7 @@ with QuickGELU (open_clip only warns about the mismatch; the weights need it). T
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import asdict
 from pathlib import Path
 
@@ -88,9 +89,13 @@ def cached_checkpoint(pcfg: dict, download: bool) -> Path | None:
     url = pcfg.get("url", "")
     path = OPEN_CLIP_CACHE.expanduser() / url.rsplit("/", 1)[-1] if url else None
     if path is not None and not path.is_file() and download:
-        from open_clip.pretrained import download_pretrained_from_url
+        from .fetch import download as fetch_url
 
-        download_pretrained_from_url(url)  # checks the sha256 open_clip publishes in the URL
+        # OpenAI's URLs carry the file's full sha256 as their folder (open_clip checks it the same way);
+        # other URLs: the hash prefix in the name, else pinned on first download. Resumable either way.
+        folder = url.rsplit("/", 2)[-2]
+        published = folder if re.fullmatch(r"[0-9a-f]{64}", folder) else None
+        fetch_url(url, path, published=published)
     return path if path is not None and path.is_file() else None
 
 

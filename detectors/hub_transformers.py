@@ -48,8 +48,12 @@ def processor_fields(proc) -> dict:
     name = type(proc).__name__
     if not getattr(proc, "do_resize", True):
         raise ValueError(f"{name}: do_resize=False cannot be reproduced (the harness batches a fixed size)")
-    if getattr(proc, "do_rescale", True) and abs(float(proc.rescale_factor) - 1 / 255) > 1e-9:
-        raise ValueError(f"{name}: rescale_factor {proc.rescale_factor} is not 1/255")
+    if not getattr(proc, "do_rescale", True) or abs(float(proc.rescale_factor) - 1 / 255) > 1e-9:
+        raise ValueError(
+            f"{name}: pixels must be rescaled by 1/255 (do_rescale, rescale_factor) for the harness"
+        )
+    if int(proc.resample) not in PIL_RESAMPLE:
+        raise ValueError(f"{name}: resample {proc.resample} has no torchvision equivalent the harness uses")
     size, crop = dict(proc.size), dict(getattr(proc, "crop_size", None) or {})
     short = size.get("shortest_edge")
     if short and getattr(proc, "crop_pct", None):  # ConvNeXt: below 384, resize to short/crop_pct, crop short
@@ -72,7 +76,7 @@ def processor_fields(proc) -> dict:
         raise ValueError(f"{name}: resize settings {size} cannot be reproduced by the harness")
     normalise = getattr(proc, "do_normalize", True)
     data |= {
-        "interpolation": PIL_RESAMPLE.get(int(proc.resample), "bicubic"),
+        "interpolation": PIL_RESAMPLE[int(proc.resample)],
         "mean": proc.image_mean if normalise else UNIT_MEAN,
         "std": proc.image_std if normalise else UNIT_STD,
     }

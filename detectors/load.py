@@ -2,7 +2,8 @@
 
 Weights resolution order (first hit wins):
 1. an explicit file the caller names (``weights_file``);
-2. ``$COPYBENCH_WEIGHTS_DIR/<detector name>.<ext>`` (any extension) or ``$COPYBENCH_WEIGHTS_DIR/<file name of the official URL>``;
+2. ``$COPYBENCH_WEIGHTS_DIR/<detector name>.<ext>`` (any extension) or
+   ``$COPYBENCH_WEIGHTS_DIR/<file name of the official URL>``;
 3. the pip package that ships them (spec.weights ``package:<module>[/<relative file>]``);
 4. the official URL's file in torch hub's ``checkpoints`` folder, where ``copybench weights fetch`` (or
    ``download=True``) puts it, checked against its published sha256 or the sha256 pinned on first download.
@@ -12,9 +13,7 @@ caller explicitly allows random weights, in which case the provenance says ``ran
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
-import inspect
 import logging
 import os
 import zipfile
@@ -119,7 +118,9 @@ def weights_status(name: str) -> str:
     entry = get_entry(name)
     spec = entry.spec
     if spec.parameter_free:
-        return "none"
+        from .meta import cached_parameters
+
+        return "random" if cached_parameters(entry) else "none"  # a plugin with unloaded parameters
     if spec.random_only:
         return "random-only"
     try:
@@ -134,16 +135,44 @@ class Detector(torch.nn.Module):
     """A registered model with its spec and weights provenance; forward returns raw (unnormalised) output."""
 
     def __init__(
-        self, spec: DetectorSpec, model: torch.nn.Module, weights: WeightsInfo, code: str | None = None
+        self,
+        spec: DetectorSpec,
+        model: torch.nn.Module,
+        weights: WeightsInfo,
+        code: str | None = None,
+        entry=None,
     ):
         super().__init__()
-        self.spec, self.model, self.weights = spec, model, weights
+        self.spec, self.model, self.weights, self._entry = spec, model, weights, entry
         self.code = (
             code  # sha256 of a plugin factory's source file (None for built-ins): part of the cache key
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
+
+    @property
+    def meta(self):
+        """The detector's :class:`~copybench.detectors.meta.DetectorMeta` (computed on first use)."""
+        from .meta import DetectorMeta, entry_meta
+
+        if self._entry is None:  # a Detector built by hand: what its spec says
+            count = sum(p.numel() for p in self.model.parameters())
+            spec = self.spec
+            return DetectorMeta(
+                spec.name,
+                count,
+                spec.dims,
+                spec.input_size,
+                spec.output,
+                spec.license,
+                spec.paper,
+                spec.weights,
+                self.weights.sha256 or "",
+                spec.release_date,
+                "",
+            )
+        return entry_meta(self._entry, self.weights.sha256)
 
 
 def create_detector(
@@ -175,7 +204,10 @@ def create_detector(
         raise TypeError(
             f"detector {name!r}: factory returned {type(model).__name__}, expected a torch.nn.Module"
         )
-    return Detector(spec, model, info, plugin_code_digest(entry.factory)).eval().to(device)
+    if info.status == "none" and any(True for _ in model.parameters()):
+        # declared parameter-free, yet the model has parameters nobody loaded: random init, and results say so
+        info = WeightsInfo("random", "random init (the detector declares no weights)")
+    return Detector(spec, model, info, plugin_code_digest(entry.factory), entry).eval().to(device)
 
 
 def _resolve(name: str, download: bool):
@@ -212,12 +244,11 @@ def _checked_info(spec: DetectorSpec, path: Path) -> WeightsInfo:
 
 
 def plugin_code_digest(factory) -> str | None:
-    """sha256 of the file defining a plugin factory, so editing a plugin never reuses its old descriptors."""
-    module = inspect.getmodule(factory)
-    path = getattr(module, "__file__", None)
-    if module is None or module.__name__.split(".")[0] == "copybench" or not path or not Path(path).is_file():
-        return None
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    """A plugin factory's code hash (its file, or its definition when made in ``__main__``, e.g. a notebook),
+    part of the descriptor cache key, so editing a plugin never reuses its old descriptors."""
+    from .codehash import code_digest
+
+    return code_digest(factory)
 
 
 def _is_torchscript(path: Path) -> bool:
@@ -266,12 +297,16 @@ def strip_prefix(state: dict, prefix: str) -> dict:
 def describe_detectors(pattern: str = "*") -> list[dict]:
     """One row per registered detector matching ``pattern``: what ``copybench list detectors`` shows.
 
-    ``weights`` is the status (real, missing, random-only, none); ``source`` where real weights come from.
+    ``weights`` is the status (real, missing, random, random-only, none); ``source`` where real weights come
+    from; ``params``, ``paper``, ``release_date``, ``weights_hash``: the detector's metadata (``DetectorMeta``).
     """
+    from .meta import entry_meta
+
     rows = []
     for name in list_detectors(pattern):
         entry = get_entry(name)
         spec = entry.spec
+        meta = entry_meta(entry)
         rows.append(
             {
                 "name": name,
@@ -286,6 +321,10 @@ def describe_detectors(pattern: str = "*") -> list[dict]:
                 "source": spec.weights or "none (parameter-free)",
                 "license": spec.license,
                 "origin": entry.origin,
+                "params": meta.params,
+                "paper": spec.paper,
+                "release_date": spec.release_date,
+                "weights_hash": meta.weights_hash,
             }
         )
     return rows

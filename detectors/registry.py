@@ -53,7 +53,8 @@ class DetectorSpec:
     name: str
     dims: int
     input_size: int
-    resize: str = "square"  # square: squash to size x size; short_crop: short side then centre crop; short: short side only
+    # square: squash to size x size; short_crop: short side then centre crop; short: short side only
+    resize: str = "square"
     interpolation: str = "bicubic"
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
@@ -74,6 +75,8 @@ class DetectorSpec:
     # centre-crop offset: "round" as torchvision and timm, "floor" as transformers' image processors (an odd
     # margin then leaves its extra pixel at the bottom/right); a one-pixel shift changes every descriptor
     crop_offset: str = "round"
+    # metadata only (YYYY-MM the model was first published): never part of the cache key (see to_dict)
+    release_date: str = ""
 
     def __post_init__(self) -> None:
         if self.resize not in RESIZE_POLICIES:
@@ -120,6 +123,9 @@ class DetectorSpec:
             del out["resize_backend"]
         if out["crop_offset"] == "round":  # likewise
             del out["crop_offset"]
+        del out[
+            "release_date"
+        ]  # metadata: results carry it under detector.meta, descriptors do not depend on it
         return out
 
 
@@ -139,14 +145,24 @@ _PLUGINS_LOADED = False
 
 
 def register_detector(spec: DetectorSpec, *, origin: str = "builtin") -> Callable[[Factory], Factory]:
-    """Decorator: register ``factory`` under ``spec.name``; a duplicate name is an error."""
+    """Decorator, the one way to register a detector: ``@register_detector(DetectorSpec(...))`` on a factory.
+
+    Registering the same definition again (same spec, same factory code: a notebook cell run twice, a module
+    reloaded) replaces the entry; a different definition under a name already taken is an error naming who
+    has it. A factory defined in ``__main__`` is keyed in the descriptor cache by its code and the code it
+    uses (see :mod:`copybench.detectors.codehash`)."""
+    from .codehash import factory_digest
 
     def wrap(factory: Factory) -> Factory:
-        if spec.name in _REGISTRY:
+        old = _REGISTRY.get(spec.name)
+        if old is not None and not (
+            old.spec == spec and factory_digest(old.factory) == factory_digest(factory)
+        ):
             raise ValueError(
-                f"detector {spec.name!r} is already registered (by {_REGISTRY[spec.name].origin})"
+                f"detector {spec.name!r} is already registered (by {old.origin}) with another definition; "
+                "unregister_detector(name) first to replace it"
             )
-        _REGISTRY[spec.name] = _Entry(spec, factory, origin)
+        _REGISTRY[spec.name] = _Entry(spec, factory, old.origin if old else origin)
         factory.copybench_spec = spec  # lets "module:factory" find the spec of a decorated factory
         return factory
 

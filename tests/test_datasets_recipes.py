@@ -226,6 +226,7 @@ def test_replay_and_fingerprint(family, cutouts, tmp_path, monkeypatch):
     assert a.meta["recipe_version"] == 2
     for qid, path in zip(a.query_ids[:2], a.queries["path"][:2]):
         assert np.array_equal(replay_query(a, qid), np.asarray(Image.open(path).convert("RGB")))
-    monkeypatch.setattr("copybench.datasets.build.RECIPE_VERSION", 99)
-    c = build_dataset(f"{family}-xs", tmp_path / "c", **kw)
-    assert c.fingerprint != a.fingerprint  # the recipe version is part of what a dataset is
+    if family == "segmix_hard":  # once: the recipe version is part of what a dataset is
+        monkeypatch.setattr("copybench.datasets.build.RECIPE_VERSION", 99)
+        c = build_dataset(f"{family}-xs", tmp_path / "c", **kw)
+        assert c.fingerprint != a.fingerprint

@@ -233,6 +233,8 @@ def test_cli_run_offline_hint_then_download(detector, server, tiny_dataset, tmp_
     result = json.loads(next((tmp_path / "results").rglob(f"{NAME}*.json")).read_text())
     assert result["detector"]["weights"]["status"] == "real"
     assert result["detector"]["weights"]["sha256"] == sha(payload())
+    meta = result["detector"]["meta"]  # the metadata travels with the metrics
+    assert (meta["params"], meta["license"], meta["weights_hash"]) == (192 * 64 + 64, "MIT", sha(payload()))
 
 
 def test_cli_weights_fetch_and_list(detector, server, capsys):

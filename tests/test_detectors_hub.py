@@ -55,7 +55,7 @@ def direct(model, transform) -> torch.Tensor:
 
 @pytest.fixture
 def hub_cache(tmp_path, monkeypatch):
-    """A private HF cache, offline mode, and no socket may connect anywhere."""
+    """A private HF cache, offline mode, and no internet socket may connect anywhere."""
     import huggingface_hub.constants as hf_constants
 
     cache = tmp_path / "hf"
@@ -67,8 +67,12 @@ def hub_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setenv("COPYBENCH_WEIGHTS_LOCK", str(tmp_path / "weights.lock.json"))
 
-    def refuse(*args, **kwargs):
-        raise OSError("network access in an offline test")
+    connect = socket.socket.connect
+
+    def refuse(sock, address):  # internet sockets only: local worker pipes still work
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            raise OSError(f"network access to {address} in an offline test")
+        return connect(sock, address)
 
     monkeypatch.setattr(socket.socket, "connect", refuse)
     return cache
@@ -253,3 +257,45 @@ def test_hf_transformers_tokens_match_the_processor_and_model(dinov2_repo):
     with pytest.raises(WeightsMissingError):
         create_detector(name)
     assert create_detector(name, allow_random=True).weights.status == "random"
+
+
+def test_cli_run_with_an_uncached_hub_name_says_how_to_fetch_it(hub_cache, tiny_dataset, tmp_path, capsys):
+    from copybench.cli import main
+
+    name = "hf-hub:timm/not_cached_here"
+    argv = ["--quiet", "run", "--dataset", str(tiny_dataset), "--detectors", f"pixel_gray_8,{name}"]
+    assert main([*argv, "--results", str(tmp_path / "r"), "--no-cache", "--n-boot", "10"]) == 2
+    err = capsys.readouterr().err
+    assert "No module named" not in err and f"copybench weights fetch {name}" in err
+    assert any((tmp_path / "r").rglob("pixel_gray_8*.json")), err  # the other detector's result is kept
+
+
+def test_weights_list_shows_a_cached_hub_model(timm_repo, capsys):
+    from copybench.cli import main
+    from copybench.io import file_sha256
+
+    assert main(["weights", "list", f"hf-hub:timm/{TIMM}"]) == 0
+    out = capsys.readouterr().out
+    assert "model.safetensors" in out and file_sha256(timm_repo / "model.safetensors")[:16] in out
+
+
+def test_preprocessing_the_harness_cannot_reproduce_is_refused():
+    from transformers import ViTImageProcessor
+
+    from copybench.detectors.hub import spec_fields
+    from copybench.detectors.hub_transformers import processor_fields
+
+    fields = processor_fields(ViTImageProcessor())  # 224 x 224 squash, bilinear, mean = std = 0.5
+    assert (fields["resize"], fields["input_size"], fields["interpolation"]) == ("square", 224, "bilinear")
+    assert fields["mean"] == (0.5, 0.5, 0.5) and fields["crop_offset"] == "floor"
+    with pytest.raises(ValueError, match="1/255"):
+        processor_fields(ViTImageProcessor(do_rescale=False))
+    with pytest.raises(ValueError, match="resample"):
+        processor_fields(ViTImageProcessor(resample=1))  # Lanczos
+    base = {"crop_pct": 0.9, "interpolation": "bicubic", "mean": (0, 0, 0), "std": (1, 1, 1)}
+    with pytest.raises(ValueError, match="border"):
+        spec_fields({**base, "size": 224, "mode": "border"})  # timm's letterbox crop mode
+    with pytest.raises(ValueError, match="squash"):
+        spec_fields({**base, "size": 224, "mode": "squash"})  # squash with crop_pct < 1
+    with pytest.raises(ValueError, match="non-square"):
+        spec_fields({**base, "size": (224, 192), "mode": "center"})

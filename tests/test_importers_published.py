@@ -178,8 +178,14 @@ def test_run_subset_and_published_row_lines_up(copydays, tmp_path, capsys):
     )
     own = compare_published([whole], [mine]).iloc[0]
     assert own["difference"] == pytest.approx(whole.groups["strong"]["map"] - 0.5)
+    assert main(["list", "subsets"]) == 0 and "dev25k" in capsys.readouterr().out
     # the CLI: a detector nobody published says so
     assert main(["table", str(tmp_path / "r"), "--published", "--format", "md"]) == 0
     out = capsys.readouterr().out
     assert "pixel_gray_8" in out and "no published figure matches" in out
-    assert read_result(next((tmp_path / "r").rglob("*subset*.json"))).key["subset"] == "strong"
+    sub_file = next((tmp_path / "r").rglob("*subset*.json"))
+    assert read_result(sub_file).key["subset"] == "strong"
+    from copybench.interop import export_isc
+
+    _, gt = export_isc(sub_file, tmp_path / "isc")  # the subset's ground truth only
+    assert sorted(pd.read_csv(gt, dtype=str)["query_id"]) == sorted(select_subset(ds, "strong").query_ids)

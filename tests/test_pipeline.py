@@ -98,8 +98,9 @@ def test_run_writes_results_skips_finished_and_reports_corrupt(tiny_dataset_corr
     assert "no_such_detector" in out[1].message
     result = read_result(out[0].path)
     assert [s["path"].endswith("BAD.png") for s in result.skipped] == [True]
-    assert result.metrics["n_queries"] == 11  # the corrupt query is left out, the rest complete
-    assert result.metrics["map"] == pytest.approx(1.0)  # pixels find a mild blur+crop of a texture
+    # the corrupt query (a copy of R000) counts as a miss, the rest complete: was left out (11 queries, mAP 1)
+    assert result.metrics["n_queries"] == 12 and result.metrics["n_queries_undecodable"] == 1
+    assert result.metrics["map"] == pytest.approx(8 / 9)  # pixels find a mild blur+crop of a texture
     assert result.weights_status == "none"
     assert result.predictions_path.is_file()
     again = run_benchmark(ds, ["pixel_gray_16"], settings, results=tmp_path / "res", progress=False)
@@ -476,7 +477,9 @@ def test_isc_h5_descriptors_score_like_the_detector(tiny_dataset, tmp_path):
         == 0
     )
     res = read_result(next((tmp_path / "res").rglob("gray16_h5.json")))
-    assert res.metrics["n_queries"] == 10 and res.metrics["map"] == pytest.approx(1.0)
+    # the left-out query (it has a match) counts as a miss: was n_queries 10 and mAP 1.0
+    assert res.metrics["n_queries"] == 11 and res.metrics["n_queries_missing"] == 1
+    assert res.metrics["map"] == pytest.approx(7 / 8)
     assert res.skipped[0]["error"].endswith("no descriptor for 'Q000'")
     (tmp_path / "bad.h5").write_bytes(b"nope")
     assert (
@@ -502,9 +505,27 @@ def test_plots_from_raw_predictions(tiny_dataset, tmp_path):
     run_benchmark(
         ds, ["pixel_gray_8"], RunSettings(n_boot=10), results=tmp_path / "res", cache_dir=None, progress=False
     )
+    run_benchmark(
+        ds,
+        ["color_hist_512"],
+        RunSettings(n_boot=10),
+        results=tmp_path / "res",
+        cache_dir=None,
+        progress=False,
+    )
     assert _cli("plot", tmp_path / "res", "--out", tmp_path / "plots") == 0
     pngs = sorted(p.name for p in (tmp_path / "plots").glob("*.png"))
-    assert len(pngs) == 2 and pngs[0].startswith("families_") and pngs[1].startswith("pr_")
+    assert [p.split("_")[0] for p in pngs] == ["families", "pr", "scores"]
+    from copybench.plots import colours, predictions_arrays
+    from copybench.results import read_results
+
+    results, _ = read_results(tmp_path / "res")
+    assert colours(results) == colours(results[::-1])  # a detector's colour does not depend on order
+    assert len(set(colours(results).values())) == len(results)
+    for r in results:  # a gallery exactly when some query with a copy has a wrong rank-1 reference
+        _, hits, n_pos = predictions_arrays(r)
+        gallery = list((tmp_path / "plots").glob(f"missed_*__{r.detector_name}.jpg"))
+        assert len(gallery) == int(bool(((n_pos > 0) & ~hits[:, 0]).any()))
 
 
 def test_table_shows_accuracy_beside_throughput(tiny_dataset, tmp_path):

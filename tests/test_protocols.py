@@ -146,6 +146,13 @@ def test_isc_metrics_equal_the_official_evaluation(seed):
         assert got["recall_at_p90"] == pytest.approx(rp90, abs=1e-9)
 
 
+def test_isc_recall_with_fewer_columns_than_k():
+    # 3 ranked references (a gallery smaller than 10): a positive never retrieved must not count at rank 10
+    top, hits, n_pos = np.array([[0.9, 0.5, 0.4]]), np.array([[False, True, False]]), np.array([2])
+    got = M.evaluate(top, hits, n_pos, n_boot=0)["overall"]
+    assert got["isc_recall@10"] == 0.5 and got["isc_recall@1"] == 0.0
+
+
 def test_isc_recall_at_p90_is_none_when_unreached():
     top, hits, n_pos = np.array([[0.9, 0.5]]), np.array([[False, True]]), np.array([1])
     assert M.evaluate(top, hits, n_pos, n_boot=0)["overall"]["recall_at_p90"] is None
@@ -269,3 +276,20 @@ def test_onnx_model_normalising_inside_keeps_unit_input_under_isc():
     spec = P.protocol_spec("isc", get_spec("sscd_disc_mixup.onnx_int8"))
     assert (spec.mean, spec.std) == ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))  # the graph applies ImageNet's
     assert (spec.resize, spec.input_size) == ("short", 288)
+
+
+def test_split_score_norm_offsets_are_on_the_split_scale():
+    """--similarity split --score-norm: offsets are mean split products to the norm set's nearest (0..2)."""
+    rng = np.random.default_rng(6)
+    q, train = rng.normal(size=(7, 5, 8)), rng.normal(size=(40, 5, 8))
+    unit = lambda x: x / np.linalg.norm(x.reshape(len(x), -1), axis=1)[:, None, None]
+    split = np.einsum("qcd,tcd->qtc", unit(q), unit(train)).max(axis=2)  # chunk i with chunk i, max
+    want = np.sort(split, axis=1)[:, ::-1][:, :3].mean(axis=1)
+    got = score_norm_offsets(
+        q.astype(np.float32), train.astype(np.float32), split={"cross": False, "chunks": None}
+    )
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    cosine = score_norm_offsets(
+        unit(q).reshape(7, -1).astype(np.float32), unit(train).reshape(40, -1).astype(np.float32)
+    )
+    assert not np.allclose(got, cosine, atol=1e-3)  # the cosine-scale offsets would be another number

@@ -278,10 +278,17 @@ def test_scan_outputs_and_self_contained_html(scanned):
     assert sum(float(r["similarity"]) >= summary["threshold"]["value"] for r in first) == 9
     page = (out / "report.html").read_text()
     refs = re.findall(r"""(?:src|href)\s*=\s*['"]([^'"]*)['"]""", page)
-    assert refs and all(r.startswith("data:image/png;base64,") for r in refs)
-    assert "<link" not in page and "@import" not in page and "url(" not in page
-    assert len(refs) == 1 + len(grids)
+    assert refs == [refs[0]] and refs[0].startswith("data:image/png;base64,")  # the histogram
     assert base64.b64decode(refs[0].split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
+    thumbs = re.findall(r"url\(([^)]*)\)", page)  # the grid's thumbnails: CSS classes, each image once
+    assert thumbs and all(t.startswith("data:image/jpeg;base64,") for t in thumbs)
+    assert base64.b64decode(thumbs[0].split(",", 1)[1])[:3] == b"\xff\xd8\xff"
+    assert len(thumbs) <= 30 + 30  # one per distinct image shown (a training image matching often: once)
+    assert page.count("class='th ") == 30 * 6  # every generation beside its top-5 matches
+    assert "<link" not in page and "@import" not in page
+    # 30 generations x 6 thumbnails: the self-contained page stays small (was 12 MB for 40 with PNG grids)
+    assert (out / "report.html").stat().st_size < 600_000
+    assert all(name.endswith(".jpg") for name in grids)
     assert "Replication rate" in page and "Wilson" in page and "RANDOM WEIGHTS" not in page
 
 
@@ -532,6 +539,8 @@ def test_random_weights_are_stated_everywhere(tiny_token_detector, tmp_path, cap
             "--no-cache",
             "--top-k",
             "2",
+            "--threshold",
+            "0.5",
         ]
     )
     printed = capsys.readouterr().out
@@ -552,6 +561,7 @@ def test_split_similarity_matches_brute_force(tiny_token_detector, tmp_path):
         train,
         tiny_token_detector,
         similarity="split",
+        threshold=0.05,  # split scores are not on the cosine scale: a threshold is always given for them
         top_k=3,
         out=tmp_path / "o",
         cache_dir=None,

@@ -1,39 +1,56 @@
 #!/usr/bin/env bash
-# GPU throughput check for a lent H100/H200: one short script, about 3-4 minutes.
+# Every GPU measurement of issue 11 in one call on a lent H100/H200, in about 6 minutes (each step has a timeout;
+# the whole script stays under 8 minutes):
 #
 #   OUT=/path/to/returned/folder bash tests/benchmarks/gpu_check.sh
 #
-# Measures SSCD ResNet-50 (sscd_disc_mixup; falls back to resnet50.tv_in1k, then timm resnet50 @288), dino_vitb16
-# and clip_vitb16.openai in bf16 on cuda, random weights, channels-last, batch 256, on 4096 synthetic 512x384
-# JPEGs: model-only, end-to-end (Extractor path and GPU JPEG decode), retrieval against 100k references, and the
-# reference pipeline for the SSCD row. Then runs the GPU-marked tests. Everything lands in $OUT: gpu_check.log,
-# nvidia-smi.txt, results/ (result JSON files), table.md, summary.txt, pytest_gpu.log.
+#  1. throughput (model-only, end-to-end through the Extractor exactly as `copybench run` does, interleaved rounds,
+#     ratios per round) in bf16, channels-last, batch 256, 4096 synthetic 512x384 JPEGs, random weights, for SSCD
+#     ResNet-50 @288 (with the reference pipeline), DINO ViT-B/16 and CLIP ViT-B/16; decode auto (= nvjpeg).
+#     Targets: e2e/model >= 0.9 for SSCD, >= 0.8 for the ViTs.
+#  2. the same SSCD row with --decode workers (CPU workers feeding the GPU) and, when nvImageCodec is installed
+#     (the `gpu` extra), --decode nvimgcodec; nvjpeg alone (decode_probe.txt: the decoding ceiling).
+#  3. exact top-k 1M references x 50k queries (d=512) on the GPU: target <= 10 s, device memory <= 8 GB.
+#  4. copy generation batched on the device vs a per-image loop there (target >= 10x), with the CPU-vs-GPU pixel
+#     difference of the same queries.
+#  5. the GPU-marked tests (CUDA vs CPU descriptors, device decode, `data build --device cuda` fingerprint).
+# Everything lands in $OUT: gpu_check.log, nvidia-smi.txt, results/throughput/<device>/*.json (result files for the
+# repository's results/throughput/), table.md, summary.txt (figures against their targets), pytest_gpu.log.
 #
-# CPU dry run of the same logic with tiny sizes (about 2 minutes on 2 cores):
+# CPU dry run of the same logic with tiny sizes (a few minutes on 2 cores):
 #   DEVICE=cpu OUT=/tmp/gpu_check bash tests/benchmarks/gpu_check.sh
-# Every size can be overridden: N_IMAGES, BATCH, N_REFS, REPEATS, MIN_TIME, DTYPE, DETECTORS (comma list).
+# Sizes can be overridden: N_IMAGES, BATCH, N_REFS, REPEATS, DTYPE, DETECTORS (comma list), GPU_SEARCH (RxQ).
+# nvImageCodec on a machine without network: WHEELS=DIR holding nvidia_nvimgcodec_cu13-*.whl (pip download it first).
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 2
 REPO="$(pwd)"
 OUT="${OUT:-$(mktemp -d)}"
-mkdir -p "$OUT/results"
+mkdir -p "$OUT/results/throughput"
 OUT="$(cd "$OUT" && pwd)"
+RES="$OUT/results/throughput"
 exec > >(tee -a "$OUT/gpu_check.log") 2>&1
 
 DEVICE="${DEVICE:-cuda}"
 if [ "$DEVICE" = "cpu" ]; then
   N_IMAGES="${N_IMAGES:-16}"; BATCH="${BATCH:-8}"; N_REFS="${N_REFS:-5000}"; REPEATS="${REPEATS:-1}"
-  MIN_TIME="${MIN_TIME:-0}"; STEP_TIMEOUT="${STEP_TIMEOUT:-240}"
+  GPU_SEARCH="${GPU_SEARCH:-20000x1000}"; COPY_QUERIES="${COPY_QUERIES:-8}"; STEP_TIMEOUT="${STEP_TIMEOUT:-300}"
 else
   N_IMAGES="${N_IMAGES:-4096}"; BATCH="${BATCH:-256}"; N_REFS="${N_REFS:-100000}"; REPEATS="${REPEATS:-3}"
-  MIN_TIME="${MIN_TIME:-2}"; STEP_TIMEOUT="${STEP_TIMEOUT:-150}"
+  GPU_SEARCH="${GPU_SEARCH:-1000000x50000}"; COPY_QUERIES="${COPY_QUERIES:-128}"; STEP_TIMEOUT="${STEP_TIMEOUT:-100}"
 fi
 DTYPE="${DTYPE:-bf16}"
 PY="${PY:-$REPO/.venv/bin/python}"  # on a lent GPU machine: PY=python3 with the wheels on PYTHONPATH
+[ -x "$PY" ] || PY=python3
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 T0=$(date +%s)
 stamp() { echo "=== [$(( $(date +%s) - T0 ))s] $*"; }
+FAILED=0
+step() {  # step NAME TIMEOUT CMD...: run with a timeout, note a failure, go on
+  local name="$1" limit="$2"; shift 2
+  stamp "$name"
+  timeout "$limit" "$@" || { echo "FAILED: $name (exit $?)"; FAILED=1; }
+}
 
 stamp "machine"
 (nvidia-smi || echo "nvidia-smi not available") | tee "$OUT/nvidia-smi.txt"
@@ -48,6 +65,9 @@ if ! "$PY" -c "import copybench, os, sys; sys.exit(not os.path.realpath(copybenc
   ln -sfn "$REPO/datasets" "$WORK/shim/copybench/datasets"
   export PYTHONPATH="$WORK/shim${PYTHONPATH:+:$PYTHONPATH}"
   echo "using import shim at $WORK/shim"
+fi
+if [ -n "${WHEELS:-}" ]; then
+  "$PY" -m pip install -q --no-index --find-links "$WHEELS" nvidia-nvimgcodec-cu13 || echo "nvImageCodec not installed"
 fi
 # a fallback ResNet-50 @288 for when no SSCD / torchvision ResNet-50 detector is registered
 mkdir -p "$WORK/plugin"
@@ -70,7 +90,13 @@ print("torch", torch.__version__, "cuda", torch.version.cuda, "available", torch
       "torchvision", torchvision.__version__, "copybench from", copybench.__file__)
 if torch.cuda.is_available():
     print("gpu", torch.cuda.get_device_name(0))
+try:
+    from nvidia import nvimgcodec  # noqa: F401
+    print("nvImageCodec available")
+except ImportError:
+    print("nvImageCodec not installed")
 EOF
+NVIMGCODEC=$("$PY" -c "import importlib.util as u; print(int(u.find_spec('nvidia') is not None and u.find_spec('nvidia.nvimgcodec') is not None))" 2>/dev/null || echo 0)
 
 if [ -z "${DETECTORS:-}" ]; then
   DETECTORS="$("$PY" - <<'EOF'
@@ -82,48 +108,54 @@ EOF
 )"
 fi
 echo "detectors: $DETECTORS"
+IFS=',' read -r -a NAMES <<< "$DETECTORS"
+SSCD="${NAMES[0]}"
 
 stamp "writing $N_IMAGES synthetic JPEGs"
 "$PY" -c "from copybench.throughput import write_synthetic_jpegs as w; w('$WORK/images', $N_IMAGES)" || exit 1
 
-FAILED=0
-FIRST=1
-IFS=',' read -r -a NAMES <<< "$DETECTORS"
-for name in "${NAMES[@]}"; do
-  stamp "throughput $name"
-  REF=()
-  [ "$FIRST" = 1 ] && REF=(--reference)  # the reference pipeline for the first (SSCD) row only: time budget
-  FIRST=0
-  timeout "$STEP_TIMEOUT" "$PY" -m copybench.cli throughput --detectors "$name" --device "$DEVICE" --dtype "$DTYPE" \
-    --batch-size "$BATCH" --channels-last --allow-random --images "$WORK/images" --n-images "$N_IMAGES" \
-    --n-references "$N_REFS" --repeats "$REPEATS" --min-time "$MIN_TIME" --results "$OUT/results" "${REF[@]}" \
-    || { echo "FAILED: throughput $name (exit $?)"; FAILED=1; }
+thr() {  # thr RESULTS_DIR DETECTOR [extra flags]
+  local dir="$1" name="$2"; shift 2
+  "$PY" -m copybench.cli throughput --detectors "$name" --device "$DEVICE" --dtype "$DTYPE" --batch-size "$BATCH" \
+    --channels-last --allow-random --images "$WORK/images" --n-images "$N_IMAGES" --n-references "$N_REFS" \
+    --repeats "$REPEATS" --min-time 0 --results "$dir" "$@"
+}
+# 1. the three detectors, decode auto (nvjpeg on CUDA); the reference pipeline for the SSCD row only (time budget)
+step "throughput $SSCD (auto decode, reference pipeline)" "$STEP_TIMEOUT" thr "$RES" "$SSCD" --reference
+for name in "${NAMES[@]:1}"; do
+  step "throughput $name (auto decode)" "$STEP_TIMEOUT" thr "$RES" "$name"
 done
+# 2. decode strategies for the SSCD row (separate folders: same result key)
+step "throughput $SSCD --decode workers" "$STEP_TIMEOUT" thr "$OUT/results/decode-workers" "$SSCD" --decode workers
+if [ "$NVIMGCODEC" = 1 ] && [ "$DEVICE" != cpu ]; then
+  step "throughput $SSCD --decode nvimgcodec" "$STEP_TIMEOUT" thr "$OUT/results/decode-nvimgcodec" "$SSCD" --decode nvimgcodec
+fi
+if [ "$DEVICE" != cpu ]; then
+  step "nvjpeg decode alone" 60 "$PY" tests/benchmarks/gpu_decode_probe.py "$WORK/images" > "$OUT/decode_probe.txt"
+  cat "$OUT/decode_probe.txt"
+fi
+
+# 3. + 4. scale and copy generation (pytest-benchmark files, writing scale result files)
+export COPYBENCH_BENCH_RESULTS="$RES" COPYBENCH_BENCH_DEVICE="$DEVICE" COPYBENCH_SCALE_GPU_SEARCH="$GPU_SEARCH"
+export COPYBENCH_BENCH_QUERIES="$COPY_QUERIES"
+BENCH=(-m "benchmark or gpu" --benchmark-enable -p no:cacheprovider -q -rs -W ignore::DeprecationWarning)
+if [ "$DEVICE" != cpu ]; then
+  step "exact top-k $GPU_SEARCH on the GPU" 150 "$PY" -m pytest "${BENCH[@]}" \
+    tests/benchmarks/test_bench_scale.py::test_exact_topk_on_gpu_at_disc21_scale
+fi
+step "copy generation batched vs per-image on $DEVICE" 150 "$PY" -m pytest "${BENCH[@]}" \
+  tests/benchmarks/test_bench_build_device.py
+
+# 5. GPU-marked tests
+stamp "GPU-marked tests"
+timeout 180 "$PY" -m pytest tests/test_gpu.py tests/test_decode.py tests/test_throughput.py tests/test_build_device.py \
+  -m gpu -q -p no:cacheprovider -rs -W ignore::DeprecationWarning 2>&1 | tee "$OUT/pytest_gpu.log"
+[ "${PIPESTATUS[0]}" = 0 ] || [ "${PIPESTATUS[0]}" = 5 ] || FAILED=1  # 5: no tests collected (CPU dry run)
 
 stamp "table and summary"
-"$PY" -m copybench.cli table "$OUT/results" --format md --out "$OUT/table.md" && cat "$OUT/table.md"
-"$PY" - "$OUT/results" <<'EOF' | tee "$OUT/summary.txt"
-import sys
-from copybench.results import load_results
-
-results, errors = load_results(sys.argv[1])
-for r in results:
-    m = r["measurements"][0]
-    f = lambda k: "-" if m.get(k) is None else f"{m[k]:,.2f}"
-    print(f"{r['detector']['name']} [{r['detector']['weights']['status']}] on {r['environment']['device_name']} "
-          f"{m['dtype']} b{m['batch_size']}: model {f('model_ips')} img/s, e2e {f('e2e_ips')} img/s "
-          f"(decode {m['e2e_decode']}; workers path {f('e2e_workers_ips')}, device decode {f('e2e_device_ips')}), "
-          f"e2e/model {f('e2e_over_model')}, retrieval {f('retrieval_qps')} q/s, "
-          f"reference e2e {f('reference_e2e_ips')} img/s, speed-up e2e x{f('e2e_speedup_vs_reference')}, "
-          f"retrieval x{f('retrieval_speedup_vs_reference')}, peak device MB {m['peak_device_mb']}, "
-          f"peak host MB {m['peak_host_mb']}" + (f", device decode error: {m['e2e_device_error']}" if m.get("e2e_device_error") else ""))
-for e in errors:
-    print("unreadable:", e)
-EOF
-
-stamp "GPU-marked tests"
-timeout "$STEP_TIMEOUT" "$PY" -m pytest tests/test_gpu.py tests/test_throughput.py -m gpu -q -p no:cacheprovider -rs 2>&1 | tee "$OUT/pytest_gpu.log"
-[ "${PIPESTATUS[0]}" = 0 ] || [ "${PIPESTATUS[0]}" = 5 ] || FAILED=1  # 5: no tests collected
+"$PY" -m copybench.cli table "$RES" --format md --out "$OUT/table.md" && cat "$OUT/table.md"
+"$PY" tests/benchmarks/gpu_summary.py "$OUT/results" | tee "$OUT/summary.txt"
+[ "${PIPESTATUS[0]}" = 0 ] || FAILED=1
 
 stamp "done (failed=$FAILED); files in $OUT"
 exit "$FAILED"

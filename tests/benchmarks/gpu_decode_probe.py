@@ -28,7 +28,8 @@ def main(folder: str, batch: int = 256) -> None:
             decode_jpeg(datas[i : i + b], mode=ImageReadMode.RGB, device="cuda")
         torch.cuda.synchronize()
         print(
-            f"nvjpeg batched decode, batch {b}: {len(datas) / (time.perf_counter() - t):,.0f} img/s over {len(datas)} images"
+            f"nvjpeg batched decode, batch {b}: {len(datas) / (time.perf_counter() - t):,.0f} img/s "
+            f"over {len(datas)} images"
         )
 
 

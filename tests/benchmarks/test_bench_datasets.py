@@ -1,7 +1,8 @@
 """Speed: segmix_hard rendered as kornia batches vs a per-image torchvision loop doing the same transforms.
 
 Run with ``pytest -m benchmark --benchmark-enable tests/benchmarks``; the ratio test prints and records the
-speed-up (target >= 3x on CPU). Not a timed pass/fail test: machines differ.
+speed-up and fails below its target, 3x on CPU (both sides run on the same machine in the same process, so the
+ratio, unlike a time, carries over between machines).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import torch
 
 pytestmark = pytest.mark.benchmark(group="segmix_hard")
 N = 64
+TARGET_SPEEDUP = 3.0  # kornia batched over the per-image torchvision loop, same transforms, CPU
 
 
 @pytest.fixture(scope="module")
@@ -114,4 +116,4 @@ def test_speed_ratio(work, record_property):
     print(
         f"segmix_hard {N} queries: kornia batched {fast:.3f}s, torchvision loop {slow:.3f}s, ratio {ratio:.2f}x"
     )
-    assert math.isfinite(ratio) and ratio > 0
+    assert math.isfinite(ratio) and ratio >= TARGET_SPEEDUP, f"kornia batches only {ratio:.2f}x the loop"

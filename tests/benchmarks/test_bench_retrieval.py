@@ -16,6 +16,7 @@ from copybench.retrieval import search
 pytestmark = pytest.mark.benchmark
 
 N_REF, N_Q, DIM, K = 100_000, 2_000, 512, 100
+TARGET_RATIO = 1.2
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +46,7 @@ def test_bench_harness_search(benchmark, descriptors):
 
 
 def test_harness_overhead_ratio(descriptors):
-    """Prints the measured ratio (median of 3); fails only on a gross regression (> 2x), never on noise."""
+    """Prints the measured ratio (median of 3) and fails above the target (harness <= 1.2x bare faiss)."""
     times = {}
     for name, fn in (
         ("faiss", lambda: _bare_faiss(*descriptors)),
@@ -60,7 +61,7 @@ def test_harness_overhead_ratio(descriptors):
     ratio = times["harness"] / times["faiss"]
     print(
         f"\nretrieval {N_Q}x{N_REF} d={DIM} k={K}: faiss {times['faiss']:.3f}s, harness {times['harness']:.3f}s, "
-        f"ratio {ratio:.2f} (target <= 1.2)"
+        f"ratio {ratio:.2f} (target <= {TARGET_RATIO})"
     )
     np.testing.assert_array_equal(search(*descriptors, K)[1][:50], _bare_faiss(*descriptors)[1][:50])
-    assert ratio < 2.0
+    assert ratio <= TARGET_RATIO, f"harness search took {ratio:.2f}x bare faiss (target {TARGET_RATIO})"

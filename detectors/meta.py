@@ -1,0 +1,144 @@
+"""Detector metadata in the spirit of mteb's ModelMeta: what a leaderboard row needs to be read correctly.
+
+Declared on the spec: license, paper, weights source and published sha256, release date (month the model was
+first published). Computed: parameters (counted on the meta device from the detector's own architecture, so no
+memory is used and no weights are needed; cached per library versions in ``~/.cache/copybench``), and the weights
+hash (published sha256, the lock file's pin, or the hub revision). Metadata never enters the descriptor cache key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+PARAMS_CACHE_ENV = "COPYBENCH_META_CACHE"
+
+
+@dataclass(frozen=True)
+class DetectorMeta:
+    """One detector's metadata (``copybench list detectors``, result files, tables)."""
+
+    name: str
+    params: int | None  # parameters of the architecture (a quantised export counts its float twin's)
+    dims: int
+    input_size: int
+    output: str
+    license: str
+    paper: str
+    source: str  # where the weights come from
+    weights_hash: str  # published or pinned sha256, or hub revision; "" when unknown
+    release_date: str  # YYYY-MM of first publication; "" when unknown
+    origin: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def count_parameters(factory) -> int | None:
+    """Parameters of ``factory(None)`` built on the meta device; None when the factory cannot build there."""
+    import torch
+
+    try:
+        with torch.device("meta"):
+            model = factory(None)
+        return int(sum(p.numel() for p in model.parameters()))
+    except Exception as exc:  # noqa: BLE001  (a plugin's factory may not build on meta: report unknown)
+        log.debug("cannot count parameters on the meta device: %s", exc)
+        return None
+
+
+def _cache_path() -> Path:
+    env = os.environ.get(PARAMS_CACHE_ENV)
+    return Path(env) if env else Path.home() / ".cache" / "copybench" / "detector_params.json"
+
+
+def _cache_key(entry) -> str:
+    """Spec, factory code and library versions: a parameter count is reused only for the same architecture."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from .load import plugin_code_digest
+
+    parts = [json.dumps(entry.spec.to_dict(), sort_keys=True), str(plugin_code_digest(entry.factory))]
+    for package in (
+        "torch",
+        "torchvision",
+        "timm",
+        "open_clip_torch",
+        "transformers",
+    ):  # without importing them
+        try:
+            parts.append(version(package))
+        except PackageNotFoundError:
+            parts.append("-")
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
+
+
+def cached_parameters(entry) -> int | None:
+    """``count_parameters`` for a registry entry, remembered on disk (building 40 models takes seconds)."""
+    from copybench.io import atomic_write_text
+
+    path, key = _cache_path(), _cache_key(entry)
+    try:
+        cache = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except (OSError, json.JSONDecodeError):
+        cache = {}  # a damaged cache is recomputed, never trusted
+    if key in cache and (cache[key] is None or isinstance(cache[key], int)):
+        return cache[key]
+    cache[key] = count_parameters(entry.factory)
+    try:
+        atomic_write_text(path, json.dumps(cache, sort_keys=True))
+    except OSError as exc:
+        log.debug("cannot write %s: %s", path, exc)
+    return cache[key]
+
+
+def weights_hash(entry) -> str:
+    """The published sha256, else the lock file's pin, else the hub revision; "" when nothing pins the weights."""
+    from .fetch import expected_sha256, is_url
+
+    spec = entry.spec
+    if is_url(spec.weights):
+        want = expected_sha256(spec.weights, spec.sha256)
+        return want.sha256 if want else ""
+    if spec.sha256:
+        return spec.sha256
+    if spec.weights.startswith("package:"):  # a pip package's file: its own sha256
+        from copybench.io import file_sha256
+
+        from .load import find_weights
+
+        path = find_weights(spec)
+        return file_sha256(path) if path else ""
+    revision = getattr(entry, "revision", "")
+    return f"revision {revision}" if revision else ""
+
+
+def detector_meta(name: str) -> DetectorMeta:
+    """The metadata of a registered detector or hub name."""
+    from .registry import get_entry
+
+    return entry_meta(get_entry(name))
+
+
+def entry_meta(entry, weights_sha256: str | None = None) -> DetectorMeta:
+    """Metadata of a registry entry; ``weights_sha256``: the hash of the file a built detector actually loaded."""
+    spec = entry.spec
+    return DetectorMeta(
+        name=spec.name,
+        params=cached_parameters(entry),
+        dims=spec.dims,
+        input_size=spec.input_size,
+        output=spec.output,
+        license=spec.license,
+        paper=spec.paper,
+        source=spec.weights or "parameter-free",
+        weights_hash=weights_sha256 or weights_hash(entry),
+        release_date=spec.release_date,
+        origin=entry.origin,
+    )

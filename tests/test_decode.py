@@ -1,0 +1,164 @@
+"""Decode strategies of the Extractor: selection and fallbacks, the device path against the CPU path, and
+reduced-size (draft) decoding of large JPEGs against the full decode."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from copybench.decode import DeviceDecode, resolve_decode
+from copybench.detectors import create_detector
+from copybench.extract import Extractor, cache_key
+from copybench.preprocess import Preprocess, read_image
+
+
+def _cos_min(a, b) -> float:
+    return float((np.asarray(a) * np.asarray(b)).sum(1).min())
+
+
+def test_strategy_selection_and_refusals(monkeypatch):
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert resolve_decode("auto", cpu) == "workers"
+    assert resolve_decode("device", cpu) == "device"  # allowed: torchvision decodes on the CPU (tests use it)
+    with pytest.raises(ValueError, match="unknown decode 'gpu'"):
+        resolve_decode("gpu", cpu)
+    with pytest.raises(ValueError, match="nvimgcodec.*CUDA"):
+        resolve_decode("nvimgcodec", cpu)
+    # on CUDA, auto takes the GPU decoder when nvjpeg works there, else falls back to the CPU workers
+    monkeypatch.setattr("copybench.decode.nvjpeg_unavailable", lambda device: None)
+    assert resolve_decode("auto", cuda) == "device"
+    monkeypatch.setattr("copybench.decode.nvjpeg_unavailable", lambda device: "RuntimeError: no nvjpeg")
+    assert resolve_decode("auto", cuda) == "workers"
+    monkeypatch.setitem(__import__("sys").modules, "nvidia", None)  # nvImageCodec not installed
+    with pytest.raises(ValueError, match=r"copybench\[gpu\]"):
+        resolve_decode("nvimgcodec", cuda)
+
+
+def test_nvjpeg_probe_reports_why_not_on_a_machine_without_cuda():
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present: the probe succeeds")
+    from copybench.decode import nvjpeg_unavailable
+
+    assert nvjpeg_unavailable(torch.device("cuda")) is not None
+
+
+def _mixed_folder(tmp_path):
+    """JPEGs (RGB, grayscale, CMYK), a PNG, a corrupt JPEG and an empty file."""
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(5):
+        img = Image.fromarray(rng.integers(0, 255, (90 + 7 * i, 120, 3), dtype=np.uint8))
+        paths.append(tmp_path / f"rgb{i}.jpg")
+        img.save(paths[-1], quality=92)
+    img.convert("L").save(tmp_path / "gray.jpg")
+    img.convert("CMYK").save(tmp_path / "cmyk.jpg")
+    img.save(tmp_path / "lossless.png")
+    (tmp_path / "corrupt.jpg").write_bytes(paths[0].read_bytes()[:300])
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    names = ["gray.jpg", "cmyk.jpg", "lossless.png", "corrupt.jpg", "empty.jpg"]
+    return [str(p) for p in paths] + [str(tmp_path / n) for n in names]
+
+
+def test_device_path_equals_the_cpu_path_and_skips_the_same_files(tmp_path):
+    paths = _mixed_folder(tmp_path)
+    for name in ("pixel_rgb_16", "efficientnet_lite0"):
+        det = create_detector(name, allow_random=True)
+        cpu = Extractor(det, batch_size=4, num_workers=0, progress=False, decode="workers", draft=False)
+        dev = Extractor(det, batch_size=4, num_workers=0, progress=False, decode="device")
+        a, b = cpu.run(paths), dev.run(paths)
+        assert sorted(a.failed) == sorted(b.failed) == [8, 9]  # corrupt and empty, reported by path
+        assert all(paths[r] in b.failed[r] for r in b.failed)
+        ok = a.ok
+        assert _cos_min(np.asarray(a.vectors)[ok], np.asarray(b.vectors)[ok]) > 1 - 1e-5, name
+
+
+def test_device_decoder_keeps_row_order_with_fallbacks(tmp_path):
+    paths = _mixed_folder(tmp_path)
+    pre = Preprocess(create_detector("pixel_rgb_16").spec)
+    batches = list(
+        DeviceDecode(pre, batch_size=10, num_workers=0, device="cpu", ahead=2).batches(paths, list(range(10)))
+    )
+    rows = [r for b in batches for rows, _ in b.groups for r in rows]
+    assert sorted(rows) == list(range(8)) and sum(b.size for b in batches) == 10
+    assert sorted(r for b in batches for r, _ in b.failures) == [8, 9]
+
+
+def test_decode_strategy_enters_the_cache_key(tmp_path):
+    det = create_detector("pixel_gray_16")
+    keys = {cache_key(det, ["a.jpg"], dtype="fp32", tokens=False, decode=d) for d in ("pillow", "device")}
+    assert len(keys) == 2
+    (tmp_path / "img").mkdir()
+    paths = _mixed_folder(tmp_path / "img")[:3]
+    Extractor(det, num_workers=0, progress=False, cache_dir=tmp_path / "cache").run(paths)
+    Extractor(det, num_workers=0, progress=False, cache_dir=tmp_path / "cache", decode="device").run(paths)
+    assert len(list((tmp_path / "cache").iterdir())) == 2  # one cache entry per decoder
+
+
+@pytest.fixture(scope="module")
+def large_photos(tmp_path_factory):
+    """4000x3000 and 3000x4000 JPEGs upscaled from scikit-image photos (made here, never committed)."""
+    import skimage.data
+
+    root = tmp_path_factory.mktemp("large")
+    paths = []
+    for name, size in (("astronaut", (4000, 3000)), ("coffee", (4000, 3000)), ("rocket", (3000, 4000))):
+        img = Image.fromarray(getattr(skimage.data, name)()).resize(size, Image.Resampling.BICUBIC)
+        paths.append(str(root / f"{name}.jpg"))
+        img.save(paths[-1], quality=90)
+    return paths
+
+
+def test_draft_decodes_large_jpegs_smaller_but_never_below_the_resize(large_photos):
+    pre = Preprocess(create_detector("efficientnet_lite0").spec)
+    side = pre.min_decode_side
+    assert side == Preprocess.DRAFT_MARGIN * pre.spec.resize_size
+    for p in large_photos:
+        full, small = read_image(p), read_image(p, min_side=side)
+        assert min(small.size) >= side and small.size[0] * small.size[1] < full.size[0] * full.size[1]
+    tiny = read_image(large_photos[0], min_side=100)  # 1/8 is the largest DCT scale
+    assert tiny.size == (500, 375)
+
+
+@pytest.mark.parametrize("name", ["efficientnet_lite0", "pixel_gray_16", "sscd_distilled.onnx"])
+def test_draft_descriptors_match_the_full_decode(large_photos, name):
+    det = create_detector(name, allow_random=True)
+    full = Extractor(det, num_workers=0, progress=False, draft=False).run(large_photos)
+    draft = Extractor(det, num_workers=0, progress=False, draft=True).run(large_photos)
+    assert _cos_min(full.vectors, draft.vectors) > 1 - 1e-3
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("decode", ["device", "nvimgcodec"])
+def test_gpu_decoders_match_the_cpu_path_on_cuda(tmp_path, decode):
+    if decode == "nvimgcodec":
+        pytest.importorskip("nvidia.nvimgcodec")
+    paths = _mixed_folder(tmp_path)
+    torch.manual_seed(0)
+    det = create_detector("efficientnet_lite0", allow_random=True, device="cuda")
+    gpu = Extractor(det, device="cuda", batch_size=4, num_workers=2, progress=False, decode=decode)
+    assert gpu.decode == decode
+    cpu = Extractor(
+        det, device="cuda", batch_size=4, num_workers=2, progress=False, decode="workers", draft=False
+    )
+    a, b = cpu.run(paths), gpu.run(paths)
+    assert sorted(a.failed) == sorted(b.failed) == [8, 9]
+    # nvjpeg's IDCT and chroma upsampling differ from libjpeg's in the last bit of some pixels
+    assert _cos_min(np.asarray(a.vectors)[a.ok], np.asarray(b.vectors)[b.ok]) > 0.999
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_auto_decode_is_the_gpu_on_cuda():
+    assert Extractor(create_detector("pixel_gray_16"), device="cuda", progress=False).decode == "device"
+
+
+def test_pillow_resize_specs_decode_in_full():
+    from dataclasses import replace
+
+    spec = create_detector("pixel_gray_16").spec
+    assert Preprocess(spec).min_decode_side == Preprocess.DRAFT_MARGIN * spec.input_size
+    # protocol specs reproduce scripts that resize PIL images decoded in full: no reduced-size decoding
+    assert Preprocess(replace(spec, resize_backend="pil")).min_decode_side is None
