@@ -391,7 +391,7 @@ def data_size_study(
     progress: bool = True,
 ) -> dict:
     """Run the data-size study into ``out``; returns the study record (also written to ``out/study.json``)."""
-    from .scan import find_images
+    from .scan import _threshold_rule, find_images
 
     t0 = time.perf_counter()
     root, out = Path(train).expanduser().resolve(), Path(out)
@@ -402,6 +402,9 @@ def data_size_study(
         raise ValueError(
             f"--steps and --checkpoint-every must be positive, got {steps} and {checkpoint_every}"
         )
+    _threshold_rule(
+        protocol, "cosine", threshold, None
+    )  # a threshold that cannot apply fails before training
     settings = TrainSettings(resolution, model, batch_size, lr, prediction=prediction, seed=seed)
     sample = SampleSettings(n=samples, sampler=sampler, steps=sampling_steps, seed=seed)
     paths = find_images(root, "train")
