@@ -252,22 +252,25 @@ def _scales(text: str | None) -> tuple[float, ...] | None:
 def cmd_run(args) -> int:
     from copybench.datasets.dataset import load_dataset
 
+    from .distributed import engine_from_args
     from .run import DEFAULT_CACHE, run_benchmark
 
     dataset = load_dataset(args.dataset)
     names = _expand_detectors(args.detectors)
-    outcomes = run_benchmark(
-        dataset,
-        names,
-        _settings(args),
-        results=args.results,
-        cache_dir=None if args.no_cache else (args.cache_dir or DEFAULT_CACHE),
-        allow_random=args.allow_random,
-        weights=_weights_map(args.weights),
-        skip_existing=not args.force,
-        progress=not args.quiet,
-        download=args.download,
-    )
+    with engine_from_args(args) as engine:
+        outcomes = run_benchmark(
+            dataset,
+            names,
+            _settings(args),
+            results=args.results,
+            cache_dir=None if args.no_cache else (args.cache_dir or DEFAULT_CACHE),
+            allow_random=args.allow_random,
+            weights=_weights_map(args.weights),
+            skip_existing=not args.force,
+            progress=not args.quiet,
+            download=args.download,
+            engine=engine,
+        )
     _print_outcomes(outcomes)
     from .table import accuracy_frame, print_leaderboards
 
@@ -482,6 +485,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         help="average global descriptors over input scales, e.g. 1,0.707,1.414 (CNNs; not fixed-size ViTs)",
     )
     p.add_argument("--force", action="store_true", help="recompute results that already exist")
+    from .distributed import add_engine_options
+
+    add_engine_options(p)
 
 
 def build_parser() -> argparse.ArgumentParser:

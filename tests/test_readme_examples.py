@@ -36,6 +36,9 @@ NOT_RUN = {
     ),
     ".venv/bin/copybench demo --results results/default --force": "regenerates the published leaderboard",
     "copybench scan --generated samples/": "a GPU and a generated set (tests/test_scan.py runs scans)",
+    "copybench run --dataset runs/data/segmix_hard-s --detectors sscd_disc_mixup.onnx_int8 --engine ray": (
+        "a Ray cluster (tests/test_distributed.py runs --engine ray on a local one)"
+    ),
     "copybench throughput --detectors sscd_disc_mixup.sq288": "a GPU",
     "copybench throughput --detectors sscd_disc_mixup.onnx_int8,efficientnet_lite0": (
         "minutes of timing (tests/test_throughput.py runs the same command on tiny settings)"
