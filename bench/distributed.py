@@ -783,8 +783,10 @@ def print_reports(reports: list[ExtractionReport], console=None) -> None:
     from .progress import console as make_console
 
     console = console or make_console(stderr=True)
-    table = Table(title="extraction on Ray: images/s per worker (busy time) and in total (wall time)")
-    for col in ("detector", "images", "worker", "images done", "busy s", "images/s"):
+    table = Table(
+        title="extraction on Ray: images/s per worker over its busy seconds, in total over wall seconds"
+    )
+    for col in ("detector", "images", "worker", "images done", "seconds", "images/s"):
         table.add_column(col, justify="right" if col not in ("detector", "images", "worker") else "left")
     for rep in reports:
         what = f"{rep.label} ({rep.images} computed, {rep.cached} cached)"
