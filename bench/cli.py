@@ -640,6 +640,10 @@ def _add_data(sub) -> None:
         "--out", required=True, help="folder for the index (dataset.json, queries.csv, references.csv)"
     )
     p.set_defaults(func=cmd_data_import)
+    _add_data_verify(data)
+
+
+def _add_data_verify(data) -> None:
     p = data.add_parser(
         "verify",
         help="hash every manifest and image of a dataset and compare with what it was written with",

@@ -327,34 +327,14 @@ def score_descriptors(
     from .metrics import evaluate
 
     t1 = time.perf_counter()
-    rd_ok, keep = rd.ok, qd.ok
-    k = settings.depth(int(rd_ok.sum()))
-    scores, idx = _search(settings, _subset(qd, keep), _subset(rd, rd_ok), k, engine)
-    ref_rows = np.flatnonzero(rd_ok)
-    idx = np.where(idx >= 0, ref_rows[np.clip(idx, 0, None)], -1)
-    if offsets is not None:
-        scores = scores - offsets[keep][:, None]
-    # a query that is missing or did not decode retrieved nothing: it stays in every metric as a miss (an
-    # empty ranking), never dropped, which would raise the scores of whoever loses the hard queries
-    scores, idx = _with_empty_rows(scores, idx, keep)
+    keep = qd.ok
+    scores, idx, k = _search_decoded(settings, qd, rd, offsets, engine)
     t2 = time.perf_counter()
     hits, n_pos = _hits(dataset, idx)
-    all_queries = np.ones(len(keep), dtype=bool)
-    metrics = evaluate(
-        scores,
-        hits,
-        n_pos,
-        groups=family_groups(dataset, all_queries),
-        n_boot=settings.n_boot,
-        seed=settings.seed,
-    )
+    groups = family_groups(dataset, np.ones(len(keep), dtype=bool))
+    metrics = evaluate(scores, hits, n_pos, groups=groups, n_boot=settings.n_boot, seed=settings.seed)
     t3 = time.perf_counter()
-    skipped = [_skip(rd.paths[r], e, "reference") for r, e in sorted(rd.failed.items())]
-    skipped += [_skip(qd.paths[r], e, "query") for r, e in sorted(qd.failed.items())]
-    for kind in ("missing", "undecodable"):
-        metrics["overall"][f"n_queries_{kind}"] = sum(
-            1 for s in skipped if s["role"] == "query" and s["kind"] == kind
-        )
+    skipped = _skipped(rd, qd, metrics["overall"])
     result = Result(
         kind="accuracy",
         key={
@@ -387,12 +367,38 @@ def score_descriptors(
     return result, Predictions(np.asarray(dataset.query_ids)[keep], idx[keep], scores[keep])
 
 
+def _search_decoded(
+    settings: RunSettings, qd, rd, offsets, engine=None
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Top-k over the references that decoded, for every query: (scores, reference rows, k)."""
+    rd_ok, keep = rd.ok, qd.ok
+    k = settings.depth(int(rd_ok.sum()))
+    scores, idx = _search(settings, _subset(qd, keep), _subset(rd, rd_ok), k, engine)
+    ref_rows = np.flatnonzero(rd_ok)
+    idx = np.where(idx >= 0, ref_rows[np.clip(idx, 0, None)], -1)
+    if offsets is not None:
+        scores = scores - offsets[keep][:, None]
+    # a query that is missing or did not decode retrieved nothing: it stays in every metric as a miss (an
+    # empty ranking), never dropped, which would raise the scores of whoever loses the hard queries
+    scores, idx = _with_empty_rows(scores, idx, keep)
+    return scores, idx, k
+
+
 def _with_empty_rows(scores: np.ndarray, idx: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(Q, k) arrays over every query: rows of queries not in ``keep`` hold padding (-inf, -1)."""
     full_scores = np.full((len(keep), scores.shape[1]), -np.inf, dtype=np.float32)
     full_idx = np.full((len(keep), idx.shape[1]), -1, dtype=np.int64)
     full_scores[keep], full_idx[keep] = scores, idx
     return full_scores, full_idx
+
+
+def _skipped(rd, qd, overall: dict) -> list[dict]:
+    """Images left out, by role; counts of missing and undecodable queries go into ``overall``."""
+    skipped = [_skip(rd.paths[r], e, "reference") for r, e in sorted(rd.failed.items())]
+    skipped += [_skip(qd.paths[r], e, "query") for r, e in sorted(qd.failed.items())]
+    for kind in ("missing", "undecodable"):
+        overall[f"n_queries_{kind}"] = sum(1 for s in skipped if s["role"] == "query" and s["kind"] == kind)
+    return skipped
 
 
 def _skip(path: str, error: str, role: str) -> dict:

@@ -45,6 +45,11 @@ NOT_RUN = {
     ),
     ".venv/bin/pytest tests/benchmarks": "the speed benchmarks, minutes long and not pass/fail on speed alone",
     ".venv/bin/copybench demo": "the Quickstart demo (the slow session below runs `copybench demo --out runs/ci`)",
+    "copybench study data-size --train celeba/": (
+        "a 30,000-image folder and a GPU (tests/test_study.py runs the same pipeline on tiny settings)"
+    ),
+    "copybench study demo": "minutes of CPU training (results/study-demo holds its measured run)",
+    "TRAIN=/path/to/30000+/images": "a lent GPU and a 30,000-image folder (tests/benchmarks/study_gpu.sh)",
 }
 FAST = (
     "copybench list recipes",
