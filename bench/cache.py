@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 # bump whenever decoding, preprocessing or normalisation changes what a descriptor is
-CACHE_VERSION = 3  # 3: reduced-size decoding of large JPEGs; the decoder enters the key
+CACHE_VERSION = 4  # 3: reduced-size decoding of large JPEGs, the decoder in the key; 4: EXIF orientation
 SHARD_IMAGES = 1024
 SHARD_SECONDS = (
     30.0  # also flush a shard this often, so a kill -9 loses at most this much work on a slow model

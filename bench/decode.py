@@ -133,13 +133,13 @@ class _Images:
 
 
 def decode_on_cpu(
-    path: str, preprocess: Preprocess, min_side: int | None
+    path: str, preprocess: Preprocess, min_side: int | None, data: bytes | None = None
 ) -> tuple[torch.Tensor | None, str | None]:
-    """(resized uint8 image, None), or (None, error message naming the file)."""
+    """(resized uint8 image, None), or (None, error message naming the file); ``data``: its bytes, if read."""
     from .preprocess import ImageReadError, pil_to_tensor, read_image
 
     try:
-        return preprocess.resize(pil_to_tensor(read_image(path, min_side=min_side))), None
+        return preprocess.resize(pil_to_tensor(read_image(path, min_side=min_side, data=data))), None
     except ImageReadError as exc:
         return None, str(exc)
     except Exception as exc:  # noqa: BLE001 - any decoder crash on one odd file must not kill the run
@@ -203,6 +203,25 @@ class _FileBytes:
 
 def _is_jpeg(data: bytes) -> bool:
     return data[:2] == b"\xff\xd8"
+
+
+def _device_decodable(data: bytes) -> bool:
+    """A JPEG the device decoders give the same pixels for as Pillow: upright (the device ignores EXIF
+    orientation) and within the pixel limit; others go to the CPU path, which rotates or refuses them by name."""
+    import io
+
+    from PIL import Image
+
+    from .preprocess import check_pixels, exif_rotated
+
+    if not _is_jpeg(data):
+        return False
+    try:
+        with Image.open(io.BytesIO(data)) as img:  # header only: no pixels are decoded here
+            check_pixels("", img.size)
+            return not exif_rotated(img)
+    except (OSError, ValueError, SyntaxError):  # ImageReadError is an OSError
+        return False
 
 
 class DeviceDecode:
@@ -271,7 +290,7 @@ class DeviceDecode:
 
     def _decode_all(self, good: list[tuple[int, bytes]]) -> tuple[dict[int, torch.Tensor], list]:
         """row -> uint8 (3, H, W) on the device, in row order; files the device cannot decode go to the CPU."""
-        jpegs = [(row, data) for row, data in good if _is_jpeg(data)]
+        jpegs = [(row, data) for row, data in good if _device_decodable(data)]
         decoded: dict[int, torch.Tensor] = {}
         if jpegs:
             try:

@@ -144,3 +144,12 @@ def file_lock(path: str | Path, *, waiting: str = "") -> Iterator[None]:
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def cache_root() -> Path:
+    """The one folder for every copybench cache: $COPYBENCH_CACHE, else ~/.cache/copybench.
+
+    It holds ``descriptors/`` (descriptor cache of run, scan and study) and ``u2netp-masks/`` (saliency masks of
+    data build). $COPYBENCH_CACHE_DIR, the masks' older variable, is still honoured."""
+    env = os.environ.get("COPYBENCH_CACHE") or os.environ.get("COPYBENCH_CACHE_DIR")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "copybench"

@@ -1,20 +1,25 @@
 """Image decoding and the per-detector preprocessing the harness builds from a :class:`DetectorSpec`.
 
 Decoding accepts anything Pillow reads (jpg, png, webp, bmp, tiff, gif first frame), in any mode: grayscale,
-palette, RGBA/LA (composited on white), CMYK, 16-bit and float images are converted to 8-bit RGB. A file that
-cannot be decoded raises :class:`ImageReadError` naming it, so callers can skip it and report it.
+palette, RGBA/LA (composited on white), CMYK, 16-bit and float images are converted to 8-bit RGB, turned upright
+by their EXIF orientation. A file that cannot be decoded, or that would decode to more than the pixel limit
+(``$COPYBENCH_MAX_PIXELS``), raises :class:`ImageReadError` naming it, so callers can skip it and report it.
 """
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageFile, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error we report, not a silently grey image
 Image.MAX_IMAGE_PIXELS = 300_000_000
+# decompression-bomb guard: a 62 KB PNG can claim 400 megapixels and take gigabytes to decode
+DEFAULT_MAX_PIXELS = 120_000_000
+MAX_PIXELS_ENV = "COPYBENCH_MAX_PIXELS"
 
 
 class ImageReadError(OSError):
@@ -35,27 +40,62 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def read_image(path: str | Path, *, min_side: int | None = None) -> Image.Image:
+def max_pixels() -> int:
+    """The decoded-size limit in pixels: $COPYBENCH_MAX_PIXELS (0 disables it) or 120 megapixels."""
+    import os
+
+    text = os.environ.get(MAX_PIXELS_ENV, "")
+    try:
+        return int(text) if text else DEFAULT_MAX_PIXELS
+    except ValueError:
+        raise ImageReadError(f"${MAX_PIXELS_ENV}={text!r} is not a whole number of pixels") from None
+
+
+def check_pixels(path: str | Path, size: tuple[int, int]) -> None:
+    """ImageReadError naming ``path`` when an image of ``size`` would decode to more pixels than allowed."""
+    limit = max_pixels()
+    w, h = size
+    if limit and w * h > limit:
+        raise ImageReadError(
+            f"{path}: {w}x{h} is {w * h / 1e6:.0f} megapixels, over the {limit / 1e6:g}-megapixel decode limit "
+            f"(a decompression-bomb guard); raise it with {MAX_PIXELS_ENV}=N if the image is genuine"
+        )
+
+
+def exif_rotated(img: Image.Image) -> bool:
+    """Whether the file asks to be shown rotated or mirrored (EXIF orientation other than 1)."""
+    return img.getexif().get(0x0112, 1) not in (0, 1)
+
+
+def read_image(path: str | Path, *, min_side: int | None = None, data: bytes | None = None) -> Image.Image:
     """Decode ``path`` into an RGB image, or raise ImageReadError naming the file.
+
+    ``data``: the file's bytes, already read elsewhere (the Ray engine's read tasks); ``path`` then only names it.
 
     ``min_side``: a JPEG whose sides are both at least twice this is decoded at 1/2, 1/4 or 1/8 scale by libjpeg's
     DCT scaling (Pillow's draft mode), keeping both sides at least ``min_side``: a fraction of a full decode's
     cost when the model needs far fewer pixels. Other formats, and smaller JPEGs, decode in full.
     """
     path = Path(path)
+    source = path if data is None else io.BytesIO(data)
     try:
-        if path.stat().st_size == 0:
+        if (path.stat().st_size if data is None else len(data)) == 0:
             raise ImageReadError(f"{path}: empty file (0 bytes)")
-        with Image.open(path) as img:
+        with Image.open(source) as img:
             if min_side:
                 # Pillow picks the largest scale s in (1, 2, 4, 8) with s <= min(w, h) // min_side: never below
                 img.draft(img.mode, (min_side, min_side))
+            check_pixels(path, img.size)  # after draft: a large JPEG decoded at 1/8 scale is small
             img.load()
-            return to_rgb(img)
+            # as a viewer shows it: a phone photo stored sideways with an EXIF orientation is upright here
+            return to_rgb(ImageOps.exif_transpose(img) if exif_rotated(img) else img)
     except ImageReadError:
         raise
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise ImageReadError(f"{path}: cannot decode image ({exc})") from exc
+        # Pillow names a file object by its repr: name the file, as for a path
+        raise ImageReadError(
+            f"{path}: cannot decode image ({str(exc).replace(repr(source), repr(str(path)))})"
+        ) from exc
 
 
 def pil_to_tensor(img: Image.Image) -> torch.Tensor:

@@ -38,12 +38,21 @@ def build_dataset(
     seed: int = 0,
     device: str = "cpu",
     progress: bool = True,
+    cache_dir: str | Path | None = None,
 ) -> CopyDataset:
-    """Build ``recipe`` from ``sources`` (None: the embedded photos; a folder; cutouts:/voc:/coco:) into ``out``."""
+    """Build ``recipe`` from ``sources`` (None: the embedded photos; a folder; cutouts:/voc:/coco:) into ``out``;
+    computed saliency masks are cached under ``cache_dir`` (default: $COPYBENCH_CACHE or ~/.cache/copybench)."""
     from .build import build_dataset as _build
 
     return _build(
-        recipe, out, sources=sources, n_queries=n_queries, seed=seed, device=device, progress=progress
+        recipe,
+        out,
+        sources=sources,
+        n_queries=n_queries,
+        seed=seed,
+        device=device,
+        progress=progress,
+        cache_dir=cache_dir,
     )
 
 

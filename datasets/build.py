@@ -53,14 +53,19 @@ def build_dataset(
     seed: int = 0,
     device: str = "cpu",
     progress: bool = True,
+    cache_dir: str | Path | None = None,
 ) -> CopyDataset:
-    """Build recipe ``recipe`` (e.g. ``default-s``) into folder ``out`` and return the loaded dataset."""
+    """Build recipe ``recipe`` (e.g. ``default-s``) into folder ``out`` and return the loaded dataset.
+    ``cache_dir``: cache root for computed saliency masks (default: $COPYBENCH_CACHE or ~/.cache/copybench)."""
+    from .masks import use_cache_dir
+
     rec = parse_recipe(recipe, n_queries)
     out = Path(out).expanduser().resolve()
     _check_target(out)
-    pool = load_pool(sources, rec.max_references, need_masks=rec.needs_masks)
-    if rec.family == "default" and pool.masks == "none":
-        pool = _try_masks(pool)
+    with use_cache_dir(cache_dir):
+        pool = load_pool(sources, rec.max_references, need_masks=rec.needs_masks)
+        if rec.family == "default" and pool.masks == "none":
+            pool = _try_masks(pool)
     view = PoolView.of(pool)
     _check_pool(rec, pool, view)
     out.parent.mkdir(parents=True, exist_ok=True)

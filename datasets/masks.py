@@ -10,6 +10,8 @@ unless :func:`download_u2netp` is called explicitly.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import hashlib
 import logging
@@ -90,10 +92,25 @@ def saliency_mask(rgb: np.ndarray, model: Path, threshold: float = 0.5) -> np.nd
     return (_SALIENCY[key] >= round(threshold * 255)).astype(np.uint8)
 
 
+_CACHE_DIR: contextvars.ContextVar[Path | None] = contextvars.ContextVar("mask_cache_dir", default=None)
+
+
 def cache_dir() -> Path:
-    """Per-user cache of computed masks (never inside the repository): $COPYBENCH_CACHE_DIR or ~/.cache."""
-    env = os.environ.get("COPYBENCH_CACHE_DIR")
-    return Path(env) if env else Path.home() / ".cache" / "copybench"
+    """Folder above ``u2netp-masks/``: the one set by :func:`use_cache_dir`, else copybench's cache root
+    ($COPYBENCH_CACHE, default ~/.cache/copybench; never inside the repository)."""
+    from copybench.io import cache_root
+
+    return _CACHE_DIR.get() or cache_root()
+
+
+@contextlib.contextmanager
+def use_cache_dir(path: str | Path | None):
+    """Computed masks go under ``path`` for the block (``data build --cache-dir``); None keeps the default."""
+    token = _CACHE_DIR.set(Path(path).expanduser() if path else None)
+    try:
+        yield
+    finally:
+        _CACHE_DIR.reset(token)
 
 
 def _disk_cached(key: tuple[str, str], compute) -> np.ndarray:

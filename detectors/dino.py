@@ -122,9 +122,16 @@ def _dino_vit(name: str, arch: str, stem: str, width: int) -> None:
     tokens = DetectorSpec(
         name=name, dims=width, input_size=224, resize="short_crop", crop_pct=0.875, output="tokens", **common
     )
-    register_detector(tokens)(lambda path: Tokens(build_vit(arch, path, name)))
+
+    @register_detector(tokens)
+    def tokens_factory(path: Path | None) -> torch.nn.Module:
+        return Tokens(build_vit(arch, path, name))
+
     gem = DetectorSpec(name=f"{name}.cls_gem", dims=2 * width, input_size=320, resize="square", **common)
-    register_detector(gem)(lambda path: ClsGem(build_vit(arch, path, gem.name, img_size=320)))
+
+    @register_detector(gem)
+    def gem_factory(path: Path | None) -> torch.nn.Module:
+        return ClsGem(build_vit(arch, path, gem.name, img_size=320))
 
 
 for _name, (_arch, _stem, _width) in DINO_VITS.items():

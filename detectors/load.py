@@ -13,9 +13,7 @@ caller explicitly allows random weights, in which case the provenance says ``ran
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
-import inspect
 import logging
 import os
 import zipfile
@@ -246,12 +244,11 @@ def _checked_info(spec: DetectorSpec, path: Path) -> WeightsInfo:
 
 
 def plugin_code_digest(factory) -> str | None:
-    """sha256 of the file defining a plugin factory, so editing a plugin never reuses its old descriptors."""
-    module = inspect.getmodule(factory)
-    path = getattr(module, "__file__", None)
-    if module is None or module.__name__.split(".")[0] == "copybench" or not path or not Path(path).is_file():
-        return None
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    """A plugin factory's code hash (its file, or its definition when made in ``__main__``, e.g. a notebook),
+    part of the descriptor cache key, so editing a plugin never reuses its old descriptors."""
+    from .codehash import code_digest
+
+    return code_digest(factory)
 
 
 def _is_torchscript(path: Path) -> bool:

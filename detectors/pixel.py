@@ -12,6 +12,8 @@ cosine similarity is the baseline's classic score:
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 
@@ -48,7 +50,10 @@ def _thumbnail(size: int, gray: bool):
         paper=_REF,
         family="pixel",
     )
-    register_detector(spec)(lambda path, size=size, gray=gray: Thumbnail(size, gray))
+
+    @register_detector(spec)
+    def factory(path: Path | None) -> torch.nn.Module:
+        return Thumbnail(size, gray)
 
 
 for _size in (8, 16, 32):
@@ -103,7 +108,7 @@ class ColorHistogram(torch.nn.Module):
         return (counts / counts.sum(1, keepdim=True)).sqrt().float()
 
 
-register_detector(
+@register_detector(
     DetectorSpec(
         name="phash_64",
         dims=64,
@@ -115,9 +120,12 @@ register_detector(
         paper="Zauner, Implementation and Benchmarking of Perceptual Image Hash Functions (2010); imagehash",
         family="pixel",
     )
-)(lambda path: PHash())
+)
+def phash_64(path: Path | None) -> torch.nn.Module:
+    return PHash()
 
-register_detector(
+
+@register_detector(
     DetectorSpec(
         name="color_hist_512",
         dims=512,
@@ -129,4 +137,6 @@ register_detector(
         paper="Swain & Ballard, Color Indexing (IJCV 1991); Hellinger / Bhattacharyya kernel",
         family="pixel",
     )
-)(lambda path: ColorHistogram(8))
+)
+def color_hist_512(path: Path | None) -> torch.nn.Module:
+    return ColorHistogram(8)

@@ -145,14 +145,24 @@ _PLUGINS_LOADED = False
 
 
 def register_detector(spec: DetectorSpec, *, origin: str = "builtin") -> Callable[[Factory], Factory]:
-    """Decorator: register ``factory`` under ``spec.name``; a duplicate name is an error."""
+    """Decorator, the one way to register a detector: ``@register_detector(DetectorSpec(...))`` on a factory.
+
+    Registering the same definition again (same spec, same factory code: a notebook cell run twice, a module
+    reloaded) replaces the entry; a different definition under a name already taken is an error naming who
+    has it. A factory defined in ``__main__`` is keyed in the descriptor cache by its code and the code it
+    uses (see :mod:`copybench.detectors.codehash`)."""
+    from .codehash import factory_digest
 
     def wrap(factory: Factory) -> Factory:
-        if spec.name in _REGISTRY:
+        old = _REGISTRY.get(spec.name)
+        if old is not None and not (
+            old.spec == spec and factory_digest(old.factory) == factory_digest(factory)
+        ):
             raise ValueError(
-                f"detector {spec.name!r} is already registered (by {_REGISTRY[spec.name].origin})"
+                f"detector {spec.name!r} is already registered (by {old.origin}) with another definition; "
+                "unregister_detector(name) first to replace it"
             )
-        _REGISTRY[spec.name] = _Entry(spec, factory, origin)
+        _REGISTRY[spec.name] = _Entry(spec, factory, old.origin if old else origin)
         factory.copybench_spec = spec  # lets "module:factory" find the spec of a decorated factory
         return factory
 

@@ -482,3 +482,106 @@ def test_table_names_every_result_file_it_cannot_read(one_result, caplog):
         assert _cli("table", one_result) == 0
     err = " ".join(r.getMessage() for r in caplog.records)
     assert "future.json" in err and "schema version 2" in err and "broken.json" in err
+
+
+# --- decoding: pixel limit, EXIF orientation; throughput counts only decoded images; option checks -----------
+
+
+def _png_claiming(path: Path, width: int, height: int) -> Path:
+    """A few-hundred-byte PNG whose header claims width x height RGB pixels (a decompression bomb's shape)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\0" * (1 + 3 * 64) * 4)  # a few rows of data: the rest is "to come"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    return path
+
+
+def test_a_400_megapixel_png_is_refused_before_decoding(tmp_path, monkeypatch):
+    from copybench.preprocess import ImageReadError, read_image
+
+    bomb = _png_claiming(tmp_path / "bomb.png", 20000, 20000)
+    assert bomb.stat().st_size < 1000
+    with pytest.raises(
+        ImageReadError, match=r"bomb\.png: 20000x20000 is 400 megapixels, over the 120-megapixel"
+    ):
+        read_image(bomb)
+    small = tmp_path / "small.png"
+    from PIL import Image
+
+    Image.new("RGB", (96, 96)).save(small)
+    monkeypatch.setenv("COPYBENCH_MAX_PIXELS", "5000")  # configurable
+    with pytest.raises(ImageReadError, match=r"small\.png: 96x96 .* COPYBENCH_MAX_PIXELS"):
+        read_image(small)
+    monkeypatch.setenv("COPYBENCH_MAX_PIXELS", "0")  # 0: no limit
+    assert read_image(small).size == (96, 96)
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    from PIL import Image
+
+    from copybench.preprocess import read_image
+
+    rng = np.random.default_rng(0)
+    upright = Image.fromarray(rng.integers(0, 256, (20, 40, 3), dtype=np.uint8))  # 40 wide, 20 high
+    stored = upright.transpose(Image.Transpose.ROTATE_90)  # a camera held sideways writes it like this...
+    exif = Image.Exif()
+    exif[0x0112] = 6  # ...and asks viewers to rotate it 90 degrees clockwise
+    stored.save(tmp_path / "phone.png", exif=exif)
+    got = read_image(tmp_path / "phone.png")
+    assert got.size == (40, 20)  # was (20, 40): the sideways pixels
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(upright))
+
+
+def test_throughput_counts_only_images_that_decoded(tmp_path, monkeypatch):
+    import importlib
+
+    from PIL import Image
+
+    from copybench.detectors import create_detector
+    from copybench.throughput import ThroughputSettings, Timing
+
+    paths = []
+    for i in range(4):
+        Image.new("RGB", (32, 32), (i * 50, 0, 0)).save(tmp_path / f"ok{i}.png")
+        (tmp_path / f"bad{i}.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+        paths += [str(tmp_path / f"ok{i}.png"), str(tmp_path / f"bad{i}.jpg")]
+
+    def one_second_each(passes, **kw):  # run each pass once, as if it took exactly one second
+        return {name: (fn(), Timing((1.0,), n))[1] for name, (fn, n) in passes.items()}
+
+    measure = importlib.import_module(
+        "copybench.throughput.measure"
+    )  # the package exports a function so named
+    monkeypatch.setattr(measure, "interleaved", one_second_each)
+    det = create_detector("pixel_gray_8")
+    extractor = Extractor(det, batch_size=4, num_workers=0, progress=False)
+    settings = ThroughputSettings(batch_sizes=(4,), n_images=8, repeats=1, min_time=0.0, num_workers=0)
+    m = measure.time_extraction(det, extractor, paths, settings, 4)
+    assert m["skipped"] == 4 and m["e2e_ips"] == pytest.approx(4.0)  # was 8 images/s: 4 never decoded
+
+
+def test_negative_bootstrap_count_is_refused(tiny_dataset, capsys):
+    assert _cli("run", "--dataset", tiny_dataset, "--detectors", "pixel_gray_8", "--n-boot", "-5") == 2
+    assert "--n-boot" in capsys.readouterr().err.replace("\n", "")
+
+
+def test_all_caches_live_under_one_root(tmp_path, monkeypatch):
+    import numpy as np
+
+    from copybench.datasets import masks
+    from copybench.io import cache_root
+
+    monkeypatch.setenv("COPYBENCH_CACHE", str(tmp_path / "root"))
+    monkeypatch.delenv("COPYBENCH_CACHE_DIR", raising=False)
+    assert cache_root() == tmp_path / "root" and masks.cache_dir() == tmp_path / "root"
+    with masks.use_cache_dir(tmp_path / "flag"):  # data build --cache-dir
+        assert masks.cache_dir() == tmp_path / "flag"
+        masks._disk_cached(("model", "pixels"), lambda: np.zeros((4, 4), np.uint8))
+    assert (tmp_path / "flag" / "u2netp-masks").is_dir() and not (tmp_path / "root").exists()
+    monkeypatch.delenv("COPYBENCH_CACHE")
+    assert cache_root() == Path.home() / ".cache" / "copybench"

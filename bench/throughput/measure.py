@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from pathlib import Path
@@ -116,6 +117,13 @@ def time_extraction(detector, extractor, paths, settings: ThroughputSettings, ba
     peaks, last, m = _Peaks(settings.device), {}, {}
     passes = _extraction_passes(detector, extractor, paths, settings, batch_size, peaks, last)
     t = interleaved(passes, device=settings.device, rounds=settings.repeats, min_time=settings.min_time)
+    # images that never decoded are not images per second: count only those that gave a descriptor
+    decoded = len(paths) - len(last["e2e"].failed)
+    if decoded == 0:
+        raise ValueError(
+            f"none of the {len(paths)} images decoded: nothing to time (see the skipped warnings)"
+        )
+    t["e2e"] = dataclasses.replace(t["e2e"], items=decoded)
     _rate_fields(m, "model_ips", t["model"])
     _rate_fields(m, "e2e_ips", t["e2e"])
     _ratio_fields(m, "e2e_over_model", t["e2e"], t["model"])

@@ -1,0 +1,170 @@
+"""The README's examples, run: every command in its bash blocks is either run here or listed in NOT_RUN with
+the reason, and its Python examples run as written.
+
+The cheap commands and the Python blocks run in the default suite; the dataset session (build, run, table,
+plot, the CI gate after a full demo) takes minutes on a 2-core CPU and is marked slow:
+``.venv/bin/python -m pytest -m slow tests/test_readme_examples.py``.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+
+# command prefix -> why it is not run by the test suite
+NOT_RUN = {
+    "bash .ci/setup.sh": "the Quickstart itself: what CI runs before the suite",
+    ".venv/bin/python -m pytest": "the Quickstart itself: this test suite",
+    "source .venv/bin/activate": "shell set-up, nothing to check",
+    "copybench data import copydays copydays/": "needs the Copydays images",
+    "copybench data import disc21 disc21/": "needs the DISC21 images",
+    "copybench run --dataset runs/data/cd10k": "needs the Copydays import above",
+    "copybench run --dataset runs/data/disc21": "needs the DISC21 import above",
+    "copybench weights fetch": "downloads weights (tests never use the network; tests/test_detectors_fetch.py "
+    "covers it against a local server)",
+    "copybench run --dataset D --detectors dino_vitb16 --download": "downloads weights",
+    "copybench run --dataset runs/data/segmix_hard-s --detectors baselines,my_detectors:edge_hist_128": (
+        "'baselines' needs `weights fetch baselines`; the plugin example itself is run below"
+    ),
+    ".venv/bin/copybench demo --results results/default --force": "regenerates the published leaderboard",
+    "copybench scan --generated samples/": "a GPU and a generated set (tests/test_scan.py runs scans)",
+    "copybench run --dataset runs/data/segmix_hard-s --detectors sscd_disc_mixup.onnx_int8 --engine ray": (
+        "a Ray cluster (tests/test_distributed.py runs --engine ray on a local one)"
+    ),
+    "copybench throughput --detectors sscd_disc_mixup.sq288": "a GPU",
+    "copybench throughput --detectors sscd_disc_mixup.onnx_int8,efficientnet_lite0": (
+        "minutes of timing (tests/test_throughput.py runs the same command on tiny settings)"
+    ),
+    ".venv/bin/pytest tests/benchmarks": "the speed benchmarks, minutes long and not pass/fail on speed alone",
+    ".venv/bin/copybench demo": "the Quickstart demo (the slow session below runs `copybench demo --out runs/ci`)",
+    "copybench study data-size --train celeba/": (
+        "a 30,000-image folder and a GPU (tests/test_study.py runs the same pipeline on tiny settings)"
+    ),
+    "copybench study demo": "minutes of CPU training (results/study-demo holds its measured run)",
+    "TRAIN=/path/to/30000+/images": "a lent GPU and a 30,000-image folder (tests/benchmarks/study_gpu.sh)",
+}
+FAST = (
+    "copybench list recipes",
+    "copybench list detectors",
+    "copybench list protocols",
+    "copybench weights list",
+)
+# the slow session, in README order; data build gets --n-queries to stay small (same code path)
+SLOW = (
+    "copybench data build segmix_hard-s",
+    "copybench run --dataset runs/data/segmix_hard-s --detectors sscd_disc_mixup.onnx_int8",
+    "copybench table runs/results --format html",
+    "copybench plot runs/results",
+    "copybench table runs/results",
+    "copybench run --dataset runs/data/segmix_hard-s --detectors efficientnet_lite0 --protocol dcr",
+    "copybench demo --out runs/ci -q",
+    "copybench check --baseline results/default --results runs/ci/results",
+    "copybench check --baseline results/default --results runs/demo/results",
+)
+
+
+def readme_commands() -> list[str]:
+    """Every command of the README's bash blocks: continuations joined, comments dropped, `&&` split."""
+    out = []
+    for block in re.findall(r"```bash\n(.*?)```", README, re.DOTALL):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = re.sub(r"\s+#.*$", "", line).strip()
+            if line and not line.startswith("#"):
+                out += [" ".join(part.split()) for part in line.split("&&")]
+    return out
+
+
+def _kind(command: str) -> str:
+    for prefixes, kind in ((NOT_RUN, "not run"), (FAST, "fast"), (SLOW, "slow")):
+        if any(command.startswith(p) for p in prefixes):
+            return kind
+    return "unlisted"
+
+
+def test_every_readme_command_is_run_or_listed_with_a_reason():
+    commands = readme_commands()
+    assert len(commands) > 20  # the parser found the blocks
+    assert [c for c in commands if _kind(c) == "unlisted"] == []
+    used = {p for p in (*NOT_RUN, *FAST, *SLOW) if any(c.startswith(p) for c in commands)}
+    assert used == {*NOT_RUN, *FAST, *SLOW}  # no stale entries for examples the README dropped
+
+
+def _run(command: str, cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
+    args = shlex.split(command)
+    args = [sys.executable, "-m", "copybench.cli", *args[1:]]
+    return subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    (tmp_path / "results").symlink_to(ROOT / "results")  # the published results the examples compare against
+    return tmp_path
+
+
+@pytest.mark.parametrize("prefix", FAST)
+def test_fast_readme_commands(prefix, workdir):
+    for command in [c for c in readme_commands() if c.startswith(prefix)]:
+        done = _run(command, workdir)
+        assert done.returncode == 0, f"{command}: {done.stderr[-2000:]}"
+        assert done.stdout.strip(), command
+
+
+def _python_blocks() -> list[str]:
+    return re.findall(r"```python\n(.*?)```", README, re.DOTALL)
+
+
+# how each Python block is recognised (a line it contains) -> None (run here) or why it is not run
+PYTHON_BLOCKS = {
+    "# my_detectors/__init__.py": None,
+    'frame = copybench.load_results("results/default")': None,
+    "fetch_weights([": "downloads weights, then runs every baseline on a 150-query dataset",
+}
+
+
+def test_every_readme_python_block_is_run_or_listed():
+    for block in _python_blocks():
+        assert [k for k in PYTHON_BLOCKS if k in block], block[:200]
+
+
+def test_readme_python_examples_run(workdir):
+    blocks = _python_blocks()
+    plugin = next(b for b in blocks if b.startswith("# my_detectors/__init__.py"))
+    (workdir / "my_detectors").mkdir()
+    (workdir / "my_detectors" / "__init__.py").write_text(plugin)
+    contract = re.search(
+        r'`python -c "(from copybench\.detectors import check_detector_contract[^"]*)"`', README
+    )
+    script = "import my_detectors\n" + contract.group(1).replace("; ", "\n") + "\nprint('contract ok')"
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=workdir, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0 and "contract ok" in done.stdout, done.stderr[-2000:]
+    frame_block = next(b for b in blocks if 'frame = copybench.load_results("results/default")' in b)
+    code = frame_block + "\nassert len(overall) and len(per_family) > len(overall) and len(speed)\n"
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=workdir, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_readme_session_end_to_end(workdir):
+    """The "typical session" and the CI gate, in README order, in one working folder."""
+    commands = [c for c in readme_commands() if _kind(c) == "slow"]
+    for command in commands:
+        if command.startswith("copybench data build"):
+            command += " --n-queries 12"
+        if command.endswith("--results runs/demo/results"):  # the typical session's gate: after a demo
+            assert _run("copybench -q demo", workdir, timeout=1800).returncode == 0
+        done = _run(command, workdir, timeout=1800)
+        assert done.returncode == 0, f"{command}: {done.stdout[-1500:]} {done.stderr[-2000:]}"
+    assert (workdir / "runs" / "leaderboard.html").is_file()
+    assert any((workdir / "runs" / "plots").glob("pr_*.png"))
