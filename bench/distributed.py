@@ -38,6 +38,8 @@ from .retrieval import merge_topk
 log = logging.getLogger(__name__)
 
 ENGINES = ("local", "ray")
+# A cluster this process starts itself binds to loopback: its traffic never leaves the machine.
+LOCAL_NODE_IP = "127.0.0.1"
 MAX_RETRIES = 3  # restarts of a dead detector actor, and retries of a task lost with its worker
 SHARD_ROWS = 1024  # descriptors per cache shard written by the driver (the local Extractor's SHARD_IMAGES)
 SEARCH_SHARD_ROWS = 262_144  # references per search task (the local search's block)
@@ -130,6 +132,7 @@ class RayEngine:
         else:
             ray.init(
                 num_cpus=self.num_cpus,
+                _node_ip_address=LOCAL_NODE_IP,
                 include_dashboard=False,
                 log_to_driver=False,
                 logging_level=logging.WARNING,
@@ -783,8 +786,10 @@ def print_reports(reports: list[ExtractionReport], console=None) -> None:
     from .progress import console as make_console
 
     console = console or make_console(stderr=True)
-    table = Table(title="extraction on Ray: images/s per worker (busy time) and in total (wall time)")
-    for col in ("detector", "images", "worker", "images done", "busy s", "images/s"):
+    table = Table(
+        title="extraction on Ray: images/s per worker over its busy seconds, in total over wall seconds"
+    )
+    for col in ("detector", "images", "worker", "images done", "seconds", "images/s"):
         table.add_column(col, justify="right" if col not in ("detector", "images", "worker") else "left")
     for rep in reports:
         what = f"{rep.label} ({rep.images} computed, {rep.cached} cached)"

@@ -20,6 +20,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .distributed import LOCAL_NODE_IP
+
 SCALING_SCHEMA_VERSION = 1
 
 
@@ -117,7 +119,12 @@ def simulate(
         return RayEngine(workers=k, cpus_per_worker=1.0, progress=False)
 
     # one logical CPU more than the actors hold, for the read tasks (I/O) beside them
-    ray.init(num_cpus=max(workers) + 1, include_dashboard=False, log_to_driver=False)
+    ray.init(
+        num_cpus=max(workers) + 1,
+        include_dashboard=False,
+        log_to_driver=False,
+        _node_ip_address=LOCAL_NODE_IP,
+    )
     try:
         for k in workers:
             for rep in range(repeats):

@@ -23,7 +23,7 @@ ray = pytest.importorskip("ray")
 
 from copybench.cli import main as cli_main
 from copybench.datasets.dataset import load_dataset
-from copybench.distributed import RayEngine
+from copybench.distributed import LOCAL_NODE_IP, RayEngine
 from copybench.run import RunSettings, predictions_path, run_benchmark
 from copybench.scan import scan
 
@@ -34,7 +34,7 @@ SETTINGS = RunSettings(n_boot=50, batch_size=2)
 @pytest.fixture(scope="module")
 def cluster():
     """A local Ray cluster for this module: 2 CPUs, no dashboard; its GCS address for other drivers."""
-    ctx = ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ctx = ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _node_ip_address=LOCAL_NODE_IP)
     try:
         yield ctx.address_info["gcs_address"]
     finally:

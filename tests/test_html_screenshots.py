@@ -72,7 +72,9 @@ def test_scan_report_renders(tmp_path):
         for i in range(n):
             pixels = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
             Image.fromarray(pixels).resize((96, 96), Image.BICUBIC).save(tmp_path / folder / f"{i}.jpg")
-    summary = scan(tmp_path / "gen", tmp_path / "train", "pixel_gray_16", out=tmp_path / "scan", top_k=3)
+    summary = scan(
+        tmp_path / "gen", tmp_path / "train", "pixel_gray_16", out=tmp_path / "scan", top_k=3, threshold=0.5
+    )
     img = screenshot(tmp_path / "scan" / "report.html", tmp_path / "report.png", tmp_path, (1400, 2400))
     assert summary["counts"]["generated_scanned"] == 4
     assert 0.05 < _drawn(img) < 0.9
