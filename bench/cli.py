@@ -252,22 +252,25 @@ def _scales(text: str | None) -> tuple[float, ...] | None:
 def cmd_run(args) -> int:
     from copybench.datasets.dataset import load_dataset
 
+    from .distributed import engine_from_args
     from .run import DEFAULT_CACHE, run_benchmark
 
     dataset = load_dataset(args.dataset)
     names = _expand_detectors(args.detectors)
-    outcomes = run_benchmark(
-        dataset,
-        names,
-        _settings(args),
-        results=args.results,
-        cache_dir=None if args.no_cache else (args.cache_dir or DEFAULT_CACHE),
-        allow_random=args.allow_random,
-        weights=_weights_map(args.weights),
-        skip_existing=not args.force,
-        progress=not args.quiet,
-        download=args.download,
-    )
+    with engine_from_args(args) as engine:
+        outcomes = run_benchmark(
+            dataset,
+            names,
+            _settings(args),
+            results=args.results,
+            cache_dir=None if args.no_cache else (args.cache_dir or DEFAULT_CACHE),
+            allow_random=args.allow_random,
+            weights=_weights_map(args.weights),
+            skip_existing=not args.force,
+            progress=not args.quiet,
+            download=args.download,
+            engine=engine,
+        )
     _print_outcomes(outcomes)
     from .table import accuracy_frame, print_leaderboards
 
@@ -482,6 +485,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         help="average global descriptors over input scales, e.g. 1,0.707,1.414 (CNNs; not fixed-size ViTs)",
     )
     p.add_argument("--force", action="store_true", help="recompute results that already exist")
+    from .distributed import add_engine_options
+
+    add_engine_options(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -634,6 +640,10 @@ def _add_data(sub) -> None:
         "--out", required=True, help="folder for the index (dataset.json, queries.csv, references.csv)"
     )
     p.set_defaults(func=cmd_data_import)
+    _add_data_verify(data)
+
+
+def _add_data_verify(data) -> None:
     p = data.add_parser(
         "verify",
         help="hash every manifest and image of a dataset and compare with what it was written with",

@@ -133,13 +133,13 @@ class _Images:
 
 
 def decode_on_cpu(
-    path: str, preprocess: Preprocess, min_side: int | None
+    path: str, preprocess: Preprocess, min_side: int | None, data: bytes | None = None
 ) -> tuple[torch.Tensor | None, str | None]:
-    """(resized uint8 image, None), or (None, error message naming the file)."""
+    """(resized uint8 image, None), or (None, error message naming the file); ``data``: its bytes, if read."""
     from .preprocess import ImageReadError, pil_to_tensor, read_image
 
     try:
-        return preprocess.resize(pil_to_tensor(read_image(path, min_side=min_side))), None
+        return preprocess.resize(pil_to_tensor(read_image(path, min_side=min_side, data=data))), None
     except ImageReadError as exc:
         return None, str(exc)
     except Exception as exc:  # noqa: BLE001 - any decoder crash on one odd file must not kill the run

@@ -183,6 +183,7 @@ class Extractor:
         from .progress import progress_bar
 
         name = self.detector.spec.name
+        n_batches = 0
         lagged: list = []  # on CUDA one batch's outputs wait: copying them at once would stall the GPU queue
         try:
             with progress_bar(f"{name}: {label}", len(rows), self.progress and bool(rows)) as bar:
@@ -194,6 +195,9 @@ class Extractor:
                     _store_outputs(store, lagged)
                     lagged = outputs if self.device.type == "cuda" else _store_outputs(store, outputs)
                     bar.advance(batch.size)
+                    n_batches += 1
+                    if n_batches % TRIM_EVERY == 0:
+                        trim_heap()
                 _store_outputs(store, lagged)
         except KeyboardInterrupt:
             _store_outputs(store, lagged)
@@ -215,6 +219,32 @@ class Extractor:
             glob, toks = self.forward(x)
             out.append((list(rows), glob, toks if tokens else None))
         return out
+
+
+TRIM_EVERY = 4  # batches between heap trims
+
+
+def trim_heap() -> None:
+    """Give freed heap memory back to the OS (glibc ``malloc_trim``). Batches arriving from worker processes
+    leave the heap fragmented once glibc's dynamic mmap threshold has grown to the batch size: without a trim,
+    resident memory grew by about a batch every batch (measured: +230 MB from 10k to 40k images); with it, it
+    stays flat. A no-op where there is no glibc."""
+    global _LIBC
+    if _LIBC is None:
+        import ctypes
+        import ctypes.util
+
+        name = ctypes.util.find_library("c")
+        try:
+            _LIBC = ctypes.CDLL(name) if name else False
+            _LIBC = _LIBC if _LIBC and hasattr(_LIBC, "malloc_trim") else False
+        except OSError:
+            _LIBC = False
+    if _LIBC:
+        _LIBC.malloc_trim(0)
+
+
+_LIBC = None
 
 
 def _store_outputs(store: ShardStore, outputs: list) -> list:

@@ -133,5 +133,10 @@ def score_isc_h5(
         dataset, qd, rd, settings, detector_name=name, spec=None, weights=weights
     )
     path = result_path(results, name, dataset.name, dataset.fingerprint, settings.key_settings())
-    save_result(path, dataset, result, preds)
+    from copybench.io import file_lock
+
+    with file_lock(path.with_name(f".{path.name}.lock"), waiting=f"another process is writing {path}"):
+        save_result(
+            path, dataset, result, preds
+        )  # the same lock as `run`: two writers of one result take turns
     return path

@@ -8,6 +8,7 @@ by their EXIF orientation. A file that cannot be decoded, or that would decode t
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -66,18 +67,21 @@ def exif_rotated(img: Image.Image) -> bool:
     return img.getexif().get(0x0112, 1) not in (0, 1)
 
 
-def read_image(path: str | Path, *, min_side: int | None = None) -> Image.Image:
+def read_image(path: str | Path, *, min_side: int | None = None, data: bytes | None = None) -> Image.Image:
     """Decode ``path`` into an RGB image, or raise ImageReadError naming the file.
+
+    ``data``: the file's bytes, already read elsewhere (the Ray engine's read tasks); ``path`` then only names it.
 
     ``min_side``: a JPEG whose sides are both at least twice this is decoded at 1/2, 1/4 or 1/8 scale by libjpeg's
     DCT scaling (Pillow's draft mode), keeping both sides at least ``min_side``: a fraction of a full decode's
     cost when the model needs far fewer pixels. Other formats, and smaller JPEGs, decode in full.
     """
     path = Path(path)
+    source = path if data is None else io.BytesIO(data)
     try:
-        if path.stat().st_size == 0:
+        if (path.stat().st_size if data is None else len(data)) == 0:
             raise ImageReadError(f"{path}: empty file (0 bytes)")
-        with Image.open(path) as img:
+        with Image.open(source) as img:
             if min_side:
                 # Pillow picks the largest scale s in (1, 2, 4, 8) with s <= min(w, h) // min_side: never below
                 img.draft(img.mode, (min_side, min_side))
@@ -88,7 +92,10 @@ def read_image(path: str | Path, *, min_side: int | None = None) -> Image.Image:
     except ImageReadError:
         raise
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise ImageReadError(f"{path}: cannot decode image ({exc})") from exc
+        # Pillow names a file object by its repr: name the file, as for a path
+        raise ImageReadError(
+            f"{path}: cannot decode image ({str(exc).replace(repr(source), repr(str(path)))})"
+        ) from exc
 
 
 def pil_to_tensor(img: Image.Image) -> torch.Tensor:

@@ -161,9 +161,11 @@ def family_groups(dataset, keep: np.ndarray) -> dict[str, np.ndarray]:
     return groups
 
 
-def _search(settings: RunSettings, qd, rd, k: int):
+def _search(settings: RunSettings, qd, rd, k: int, engine=None):
     from .retrieval import search, search_split
 
+    if engine is not None:  # e.g. copybench.distributed.RayEngine: the same search, sharded over references
+        return engine.search_descriptors(settings, qd, rd, k)
     if settings.similarity == "cosine":
         return search(np.asarray(qd.vectors), np.asarray(rd.vectors), k, device=settings.device)
     cross = settings.similarity == "split_cross"
@@ -237,17 +239,35 @@ def _normalize_with_norm_set(settings: RunSettings, extractor, qd, rd, tokens: b
     return qd, rd, offsets
 
 
+def extract_lists(extractor, jobs: list[tuple[list[str], str | None, str]], *, tokens: bool) -> list:
+    """Descriptors of several (paths, fingerprint, label) lists, in order; in one pass when the extractor can
+    (the Ray engine's actor pool then loads the model once for all lists)."""
+    if hasattr(extractor, "run_many"):
+        return extractor.run_many(jobs, tokens=tokens)
+    return [extractor.run(p, tokens=tokens, fingerprint=f, label=label) for p, f, label in jobs]
+
+
 def evaluate_detector(
-    detector, dataset, settings: RunSettings, *, cache_dir: Path | None, progress: bool = True
+    detector,
+    dataset,
+    settings: RunSettings,
+    *,
+    cache_dir: Path | None,
+    progress: bool = True,
+    engine=None,
 ) -> tuple[Result, Predictions]:
-    """Extract, search and score one loaded detector on one dataset; returns the result (not written)."""
+    """Extract, search and score one loaded detector on one dataset; returns the result (not written).
+
+    ``engine``: None runs in this process; a :class:`copybench.distributed.RayEngine` runs extraction and
+    search on a Ray cluster with the same results.
+    """
     from .extract import Extractor
     from .protocols import apply_protocol, get_protocol
 
     protocol = get_protocol(settings.protocol)
     detector = apply_protocol(detector, protocol, similarity=settings.similarity)
     tokens = settings.similarity != "cosine" and detector.spec.output == "tokens"
-    ext = Extractor(
+    ext = (Extractor if engine is None else engine.extractor)(
         detector,
         device=settings.device,
         dtype=settings.dtype,
@@ -261,14 +281,13 @@ def evaluate_detector(
         draft=protocol.native,
     )
     t0 = time.perf_counter()
-    rd = ext.run(
-        dataset.references["path"].tolist(),
+    rd, qd = extract_lists(
+        ext,
+        [
+            (dataset.references["path"].tolist(), dataset.fingerprint, "references"),
+            (dataset.queries["path"].tolist(), dataset.fingerprint, "queries"),
+        ],
         tokens=tokens,
-        fingerprint=dataset.fingerprint,
-        label="references",
-    )
-    qd = ext.run(
-        dataset.queries["path"].tolist(), tokens=tokens, fingerprint=dataset.fingerprint, label="queries"
     )
     t1 = time.perf_counter()
     qd, rd, offsets = _normalize_with_norm_set(settings, ext, qd, rd, tokens)
@@ -282,6 +301,7 @@ def evaluate_detector(
         detector_name=detector.spec.name,
         spec=detector.spec.to_dict(),
         weights=weights,
+        engine=engine,
     )
     timings = {**result.timings, "extract_s": t1 - t0, "extract_computed_s": rd.seconds + qd.seconds}
     meta = (
@@ -300,40 +320,21 @@ def score_descriptors(
     spec: dict | None,
     weights: dict,
     offsets: np.ndarray | None = None,
+    engine=None,
 ) -> tuple[Result, Predictions]:
     """Search and metrics for descriptors already computed (by a detector, or imported from ISC HDF5 files)."""
     from .env import environment
     from .metrics import evaluate
 
     t1 = time.perf_counter()
-    rd_ok, keep = rd.ok, qd.ok
-    k = settings.depth(int(rd_ok.sum()))
-    scores, idx = _search(settings, _subset(qd, keep), _subset(rd, rd_ok), k)
-    ref_rows = np.flatnonzero(rd_ok)
-    idx = np.where(idx >= 0, ref_rows[np.clip(idx, 0, None)], -1)
-    if offsets is not None:
-        scores = scores - offsets[keep][:, None]
-    # a query that is missing or did not decode retrieved nothing: it stays in every metric as a miss (an
-    # empty ranking), never dropped, which would raise the scores of whoever loses the hard queries
-    scores, idx = _with_empty_rows(scores, idx, keep)
+    keep = qd.ok
+    scores, idx, k = _search_decoded(settings, qd, rd, offsets, engine)
     t2 = time.perf_counter()
     hits, n_pos = _hits(dataset, idx)
-    all_queries = np.ones(len(keep), dtype=bool)
-    metrics = evaluate(
-        scores,
-        hits,
-        n_pos,
-        groups=family_groups(dataset, all_queries),
-        n_boot=settings.n_boot,
-        seed=settings.seed,
-    )
+    groups = family_groups(dataset, np.ones(len(keep), dtype=bool))
+    metrics = evaluate(scores, hits, n_pos, groups=groups, n_boot=settings.n_boot, seed=settings.seed)
     t3 = time.perf_counter()
-    skipped = [_skip(rd.paths[r], e, "reference") for r, e in sorted(rd.failed.items())]
-    skipped += [_skip(qd.paths[r], e, "query") for r, e in sorted(qd.failed.items())]
-    for kind in ("missing", "undecodable"):
-        metrics["overall"][f"n_queries_{kind}"] = sum(
-            1 for s in skipped if s["role"] == "query" and s["kind"] == kind
-        )
+    skipped = _skipped(rd, qd, metrics["overall"])
     result = Result(
         kind="accuracy",
         key={
@@ -366,12 +367,38 @@ def score_descriptors(
     return result, Predictions(np.asarray(dataset.query_ids)[keep], idx[keep], scores[keep])
 
 
+def _search_decoded(
+    settings: RunSettings, qd, rd, offsets, engine=None
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Top-k over the references that decoded, for every query: (scores, reference rows, k)."""
+    rd_ok, keep = rd.ok, qd.ok
+    k = settings.depth(int(rd_ok.sum()))
+    scores, idx = _search(settings, _subset(qd, keep), _subset(rd, rd_ok), k, engine)
+    ref_rows = np.flatnonzero(rd_ok)
+    idx = np.where(idx >= 0, ref_rows[np.clip(idx, 0, None)], -1)
+    if offsets is not None:
+        scores = scores - offsets[keep][:, None]
+    # a query that is missing or did not decode retrieved nothing: it stays in every metric as a miss (an
+    # empty ranking), never dropped, which would raise the scores of whoever loses the hard queries
+    scores, idx = _with_empty_rows(scores, idx, keep)
+    return scores, idx, k
+
+
 def _with_empty_rows(scores: np.ndarray, idx: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(Q, k) arrays over every query: rows of queries not in ``keep`` hold padding (-inf, -1)."""
     full_scores = np.full((len(keep), scores.shape[1]), -np.inf, dtype=np.float32)
     full_idx = np.full((len(keep), idx.shape[1]), -1, dtype=np.int64)
     full_scores[keep], full_idx[keep] = scores, idx
     return full_scores, full_idx
+
+
+def _skipped(rd, qd, overall: dict) -> list[dict]:
+    """Images left out, by role; counts of missing and undecodable queries go into ``overall``."""
+    skipped = [_skip(rd.paths[r], e, "reference") for r, e in sorted(rd.failed.items())]
+    skipped += [_skip(qd.paths[r], e, "query") for r, e in sorted(qd.failed.items())]
+    for kind in ("missing", "undecodable"):
+        overall[f"n_queries_{kind}"] = sum(1 for s in skipped if s["role"] == "query" and s["kind"] == kind)
+    return skipped
 
 
 def _skip(path: str, error: str, role: str) -> dict:
@@ -432,6 +459,7 @@ def run_benchmark(
     skip_existing: bool = True,
     progress: bool = True,
     download: bool = False,
+    engine=None,
 ) -> list[RunOutcome]:
     """Run every detector on ``dataset``; each writes its result file; failures are reported, not fatal."""
     from copybench.detectors import create_detector
@@ -462,7 +490,9 @@ def run_benchmark(
         # two runs on one results folder take turns per result: the second then finds it computed
         with file_lock(path.with_name(f".{path.name}.lock"), waiting=f"another run is computing {path}"):
             outcomes.append(
-                _run_one(name, path, dataset, settings, skip_existing, cache_dir, progress, make_detector)
+                _run_one(
+                    name, path, dataset, settings, skip_existing, cache_dir, progress, make_detector, engine
+                )
             )
     return outcomes
 
@@ -482,7 +512,9 @@ def _refuse_unfaithful(detectors: list[str], settings: RunSettings) -> None:
         check_detector(settings.protocol, spec, settings.similarity)
 
 
-def _run_one(name, path, dataset, settings, skip_existing, cache_dir, progress, make_detector) -> RunOutcome:
+def _run_one(
+    name, path, dataset, settings, skip_existing, cache_dir, progress, make_detector, engine=None
+) -> RunOutcome:
     """One detector: skipped when its result is there, else computed and saved; any failure is its outcome."""
     if skip_existing and path.is_file():
         try:
@@ -496,7 +528,7 @@ def _run_one(name, path, dataset, settings, skip_existing, cache_dir, progress, 
     try:
         det = make_detector(name)
         result, preds = evaluate_detector(
-            det, dataset, settings, cache_dir=Path(cache_dir) if cache_dir else None, progress=progress
+            det, dataset, settings, cache_dir=_cache_location(cache_dir), progress=progress, engine=engine
         )
     except Exception as exc:  # one broken detector must not lose the others' results
         log.debug("detector %s failed", name, exc_info=True)
@@ -514,6 +546,13 @@ def _is_runtime(exc: Exception) -> bool:
 
     bad_input = (ValueError, LookupError, UnknownDetectorError, WeightsMissingError, FileNotFoundError)
     return not isinstance(exc, bad_input)
+
+
+def _cache_location(cache_dir: str | Path | None):
+    """A folder, or a URI (``s3://...``) kept as text for the distributed engine's pyarrow filesystems."""
+    if not cache_dir:
+        return None
+    return str(cache_dir) if "://" in str(cache_dir) else Path(cache_dir)
 
 
 def _same_key_settings(result: Result, settings: RunSettings, n_references: int) -> bool:

@@ -31,7 +31,7 @@ import numpy as np
 
 from .io import IMAGE_SUFFIXES, is_image_file
 from .retrieval import merge_topk
-from .run import DEFAULT_CACHE
+from .run import DEFAULT_CACHE, extract_lists
 
 log = logging.getLogger(__name__)
 
@@ -175,14 +175,20 @@ def search_top_k(
 
 
 def nearest_other(
-    arr: np.ndarray, rows: np.ndarray, ok_rows: np.ndarray, *, similarity: str = "cosine", device: str = "cpu"
+    arr: np.ndarray,
+    rows: np.ndarray,
+    ok_rows: np.ndarray,
+    *,
+    similarity: str = "cosine",
+    device: str = "cpu",
+    search=search_top_k,
 ) -> np.ndarray:
     """Similarity of each of ``rows`` to its nearest OTHER row among ``ok_rows``.
 
     Self is dropped by index, not by score: with exact duplicates in the set, self and its twin tie at the top
     and either may come first, and the twin's similarity (1.0) is the right answer.
     """
-    s, i = search_top_k(arr, rows, arr, ok_rows, 2, similarity=similarity, device=device)
+    s, i = search(arr, rows, arr, ok_rows, 2, similarity=similarity, device=device)
     other = i != np.asarray(rows)[:, None]
     first = np.argmax(other, axis=1)
     return s[np.arange(len(rows)), first]
@@ -312,12 +318,6 @@ def _threshold_rule(protocol: str, similarity: str, threshold: float | None, cal
     )
 
 
-def _extract(extractor, paths: list[str], similarity: str, label: str):
-    return extractor.run(
-        paths, tokens=similarity != "cosine", fingerprint=files_fingerprint(paths), label=label
-    )
-
-
 def _skipped(desc, role: str) -> list[dict]:
     return [{"path": desc.paths[r], "error": e, "role": role} for r, e in sorted(desc.failed.items())]
 
@@ -402,8 +402,13 @@ def scan(
     weights: str | Path | None = None,
     dtype: str = "fp32",
     protocol: str = "native",
+    engine=None,
 ) -> dict:
-    """Scan ``generated`` for replications of ``train``; writes the outputs into ``out`` and returns the summary."""
+    """Scan ``generated`` for replications of ``train``; writes the outputs into ``out`` and returns the summary.
+
+    ``engine``: None runs in this process; a :class:`copybench.distributed.RayEngine` extracts and searches the
+    training set on a Ray cluster with the same results.
+    """
     from .env import environment
     from .extract import Extractor
     from .scan_report import write_outputs
@@ -418,7 +423,8 @@ def scan(
     det = _load_detector(detector, allow_random, device, similarity, download, weights, protocol)
     rule = _threshold_rule(protocol, similarity, threshold, calibrate)
     threshold = rule.pop("value")
-    ext = Extractor(
+    make = Extractor if engine is None else engine.extractor
+    ext = make(
         det,
         device=device,
         dtype=dtype,
@@ -427,21 +433,28 @@ def scan(
         progress=progress,
         decode=decode,
     )
+    top_k_search = search_top_k if engine is None else engine.search_top_k
     t0 = time.perf_counter()
     calibration = None
     if calibrate is not None:  # first: cheaper than the training set, and fails fast when 90% is out of reach
         calibration = calibrate_threshold(calibrate, ext, similarity=similarity, k=top_k, device=device)
         log.info("calibrated threshold %.4f on %s", calibration["threshold"], calibration["dataset"])
     t1 = time.perf_counter()
-    train_d = _extract(ext, train_paths, similarity, "training images")
-    gen_d = _extract(ext, gen_paths, similarity, "generated images")
+    train_d, gen_d = extract_lists(
+        ext,
+        [
+            (train_paths, files_fingerprint(train_paths), "training images"),
+            (gen_paths, files_fingerprint(gen_paths), "generated images"),
+        ],
+        tokens=similarity != "cosine",
+    )
     t2 = time.perf_counter()
     t_rows, g_rows = _ok_rows(train_d, "train", 2), _ok_rows(gen_d, "generated", 1)
     t_arr, g_arr = _descriptor_array(train_d, similarity), _descriptor_array(gen_d, similarity)
-    scores, idx = search_top_k(g_arr, g_rows, t_arr, t_rows, top_k, similarity=similarity, device=device)
+    scores, idx = top_k_search(g_arr, g_rows, t_arr, t_rows, top_k, similarity=similarity, device=device)
     b_rows = baseline_rows(t_rows, baseline_sample, seed)
     log.info("baseline: %d of %d training images (seed %d)", len(b_rows), len(t_rows), seed)
-    base = nearest_other(t_arr, b_rows, t_rows, similarity=similarity, device=device)
+    base = nearest_other(t_arr, b_rows, t_rows, similarity=similarity, device=device, search=top_k_search)
     t3 = time.perf_counter()
     summary = {
         "schema_version": SCAN_SCHEMA_VERSION,
@@ -577,33 +590,40 @@ def register_cli(subparsers) -> None:
     p.add_argument(
         "--download", action="store_true", help="download the detector's missing official weights first"
     )
+    from .distributed import add_engine_options
+
+    add_engine_options(p)
     p.set_defaults(func=cmd_scan)
 
 
 def cmd_scan(args) -> int:
     """Run the scan and print its summary."""
-    summary = scan(
-        args.generated,
-        args.train,
-        args.detector,
-        similarity=args.similarity,
-        threshold=args.threshold,
-        top_k=args.top_k,
-        out=args.out,
-        device=args.device,
-        batch_size=args.batch_size,
-        decode=args.decode,
-        allow_random=args.allow_random,
-        baseline_sample=args.baseline_sample,
-        calibrate=args.calibrate,
-        cache_dir=None if args.no_cache else args.cache_dir,
-        progress=not args.quiet,
-        seed=args.seed,
-        download=args.download,
-        weights=args.weights,
-        dtype=args.dtype,
-        protocol=args.protocol,
-    )
+    from .distributed import engine_from_args
+
+    with engine_from_args(args) as engine:
+        summary = scan(
+            args.generated,
+            args.train,
+            args.detector,
+            similarity=args.similarity,
+            threshold=args.threshold,
+            top_k=args.top_k,
+            out=args.out,
+            device=args.device,
+            batch_size=args.batch_size,
+            decode=args.decode,
+            allow_random=args.allow_random,
+            baseline_sample=args.baseline_sample,
+            calibrate=args.calibrate,
+            cache_dir=None if args.no_cache else args.cache_dir,
+            progress=not args.quiet,
+            seed=args.seed,
+            download=args.download,
+            weights=args.weights,
+            dtype=args.dtype,
+            protocol=args.protocol,
+            engine=engine,
+        )
     from rich.console import Console
 
     from .scan_report import print_summary

@@ -30,7 +30,7 @@ import numpy as np
 
 from .run import DEFAULT_CACHE
 from .study_report import write_study
-from .study_train import SAMPLERS, TrainSettings, key_hash
+from .study_train import PREDICTIONS, SAMPLERS, TrainSettings, key_hash
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +61,11 @@ class ScanSettings:
     """One detector, similarity, threshold and top-k for every size, so the rates are comparable."""
 
     detector: str = DEFAULT_DETECTOR
-    threshold: float = 0.5
+    threshold: float | None = 0.5  # None: the protocol's own threshold (dcr: the study's "> 0.5")
     top_k: int = 5
     batch_size: int = 32
     allow_random: bool = False
+    protocol: str = "native"
     baseline_sample: int | None = 10000
 
 
@@ -171,6 +172,24 @@ def load_pixels(
         for _ in pool.map(one, range(len(paths))):
             bar.advance()
     return out, failed
+
+
+def shrink_folder(src: str | Path, dst: str | Path, resolution: int, progress: bool = True) -> list[str]:
+    """Centre squares of every image under ``src`` at ``resolution``, as PNGs under ``dst`` (same relative
+    names), e.g. to carry a large training folder to a machine without network; returns the unreadable files."""
+    from PIL import Image
+
+    from .scan import find_images
+
+    root, dst = Path(src).expanduser().resolve(), Path(dst)
+    paths = find_images(root, "train")
+    pixels, failed = load_pixels(paths, resolution, progress)
+    for i, p in enumerate(paths):
+        if i not in failed:
+            target = (dst / Path(p).relative_to(root)).with_suffix(".png")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(pixels[i]).save(target)
+    return sorted(failed.values())
 
 
 # ---------------------------------------------------------------------------------------------- one size
@@ -284,6 +303,7 @@ def scan_size(
             out=out,
             batch_size=scan_settings.batch_size,
             allow_random=scan_settings.allow_random,
+            protocol=scan_settings.protocol,
             baseline_sample=scan_settings.baseline_sample,
             **common,
         )
@@ -357,18 +377,21 @@ def data_size_study(
     model: str = "small",
     batch_size: int = 64,
     lr: float = 1e-3,
+    prediction: str = "epsilon",
     sampler: str = "dpm",
     sampling_steps: int = 25,
     checkpoint_every: int = 200,
-    threshold: float = 0.5,
+    threshold: float | None = 0.5,
+    protocol: str = "native",
     top_k: int = 5,
     scan_batch_size: int = 32,
     allow_random: bool = False,
     cache_dir: str | Path | None = DEFAULT_CACHE,
+    threads: int | None = None,
     progress: bool = True,
 ) -> dict:
     """Run the data-size study into ``out``; returns the study record (also written to ``out/study.json``)."""
-    from .scan import find_images
+    from .scan import _threshold_rule, find_images
 
     t0 = time.perf_counter()
     root, out = Path(train).expanduser().resolve(), Path(out)
@@ -379,23 +402,26 @@ def data_size_study(
         raise ValueError(
             f"--steps and --checkpoint-every must be positive, got {steps} and {checkpoint_every}"
         )
-    settings = TrainSettings(resolution=resolution, model=model, batch_size=batch_size, lr=lr, seed=seed)
+    _threshold_rule(
+        protocol, "cosine", threshold, None
+    )  # a threshold that cannot apply fails before training
+    settings = TrainSettings(resolution, model, batch_size, lr, prediction=prediction, seed=seed)
     sample = SampleSettings(n=samples, sampler=sampler, steps=sampling_steps, seed=seed)
     paths = find_images(root, "train")
     subsets = nested_subsets(len(paths), size_list, seed)
-    subset_dirs = {
-        s: write_subset(out / "subsets", s, root, [paths[i] for i in subsets[s]]) for s in size_list
-    }
+    files = {s: [paths[i] for i in subsets[s]] for s in size_list}
+    subset_dirs = {s: write_subset(out / "subsets", s, root, files[s]) for s in size_list}
     if subsets_only:
         return {"subsets": {s: str(d) for s, d in subset_dirs.items()}}
     if gen_root is not None:
         gen_dirs, trained = _generated_dirs(gen_root, size_list), {}
     else:
-        trained = _train_all(
-            out, root, paths, subsets, settings, steps, sample, device, checkpoint_every, progress
-        )
+        with torch_threads(threads):
+            trained = _train_all(
+                out, root, paths, subsets, settings, steps, sample, device, checkpoint_every, progress
+            )
         gen_dirs = {s: out / f"size-{s}" / "samples" for s in size_list}
-    scan_settings = ScanSettings(detector, threshold, top_k, scan_batch_size, allow_random)
+    scan_settings = ScanSettings(detector, threshold, top_k, scan_batch_size, allow_random, protocol)
     common = {"device": device, "cache_dir": cache_dir, "progress": progress, "seed": seed}
     per_size, first = [], None
     for s in size_list:
@@ -403,21 +429,44 @@ def data_size_study(
             gen_dirs[s], subset_dirs[s], root, out / f"size-{s}", scan_settings, **common
         )
         first = first or summaries["own"]
-        per_size.append(
-            {
-                "size": s,
-                "subset_file": f"subsets/size-{s}.txt",
-                "subset_key": files_key(root, [paths[i] for i in subsets[s]]),
-                "generated": str(gen_dirs[s]),
-                **trained.get(s, {}),
-                "scans": scans,
-            }
-        )
+        per_size.append(_size_entry(s, files_key(root, files[s]), gen_dirs[s], trained.get(s, {}), scans))
     record = _record(
         root, gen_root, paths, size_list, settings, steps, sample, scan_settings, first, per_size
     )
     record["timings"] = {"total_s": time.perf_counter() - t0}
     return write_study(out, record)
+
+
+def _size_entry(size: int, subset_key: str, generated: Path, trained: dict, scans: dict) -> dict:
+    return {
+        "size": size,
+        "subset_file": f"subsets/size-{size}.txt",
+        "subset_key": subset_key,
+        "generated": str(generated),
+        **trained,
+        "scans": scans,
+    }
+
+
+def torch_threads(threads: int | None):
+    """Run with ``threads`` CPU threads in torch (None: leave torch's default), restored afterwards."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def scope():
+        import torch
+
+        before = torch.get_num_threads()
+        if threads is not None:
+            if threads < 1:
+                raise ValueError(f"--threads must be at least 1, got {threads}")
+            torch.set_num_threads(threads)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
+
+    return scope()
 
 
 def _record(root, gen_root, paths, sizes, settings, steps, sample, scan_settings, summary, per_size) -> dict:
@@ -441,7 +490,9 @@ def _record(root, gen_root, paths, sizes, settings, steps, sample, scan_settings
         "generator": generator,
         "detector": scan_settings.detector,
         "similarity": summary["settings"]["similarity"],
-        "threshold": scan_settings.threshold,
+        "protocol": scan_settings.protocol,
+        "threshold": summary["threshold"]["value"],
+        "rule": summary["threshold"]["rule"],
         "top_k": scan_settings.top_k,
     }
     return {
@@ -485,7 +536,14 @@ def register_cli(subparsers) -> None:
     p.add_argument("--model", default="small", choices=("tiny", "small", "base"), help="UNet preset")
     p.add_argument("--batch-size", type=int, default=64, help="training batch size (default 64)")
     p.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate after warm-up (default 1e-3)")
+    p.add_argument(
+        "--prediction",
+        default="epsilon",
+        choices=PREDICTIONS,
+        help="UNet target: epsilon (the noise, DDPM) or sample (the clean image; memorises small sets sooner)",
+    )
     p.add_argument("--sampler", default="dpm", choices=SAMPLERS, help="dpm (DPM-Solver++) or ddim")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--sampling-steps", type=int, default=25, help="sampler steps (default 25)")
     p.add_argument("--checkpoint-every", type=int, default=200, help="checkpoint every N steps (and 2 min)")
     _add_scan_options(p)
@@ -493,9 +551,13 @@ def register_cli(subparsers) -> None:
     d = study.add_parser("demo", help="the data-size study on embedded images, about ten minutes on a CPU")
     d.add_argument("--out", default="runs/study-demo", help="output folder (default runs/study-demo)")
     d.add_argument("--device", default="cpu")
-    d.add_argument("--detector", default=DEFAULT_DETECTOR)
+    d.add_argument(
+        "--detector", default="pixel_rgb_16", help="scan detector (default pixel_rgb_16: see README)"
+    )
+    d.add_argument("--threshold", type=float, default=0.9, help="flag top-1 similarity >= this (default 0.9)")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--cache-dir", default=str(DEFAULT_CACHE), help="descriptor cache")
+    d.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: see README)")
     d.set_defaults(func=cmd_demo)
     r = study.add_parser(
         "report", help="rebuild a study's table, figures and report.html from its stored files"
@@ -505,7 +567,17 @@ def register_cli(subparsers) -> None:
 
 
 def _add_scan_options(p) -> None:
-    p.add_argument("--threshold", type=float, default=0.5, help="flag top-1 similarity >= this (default 0.5)")
+    p.add_argument(
+        "--threshold",
+        type=_threshold_arg,
+        default=0.5,
+        help="replication threshold on top-1 similarity, compared under the protocol's rule (default 0.5)",
+    )
+    p.add_argument(
+        "--protocol",
+        default="native",
+        help="scan protocol (see `copybench scan --help`; dcr with --threshold none: the study's > 0.5)",
+    )
     from .cli import add_top_k
 
     add_top_k(p, 5, "training matches kept per generation (default 5)", dest="top_k")
@@ -513,6 +585,11 @@ def _add_scan_options(p) -> None:
     p.add_argument("--allow-random", action="store_true", help="detector without weights: random (stated)")
     p.add_argument("--cache-dir", default=str(DEFAULT_CACHE), help="descriptor cache")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the descriptor cache")
+
+
+def _threshold_arg(text: str) -> float | None:
+    """A number, or ``none`` for the protocol's own threshold."""
+    return None if text.strip().lower() == "none" else float(text)
 
 
 def cmd_data_size(args) -> int:
@@ -532,14 +609,17 @@ def cmd_data_size(args) -> int:
         model=args.model,
         batch_size=args.batch_size,
         lr=args.lr,
+        prediction=args.prediction,
         sampler=args.sampler,
         sampling_steps=args.sampling_steps,
         checkpoint_every=args.checkpoint_every,
         threshold=args.threshold,
+        protocol=args.protocol,
         top_k=args.top_k,
         scan_batch_size=args.scan_batch_size,
         allow_random=args.allow_random,
         cache_dir=None if args.no_cache else args.cache_dir,
+        threads=args.threads,
         progress=not args.quiet,
     )
     return _print(record)
@@ -566,6 +646,7 @@ def cmd_demo(args) -> int:
         args.out,
         device=args.device,
         detector=args.detector,
+        threshold=args.threshold,
         seed=args.seed,
         cache_dir=args.cache_dir,
         progress=not args.quiet,

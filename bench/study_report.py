@@ -74,14 +74,13 @@ def recount(out: Path, record: dict) -> list[dict]:
     """Per size and scan: rate and Wilson CI recounted from matches.csv; ValueError if a stored count disagrees."""
     from .scan import read_summary, wilson_interval
 
-    thr = record["threshold"]["value"]
     rows = []
     for entry in record["sizes"]:
         row = {"size": entry["size"]}
         for name, _ in SCANS:
             folder = out / f"size-{entry['size']}" / entry["scans"][name]["dir"]
             top1 = top1_similarities(folder / "matches.csv")
-            flagged, n = int((top1 >= thr).sum()), len(top1)
+            flagged, n = int(passes(top1, record["threshold"]).sum()), len(top1)
             stored = read_summary(folder)["replication_rate"]
             if (flagged, n) != (stored["flagged"], stored["n"]) or entry["scans"][name]["flagged"] != flagged:
                 raise ValueError(
@@ -92,6 +91,12 @@ def recount(out: Path, record: dict) -> list[dict]:
             row[name] = {"flagged": flagged, "n": n, "rate": flagged / n, "ci95": (lo, hi), "top1": top1}
         rows.append(row)
     return rows
+
+
+def passes(top1: np.ndarray, threshold: dict) -> np.ndarray:
+    """Which top-1 similarities count as replications under the scan's threshold and rule (">=" or ">")."""
+    value = threshold["value"]
+    return top1 > value if threshold.get("rule", ">=") == ">" else top1 >= value
 
 
 def read_losses(path: Path) -> np.ndarray:
@@ -146,7 +151,11 @@ def _pyplot():
 def _title(record: dict) -> str:
     d = record["detector"]
     weights = "RANDOM WEIGHTS" if record["random_weights"] else f"weights {d['weights']['status']}"
-    return f"{d['name']} ({weights}), threshold {record['threshold']['value']:.3f}"
+    return f"{d['name']} ({weights}), top-1 {_rule(record)} {record['threshold']['value']:.3f}"
+
+
+def _rule(record: dict) -> str:
+    return record["threshold"].get("rule", ">=")
 
 
 def plot_rates(path: Path, record: dict, rows: list[dict]) -> Path:
@@ -156,8 +165,9 @@ def plot_rates(path: Path, record: dict, rows: list[dict]) -> Path:
     sizes = np.array([r["size"] for r in rows], dtype=float)
     for (name, label), marker, colour in zip(SCANS, "os", ("tab:red", "tab:blue")):
         rate = np.array([r[name]["rate"] for r in rows])
-        lo = rate - np.array([r[name]["ci95"][0] for r in rows])
-        hi = np.array([r[name]["ci95"][1] for r in rows]) - rate
+        # clipped: at 0 or n flagged a Wilson bound can sit a rounding error inside the rate
+        lo = np.clip(rate - np.array([r[name]["ci95"][0] for r in rows]), 0, None)
+        hi = np.clip(np.array([r[name]["ci95"][1] for r in rows]) - rate, 0, None)
         ax.errorbar(sizes, rate, yerr=[lo, hi], marker=marker, capsize=4, color=colour, label=f"vs {label}")
     ax.set_xscale("log")
     ax.set_xticks(sizes, [f"{int(s):,}" for s in sizes])
@@ -196,7 +206,7 @@ def plot_histograms(path: Path, record: dict, rows: list[dict]) -> Path:
             label=f"{row['size']:,} images",
         )
     thr = record["threshold"]["value"]
-    ax.axvline(thr, color="k", ls="--", lw=1, label=f"threshold {thr:.3f}")
+    ax.axvline(thr, color="k", ls="--", lw=1, label=f"threshold ({_rule(record)}) {thr:.3f}")
     ax.set(
         xlim=(0, 1), xlabel="top-1 similarity of a generation to its own training subset", ylabel="density"
     )
@@ -206,6 +216,11 @@ def plot_histograms(path: Path, record: dict, rows: list[dict]) -> Path:
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def _loss_label(record: dict) -> str:
+    prediction = record["key"]["generator"].get("train", {}).get("prediction", "epsilon")
+    return "MSE of the predicted " + ("noise" if prediction == "epsilon" else "clean image")
 
 
 def plot_losses(path: Path, out: Path, record: dict) -> Path:
@@ -230,7 +245,7 @@ def plot_losses(path: Path, out: Path, record: dict) -> Path:
         ax.text(0.5, 0.5, "no model trained here (--generated-by)", ha="center", transform=ax.transAxes)
     ax.set(
         xlabel="training step",
-        ylabel="noise-prediction MSE",
+        ylabel=_loss_label(record),
         title="training loss (moving average of 50 steps)",
     )
     fig.tight_layout()
@@ -249,7 +264,8 @@ img{max-width:100%;border:1px solid #ddd;margin:.3em 0}pre{background:#f7f7f7;pa
 
 
 def _data_uri(path: Path) -> str:
-    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+    mime = "image/jpeg" if path.suffix.lower() in (".jpg", ".jpeg") else "image/png"
+    return f"data:{mime};base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
 
 def _rate_cell(r: dict) -> str:
@@ -283,13 +299,13 @@ def _grids(out: Path, record: dict) -> str:
     parts = []
     for entry in record["sizes"]:
         folder = out / f"size-{entry['size']}" / entry["scans"]["own"]["dir"]
-        first = folder / "matches-001.png"
+        first = sorted(folder.glob("matches-001.*"))  # the scan's first grid page (PNG or JPEG)
         rel = html.escape(str(folder.relative_to(out) / "report.html"))
         parts.append(
             f"<h3>{entry['size']:,} training images</h3><p>Full scan report: <a href='{rel}'>{rel}</a></p>"
         )
-        if first.exists():
-            parts.append(f"<img alt='matches {entry['size']}' src='{_data_uri(first)}'>")
+        if first:
+            parts.append(f"<img alt='matches {entry['size']}' src='{_data_uri(first[0])}'>")
     return "".join(parts)
 
 
@@ -308,7 +324,8 @@ def _setup(record: dict) -> str:
         f"<p>Training folder {html.escape(record['inputs']['train'])} ({record['inputs']['n_images']} images); "
         f"nested subsets drawn with seed {record['key']['seed']}; {how}. Detector <b>{html.escape(d['name'])}</b> "
         f"(weights <b>{html.escape(d['weights']['status'])}</b>), {record['key']['similarity']} similarity, a "
-        f"generation counts as replicated when its top-1 similarity is &ge; {record['threshold']['value']:.3f}; "
+        f"generation counts as replicated when its top-1 similarity is {html.escape(_rule(record))} "
+        f"{record['threshold']['value']:.3f}; "
         "rates carry 95% Wilson score intervals.</p>"
     )
 

@@ -33,6 +33,7 @@ MODEL_PRESETS: dict[str, tuple[tuple[int, ...], int, int | None, int]] = {
     "base": ((64, 128, 256, 256), 2, 2, 32),  # the GPU recipe: 32-64 px, DDPM-like with attention at 1/4 size
 }
 SAMPLERS = ("dpm", "ddim")
+PREDICTIONS = ("epsilon", "sample")
 CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_META = "checkpoint.json"
 MODEL_DIR = "model"
@@ -51,6 +52,7 @@ class TrainSettings:
     ema_max_decay: float = 0.9999
     flip: bool = True
     timesteps: int = 1000
+    prediction: str = "epsilon"  # what the UNet predicts: the noise (DDPM) or the clean image ("sample")
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -62,6 +64,10 @@ class TrainSettings:
                 f"--resolution {self.resolution} does not suit model {self.model!r}: it must be at least 8 "
                 f"and divisible by {2 ** (levels - 1)}"
             )
+        if self.prediction not in PREDICTIONS:
+            raise ValueError(
+                f"unknown --prediction {self.prediction!r}; choose one of {', '.join(PREDICTIONS)}"
+            )
         if self.batch_size < 1 or self.lr <= 0 or self.warmup < 0 or self.timesteps < 2:
             raise ValueError(
                 f"bad training settings: batch size {self.batch_size}, lr {self.lr}, warm-up {self.warmup}, "
@@ -70,7 +76,7 @@ class TrainSettings:
 
     def key(self, subset: str) -> dict:
         """The checkpoint key: these settings plus the subset's fingerprint."""
-        return {**asdict(self), "subset": subset, "scheduler": "DDPMScheduler(linear, epsilon)"}
+        return {**asdict(self), "subset": subset, "scheduler": "DDPMScheduler(linear)"}
 
 
 @dataclass(frozen=True)
@@ -123,7 +129,9 @@ def build_unet(settings: TrainSettings):
 def _scheduler(settings: TrainSettings):
     from diffusers import DDPMScheduler
 
-    return DDPMScheduler(num_train_timesteps=settings.timesteps, beta_schedule="linear")
+    return DDPMScheduler(
+        num_train_timesteps=settings.timesteps, beta_schedule="linear", prediction_type=settings.prediction
+    )
 
 
 def _ema(model, settings: TrainSettings):
@@ -286,7 +294,7 @@ def _train_step(model, opt, sched, autocast, data, settings: TrainSettings, step
         group["lr"] = _lr(settings, step)
     with autocast:
         pred = model(noisy, t).sample
-    loss = F.mse_loss(pred.float(), noise)
+    loss = F.mse_loss(pred.float(), noise if settings.prediction == "epsilon" else x)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()

@@ -2,11 +2,13 @@
 
 Layout of a dataset folder::
 
-    dataset.json     schema, name, recipe, seed, counts, fingerprint, images_root, pixel digest
+    dataset.json     schema, name, recipe, seed, counts, fingerprint, images_root, pixel digest, integrity
+                     (sha256 of the three CSV files below: an edited manifest is refused on load)
     references.csv   reference_id, path                      (path relative to images_root)
     queries.csv      query_id, path, reference_id, family, tier, params
                      reference_id: the matching reference ids joined by '|', empty for a distractor
                      params: JSON of the applied transformation parameters (for replay)
+    files.csv        path, size, mtime_ns, sha256 of every image (what the fingerprint describes; see integrity.py)
     references/ queries/ contact_sheet.png   (for built datasets)
 
 The ``fingerprint`` identifies what the dataset *is*: its recipe, seed, ground truth, stored parameters and the

@@ -36,12 +36,20 @@ NOT_RUN = {
     ),
     ".venv/bin/copybench demo --results results/default --force": "regenerates the published leaderboard",
     "copybench scan --generated samples/": "a GPU and a generated set (tests/test_scan.py runs scans)",
+    "copybench run --dataset runs/data/segmix_hard-s --detectors sscd_disc_mixup.onnx_int8 --engine ray": (
+        "a Ray cluster (tests/test_distributed.py runs --engine ray on a local one)"
+    ),
     "copybench throughput --detectors sscd_disc_mixup.sq288": "a GPU",
     "copybench throughput --detectors sscd_disc_mixup.onnx_int8,efficientnet_lite0": (
         "minutes of timing (tests/test_throughput.py runs the same command on tiny settings)"
     ),
     ".venv/bin/pytest tests/benchmarks": "the speed benchmarks, minutes long and not pass/fail on speed alone",
     ".venv/bin/copybench demo": "the Quickstart demo (the slow session below runs `copybench demo --out runs/ci`)",
+    "copybench study data-size --train celeba/": (
+        "a 30,000-image folder and a GPU (tests/test_study.py runs the same pipeline on tiny settings)"
+    ),
+    "copybench study demo": "minutes of CPU training (results/study-demo holds its measured run)",
+    "TRAIN=/path/to/30000+/images": "a lent GPU and a 30,000-image folder (tests/benchmarks/study_gpu.sh)",
 }
 FAST = (
     "copybench list recipes",

@@ -89,6 +89,15 @@ def test_sizes_and_nested_subsets():
         nested_subsets(100, (101,), seed=0)
 
 
+def test_train_settings_refuse_what_cannot_run():
+    from copybench.study_train import TrainSettings
+
+    assert TrainSettings(resolution=16, model="small").key("s")["subset"] == "s"
+    for bad in ({"model": "huge"}, {"resolution": 10, "model": "small"}, {"prediction": "v"}, {"lr": 0}):
+        with pytest.raises(ValueError):
+            TrainSettings(**bad)
+
+
 # ---------------------------------------------------------------------------------------------- end to end
 def test_pipeline_end_to_end(study):
     base, _, record = study
@@ -112,7 +121,11 @@ def test_pipeline_end_to_end(study):
     for name in ("rate_vs_size.png", "histograms.png", "loss.png", "rates.csv"):
         assert (out / name).stat().st_size > 0
     page = (out / "report.html").read_text()
-    assert page.count("data:image/png;base64,") >= 5 and "Wilson" in page
+    assert (
+        page.count("data:image/png;base64,") >= 3
+        and page.count("data:image/jpeg;base64,") == 2
+        and "Wilson" in page
+    )
     rows = _csv_rows(out / "rates.csv")
     assert [int(r["size"]) for r in rows] == [4, 12]
     assert all(r["detector"] == DETECTOR for r in rows)
@@ -145,7 +158,7 @@ def test_rates_recomputed_from_stored_samples(study):
             top1 = (gen @ embed(files).T).max(axis=1)
             stored = top1_similarities(out / f"size-{entry['size']}" / f"scan-{name}" / "matches.csv")
             assert np.allclose(np.sort(top1), np.sort(stored), atol=1e-5)
-            flagged = int((top1 >= thr).sum())
+            flagged = int(((top1 > thr) if record["threshold"]["rule"] == ">" else (top1 >= thr)).sum())
             assert row[name]["flagged"] == entry["scans"][name]["flagged"] == flagged
             assert entry["scans"][name]["rate"] == pytest.approx(flagged / len(top1), abs=1e-6)
     table = _csv_rows(out / "rates.csv")
@@ -212,6 +225,13 @@ def test_cli_errors_exit_2(tmp_path, capsys):
     assert code == 2 and "DIR/<size>/" in capsys.readouterr().err
     code = main(["study", "data-size", "--train", str(train), "--sizes", "4", "--out", str(train / "x")])
     assert code == 2
+    code = main(
+        ["study", "data-size", "--train", str(train), "--sizes", "4", "--out", str(tmp_path / "o3")]
+        + ["--threshold", "none"]  # native protocol defines no threshold: refused before any training
+    )
+    assert (
+        code == 2 and "no threshold" in capsys.readouterr().err and not (tmp_path / "o3" / "size-4").exists()
+    )
 
 
 # ---------------------------------------------------------------------------------------------- resume

@@ -114,21 +114,21 @@ SSCD="${NAMES[0]}"
 stamp "writing $N_IMAGES synthetic JPEGs"
 "$PY" -c "from copybench.throughput import write_synthetic_jpegs as w; w('$WORK/images', $N_IMAGES)" || exit 1
 
-thr() {  # thr RESULTS_DIR DETECTOR [extra flags]
-  local dir="$1" name="$2"; shift 2
-  "$PY" -m copybench.cli throughput --detectors "$name" --device "$DEVICE" --dtype "$DTYPE" --batch-size "$BATCH" \
-    --channels-last --allow-random --images "$WORK/images" --n-images "$N_IMAGES" --n-references "$N_REFS" \
-    --repeats "$REPEATS" --min-time 0 --results "$dir" "$@"
-}
+THR=("$PY" -m copybench.cli throughput --device "$DEVICE" --dtype "$DTYPE" --batch-size "$BATCH" --channels-last
+  --allow-random --images "$WORK/images" --n-images "$N_IMAGES" --n-references "$N_REFS" --repeats "$REPEATS"
+  --min-time 0)
 # 1. the three detectors, decode auto (nvjpeg on CUDA); the reference pipeline for the SSCD row only (time budget)
-step "throughput $SSCD (auto decode, reference pipeline)" "$STEP_TIMEOUT" thr "$RES" "$SSCD" --reference
+step "throughput $SSCD (auto decode, reference pipeline)" "$STEP_TIMEOUT" "${THR[@]}" --results "$RES" \
+  --detectors "$SSCD" --reference
 for name in "${NAMES[@]:1}"; do
-  step "throughput $name (auto decode)" "$STEP_TIMEOUT" thr "$RES" "$name"
+  step "throughput $name (auto decode)" "$STEP_TIMEOUT" "${THR[@]}" --results "$RES" --detectors "$name"
 done
 # 2. decode strategies for the SSCD row (separate folders: same result key)
-step "throughput $SSCD --decode workers" "$STEP_TIMEOUT" thr "$OUT/results/decode-workers" "$SSCD" --decode workers
+step "throughput $SSCD --decode workers" "$STEP_TIMEOUT" "${THR[@]}" --results "$OUT/results/decode-workers" \
+  --detectors "$SSCD" --decode workers
 if [ "$NVIMGCODEC" = 1 ] && [ "$DEVICE" != cpu ]; then
-  step "throughput $SSCD --decode nvimgcodec" "$STEP_TIMEOUT" thr "$OUT/results/decode-nvimgcodec" "$SSCD" --decode nvimgcodec
+  step "throughput $SSCD --decode nvimgcodec" "$STEP_TIMEOUT" "${THR[@]}" --results "$OUT/results/decode-nvimgcodec" \
+    --detectors "$SSCD" --decode nvimgcodec
 fi
 if [ "$DEVICE" != cpu ]; then
   step "nvjpeg decode alone" 60 "$PY" tests/benchmarks/gpu_decode_probe.py "$WORK/images" > "$OUT/decode_probe.txt"
