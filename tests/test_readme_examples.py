@@ -44,6 +44,9 @@ NOT_RUN = {
         "minutes of timing (tests/test_throughput.py runs the same command on tiny settings)"
     ),
     ".venv/bin/pytest tests/benchmarks": "the speed benchmarks, minutes long and not pass/fail on speed alone",
+    "COPYBENCH_BENCH_RESULTS=results/throughput .venv/bin/pytest tests/benchmarks/test_bench_scale.py": (
+        "the scale benchmarks: minutes long, they rewrite the published scale measurements"
+    ),
     ".venv/bin/copybench demo": "the Quickstart demo (the slow session below runs `copybench demo --out runs/ci`)",
     "copybench study data-size --train celeba/": (
         "a 30,000-image folder and a GPU (tests/test_study.py runs the same pipeline on tiny settings)"
