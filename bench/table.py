@@ -197,17 +197,13 @@ def _rich_table(frame: pd.DataFrame, formatted: pd.DataFrame, columns: list, tit
     table = Table(title=title, show_lines=False)
     for col in columns:
         numeric = frame[col].dtype.kind in "fi"
-        widest = max([len(v) for v in formatted[col]] + [_longest_word(col)])
-        # identifiers and numbers are never wrapped or cut; only headers break, between words
+        widest = max([len(v) for v in formatted[col]] + [len(str(col))])
+        # identifiers, numbers and headers are never wrapped or cut (a cut header hides which metric it is)
         table.add_column(str(col), justify="right" if numeric else "left", no_wrap=True, min_width=widest)
     weights = list(frame["weights"]) if "weights" in frame.columns else [""] * len(frame)
     for row, status in zip(formatted[columns].itertuples(index=False), weights):
         table.add_row(*row, style="red" if "random" in str(status) else None)
     return table
-
-
-def _longest_word(header) -> int:
-    return max((len(w) for w in str(header).split()), default=1)
 
 
 def column_chunks(formatted: pd.DataFrame, width: int) -> list[list]:
@@ -216,7 +212,7 @@ def column_chunks(formatted: pd.DataFrame, width: int) -> list[list]:
     columns = list(formatted.columns)
     if not columns:
         return [columns]
-    need = {c: max([len(v) for v in formatted[c]] + [_longest_word(c)]) + 3 for c in columns}
+    need = {c: max([len(v) for v in formatted[c]] + [len(str(c))]) + 3 for c in columns}
     chunks, current, used = [], [columns[0]], 1 + need[columns[0]]
     for col in columns[1:]:
         if used + need[col] > width and len(current) > 1:
