@@ -146,3 +146,25 @@ def test_terminal_leaderboard_fits_and_never_cuts_a_cell(width):
     for name, ci in zip(frame["detector"], frame["µAP 95% CI"]):
         assert sum(f"│ {name} " in line for line in lines) >= 1  # whole, on one line
         assert ci in text
+
+
+def test_long_headers_are_never_cut():
+    import io
+
+    import pandas as pd
+    from rich.console import Console
+
+    from copybench.table import print_terminal
+
+    frame = pd.DataFrame(
+        {
+            "detector": ["efficientnet_lite0"],
+            "R@1 (fraction of positives)": [0.9],
+            "MRR (all queries)": [0.75],
+        }
+    )
+    console = Console(file=io.StringIO(), width=60, color_system=None)
+    print_terminal(frame, "t", console)
+    text = console.file.getvalue()
+    assert "…" not in text and max(len(line) for line in text.splitlines()) <= 60
+    assert "R@1 (fraction of positives)" in text and "MRR (all queries)" in text
