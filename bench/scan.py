@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .io import IMAGE_SUFFIXES, is_image_file
+from .io import IMAGE_SUFFIXES, list_images
 from .retrieval import merge_topk
 from .run import DEFAULT_CACHE, extract_lists
 
@@ -51,7 +51,7 @@ def find_images(folder: str | Path, role: str) -> list[str]:
     if not root.is_dir():
         raise NotADirectoryError(f"--{role}: not a folder: {root}")
     # not resolved one by one: a symlinked image keeps its place under the folder (and its relative name)
-    paths = sorted(str(p) for p in root.rglob("*") if is_image_file(p))
+    paths = sorted(str(p) for p in list_images(root))  # string order, as the cache key has always used
     if not paths:
         raise ValueError(
             f"--{role}: no images in {root} (looked recursively for {', '.join(sorted(IMAGE_SUFFIXES))})"

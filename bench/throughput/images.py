@@ -7,7 +7,8 @@ import os
 import tempfile
 from pathlib import Path
 
-from ..io import IMAGE_SUFFIXES, is_image_file
+from ..io import IMAGE_SUFFIXES
+from ..io import list_images as _io_list_images
 from .settings import ThroughputSettings
 
 
@@ -54,7 +55,7 @@ def list_images(folder: str | Path, n: int | None = None) -> list[str]:
     folder = Path(folder)
     if not folder.is_dir():
         raise NotADirectoryError(f"--images: no such folder: {folder}")
-    paths = sorted(str(p) for p in folder.rglob("*") if is_image_file(p))
+    paths = sorted(str(p) for p in _io_list_images(folder))
     if not paths:
         raise FileNotFoundError(f"--images: no image files ({', '.join(IMAGE_SUFFIXES)}) under {folder}")
     return paths[:n] if n else paths
