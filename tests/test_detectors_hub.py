@@ -166,8 +166,13 @@ def test_hub_names_are_not_plugins_and_missing_ones_name_the_fetch_command(hub_c
 
 
 def test_hub_weights_are_pinned_and_a_tampered_file_is_refused(timm_repo):
+    from copybench.detectors.fetch import list_weights, read_lock
+
     (outcome,) = fetch_weights([f"hf-hub:timm/{TIMM}"], progress=False)
     assert outcome.status == "present" and len(outcome.sha256) == 64, outcome.message
+    pinned = read_lock()[f"hf-hub:timm/{TIMM}/model.safetensors"]  # pip-style: the lock pins the hub's file
+    assert (pinned["sha256"], pinned["revision"]) == (outcome.sha256, REV)
+    assert list_weights(f"hf-hub:timm/{TIMM}")[0].check.startswith("pinned")
     create_detector(f"hf-hub:timm/{TIMM}")  # the pinned file passes
     weights = timm_repo / "model.safetensors"
     data = bytearray(weights.read_bytes())
