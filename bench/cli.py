@@ -518,8 +518,30 @@ def _add_normalisation_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, with intermixed parsing for subcommands that ask for it (``intermixed = True``).
+
+    Plain argparse matches an optional positional (``list KIND [PATTERN]``) together with the one before it,
+    so an option between them (``list recipes -q 'crop*'``) leaves PATTERN unmatched: "unrecognized
+    arguments". Intermixed parsing reads the options first, then the positionals. Subparsers of every depth
+    are made with this class (argparse's default for them is the parent's class).
+    """
+
+    intermixed = False
+    _in_intermixed = False  # parse_known_intermixed_args calls parse_known_args itself
+
+    def parse_known_args(self, args=None, namespace=None):
+        if not self.intermixed or self._in_intermixed:
+            return super().parse_known_args(args, namespace)
+        self._in_intermixed = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._in_intermixed = False
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="copybench",
         description="Benchmark image copy detectors; scan generated images for training-set replication.",
     )
@@ -611,6 +633,7 @@ def _add_demo_and_list(sub) -> None:
     p = sub.add_parser("list", help="list registered detectors, dataset recipes or evaluation protocols")
     p.add_argument("what", choices=("detectors", "recipes", "protocols", "subsets"))
     p.add_argument("pattern", nargs="?", default=None, help="shell pattern, e.g. 'dino_*'")
+    p.intermixed = True  # `list recipes -q PATTERN`: -q/-v anywhere, PATTERN still found
     p.set_defaults(func=cmd_list)
 
 
