@@ -421,6 +421,20 @@ def _add_decode_option(p: argparse.ArgumentParser) -> None:
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
+    """Every `run` option except --dataset, --detectors and --subset, in the order --help lists them."""
+    _add_similarity_options(p)
+    _add_compute_options(p)
+    _add_ranking_options(p)
+    _add_weights_options(p)
+    _add_cache_options(p)
+    _add_normalisation_options(p)
+    p.add_argument("--force", action="store_true", help="recompute results that already exist")
+    from .distributed import add_engine_options
+
+    add_engine_options(p)
+
+
+def _add_similarity_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--similarity",
         default="cosine",
@@ -433,11 +447,19 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         default=None,
         help="split a global descriptor into this many chunks (split similarities)",
     )
+
+
+def _add_compute_options(p: argparse.ArgumentParser) -> None:
+    """Where results go and how the models run."""
     p.add_argument("--results", default="runs/results", help="results folder (default: runs/results)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "fp16"))
     _add_decode_option(p)
+
+
+def _add_ranking_options(p: argparse.ArgumentParser) -> None:
+    """Ranking depth and the evaluation protocol that may fix it."""
     add_top_k(
         p,
         None,
@@ -450,6 +472,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         choices=tuple(PROTOCOLS),
         help="evaluation protocol (docs/PROTOCOLS.md; `copybench list protocols`): native (default), dcr, isc, dino",
     )
+
+
+def _add_weights_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--allow-random",
         action="store_true",
@@ -466,12 +491,19 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="download missing official weights first (as `copybench weights fetch`; offline by default)",
     )
+
+
+def _add_cache_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--cache-dir",
         default=None,
         help="descriptor cache folder (default: $COPYBENCH_CACHE/descriptors, ~/.cache/copybench/descriptors)",
     )
     p.add_argument("--no-cache", action="store_true", help="do not read or write the descriptor cache")
+
+
+def _add_normalisation_options(p: argparse.ArgumentParser) -> None:
+    """Whitening, score normalisation, multi-scale descriptors and the bootstrap behind the CIs."""
     p.add_argument(
         "--norm-set", default=None, help="separate image folder for whitening / score normalisation"
     )
@@ -484,14 +516,32 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         metavar="S1,S2,...",
         help="average global descriptors over input scales, e.g. 1,0.707,1.414 (CNNs; not fixed-size ViTs)",
     )
-    p.add_argument("--force", action="store_true", help="recompute results that already exist")
-    from .distributed import add_engine_options
 
-    add_engine_options(p)
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, with intermixed parsing for subcommands that ask for it (``intermixed = True``).
+
+    Plain argparse matches an optional positional (``list KIND [PATTERN]``) together with the one before it,
+    so an option between them (``list recipes -q 'crop*'``) leaves PATTERN unmatched: "unrecognized
+    arguments". Intermixed parsing reads the options first, then the positionals. Subparsers of every depth
+    are made with this class (argparse's default for them is the parent's class).
+    """
+
+    intermixed = False
+    _in_intermixed = False  # parse_known_intermixed_args calls parse_known_args itself
+
+    def parse_known_args(self, args=None, namespace=None):
+        if not self.intermixed or self._in_intermixed:
+            return super().parse_known_args(args, namespace)
+        self._in_intermixed = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._in_intermixed = False
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="copybench",
         description="Benchmark image copy detectors; scan generated images for training-set replication.",
     )
@@ -583,6 +633,7 @@ def _add_demo_and_list(sub) -> None:
     p = sub.add_parser("list", help="list registered detectors, dataset recipes or evaluation protocols")
     p.add_argument("what", choices=("detectors", "recipes", "protocols", "subsets"))
     p.add_argument("pattern", nargs="?", default=None, help="shell pattern, e.g. 'dino_*'")
+    p.intermixed = True  # `list recipes -q PATTERN`: -q/-v anywhere, PATTERN still found
     p.set_defaults(func=cmd_list)
 
 
@@ -654,6 +705,16 @@ def _add_data_verify(data) -> None:
 
 
 def _add_run_and_results(sub) -> None:
+    """`run` and the commands that read its results."""
+    _add_run(sub)
+    _add_table(sub)
+    _add_check(sub)
+    _add_score_h5(sub)
+    _add_plot(sub)
+    _add_export(sub)
+
+
+def _add_run(sub) -> None:
     p = sub.add_parser(
         "run", help="descriptors, retrieval and metrics: one result file per detector and dataset"
     )
@@ -672,6 +733,8 @@ def _add_run_and_results(sub) -> None:
     )
     p.set_defaults(func=cmd_run)
 
+
+def _add_table(sub) -> None:
     p = sub.add_parser("table", help="leaderboard of the results in a folder")
     p.add_argument("results_dir", help="a result file or a folder searched recursively (e.g. runs/results)")
     p.add_argument(
@@ -696,6 +759,8 @@ def _add_run_and_results(sub) -> None:
     )
     p.set_defaults(func=cmd_table)
 
+
+def _add_check(sub) -> None:
     p = sub.add_parser("check", help="regression gate: exit 1 when a metric drops by more than the tolerance")
     p.add_argument("--baseline", required=True, help="baseline result file or folder")
     p.add_argument("--results", required=True, help="new result file or folder")
@@ -705,6 +770,8 @@ def _add_run_and_results(sub) -> None:
     )
     p.set_defaults(func=cmd_check)
 
+
+def _add_score_h5(sub) -> None:
     p = sub.add_parser(
         "score-h5", help="score descriptors computed elsewhere (ISC HDF5: vectors, image_names)"
     )
@@ -717,6 +784,8 @@ def _add_run_and_results(sub) -> None:
     p.add_argument("--n-boot", type=int, default=1000)
     p.set_defaults(func=cmd_score_h5)
 
+
+def _add_plot(sub) -> None:
     p = sub.add_parser("plot", help="precision-recall curves and per-family bars (PNG) from result files")
     p.add_argument("results_dir", help="a result file or a folder searched recursively")
     p.add_argument(
@@ -732,6 +801,8 @@ def _add_run_and_results(sub) -> None:
     )
     p.set_defaults(func=cmd_plot)
 
+
+def _add_export(sub) -> None:
     p = sub.add_parser(
         "export", help="write a result's predictions in the ISC format (predictions.csv, ground_truth.csv)"
     )

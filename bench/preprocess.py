@@ -20,6 +20,8 @@ Image.MAX_IMAGE_PIXELS = 300_000_000
 # decompression-bomb guard: a 62 KB PNG can claim 400 megapixels and take gigabytes to decode
 DEFAULT_MAX_PIXELS = 120_000_000
 MAX_PIXELS_ENV = "COPYBENCH_MAX_PIXELS"
+# families of the hub adapters (copybench.detectors.hub): their preprocessing is their library's, bit for bit
+LIBRARY_FAMILIES = ("timm", "open_clip", "transformers")
 
 
 class ImageReadError(OSError):
@@ -124,9 +126,10 @@ class Preprocess:
     @property
     def min_decode_side(self) -> int | None:
         """Smallest side a reduced-size decode may have: DRAFT_MARGIN times the side the resize maps the short side
-        (or, for square inputs, both sides) to. None for Pillow-resize specs: they reproduce original scripts,
-        which decode in full."""
-        if getattr(self.spec, "resize_backend", "tensor") == "pil":
+        (or, for square inputs, both sides) to. None for Pillow-resize specs and hub models (``timm:``,
+        ``open_clip:``, ``hf-hub:``, ``hf:``): they reproduce original scripts or a library's own transform, which
+        decode in full (a 1/2-scale JPEG decode moved a transformers model's descriptor by 2e-3)."""
+        if getattr(self.spec, "resize_backend", "tensor") == "pil" or self.spec.family in LIBRARY_FAMILIES:
             return None
         side = self.spec.input_size if self.spec.resize in ("square", "short") else self.spec.resize_size
         return self.DRAFT_MARGIN * int(side)

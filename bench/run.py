@@ -261,13 +261,46 @@ def evaluate_detector(
     ``engine``: None runs in this process; a :class:`copybench.distributed.RayEngine` runs extraction and
     search on a Ray cluster with the same results.
     """
-    from .extract import Extractor
     from .protocols import apply_protocol, get_protocol
 
     protocol = get_protocol(settings.protocol)
     detector = apply_protocol(detector, protocol, similarity=settings.similarity)
     tokens = settings.similarity != "cosine" and detector.spec.output == "tokens"
-    ext = (Extractor if engine is None else engine.extractor)(
+    ext = _dataset_extractor(detector, settings, protocol, cache_dir, progress, engine)
+    t0 = time.perf_counter()
+    rd, qd = extract_lists(
+        ext,
+        [
+            (dataset.references["path"].tolist(), dataset.fingerprint, "references"),
+            (dataset.queries["path"].tolist(), dataset.fingerprint, "queries"),
+        ],
+        tokens=tokens,
+    )
+    t1 = time.perf_counter()
+    qd, rd, offsets = _normalize_with_norm_set(settings, ext, qd, rd, tokens)
+    result, preds = score_descriptors(
+        dataset,
+        qd,
+        rd,
+        settings,
+        offsets=offsets,
+        detector_name=detector.spec.name,
+        spec=detector.spec.to_dict(),
+        weights=weights_record(detector.weights),
+        engine=engine,
+    )
+    timings = {**result.timings, "extract_s": t1 - t0, "extract_computed_s": rd.seconds + qd.seconds}
+    meta = (
+        detector.meta.to_dict()
+    )  # parameters, license, paper, release, weights hash: read beside the metrics
+    return result.replace(timings=timings, detector={**result.detector, "meta": meta}), preds
+
+
+def _dataset_extractor(detector, settings: RunSettings, protocol, cache_dir, progress: bool, engine):
+    """The extractor for a run: this process's or the Ray engine's, decoding as the protocol requires."""
+    from .extract import Extractor
+
+    return (Extractor if engine is None else engine.extractor)(
         detector,
         device=settings.device,
         dtype=settings.dtype,
@@ -280,34 +313,6 @@ def evaluate_detector(
         decode=settings.decode if protocol.native else "workers",
         draft=protocol.native,
     )
-    t0 = time.perf_counter()
-    rd, qd = extract_lists(
-        ext,
-        [
-            (dataset.references["path"].tolist(), dataset.fingerprint, "references"),
-            (dataset.queries["path"].tolist(), dataset.fingerprint, "queries"),
-        ],
-        tokens=tokens,
-    )
-    t1 = time.perf_counter()
-    qd, rd, offsets = _normalize_with_norm_set(settings, ext, qd, rd, tokens)
-    weights = weights_record(detector.weights)
-    result, preds = score_descriptors(
-        dataset,
-        qd,
-        rd,
-        settings,
-        offsets=offsets,
-        detector_name=detector.spec.name,
-        spec=detector.spec.to_dict(),
-        weights=weights,
-        engine=engine,
-    )
-    timings = {**result.timings, "extract_s": t1 - t0, "extract_computed_s": rd.seconds + qd.seconds}
-    meta = (
-        detector.meta.to_dict()
-    )  # parameters, license, paper, release, weights hash: read beside the metrics
-    return result.replace(timings=timings, detector={**result.detector, "meta": meta}), preds
 
 
 def score_descriptors(

@@ -25,6 +25,7 @@ import json
 import logging
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -409,8 +410,6 @@ def scan(
     ``engine``: None runs in this process; a :class:`copybench.distributed.RayEngine` extracts and searches the
     training set on a Ray cluster with the same results.
     """
-    from .env import environment
-    from .extract import Extractor
     from .scan_report import write_outputs
 
     out, roots = Path(out), (Path(generated).expanduser().resolve(), Path(train).expanduser().resolve())
@@ -422,25 +421,49 @@ def scan(
         raise ValueError(f"--protocol {protocol} runs the models in fp32, as the original; drop --dtype")
     det = _load_detector(detector, allow_random, device, similarity, download, weights, protocol)
     rule = _threshold_rule(protocol, similarity, threshold, calibrate)
-    threshold = rule.pop("value")
+    settings = {"similarity": similarity, "top_k": top_k, "device": device, "batch_size": batch_size}
+    settings |= {"seed": seed, "baseline_sample": baseline_sample, "dtype": dtype, "protocol": protocol}
+    ext = _extractor(engine, det, settings, cache_dir=cache_dir, progress=progress, decode=decode)
+    t0 = time.perf_counter()
+    calibration = _calibration(calibrate, ext, similarity, top_k, device)
+    t1 = time.perf_counter()
+    train_d, gen_d = _extract_inputs(ext, train_paths, gen_paths, similarity)
+    t2 = time.perf_counter()
+    found = _search_inputs(train_d, gen_d, settings, engine)
+    timings = {"calibration_s": t1 - t0, "extract_s": t2 - t1, "search_s": time.perf_counter() - t2}
+    summary = _summary(det, roots, settings, (gen_d, train_d), found, timings, rule, calibration)
+    matches = _match_table(gen_d, train_d, found.g_rows, found.scores, found.idx, roots)
+    return write_outputs(out, summary, matches, found.scores[:, 0], found.base)
+
+
+def _extractor(engine, det, settings: dict, *, cache_dir, progress: bool, decode: str):
+    """The extractor: this process's, or the Ray engine's (same results)."""
+    from .extract import Extractor
+
     make = Extractor if engine is None else engine.extractor
-    ext = make(
+    return make(
         det,
-        device=device,
-        dtype=dtype,
-        batch_size=batch_size,
+        device=settings["device"],
+        dtype=settings["dtype"],
+        batch_size=settings["batch_size"],
         cache_dir=cache_dir,
         progress=progress,
         decode=decode,
     )
-    top_k_search = search_top_k if engine is None else engine.search_top_k
-    t0 = time.perf_counter()
-    calibration = None
-    if calibrate is not None:  # first: cheaper than the training set, and fails fast when 90% is out of reach
-        calibration = calibrate_threshold(calibrate, ext, similarity=similarity, k=top_k, device=device)
-        log.info("calibrated threshold %.4f on %s", calibration["threshold"], calibration["dataset"])
-    t1 = time.perf_counter()
-    train_d, gen_d = extract_lists(
+
+
+def _calibration(calibrate, ext, similarity: str, top_k: int, device: str) -> dict | None:
+    """Calibrated before the training set is extracted: cheaper, and fails fast when 90% is out of reach."""
+    if calibrate is None:
+        return None
+    calibration = calibrate_threshold(calibrate, ext, similarity=similarity, k=top_k, device=device)
+    log.info("calibrated threshold %.4f on %s", calibration["threshold"], calibration["dataset"])
+    return calibration
+
+
+def _extract_inputs(ext, train_paths: list[str], gen_paths: list[str], similarity: str) -> list:
+    """Descriptors of the training and the generated images, cached under each file list's fingerprint."""
+    return extract_lists(
         ext,
         [
             (train_paths, files_fingerprint(train_paths), "training images"),
@@ -448,46 +471,64 @@ def scan(
         ],
         tokens=similarity != "cosine",
     )
-    t2 = time.perf_counter()
+
+
+@dataclass(frozen=True)
+class _Found:
+    """What the search found: readable rows, each generated image's top-k matches, and the baseline."""
+
+    t_rows: np.ndarray  # readable training rows
+    g_rows: np.ndarray  # readable generated rows
+    scores: np.ndarray  # (len(g_rows), k) top-k similarities
+    idx: np.ndarray  # (len(g_rows), k) training rows, -1 padding
+    b_rows: np.ndarray  # training rows in the baseline sample
+    base: np.ndarray  # their similarity to the nearest other training image
+
+
+def _search_inputs(train_d, gen_d, settings: dict, engine) -> _Found:
+    """Top-k training matches of each generated image, and the train-vs-train nearest-other baseline."""
+    similarity, device, seed = settings["similarity"], settings["device"], settings["seed"]
+    search = search_top_k if engine is None else engine.search_top_k
     t_rows, g_rows = _ok_rows(train_d, "train", 2), _ok_rows(gen_d, "generated", 1)
     t_arr, g_arr = _descriptor_array(train_d, similarity), _descriptor_array(gen_d, similarity)
-    scores, idx = top_k_search(g_arr, g_rows, t_arr, t_rows, top_k, similarity=similarity, device=device)
-    b_rows = baseline_rows(t_rows, baseline_sample, seed)
+    scores, idx = search(
+        g_arr, g_rows, t_arr, t_rows, settings["top_k"], similarity=similarity, device=device
+    )
+    b_rows = baseline_rows(t_rows, settings["baseline_sample"], seed)
     log.info("baseline: %d of %d training images (seed %d)", len(b_rows), len(t_rows), seed)
-    base = nearest_other(t_arr, b_rows, t_rows, similarity=similarity, device=device, search=top_k_search)
-    t3 = time.perf_counter()
-    summary = {
+    base = nearest_other(t_arr, b_rows, t_rows, similarity=similarity, device=device, search=search)
+    return _Found(t_rows, g_rows, scores, idx, b_rows, base)
+
+
+def _summary(
+    det, roots, settings: dict, descs, found: _Found, timings: dict, rule: dict, calibration: dict | None
+) -> dict:
+    """summary.json's content (schema SCAN_SCHEMA_VERSION)."""
+    from .env import environment
+
+    gen_d, train_d = descs
+    n_base, n_train = len(found.b_rows), len(found.t_rows)
+    return {
         "schema_version": SCAN_SCHEMA_VERSION,
         "kind": "replication_scan",
         "detector": _detector_info(det),
         "random_weights": det.weights.status == "random",
         "inputs": {"generated": str(roots[0]), "train": str(roots[1])},
-        "settings": {
-            "similarity": similarity,
-            "top_k": top_k,
-            "device": device,
-            "batch_size": batch_size,
-            "seed": seed,
-            "baseline_sample": baseline_sample,
-            "dtype": dtype,
-            "protocol": protocol,
-        },
+        "settings": settings,
         "counts": {
-            "generated_found": len(gen_paths),
-            "generated_scanned": len(g_rows),
-            "train_found": len(train_paths),
-            "train_indexed": len(t_rows),
+            "generated_found": len(gen_d.paths),
+            "generated_scanned": len(found.g_rows),
+            "train_found": len(train_d.paths),
+            "train_indexed": n_train,
         },
-        "baseline": {"n": len(b_rows), "of": len(t_rows), "sampled": len(b_rows) < len(t_rows), "seed": seed},
-        "timings": {"calibration_s": t1 - t0, "extract_s": t2 - t1, "search_s": t3 - t2},
-        **_statistics(scores[:, 0], base, {"value": threshold, **rule}, calibration),
+        "baseline": {"n": n_base, "of": n_train, "sampled": n_base < n_train, "seed": settings["seed"]},
+        "timings": timings,
+        **_statistics(found.scores[:, 0], found.base, rule, calibration),
         "skipped": _skipped(train_d, "train")
         + _skipped(gen_d, "generated")
         + (calibration or {}).get("skipped", []),
-        "environment": environment(device, dtype),
+        "environment": environment(settings["device"], settings["dtype"]),
     }
-    matches = _match_table(gen_d, train_d, g_rows, scores, idx, roots)
-    return write_outputs(out, summary, matches, scores[:, 0], base)
 
 
 def _statistics(top1: np.ndarray, base: np.ndarray, threshold: dict, calibration: dict | None) -> dict:
@@ -523,11 +564,22 @@ def read_summary(path: str | Path) -> dict:
 # ---------------------------------------------------------------------------------------------- CLI
 def register_cli(subparsers) -> None:
     """Add ``copybench scan`` to the CLI."""
-    from .cli import _add_decode_option
+    from .distributed import add_engine_options
 
     p = subparsers.add_parser(
         "scan", help="replication scan: find training images replicated in generated images"
     )
+    _add_scan_inputs(p)
+    _add_scan_model_options(p)
+    _add_scan_statistics_options(p)
+    add_engine_options(p)
+    p.set_defaults(func=cmd_scan)
+
+
+def _add_scan_inputs(p) -> None:
+    """What is scanned against what, how similarity is scored and thresholded, where outputs go."""
+    from .cli import add_top_k
+
     p.add_argument("--generated", required=True, help="folder of generated images (searched recursively)")
     p.add_argument("--train", required=True, help="folder of training images (searched recursively)")
     p.add_argument(
@@ -551,12 +603,16 @@ def register_cli(subparsers) -> None:
         choices=("native", "dcr", "isc", "dino"),
         help="evaluation protocol (docs/PROTOCOLS.md): dcr = the study's preprocessing and its > 0.5 threshold",
     )
-    from .cli import add_top_k
-
     add_top_k(p, 5, "training matches kept per generated image (default 5)", dest="top_k")
     p.add_argument(
         "--out", required=True, help="output folder (summary.json, matches.csv, PNGs, report.html)"
     )
+
+
+def _add_scan_model_options(p) -> None:
+    """How the detector runs: device, batching, decoding, precision, weights."""
+    from .cli import _add_decode_option
+
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--batch-size", type=int, default=32)
     _add_decode_option(p)
@@ -572,6 +628,10 @@ def register_cli(subparsers) -> None:
         action="store_true",
         help="run a detector without weights on random ones (stated in every output)",
     )
+
+
+def _add_scan_statistics_options(p) -> None:
+    """Baseline sample, calibration, descriptor cache, seed and weight downloads."""
     p.add_argument(
         "--baseline-sample",
         type=int,
@@ -590,10 +650,6 @@ def register_cli(subparsers) -> None:
     p.add_argument(
         "--download", action="store_true", help="download the detector's missing official weights first"
     )
-    from .distributed import add_engine_options
-
-    add_engine_options(p)
-    p.set_defaults(func=cmd_scan)
 
 
 def cmd_scan(args) -> int:

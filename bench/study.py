@@ -391,20 +391,14 @@ def data_size_study(
     progress: bool = True,
 ) -> dict:
     """Run the data-size study into ``out``; returns the study record (also written to ``out/study.json``)."""
-    from .scan import _threshold_rule, find_images
+    from .scan import find_images
 
     t0 = time.perf_counter()
     root, out = Path(train).expanduser().resolve(), Path(out)
     gen_root = Path(generated_by).expanduser().resolve() if generated_by is not None else None
     _check_inputs(root, out, gen_root)
     size_list = parse_sizes(sizes)
-    if steps < 1 or checkpoint_every < 1:
-        raise ValueError(
-            f"--steps and --checkpoint-every must be positive, got {steps} and {checkpoint_every}"
-        )
-    _threshold_rule(
-        protocol, "cosine", threshold, None
-    )  # a threshold that cannot apply fails before training
+    _check_schedule(steps, checkpoint_every, protocol, threshold)
     settings = TrainSettings(resolution, model, batch_size, lr, prediction=prediction, seed=seed)
     sample = SampleSettings(n=samples, sampler=sampler, steps=sampling_steps, seed=seed)
     paths = find_images(root, "train")
@@ -416,25 +410,55 @@ def data_size_study(
     if gen_root is not None:
         gen_dirs, trained = _generated_dirs(gen_root, size_list), {}
     else:
-        with torch_threads(threads):
-            trained = _train_all(
-                out, root, paths, subsets, settings, steps, sample, device, checkpoint_every, progress
-            )
-        gen_dirs = {s: out / f"size-{s}" / "samples" for s in size_list}
+        train_args = (settings, steps, sample, device, checkpoint_every, progress)
+        gen_dirs, trained = _train_sizes(out, root, paths, subsets, train_args, threads)
     scan_settings = ScanSettings(detector, threshold, top_k, scan_batch_size, allow_random, protocol)
     common = {"device": device, "cache_dir": cache_dir, "progress": progress, "seed": seed}
-    per_size, first = [], None
-    for s in size_list:
-        scans, summaries = scan_size(
-            gen_dirs[s], subset_dirs[s], root, out / f"size-{s}", scan_settings, **common
-        )
-        first = first or summaries["own"]
-        per_size.append(_size_entry(s, files_key(root, files[s]), gen_dirs[s], trained.get(s, {}), scans))
+    per_size, first = _scan_sizes(root, out, files, gen_dirs, subset_dirs, trained, scan_settings, common)
     record = _record(
         root, gen_root, paths, size_list, settings, steps, sample, scan_settings, first, per_size
     )
     record["timings"] = {"total_s": time.perf_counter() - t0}
     return write_study(out, record)
+
+
+def _train_sizes(out: Path, root: Path, paths: list[str], subsets: dict, train_args: tuple, threads) -> tuple:
+    """Train one model per size and sample it; returns (samples folder per size, training record per size)."""
+    with torch_threads(threads):
+        trained = _train_all(out, root, paths, subsets, *train_args)
+    return {s: out / f"size-{s}" / "samples" for s in subsets}, trained
+
+
+def _check_schedule(steps: int, checkpoint_every: int, protocol: str, threshold: float | None) -> None:
+    """Refuse a bad schedule, or a threshold that cannot apply, before any training starts."""
+    from .scan import _threshold_rule
+
+    if steps < 1 or checkpoint_every < 1:
+        raise ValueError(
+            f"--steps and --checkpoint-every must be positive, got {steps} and {checkpoint_every}"
+        )
+    _threshold_rule(protocol, "cosine", threshold, None)
+
+
+def _scan_sizes(
+    root: Path,
+    out: Path,
+    files: dict,
+    gen_dirs: dict,
+    subset_dirs: dict,
+    trained: dict,
+    scan_settings,
+    common,
+) -> tuple[list[dict], dict | None]:
+    """Scan each size's generated images; returns the per-size entries and the first size's own-scan summary."""
+    per_size, first = [], None
+    for s, size_files in files.items():
+        scans, summaries = scan_size(
+            gen_dirs[s], subset_dirs[s], root, out / f"size-{s}", scan_settings, **common
+        )
+        first = first or summaries["own"]
+        per_size.append(_size_entry(s, files_key(root, size_files), gen_dirs[s], trained.get(s, {}), scans))
+    return per_size, first
 
 
 def _size_entry(size: int, subset_key: str, generated: Path, trained: dict, scans: dict) -> dict:

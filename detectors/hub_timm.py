@@ -66,16 +66,16 @@ def resolve_timm(name: str, model_name: str) -> HubEntry:
         **fields,
     )
 
-    def locate(download: bool = False) -> Path | None:
+    def locate(download: bool = False, progress: bool = True) -> Path | None:
         if hub_id:
             repo, rev = split_repo(hub_id)
-            folder = snapshot(repo, rev, download=download)
+            folder = snapshot(repo, rev, download=download, progress=progress)
             return weights_file(folder) if folder else None
         if url:
             from .fetch import fetch_spec, official_path
 
             path = official_path(url)
-            return path if path.is_file() else (fetch_spec(spec)[0] if download else None)
+            return path if path.is_file() else (fetch_spec(spec, progress=progress)[0] if download else None)
         return None
 
     def factory(path: Path | None) -> torch.nn.Module:
@@ -85,10 +85,11 @@ def resolve_timm(name: str, model_name: str) -> HubEntry:
         )
 
     def fetch(progress: bool = True):
-        path = locate(download=True)
+        had = locate() is not None
+        path = locate(download=True, progress=progress)
         if path is None:
             raise missing(name, f"timm publishes no weights for {model_name}")
-        return path, entry.check(path), f"in {path.parent}"
+        return path, entry.check(path), ("present" if had else "downloaded") + f", in {path.parent}"
 
     entry = HubEntry(spec, factory, locate, fetch, origin=f"timm {timm.__version__}")
     return entry

@@ -64,6 +64,28 @@ def test_list_pattern_matching_nothing_exits_2_naming_it(capsys):
     assert "'nonexist'" in capsys.readouterr().err
 
 
+def test_list_accepts_quiet_and_verbose_anywhere_around_its_pattern(capsys):
+    """`list KIND [PATTERN]`: plain argparse left PATTERN unmatched after -q (exit 2, "unrecognized")."""
+    parser = build_parser()
+    for argv in (
+        ["list", "recipes", "-q", "crop*"],
+        ["list", "-q", "recipes", "crop*"],
+        ["list", "recipes", "crop*", "--quiet"],
+        ["-q", "list", "recipes", "crop*"],
+        ["list", "recipes", "-v", "-q", "crop*"],
+    ):
+        args = parser.parse_args(argv)
+        assert (args.what, args.pattern, args.quiet) == ("recipes", "crop*", True), argv
+    assert parser.parse_args(["list", "recipes", "-v"]).pattern is None
+    assert parser.parse_args(["list", "recipes", "-v"]).verbose is True
+    with pytest.raises(SystemExit):  # still one pattern at most
+        parser.parse_args(["list", "recipes", "-q", "a", "b"])
+    capsys.readouterr()
+    assert main(["list", "recipes", "-q", "crop*"]) == 0
+    out = capsys.readouterr().out
+    assert "crop-xs" in out and "color-xs" not in out
+
+
 def test_list_detectors_never_cuts_a_name():
     from copybench.detectors import list_detectors
 

@@ -17,7 +17,6 @@ from PIL import Image
 
 from copybench.detectors import UnknownDetectorError, WeightsMissingError, create_detector, get_spec
 from copybench.detectors.fetch import WeightsHashError, fetch_weights
-from copybench.preprocess import Preprocess, pil_to_tensor
 
 REV = "0123456789abcdef0123456789abcdef01234567"
 TIMM = "test_vit.r160_in1k"
@@ -34,23 +33,54 @@ def snapshot_dir(cache: Path, repo: str) -> Path:
     return snap
 
 
-def images() -> list[Image.Image]:
-    rng = np.random.default_rng(0)
-    sizes = [(203, 171), (97, 131), (160, 160)]  # (W, H): landscape, portrait, already native
-    return [Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)) for w, h in sizes]
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> list[Path]:
+    """Real photos of several sizes and aspects, as JPEG and PNG files (made here, never committed): downscales
+    (landscape, portrait, a large square JPEG) and an upscale (a small crop), so no resize is the identity."""
+    import skimage.data
+
+    folder = tmp_path_factory.mktemp("photos")
+    coffee = skimage.data.coffee()  # 600 x 400
+    arrays = {
+        "chelsea.jpg": skimage.data.chelsea(),  # 451 x 300
+        "rocket.jpg": skimage.data.rocket(),  # 427 x 640, portrait
+        "coffee_crop.png": coffee[120:161, 200:253],  # 53 x 41: upscaled by every model
+        "astronaut_big.jpg": np.asarray(
+            Image.fromarray(skimage.data.astronaut()).resize((1100, 1024), Image.Resampling.BICUBIC)
+        ),
+    }
+    paths = []
+    for name, arr in arrays.items():
+        paths.append(folder / name)
+        Image.fromarray(arr).save(paths[-1], quality=92)
+    return paths
 
 
-def harness(name: str) -> torch.Tensor:
-    """Descriptors as copybench computes them: its Preprocess from the spec, then the detector's forward."""
+def harness(name: str, paths: list[Path]) -> torch.Tensor:
+    """Raw global descriptors as ``copybench run`` computes them: the Extractor decodes the files, preprocesses
+    them from the spec and runs the detector (raw: before the harness's L2 normalisation)."""
+    from copybench.extract import Extractor
+
     det = create_detector(name)
-    pre = Preprocess(det.spec)
-    with torch.no_grad():
-        return torch.cat([det(pre(pil_to_tensor(im)).unsqueeze(0)) for im in images()])
+    out = Extractor(det, num_workers=0, progress=False, raw=True, decode="workers").run(
+        [str(p) for p in paths]
+    )
+    assert not out.failed, out.failed
+    return torch.from_numpy(np.asarray(out.vectors))
 
 
-def direct(model, transform) -> torch.Tensor:
+def direct(model, transform, paths: list[Path]) -> torch.Tensor:
+    """The library's own transform on the file as the library's docs open it (Pillow, RGB)."""
     with torch.no_grad():
-        return torch.cat([model(transform(im).unsqueeze(0)) for im in images()])
+        outs = [model(transform(Image.open(p).convert("RGB")).unsqueeze(0)) for p in paths]
+    return torch.cat([o[:, 0] if o.ndim == 3 else o for o in outs])  # tokens: CLS, the global descriptor
+
+
+def assert_same(got: torch.Tensor, expected: torch.Tensor) -> None:
+    """Equal within 1e-5 absolute, and their cosine within 1e-5 of 1."""
+    torch.testing.assert_close(got, expected, atol=ATOL, rtol=0)
+    cos = torch.nn.functional.cosine_similarity(got, expected, dim=-1)
+    assert float((1 - cos).abs().max()) <= ATOL, cos
 
 
 @pytest.fixture
@@ -91,16 +121,16 @@ def timm_repo(hub_cache):
     return snap
 
 
-def timm_direct(snap: Path) -> torch.Tensor:
+def timm_direct(snap: Path, paths: list[Path]) -> torch.Tensor:
     import timm
     from timm.data import create_transform, resolve_data_config
 
     overlay = {"file": str(snap / "model.safetensors")}
     model = timm.create_model(TIMM, pretrained=True, pretrained_cfg_overlay=overlay, num_classes=0).eval()
-    return direct(model, create_transform(**resolve_data_config(model=model)))
+    return direct(model, create_transform(**resolve_data_config(model=model)), paths)
 
 
-def test_timm_name_matches_timm_with_its_own_transform(timm_repo):
+def test_timm_name_matches_timm_with_its_own_transform(timm_repo, photos):
     from timm.data import resolve_data_config
 
     det = create_detector(f"timm:{TIMM}")
@@ -113,14 +143,14 @@ def test_timm_name_matches_timm_with_its_own_transform(timm_repo):
         data["interpolation"],
     )
     assert spec.mean == tuple(data["mean"]) and spec.std == tuple(data["std"]) and spec.resize == "short_crop"
-    torch.testing.assert_close(harness(f"timm:{TIMM}"), timm_direct(timm_repo), atol=ATOL, rtol=0)
+    assert_same(harness(f"timm:{TIMM}", photos), timm_direct(timm_repo, photos))
 
 
-def test_hf_hub_name_through_timm(timm_repo):
+def test_hf_hub_name_through_timm(timm_repo, photos):
     name = f"hf-hub:timm/{TIMM}"
     det = create_detector(name)
     assert det.weights.status == "real" and det.weights.source == f"{name}@{REV}"
-    torch.testing.assert_close(harness(name), timm_direct(timm_repo), atol=ATOL, rtol=0)
+    assert_same(harness(name, photos), timm_direct(timm_repo, photos))
 
 
 def test_hub_names_are_not_plugins_and_missing_ones_name_the_fetch_command(hub_cache):
@@ -136,8 +166,13 @@ def test_hub_names_are_not_plugins_and_missing_ones_name_the_fetch_command(hub_c
 
 
 def test_hub_weights_are_pinned_and_a_tampered_file_is_refused(timm_repo):
+    from copybench.detectors.fetch import list_weights, read_lock
+
     (outcome,) = fetch_weights([f"hf-hub:timm/{TIMM}"], progress=False)
     assert outcome.status == "present" and len(outcome.sha256) == 64, outcome.message
+    pinned = read_lock()[f"hf-hub:timm/{TIMM}/model.safetensors"]  # pip-style: the lock pins the hub's file
+    assert (pinned["sha256"], pinned["revision"]) == (outcome.sha256, REV)
+    assert list_weights(f"hf-hub:timm/{TIMM}")[0].check.startswith("pinned")
     create_detector(f"hf-hub:timm/{TIMM}")  # the pinned file passes
     weights = timm_repo / "model.safetensors"
     data = bytearray(weights.read_bytes())
@@ -184,27 +219,25 @@ def clip_repo(hub_cache, tmp_path, monkeypatch):
     return snap
 
 
-def clip_direct(*args, **kwargs) -> torch.Tensor:
+def clip_direct(paths: list[Path], *args, **kwargs) -> torch.Tensor:
     import open_clip
 
     model, _, transform = open_clip.create_model_and_transforms(*args, **kwargs)
-    return direct(model.eval().encode_image, transform)
+    return direct(model.eval().encode_image, transform, paths)
 
 
-def test_hf_hub_name_through_open_clip(clip_repo):
+def test_hf_hub_name_through_open_clip(clip_repo, photos):
     name = "hf-hub:copybench-test/tiny-clip"
     spec = get_spec(name)
     assert spec.dims == 32 and spec.input_size == 64 and spec.interpolation == "bilinear"
     assert spec.mean == tuple(PREPROCESS["mean"]) and spec.std == tuple(PREPROCESS["std"])
-    expected = clip_direct(f"local-dir:{clip_repo}")
-    torch.testing.assert_close(harness(name), expected, atol=ATOL, rtol=0)
+    assert_same(harness(name, photos), clip_direct(photos, f"local-dir:{clip_repo}"))
 
 
-def test_open_clip_name_matches_open_clip_with_its_own_transform(clip_repo):
+def test_open_clip_name_matches_open_clip_with_its_own_transform(clip_repo, photos):
     name = "open_clip:copybench-tiny-vit/tiny"
     assert create_detector(name).weights.status == "real"
-    expected = clip_direct("copybench-tiny-vit", pretrained="tiny")
-    torch.testing.assert_close(harness(name), expected, atol=ATOL, rtol=0)
+    assert_same(harness(name, photos), clip_direct(photos, "copybench-tiny-vit", pretrained="tiny"))
     with pytest.raises(UnknownDetectorError, match="tags: tiny"):
         get_spec("open_clip:copybench-tiny-vit/absent")
 
@@ -235,8 +268,10 @@ def dinov2_repo(hub_cache):
     return snap
 
 
-def test_hf_transformers_tokens_match_the_processor_and_model(dinov2_repo):
+def test_hf_transformers_tokens_match_the_processor_and_model(dinov2_repo, photos):
     from transformers import AutoImageProcessor, AutoModel
+
+    from copybench.extract import Extractor
 
     name = "hf:copybench-test/tiny-dinov2"
     spec = get_spec(name)
@@ -247,11 +282,19 @@ def test_hf_transformers_tokens_match_the_processor_and_model(dinov2_repo):
     proc = AutoImageProcessor.from_pretrained(dinov2_repo)
     with torch.no_grad():
         expected = torch.cat(
-            [model(**proc(images=im, return_tensors="pt")).last_hidden_state for im in images()]
+            [
+                model(**proc(images=Image.open(p).convert("RGB"), return_tensors="pt")).last_hidden_state
+                for p in photos
+            ]
         )
-    got = harness(name)
-    assert got.shape == (3, 1 + 16, 32)  # CLS first, then the 4x4 patch tokens
-    torch.testing.assert_close(got, expected, atol=ATOL, rtol=0)
+    assert_same(harness(name, photos), expected[:, 0])  # CLS: the global descriptor
+    out = Extractor(det, num_workers=0, progress=False, decode="workers").run(
+        [str(p) for p in photos], tokens=True
+    )
+    assert out.tokens.shape == (4, 1 + 16, 32)  # CLS first, then the 4x4 patch tokens (stored as float16)
+    torch.testing.assert_close(
+        torch.from_numpy(np.asarray(out.tokens, dtype=np.float32)), expected, atol=2e-3, rtol=2e-3
+    )
     # a random-init twin needs no weights file, and says so
     (dinov2_repo / "model.safetensors").unlink()
     with pytest.raises(WeightsMissingError):
