@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import re
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -55,10 +56,15 @@ def is_url(weights: str) -> bool:
 
 
 def checkpoints_dir() -> Path:
-    """Where downloaded official files live: torch hub's ``checkpoints`` folder (``$TORCH_HOME``)."""
-    import torch
+    """Where downloaded official files live: torch hub's ``checkpoints`` folder (``$TORCH_HOME``).
 
-    return Path(torch.hub.get_dir()) / "checkpoints"
+    ``torch.hub.get_dir()`` once torch is imported (it honours ``torch.hub.set_dir``); before that, torch's own
+    rule read from the environment, so looking for weights (``list detectors``) never imports torch."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        return Path(torch.hub.get_dir()) / "checkpoints"
+    home = os.getenv("TORCH_HOME", os.path.join(os.getenv("XDG_CACHE_HOME", "~/.cache"), "torch"))
+    return Path(os.path.expanduser(home)) / "hub" / "checkpoints"
 
 
 def official_path(url: str) -> Path:
