@@ -346,7 +346,8 @@ def test_preprocessing_the_harness_cannot_reproduce_is_refused():
 
 # ------------------------------------------------------------------------------------------------ release dates
 def test_release_month_from_timm_paper_ids_else_unknown(hub_cache):
-    assert get_spec("timm:resnet50.a1_in1k").release_date == "2021-10"  # timm cites arXiv:2110.00476
+    spec = get_spec("timm:resnet50.a1_in1k")  # timm cites arXiv:2110.00476 for these weights
+    assert (spec.release_date, spec.release_source) == ("2021-10", "https://arxiv.org/abs/2110.00476")
     assert get_spec(f"timm:{TIMM}").release_date == ""  # no paper id and no cached card: unknown, not guessed
     assert get_spec("open_clip:ViT-B-32/openai").release_date == ""  # open_clip publishes no dates
 
