@@ -106,7 +106,7 @@ def cmd_list(args) -> int:
                 d["output"],
                 d["weights"],
                 d["weights_hash"][:12],
-                d["release_date"],
+                d["release_date"] or "unknown",
                 d["license"],
                 d["source"],
                 style=style,

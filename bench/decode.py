@@ -102,6 +102,43 @@ def nvjpeg_unavailable(device: torch.device) -> str | None:
     return None
 
 
+# op types of an int8-quantised ONNX graph (QDQ format, or quantised operators): their names appear in the file
+QUANTISED_OPS = (b"QuantizeLinear", b"QLinearConv", b"ConvInteger", b"MatMulInteger")
+
+
+def draft_refusal(detector) -> str | None:
+    """Why reduced-size (draft) decoding would move ``detector``'s descriptors by more than 1e-3 cosine, or None.
+
+    An int8-quantised graph turns 1-level pixel changes into whole quantisation steps: the int8 SSCD ONNX model
+    moved by 7.5e-3 cosine on a smooth wallpaper decoded at 1/2 scale, by 1.1e-2 even at 9x its input size and by
+    6e-3 for an exact 2x2 box average rounded to 8 bits, so no margin makes its draft faithful; it decodes in full.
+    """
+    modules = detector.modules() if hasattr(detector, "modules") else []
+    for m in modules:
+        path = getattr(m, "path", None)  # a graph run by ONNX Runtime (copybench.detectors.sscd.OnnxUint8)
+        if getattr(m, "runs_outside_torch", False) and str(path).endswith(".onnx") and _int8_graph(path):
+            return f"{detector.spec.name} runs an int8-quantised graph, which a reduced-size decode moves"
+    return None
+
+
+def _int8_graph(path: str) -> bool:
+    """Whether the ONNX file holds quantised operators (op type names are stored as plain strings)."""
+    import mmap
+
+    try:
+        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            return any(data.find(op) >= 0 for op in QUANTISED_OPS)
+    except (OSError, ValueError):
+        return False  # an unreadable graph fails where the model loads; nothing to decide here
+
+
+def pillow_decode_key(draft: bool) -> str:
+    """The cache key's decode part for the workers path: the draft margin is in it, since it changes the pixels."""
+    from .preprocess import Preprocess
+
+    return f"pillow-draft{Preprocess.DRAFT_MARGIN}" if draft else "pillow"
+
+
 def make_decoder(
     strategy: str, preprocess: Preprocess, *, device, batch_size: int, num_workers: int, draft=True
 ):

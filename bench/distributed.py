@@ -294,7 +294,7 @@ class RayExtractor:
         self.batch_size, self.progress, self.scales = batch_size, progress, local.scales
         self.cache_dir, self.decode, self.draft, self.raw = cache_dir, decode, draft, raw
         self.decode_key = expected_decode_key(
-            decode, self.device, draft and bool(local.preprocess.min_decode_side)
+            decode, self.device, draft and local.draft and bool(local.preprocess.min_decode_side)
         )
 
     def run(
@@ -426,7 +426,7 @@ class RayExtractor:
 def expected_decode_key(decode: str, device: str, draft: bool) -> str:  # draft: reduced-size decoding applies
     """The cache key's decode part that the local Extractor would use on ``device`` (``auto``: nvjpeg on CUDA);
     each actor checks its own against it, so descriptors are never keyed under another decoder."""
-    from .decode import DECODES
+    from .decode import DECODES, pillow_decode_key
 
     cuda = device.startswith("cuda")
     if decode not in DECODES:
@@ -436,7 +436,7 @@ def expected_decode_key(decode: str, device: str, draft: bool) -> str:  # draft:
     if decode == "auto":
         decode = "device" if cuda else "workers"
     if decode == "workers":
-        return "pillow-draft" if draft else "pillow"
+        return pillow_decode_key(draft)
     return decode
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from .cache import Descriptors, ShardStore, cache_key
-from .decode import Batch, make_decoder, resolve_decode
+from .decode import Batch, draft_refusal, make_decoder, pillow_decode_key, resolve_decode
 from .preprocess import Preprocess
 
 log = logging.getLogger(__name__)
@@ -86,7 +86,10 @@ class Extractor:
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.preprocess = Preprocess(detector.spec)
         self.decode = resolve_decode(decode, self.device)
-        self.draft = draft
+        refusal = draft_refusal(detector) if draft and self.decode == "workers" else None
+        if refusal:
+            log.info("full-size JPEG decoding: %s", refusal)
+        self.draft = draft and refusal is None
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = (
                 True  # fixed input sizes: let cuDNN pick its fastest kernels once
@@ -164,7 +167,7 @@ class Extractor:
     def _decode_key(self) -> str:
         """The cache key's decode part: what decoded the pixels (full or reduced-size Pillow, or a GPU decoder)."""
         if self.decode == "workers":
-            return "pillow-draft" if self.draft and self.preprocess.min_decode_side else "pillow"
+            return pillow_decode_key(self.draft and bool(self.preprocess.min_decode_side))
         return self.decode
 
     def batches(self, paths: list[str], rows: list[int]):

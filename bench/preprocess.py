@@ -108,9 +108,12 @@ def pil_to_tensor(img: Image.Image) -> torch.Tensor:
 class Preprocess:
     """uint8 (3, H, W) or (B, 3, H, W) -> float32 normalised tensor at the detector's native size."""
 
-    # decode at least 4x the side the resize maps to: at 2x, the 1-LSB rounding differences of DCT-scaled pixels moved
-    # SSCD and EfficientNet descriptors by up to 1e-2 cosine on smooth 5120x2880 photos; at 4x by about 1e-3
-    DRAFT_MARGIN = 4
+    # decode at least 8x the side the resize maps to. A reduced-size decode is an extra 8-bit rounding of an
+    # intermediate image; on smooth gradients its rounding errors do not average out in the final resize and flip
+    # the final pixels by 1 level. Measured on Debian's wallpapers (efficientnet_lite0, worst image): a margin of
+    # 5.6 moved the descriptor by 1.5e-3 cosine, 8 by 6.9e-4 (upscaled copies, smoother than the originals), 11 by
+    # 3.6e-4; the target is 1e-3. int8-quantised models are never drafted (see copybench.decode.draft_refusal).
+    DRAFT_MARGIN = 8
 
     def __init__(self, spec) -> None:
         from torchvision.transforms import InterpolationMode

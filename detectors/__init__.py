@@ -1,19 +1,18 @@
-"""Detector registry and built-in detectors (``copybench.detectors``)."""
+"""Detector registry and built-in detectors (``copybench.detectors``).
+
+Importing this package does not import torch: the registry, the built-in catalog, metadata and weights lookup
+are torch-free, so ``copybench list detectors`` starts at once. The names that build or check models
+(``create_detector``, ``Detector``, ``check_detector_contract``, ``read_state_dict``) load on first access.
+"""
 
 from __future__ import annotations
 
-from .contract import ContractError, ContractReport, check_detector_contract
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .fetch import BASELINES, fetch_weights, list_weights
-from .load import (
-    Detector,
-    WeightsInfo,
-    create_detector,
-    describe_detectors,
-    find_weights,
-    read_state_dict,
-    weights_status,
-)
-from .meta import DetectorMeta, detector_meta
+from .locate import WeightsInfo, find_weights, weights_status
+from .meta import DetectorMeta, describe_detectors, detector_meta
 from .registry import (
     CLIP_MEAN,
     CLIP_STD,
@@ -27,6 +26,27 @@ from .registry import (
     register_detector,
     unregister_detector,
 )
+
+if TYPE_CHECKING:
+    from .contract import ContractError, ContractReport, check_detector_contract
+    from .load import Detector, create_detector, read_state_dict
+
+# name -> module holding it; these import torch, so they load when first used
+_LAZY = {
+    "ContractError": "contract",
+    "ContractReport": "contract",
+    "check_detector_contract": "contract",
+    "Detector": "load",
+    "create_detector": "load",
+    "read_state_dict": "load",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "BASELINES",

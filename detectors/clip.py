@@ -14,35 +14,9 @@ from pathlib import Path
 
 import torch
 
+from .builtin import CLIP_MODELS, builtin_spec
 from .load import read_state_dict, strip_prefix, unwrap_state_dict
-from .registry import CLIP_MEAN, CLIP_STD, DetectorSpec, register_detector
-
-CLIP_PAPER = (
-    "Radford et al., Learning Transferable Visual Models From Natural Language Supervision (ICML 2021)"
-)
-OPENAI_URL = "https://openaipublic.azureedge.net/clip/models/{}/{}.pt"
-
-# name: (open_clip architecture, embedding dims, input size, sha256 of OpenAI's file, also its URL folder)
-CLIP_MODELS = {
-    "clip_vitb16.openai": (
-        "ViT-B-16",
-        512,
-        224,
-        "5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f",
-    ),
-    "clip_vitl14.openai": (
-        "ViT-L-14",
-        768,
-        224,
-        "b8cca3fd41ae0c99ba7e8951adf17d267cdb84cd88be6f7c2e0eca1737a03836",
-    ),
-    "clip_rn50x16.openai": (
-        "RN50x16",
-        768,
-        384,
-        "52378b407f34354e150460fe41077663dd5b39c54cd0bfd2b27167a4a06ec9aa",
-    ),
-}
+from .registry import register_detector
 
 
 def build_visual(arch: str) -> torch.nn.Module:
@@ -72,24 +46,8 @@ def load_visual(visual: torch.nn.Module, path: Path, name: str) -> None:
         )
 
 
-def _clip(name: str, arch: str, dims: int, size: int, sha256: str) -> None:
-    spec = DetectorSpec(
-        name=name,
-        dims=dims,
-        input_size=size,
-        resize="short_crop",
-        interpolation="bicubic",
-        mean=CLIP_MEAN,
-        std=CLIP_STD,
-        weights=OPENAI_URL.format(sha256, arch),
-        sha256=sha256,
-        license="MIT",
-        paper=CLIP_PAPER,
-        family="clip",
-        release_date="2021-02",  # the paper; OpenAI released some towers' weights later
-    )
-
-    @register_detector(spec)
+def _clip(name: str, arch: str) -> None:
+    @register_detector(builtin_spec(name))
     def factory(path: Path | None) -> torch.nn.Module:
         visual = build_visual(arch)
         if path is not None:
@@ -97,5 +55,5 @@ def _clip(name: str, arch: str, dims: int, size: int, sha256: str) -> None:
         return visual
 
 
-for _name, (_arch, _dims, _size, _sha) in CLIP_MODELS.items():
-    _clip(_name, _arch, _dims, _size, _sha)
+for _name, (_arch, *_) in CLIP_MODELS.items():
+    _clip(_name, _arch)

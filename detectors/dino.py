@@ -22,23 +22,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from .builtin import DINO_VITS, builtin_spec
 from .load import read_state_dict, strip_prefix, unwrap_state_dict
-from .registry import IMAGENET_MEAN, IMAGENET_STD, DetectorSpec, register_detector
-
-DINO_PAPER = "Caron et al., Emerging Properties in Self-Supervised Vision Transformers (ICCV 2021)"
-DINOV2_PAPER = "Oquab et al., DINOv2: Learning Robust Visual Features without Supervision (TMLR 2024)"
-MOCOV3_PAPER = (
-    "Chen, Xie & He, An Empirical Study of Training Self-Supervised Vision Transformers (ICCV 2021)"
-)
-DINO_URL = "https://dl.fbaipublicfiles.com/dino/{0}/{0}.pth"
-
-# name: (timm architecture, official file stem, width)
-DINO_VITS = {
-    "dino_vits16": ("vit_small_patch16_224", "dino_deitsmall16_pretrain", 384),
-    "dino_vits8": ("vit_small_patch8_224", "dino_deitsmall8_pretrain", 384),
-    "dino_vitb16": ("vit_base_patch16_224", "dino_vitbase16_pretrain", 768),
-    "dino_vitb8": ("vit_base_patch8_224", "dino_vitbase8_pretrain", 768),
-}
+from .registry import register_detector
 
 
 def dino_pos_embed(
@@ -108,34 +94,18 @@ def build_vit(arch: str, path: Path | None, name: str, img_size: int = 224, conv
     return vit
 
 
-def _dino_vit(name: str, arch: str, stem: str, width: int) -> None:
-    common = {
-        "mean": IMAGENET_MEAN,
-        "std": IMAGENET_STD,
-        "interpolation": "bicubic",
-        "weights": DINO_URL.format(stem),
-        "license": "Apache-2.0",
-        "paper": DINO_PAPER,
-        "family": "dino",
-        "release_date": "2021-04",
-    }
-    tokens = DetectorSpec(
-        name=name, dims=width, input_size=224, resize="short_crop", crop_pct=0.875, output="tokens", **common
-    )
-
-    @register_detector(tokens)
+def _dino_vit(name: str, arch: str) -> None:
+    @register_detector(builtin_spec(name))
     def tokens_factory(path: Path | None) -> torch.nn.Module:
         return Tokens(build_vit(arch, path, name))
 
-    gem = DetectorSpec(name=f"{name}.cls_gem", dims=2 * width, input_size=320, resize="square", **common)
-
-    @register_detector(gem)
+    @register_detector(builtin_spec(f"{name}.cls_gem"))
     def gem_factory(path: Path | None) -> torch.nn.Module:
-        return ClsGem(build_vit(arch, path, gem.name, img_size=320))
+        return ClsGem(build_vit(arch, path, f"{name}.cls_gem", img_size=320))
 
 
-for _name, (_arch, _stem, _width) in DINO_VITS.items():
-    _dino_vit(_name, _arch, _stem, _width)
+for _name, (_arch, *_) in DINO_VITS.items():
+    _dino_vit(_name, _arch)
 
 
 def build_resnet50(path: Path | None, name: str) -> torch.nn.Module:
@@ -156,42 +126,13 @@ def build_resnet50(path: Path | None, name: str) -> torch.nn.Module:
     return model
 
 
-@register_detector(
-    DetectorSpec(
-        name="dino_resnet50",
-        dims=2048,
-        input_size=224,
-        resize="short_crop",
-        crop_pct=0.875,
-        interpolation="bicubic",
-        weights=DINO_URL.format("dino_resnet50_pretrain"),
-        license="Apache-2.0",
-        paper=DINO_PAPER,
-        family="dino",
-        release_date="2021-04",
-    )
-)
+@register_detector(builtin_spec("dino_resnet50"))
 def dino_resnet50(path: Path | None) -> torch.nn.Module:
     # DINO publishes the trunk without fc; torch.hub's dino_resnet50 sets fc = Identity and loads it
     return build_resnet50(path, "dino_resnet50")
 
 
-@register_detector(
-    DetectorSpec(
-        name="dinov2_vitb14",
-        dims=768,
-        input_size=224,
-        resize="short_crop",
-        crop_pct=0.875,
-        interpolation="bicubic",
-        weights="https://dl.fbaipublicfiles.com/dinov2/dinov2_vitb14/dinov2_vitb14_pretrain.pth",
-        license="Apache-2.0",
-        paper=DINOV2_PAPER,
-        output="tokens",
-        family="dinov2",
-        release_date="2023-04",
-    )
-)
+@register_detector(builtin_spec("dinov2_vitb14"))
 def dinov2_vitb14(path: Path | None) -> torch.nn.Module:
     # the official file holds pos_embed for 518 px (37x37); load_vit resamples it to 16x16 as DINOv2 does
     return Tokens(build_vit("vit_base_patch14_dinov2", path, "dinov2_vitb14", img_size=224))
@@ -203,21 +144,6 @@ def mocov3_backbone(state: dict) -> dict:
     return {k: v for k, v in state.items() if not k.startswith("head.")}
 
 
-@register_detector(
-    DetectorSpec(
-        name="mocov3_vitb16",
-        dims=768,
-        input_size=224,
-        resize="short_crop",
-        crop_pct=0.875,
-        interpolation="bilinear",
-        weights="https://dl.fbaipublicfiles.com/moco-v3/vit-b-300ep/vit-b-300ep.pth.tar",
-        license="CC-BY-NC-4.0",
-        paper=MOCOV3_PAPER,
-        output="tokens",
-        family="mocov3",
-        release_date="2021-04",
-    )
-)
+@register_detector(builtin_spec("mocov3_vitb16"))
 def mocov3_vitb16(path: Path | None) -> torch.nn.Module:
     return Tokens(build_vit("vit_base_patch16_224", path, "mocov3_vitb16", convert=mocov3_backbone))

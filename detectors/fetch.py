@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import re
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -55,10 +56,15 @@ def is_url(weights: str) -> bool:
 
 
 def checkpoints_dir() -> Path:
-    """Where downloaded official files live: torch hub's ``checkpoints`` folder (``$TORCH_HOME``)."""
-    import torch
+    """Where downloaded official files live: torch hub's ``checkpoints`` folder (``$TORCH_HOME``).
 
-    return Path(torch.hub.get_dir()) / "checkpoints"
+    ``torch.hub.get_dir()`` once torch is imported (it honours ``torch.hub.set_dir``); before that, torch's own
+    rule read from the environment, so looking for weights (``list detectors``) never imports torch."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        return Path(torch.hub.get_dir()) / "checkpoints"
+    home = os.getenv("TORCH_HOME", os.path.join(os.getenv("XDG_CACHE_HOME", "~/.cache"), "torch"))
+    return Path(os.path.expanduser(home)) / "hub" / "checkpoints"
 
 
 def official_path(url: str) -> Path:
@@ -87,8 +93,8 @@ def read_lock() -> dict[str, dict]:
     return data.get("files", {})
 
 
-def pin(url: str, path: Path, digest: str) -> None:
-    """Record ``digest`` as the sha256 every later use of ``url`` must match."""
+def pin(url: str, path: Path, digest: str, *, revision: str = "") -> None:
+    """Record ``digest`` as the sha256 every later use of ``url`` (or hub name and file) must match."""
     files = read_lock()
     files[url] = {
         "sha256": digest,
@@ -96,6 +102,8 @@ def pin(url: str, path: Path, digest: str) -> None:
         "file": path.name,
         "pinned": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+    if revision:  # a hub file: the revision it was pinned from, named when a later one differs
+        files[url]["revision"] = revision
     text = json.dumps({"schema_version": LOCK_VERSION, "files": files}, indent=1, sort_keys=True)
     atomic_write_text(lock_path(), text + "\n")
     log.info("pinned sha256 %s of %s in %s", digest, url, lock_path())
@@ -107,7 +115,8 @@ def expected_sha256(url: str, published: str | None = None) -> Expected | None:
         return Expected(published, "published")
     entry = read_lock().get(url)
     if entry:
-        return Expected(entry["sha256"], f"pinned {entry.get('pinned', '')} in {lock_path()}")
+        rev = f" from revision {entry['revision']}" if entry.get("revision") else ""
+        return Expected(entry["sha256"], f"pinned {entry.get('pinned', '')}{rev} in {lock_path()}")
     prefix = re.search(r"-([0-9a-f]{8,64})\.[a-z.]+$", url.rsplit("/", 1)[-1])
     return Expected(prefix[1], "published prefix") if prefix else None
 
@@ -216,6 +225,73 @@ class _byte_bar:
     def __exit__(self, *exc) -> None:
         if self.progress is not None:
             self.progress.__exit__(*exc)
+
+
+def _bar_columns() -> list:
+    from rich.progress import BarColumn, TextColumn, TimeRemainingColumn
+
+    return [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[amount]}")] + [
+        TimeRemainingColumn()
+    ]
+
+
+class hub_bars:
+    """A tqdm class for huggingface_hub's downloads whose bars are rows of one rich display on stderr, like
+    copybench's own downloads (huggingface_hub draws tqdm bars only on a terminal); with ``enabled=False`` a
+    silent one. ``with hub_bars(progress) as tqdm_class: snapshot_download(..., tqdm_class=tqdm_class)``."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled, self.progress = enabled, None
+
+    def __enter__(self) -> type:
+        import io
+
+        from tqdm.std import tqdm
+
+        if not self.enabled:
+            return type("QuietTqdm", (tqdm,), {"__init__": _quiet_init})
+        from rich.progress import Progress
+
+        from copybench.progress import console
+
+        self.progress = Progress(*_bar_columns(), console=console(stderr=True))
+        self.progress.__enter__()
+        board = self.progress
+
+        class RichTqdm(tqdm):
+            def __init__(self, *args, **kwargs):
+                kwargs.pop("name", None)  # huggingface_hub's bar group, which plain tqdm rejects
+                super().__init__(*args, **{**kwargs, "file": io.StringIO(), "disable": False})
+
+            def display(self, msg=None, pos=None):  # tqdm's drawing call: update this bar's rich row
+                if not hasattr(self, "_row"):
+                    self._row = board.add_task(self.desc or "", total=self.total, amount="")
+                board.update(self._row, completed=self.n, total=self.total, description=self.desc or "",
+                             amount=_amount(self.n, self.total, self.unit))  # fmt: skip
+                return True
+
+        return RichTqdm
+
+    def __exit__(self, *exc) -> None:
+        if self.progress is not None:
+            self.progress.__exit__(*exc)
+
+
+def _quiet_init(self, *args, **kwargs) -> None:
+    from tqdm.std import tqdm
+
+    kwargs.pop("name", None)
+    tqdm.__init__(self, *args, **{**kwargs, "disable": True})
+
+
+def _amount(n: float, total: float | None, unit: str) -> str:
+    """``12.3MB/45.0MB`` for bytes, ``3/7 files`` otherwise, as tqdm states them."""
+    from tqdm.std import tqdm
+
+    if unit == "B":
+        size = tqdm.format_sizeof
+        return f"{size(n)}B/{size(total)}B" if total else f"{size(n)}B"
+    return f"{n:g}/{total:g} {unit}" if total else f"{n:g} {unit}"
 
 
 # ------------------------------------------------------------------------------------------------ specs
@@ -355,7 +431,10 @@ def _hub_row(name: str) -> WeightsFileRow:
     entry = get_entry(name)
     spec, path = entry.spec, entry.locate()
     digest = file_sha256(path) if path else ""
-    check = f"revision {entry.revision}" if entry.revision else "pinned on first use"
+    pinned = read_lock().get(f"{name}/{path.name}") if path else None
+    check = f"pinned {pinned['pinned']} in {lock_path()}" if pinned else "unpinned (pinned on first use)"
+    if entry.revision:
+        check += f"; revision {entry.revision}"
     status = "present" if path else "missing"
     size = path.stat().st_size if path else None
     return WeightsFileRow(

@@ -54,8 +54,9 @@ class HubEntry:
     revision: str = ""
 
     def check(self, path: Path) -> str:
-        """sha256 of the weights file, checked (hub content address or lock pin); pinned on first use."""
-        return file_check(f"{self.spec.name}@{self.revision or path.parent.name}/{path.name}", path)
+        """sha256 of the weights file, checked against the hub's content address and the lock file's pin (pinned
+        on first use, as pip's hash-checking mode: a later revision with other weights is refused, not used)."""
+        return file_check(f"{self.spec.name}/{path.name}", path, self.revision or path.parent.name)
 
 
 # ------------------------------------------------------------------------------------------------ HF cache
@@ -75,10 +76,15 @@ def split_repo(ident: str) -> tuple[str, str | None]:
     return repo, rev or None
 
 
-def snapshot(repo: str, revision: str | None = None, *, download: bool = False) -> Path | None:
-    """The cached snapshot folder of ``repo`` (None when absent); with ``download``, fetch it first."""
+def snapshot(
+    repo: str, revision: str | None = None, *, download: bool = False, progress: bool = True
+) -> Path | None:
+    """The cached snapshot folder of ``repo`` (None when absent); with ``download``, fetch it first (resumable,
+    with ``progress`` bars on stderr)."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
+
+    from .fetch import hub_bars
 
     cache = str(hf_cache_dir())
     try:
@@ -87,7 +93,11 @@ def snapshot(repo: str, revision: str | None = None, *, download: bool = False) 
         if not download:
             return None
     patterns = _download_patterns(repo, revision)
-    return Path(snapshot_download(repo, revision=revision, cache_dir=cache, allow_patterns=patterns))
+    with hub_bars(progress) as bars:
+        got = snapshot_download(
+            repo, revision=revision, cache_dir=cache, allow_patterns=patterns, tqdm_class=bars
+        )
+    return Path(got)
 
 
 def _download_patterns(repo: str, revision: str | None) -> list[str]:
@@ -96,7 +106,7 @@ def _download_patterns(repo: str, revision: str | None) -> list[str]:
 
     files = HfApi().list_repo_files(repo, revision=revision)
     weights = "*.safetensors" if any(f.endswith(".safetensors") and "/" not in f for f in files) else "*.bin"
-    return ["*.json", "*.txt", weights]
+    return ["*.json", "*.txt", "README.md", weights]  # README.md: the model card (release date, licence)
 
 
 def weights_file(folder: Path) -> Path | None:
@@ -108,20 +118,19 @@ def weights_file(folder: Path) -> Path | None:
     return None
 
 
-def file_check(key: str, path: Path) -> str:
-    """sha256 of a hub file, checked against the hub's content address or a pin in the weights lock."""
+def file_check(key: str, path: Path, revision: str = "") -> str:
+    """sha256 of a hub file, checked against the hub's content address (the HF cache names LFS blobs by their
+    sha256) and against its pin in the weights lock, pinned on first use; a mismatch raises WeightsHashError."""
     from copybench.io import file_sha256
 
-    from .fetch import Expected, WeightsHashError, pin, verify_file
+    from .fetch import WeightsHashError, pin, verify_file
 
     digest = file_sha256(path)
-    blob = path.resolve().name  # the HF cache stores LFS files as blobs/<sha256>
-    if re.fullmatch(r"[0-9a-f]{64}", blob):
-        if not Expected(blob, "hub").matches(digest):
-            raise WeightsHashError(f"{path} has sha256 {digest}, but the hub published {blob}: refusing it")
-        return digest
+    blob = path.resolve().name
+    if re.fullmatch(r"[0-9a-f]{64}", blob) and digest != blob:
+        raise WeightsHashError(f"{path} has sha256 {digest}, but the hub published {blob}: refusing it")
     if verify_file(key, path, digest) is None:
-        pin(key, path, digest)
+        pin(key, path, digest, revision=revision)
     return digest
 
 
@@ -183,13 +192,57 @@ def fetch(name: str, *, progress: bool = True) -> tuple[Path, str, str]:
     if prefix in ("hf-hub", "hf"):
         repo, revision = split_repo(ident)
         had = snapshot(repo, revision) is not None
-        folder = snapshot(repo, revision, download=True)
+        folder = snapshot(repo, revision, download=True, progress=progress)
         entry = resolve(name)
         path = entry.locate()
         if path is None:
             raise missing(name, f"{folder} holds no weights file")
         return path, entry.check(path), ("present" if had else "downloaded") + f", revision {folder.name}"
     return resolve(name).fetch(progress=progress)
+
+
+# ------------------------------------------------------------------------------------------------ release dates
+ARXIV_ID = re.compile(r"(?:arxiv\.org/(?:abs|pdf)/|arxiv:\s*)(\d{2})(\d{2})\.\d{4,5}", re.IGNORECASE)
+
+
+def arxiv_release(text: str) -> tuple[str, str]:
+    """(YYYY-MM, arXiv URL) when ``text`` cites exactly one arXiv paper (new-style ids encode the month of its
+    first version); ("", "") when it cites none or several: which one introduced the weights is not said."""
+    found = {(m[1], m[2]) for m in ARXIV_ID.finditer(text or "")}
+    if len(found) != 1:
+        return "", ""
+    (yy, mm), full = found.pop(), ARXIV_ID.search(text)[0]
+    ident = re.search(r"\d{4}\.\d{4,5}", full)[0]
+    return f"20{yy}-{mm}", f"https://arxiv.org/abs/{ident}"
+
+
+def card_release(folder: Path | None) -> tuple[str, str]:
+    """The release month a cached repository's model card (README.md) states: a ``release_date`` in its YAML
+    metadata, else the month of the one arXiv paper it cites; ("", "") otherwise (shown as unknown)."""
+    card = folder / "README.md" if folder else None
+    if card is None or not card.is_file():
+        return "", ""
+    from huggingface_hub.repocard import metadata_load
+
+    try:
+        meta = metadata_load(card) or {}
+    except (ValueError, OSError) as exc:  # a malformed card: no date rather than a wrong one
+        log.debug("unreadable model card %s: %s", card, exc)
+        return "", ""
+    date = str(meta.get("release_date") or "")
+    if re.fullmatch(r"\d{4}-\d{2}(-\d{2})?", date):
+        return date[:7], f"{card} (release_date)"
+    return arxiv_release(card.read_text(encoding="utf-8", errors="replace"))
+
+
+def release_fields(date: str, source: str) -> dict:
+    """DetectorSpec keyword arguments for a release month and where it was read (when the spec records it)."""
+    from dataclasses import fields
+
+    out = {"release_date": date}
+    if "release_source" in {f.name for f in fields(DetectorSpec)}:
+        out["release_source"] = source
+    return out
 
 
 def spec_fields(data: dict) -> dict:

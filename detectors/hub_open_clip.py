@@ -7,6 +7,7 @@ with QuickGELU (open_clip only warns about the mismatch; the weights need it). T
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from dataclasses import asdict
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from .hub import HubEntry, missing, spec_fields
+from .hub import HubEntry, card_release, missing, release_fields, spec_fields
 from .registry import DetectorSpec, UnknownDetectorError
 
 OPEN_CLIP_CACHE = Path("~/.cache/clip")  # open_clip's download folder for URL tags
@@ -29,6 +30,20 @@ class EncodeImage(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model.encode_image(x)
+
+
+class _no_random_init_warning:
+    """Silence open_clip's "initialized randomly" warning while a model is built only to read its configs."""
+
+    @staticmethod
+    def filter(record: logging.LogRecord) -> bool:
+        return "initialized randomly" not in record.getMessage()
+
+    def __enter__(self):
+        logging.getLogger().addFilter(self.filter)
+
+    def __exit__(self, *exc) -> None:
+        logging.getLogger().removeFilter(self.filter)
 
 
 def preprocess_fields(cfg: dict) -> dict:
@@ -74,7 +89,14 @@ def checkpoint_in(folder: Path, filename: str = "") -> Path | None:
     return next((folder / n for n in names if (folder / n).is_file()), None)
 
 
-def cached_checkpoint(pcfg: dict, download: bool) -> Path | None:
+def tag_folder(pcfg: dict) -> Path | None:
+    """The cached repository of a tag published on the hub (its model card), None for URL tags or uncached."""
+    from .hub import snapshot
+
+    return snapshot(os.path.split(pcfg["hf_hub"])[0]) if pcfg.get("hf_hub") else None
+
+
+def cached_checkpoint(pcfg: dict, download: bool, progress: bool = True) -> Path | None:
     """The tag's checkpoint from the HF cache or open_clip's URL cache; downloaded only when asked."""
     from .hub import snapshot
 
@@ -82,7 +104,7 @@ def cached_checkpoint(pcfg: dict, download: bool) -> Path | None:
         repo, filename = os.path.split(
             pcfg["hf_hub"]
         )  # "org/name/" -> default file names, as open_clip reads it
-        folder = snapshot(repo, download=download)
+        folder = snapshot(repo, download=download, progress=progress)
         if folder is None:
             return None
         return checkpoint_in(folder, filename)
@@ -95,7 +117,7 @@ def cached_checkpoint(pcfg: dict, download: bool) -> Path | None:
         # other URLs: the hash prefix in the name, else pinned on first download. Resumable either way.
         folder = url.rsplit("/", 2)[-2]
         published = folder if re.fullmatch(r"[0-9a-f]{64}", folder) else None
-        fetch_url(url, path, published=published)
+        fetch_url(url, path, published=published, progress=progress)
     return path if path is not None and path.is_file() else None
 
 
@@ -117,6 +139,7 @@ def resolve_open_clip(name: str, ident: str) -> HubEntry:
         paper=f"open_clip {arch} pretrained {tag}",
         family="open_clip",
         **preprocess_fields(pre),
+        **release_fields(*card_release(tag_folder(pcfg))),
     )
     quick_gelu = bool(pcfg.get("quick_gelu", False))
 
@@ -126,14 +149,15 @@ def resolve_open_clip(name: str, ident: str) -> HubEntry:
         )
         return EncodeImage(model)
 
-    def locate(download: bool = False) -> Path | None:
-        return cached_checkpoint(pcfg, download)
+    def locate(download: bool = False, progress: bool = True) -> Path | None:
+        return cached_checkpoint(pcfg, download, progress)
 
     def fetch(progress: bool = True):
-        path = locate(download=True)
+        had = locate() is not None
+        path = locate(download=True, progress=progress)
         if path is None:
             raise missing(name, "open_clip could not fetch the checkpoint")
-        return path, entry.check(path), f"in {path.parent}"
+        return path, entry.check(path), ("present" if had else "downloaded") + f", in {path.parent}"
 
     entry = HubEntry(spec, factory, locate, fetch, origin=f"open_clip {open_clip.__version__}")
     return entry
@@ -143,7 +167,8 @@ def resolve_open_clip_dir(name: str, folder: Path) -> HubEntry:
     """An open_clip ``hf-hub:`` repository in the cache, loaded with open_clip's ``local-dir:`` loader."""
     import open_clip
 
-    model = open_clip.create_model(f"local-dir:{folder}", load_weights=False)  # configs only; no weights read
+    with torch.device("meta"), _no_random_init_warning():  # configs only: no memory, no weights read
+        model = open_clip.create_model(f"local-dir:{folder}", load_weights=False, device="meta")
     pre = model.visual.preprocess_cfg
     cfg = open_clip.get_model_config(f"local-dir:{folder}")
     spec = DetectorSpec(
@@ -154,6 +179,7 @@ def resolve_open_clip_dir(name: str, folder: Path) -> HubEntry:
         paper=f"open_clip {name}",
         family="open_clip",
         **preprocess_fields(pre),
+        **release_fields(*card_release(folder)),
     )
 
     def factory(path: Path | None) -> torch.nn.Module:

@@ -7,7 +7,18 @@ from pathlib import Path
 
 import torch
 
-from .hub import HubEntry, hf_cache_dir, missing, snapshot, spec_fields, split_repo, weights_file
+from .hub import (
+    HubEntry,
+    arxiv_release,
+    card_release,
+    hf_cache_dir,
+    missing,
+    release_fields,
+    snapshot,
+    spec_fields,
+    split_repo,
+    weights_file,
+)
 from .registry import DetectorSpec, UnknownDetectorError
 
 
@@ -39,6 +50,13 @@ def descriptor_dims(model: torch.nn.Module, input_size: int) -> int:
         return int(getattr(model, "head_hidden_size", None) or model.num_features)
 
 
+def timm_release(pcfg: dict, folder: Path | None) -> dict:
+    """Release month from timm's pretrained cfg (``paper_ids``: the arXiv paper of these weights), else from the
+    cached repository's model card; unknown ("") otherwise."""
+    date, source = arxiv_release(str(pcfg.get("paper_ids") or ""))
+    return release_fields(*((date, source) if date else card_release(folder)))
+
+
 def meta_model(name: str, **kwargs) -> torch.nn.Module:
     import timm
 
@@ -56,6 +74,7 @@ def resolve_timm(name: str, model_name: str) -> HubEntry:
     pcfg = model.pretrained_cfg
     fields = data_spec_fields(model)
     hub_id, url = pcfg.get("hf_hub_id"), pcfg.get("url")
+    folder = snapshot(*split_repo(hub_id)) if hub_id else None
     spec = DetectorSpec(
         name=name,
         dims=descriptor_dims(model, fields["input_size"]),
@@ -64,18 +83,19 @@ def resolve_timm(name: str, model_name: str) -> HubEntry:
         paper=pcfg.get("paper_name") or pcfg.get("paper_ids") or f"timm {model_name}",
         family="timm",
         **fields,
+        **timm_release(pcfg, folder),
     )
 
-    def locate(download: bool = False) -> Path | None:
+    def locate(download: bool = False, progress: bool = True) -> Path | None:
         if hub_id:
             repo, rev = split_repo(hub_id)
-            folder = snapshot(repo, rev, download=download)
+            folder = snapshot(repo, rev, download=download, progress=progress)
             return weights_file(folder) if folder else None
         if url:
             from .fetch import fetch_spec, official_path
 
             path = official_path(url)
-            return path if path.is_file() else (fetch_spec(spec)[0] if download else None)
+            return path if path.is_file() else (fetch_spec(spec, progress=progress)[0] if download else None)
         return None
 
     def factory(path: Path | None) -> torch.nn.Module:
@@ -85,10 +105,11 @@ def resolve_timm(name: str, model_name: str) -> HubEntry:
         )
 
     def fetch(progress: bool = True):
-        path = locate(download=True)
+        had = locate() is not None
+        path = locate(download=True, progress=progress)
         if path is None:
             raise missing(name, f"timm publishes no weights for {model_name}")
-        return path, entry.check(path), f"in {path.parent}"
+        return path, entry.check(path), ("present" if had else "downloaded") + f", in {path.parent}"
 
     entry = HubEntry(spec, factory, locate, fetch, origin=f"timm {timm.__version__}")
     return entry
@@ -112,6 +133,7 @@ def resolve_timm_dir(name: str, folder: Path) -> HubEntry:
         paper=pcfg.get("paper_name") or f"timm {arch} ({name})",
         family="timm",
         **fields,
+        **timm_release(pcfg, folder),
     )
 
     def locate(download: bool = False) -> Path | None:

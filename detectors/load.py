@@ -1,23 +1,15 @@
-"""Turning a registered name into a ready model: weights resolution, provenance, device placement.
+"""Turning a registered name into a ready model: weights, provenance, device placement.
 
-Weights resolution order (first hit wins):
-1. an explicit file the caller names (``weights_file``);
-2. ``$COPYBENCH_WEIGHTS_DIR/<detector name>.<ext>`` (any extension) or
-   ``$COPYBENCH_WEIGHTS_DIR/<file name of the official URL>``;
-3. the pip package that ships them (spec.weights ``package:<module>[/<relative file>]``);
-4. the official URL's file in torch hub's ``checkpoints`` folder, where ``copybench weights fetch`` (or
-   ``download=True``) puts it, checked against its published sha256 or the sha256 pinned on first download.
-With nothing found, :class:`WeightsMissingError` says which file is missing and where to put it, unless the
-caller explicitly allows random weights, in which case the provenance says ``random`` everywhere.
+Weights are found as :mod:`copybench.detectors.locate` says (an explicit file, ``$COPYBENCH_WEIGHTS_DIR``, the
+pip package that ships them, the managed copy of the official file). With nothing found,
+:class:`WeightsMissingError` says which file is missing and where to put it, unless the caller explicitly allows
+random weights, in which case the provenance says ``random`` everywhere.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import logging
-import os
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -25,110 +17,21 @@ import torch
 from copybench.io import file_sha256
 
 from .fetch import fetch_spec, is_url, official_path, verify_file
-from .registry import DetectorSpec, WeightsMissingError, get_entry, list_detectors, registered_names
+from .locate import (  # noqa: F401  (WEIGHTS_DIR_ENV, weights_status: re-exported, this module's names before)
+    WEIGHTS_DIR_ENV,
+    WeightsInfo,
+    find_weights,
+    missing_message,
+    weights_status,
+)
+from .registry import DetectorSpec, WeightsMissingError, get_entry
 
-WEIGHTS_DIR_ENV = "COPYBENCH_WEIGHTS_DIR"
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class WeightsInfo:
-    """Provenance of the weights a detector runs with: status is real, random or none (parameter-free)."""
-
-    status: str
-    source: str = ""
-    sha256: str | None = None
-
-
-def _package_file(ref: str) -> Path | None:
-    """``module[/relative/file]`` inside an installed package, or None when it is not installed."""
-    module, _, rel = ref.partition("/")
-    spec = importlib.util.find_spec(module)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    root = Path(next(iter(spec.submodule_search_locations)))
-    if rel:
-        path = root / rel
-        return path if path.exists() else None
-    candidates = sorted(
-        p for ext in ("*.pth", "*.pt", "*.onnx", "*.safetensors", "*.bin") for p in root.rglob(ext)
-    )
-    return candidates[0] if candidates else None
-
-
-def _official_name(spec: DetectorSpec) -> str | None:
-    return spec.weights.rsplit("/", 1)[-1] if is_url(spec.weights) else None
-
-
-def find_weights(spec: DetectorSpec, weights_file: str | Path | None = None) -> Path | None:
-    """The first weights file found offline for ``spec``, or None."""
-    if weights_file is not None:
-        path = Path(weights_file).expanduser()
-        if not path.is_file():
-            raise WeightsMissingError(f"weights file for {spec.name!r} not found: {path}")
-        return path
-    wdir = os.environ.get(WEIGHTS_DIR_ENV)
-    if wdir:
-        # "sscd_disc_mixup.*" must not pick up "sscd_disc_mixup.onnx_int8.onnx", which belongs to a longer name
-        longer = [n for n in registered_names() if n.startswith(spec.name + ".")]
-        names = [
-            p
-            for p in Path(wdir).glob(f"{spec.name}.*")
-            if p.is_file() and not any(p.name.startswith(n + ".") for n in longer)
-        ]
-        official = _official_name(spec)
-        if official and (Path(wdir) / official).is_file():
-            names.append(Path(wdir) / official)
-        if names:
-            return min(names)
-    if spec.weights.startswith("package:"):
-        return _package_file(spec.weights.removeprefix("package:"))
-    if is_url(spec.weights):
-        cached = official_path(spec.weights)
-        return cached if cached.is_file() else None
-    return None
 
 
 def download_weights(spec: DetectorSpec, progress: bool = True) -> Path:
     """Fetch the official file into the managed folder (resuming, sha256 checked or pinned)."""
     return fetch_spec(spec, progress=progress)[0]
-
-
-def missing_message(spec: DetectorSpec) -> str:
-    """Where a user should put the weights of ``spec``, naming the command that fetches them."""
-    where = spec.weights
-    if where.startswith("package:"):
-        hint = f"install the pip package that ships them ({where.removeprefix('package:').split('/')[0]})"
-    elif is_url(where):
-        hint = (
-            f"fetch them with `copybench weights fetch {spec.name}` (or add --download), which downloads "
-            f"{where} into {official_path(where).parent}; or put the file in ${WEIGHTS_DIR_ENV}/ or pass "
-            f"--weights {spec.name}=FILE"
-        )
-    else:
-        hint = f"put the weights file at ${WEIGHTS_DIR_ENV}/{spec.name}.<ext> (official source: {where})"
-    return (
-        f"no weights for detector {spec.name!r}: {hint}; "
-        f"or pass --allow-random to run it with random weights (results are then marked 'random')"
-    )
-
-
-def weights_status(name: str) -> str:
-    """``real``, ``missing``, ``random-only`` (random init by design) or ``none`` (parameter-free); builds nothing."""
-    entry = get_entry(name)
-    spec = entry.spec
-    if spec.parameter_free:
-        from .meta import cached_parameters
-
-        return "random" if cached_parameters(entry) else "none"  # a plugin with unloaded parameters
-    if spec.random_only:
-        return "random-only"
-    try:
-        if getattr(entry, "locate", None) is not None:
-            return "real" if entry.locate() else "missing"
-        return "real" if find_weights(spec) else "missing"
-    except WeightsMissingError:
-        return "missing"
 
 
 class Detector(torch.nn.Module):
@@ -160,17 +63,18 @@ class Detector(torch.nn.Module):
             count = sum(p.numel() for p in self.model.parameters())
             spec = self.spec
             return DetectorMeta(
-                spec.name,
-                count,
-                spec.dims,
-                spec.input_size,
-                spec.output,
-                spec.license,
-                spec.paper,
-                spec.weights,
-                self.weights.sha256 or "",
-                spec.release_date,
-                "",
+                name=spec.name,
+                params=count,
+                dims=spec.dims,
+                input_size=spec.input_size,
+                output=spec.output,
+                license=spec.license,
+                paper=spec.paper,
+                source=spec.weights,
+                weights_hash=self.weights.sha256 or "",
+                release_date=spec.release_date,
+                origin="",
+                release_source=spec.release_source,
             )
         return entry_meta(self._entry, self.weights.sha256)
 
@@ -292,39 +196,3 @@ def unwrap_state_dict(state: dict, keys: tuple[str, ...] = ("state_dict", "model
 def strip_prefix(state: dict, prefix: str) -> dict:
     """Keys starting with ``prefix``, without it (checkpoints saved from DDP add ``module.``)."""
     return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
-
-
-def describe_detectors(pattern: str = "*") -> list[dict]:
-    """One row per registered detector matching ``pattern``: what ``copybench list detectors`` shows.
-
-    ``weights`` is the status (real, missing, random, random-only, none); ``source`` where real weights come
-    from; ``params``, ``paper``, ``release_date``, ``weights_hash``: the detector's metadata (``DetectorMeta``).
-    """
-    from .meta import entry_meta
-
-    rows = []
-    for name in list_detectors(pattern):
-        entry = get_entry(name)
-        spec = entry.spec
-        meta = entry_meta(entry)
-        rows.append(
-            {
-                "name": name,
-                "family": spec.family,
-                "dims": spec.dims,
-                "output": spec.output,
-                "input_size": spec.input_size,
-                "resize": spec.resize,
-                "resize_size": spec.resize_size,
-                "interpolation": spec.interpolation,
-                "weights": weights_status(name),
-                "source": spec.weights or "none (parameter-free)",
-                "license": spec.license,
-                "origin": entry.origin,
-                "params": meta.params,
-                "paper": spec.paper,
-                "release_date": spec.release_date,
-                "weights_hash": meta.weights_hash,
-            }
-        )
-    return rows

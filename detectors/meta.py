@@ -1,9 +1,11 @@
 """Detector metadata in the spirit of mteb's ModelMeta: what a leaderboard row needs to be read correctly.
 
 Declared on the spec: license, paper, weights source and published sha256, release date (month the model was
-first published). Computed: parameters (counted on the meta device from the detector's own architecture, so no
-memory is used and no weights are needed; cached per library versions in ``~/.cache/copybench``), and the weights
-hash (published sha256, the lock file's pin, or the hub revision). Metadata never enters the descriptor cache key.
+first published) and the URL it is read from. Parameters: a built-in's are stored in its catalog entry
+(``builtin.py``; a test counts the architecture's and compares), so listing builds nothing and imports no torch;
+a plugin's or hub model's are counted on the meta device from its own architecture (no memory, no weights;
+cached per library versions in ``~/.cache/copybench``). The weights hash: published sha256, the lock file's pin,
+or the hub revision. Metadata never enters the descriptor cache key.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ class DetectorMeta:
     weights_hash: str  # published or pinned sha256, or hub revision; "" when unknown
     release_date: str  # YYYY-MM of first publication; "" when unknown
     origin: str
+    release_source: str = ""  # the URL the release date is read from (the paper's arXiv page, a release note)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -98,6 +101,12 @@ def cached_parameters(entry) -> int | None:
     return cache[key]
 
 
+def entry_parameters(entry) -> int | None:
+    """A built-in's stored parameter count, else the count of its architecture built on the meta device."""
+    stored = getattr(entry, "params", None)
+    return stored if stored is not None else cached_parameters(entry)
+
+
 def weights_hash(entry) -> str:
     """The published sha256, else the lock file's pin, else the hub revision; "" when nothing pins the weights."""
     from .fetch import expected_sha256, is_url
@@ -111,7 +120,7 @@ def weights_hash(entry) -> str:
     if spec.weights.startswith("package:"):  # a pip package's file: its own sha256
         from copybench.io import file_sha256
 
-        from .load import find_weights
+        from .locate import find_weights
 
         path = find_weights(spec)
         return file_sha256(path) if path else ""
@@ -131,7 +140,7 @@ def entry_meta(entry, weights_sha256: str | None = None) -> DetectorMeta:
     spec = entry.spec
     return DetectorMeta(
         name=spec.name,
-        params=cached_parameters(entry),
+        params=entry_parameters(entry),
         dims=spec.dims,
         input_size=spec.input_size,
         output=spec.output,
@@ -141,4 +150,43 @@ def entry_meta(entry, weights_sha256: str | None = None) -> DetectorMeta:
         weights_hash=weights_sha256 or weights_hash(entry),
         release_date=spec.release_date,
         origin=entry.origin,
+        release_source=spec.release_source,
     )
+
+
+def describe_detectors(pattern: str = "*") -> list[dict]:
+    """One row per registered detector matching ``pattern``: what ``copybench list detectors`` shows.
+
+    ``weights`` is the status (real, missing, random, random-only, none); ``source`` where real weights come
+    from; ``params``, ``paper``, ``release_date``, ``weights_hash``: the detector's metadata (``DetectorMeta``).
+    """
+    from .locate import weights_status
+    from .registry import get_entry, list_detectors
+
+    rows = []
+    for name in list_detectors(pattern):
+        entry = get_entry(name)
+        spec = entry.spec
+        meta = entry_meta(entry)
+        rows.append(
+            {
+                "name": name,
+                "family": spec.family,
+                "dims": spec.dims,
+                "output": spec.output,
+                "input_size": spec.input_size,
+                "resize": spec.resize,
+                "resize_size": spec.resize_size,
+                "interpolation": spec.interpolation,
+                "weights": weights_status(name),
+                "source": spec.weights or "none (parameter-free)",
+                "license": spec.license,
+                "origin": entry.origin,
+                "params": meta.params,
+                "paper": spec.paper,
+                "release_date": spec.release_date,
+                "release_source": spec.release_source,
+                "weights_hash": meta.weights_hash,
+            }
+        )
+    return rows

@@ -17,9 +17,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .registry import UNIT_MEAN, UNIT_STD, DetectorSpec, register_detector
-
-_REF = "raw-pixel baseline, as in the copy-detection literature"
+from .builtin import builtin_spec
+from .registry import register_detector
 
 
 class Thumbnail(torch.nn.Module):
@@ -36,22 +35,8 @@ class Thumbnail(torch.nn.Module):
         return x - x.mean(dim=1, keepdim=True)
 
 
-def _thumbnail(size: int, gray: bool):
-    channels = 1 if gray else 3
-    name = f"pixel_{'gray' if gray else 'rgb'}_{size}"
-    spec = DetectorSpec(
-        name=name,
-        dims=channels * size * size,
-        input_size=max(64, size * 4),
-        resize="square",
-        interpolation="bilinear",
-        mean=UNIT_MEAN,
-        std=UNIT_STD,
-        paper=_REF,
-        family="pixel",
-    )
-
-    @register_detector(spec)
+def _thumbnail(size: int, gray: bool) -> None:
+    @register_detector(builtin_spec(f"pixel_{'gray' if gray else 'rgb'}_{size}"))
     def factory(path: Path | None) -> torch.nn.Module:
         return Thumbnail(size, gray)
 
@@ -108,35 +93,11 @@ class ColorHistogram(torch.nn.Module):
         return (counts / counts.sum(1, keepdim=True)).sqrt().float()
 
 
-@register_detector(
-    DetectorSpec(
-        name="phash_64",
-        dims=64,
-        input_size=32,
-        resize="square",
-        interpolation="bicubic",
-        mean=UNIT_MEAN,
-        std=UNIT_STD,
-        paper="Zauner, Implementation and Benchmarking of Perceptual Image Hash Functions (2010); imagehash",
-        family="pixel",
-    )
-)
+@register_detector(builtin_spec("phash_64"))
 def phash_64(path: Path | None) -> torch.nn.Module:
     return PHash()
 
 
-@register_detector(
-    DetectorSpec(
-        name="color_hist_512",
-        dims=512,
-        input_size=128,
-        resize="square",
-        interpolation="bilinear",
-        mean=UNIT_MEAN,
-        std=UNIT_STD,
-        paper="Swain & Ballard, Color Indexing (IJCV 1991); Hellinger / Bhattacharyya kernel",
-        family="pixel",
-    )
-)
+@register_detector(builtin_spec("color_hist_512"))
 def color_hist_512(path: Path | None) -> torch.nn.Module:
     return ColorHistogram(8)

