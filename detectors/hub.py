@@ -106,7 +106,7 @@ def _download_patterns(repo: str, revision: str | None) -> list[str]:
 
     files = HfApi().list_repo_files(repo, revision=revision)
     weights = "*.safetensors" if any(f.endswith(".safetensors") and "/" not in f for f in files) else "*.bin"
-    return ["*.json", "*.txt", weights]
+    return ["*.json", "*.txt", "README.md", weights]  # README.md: the model card (release date, licence)
 
 
 def weights_file(folder: Path) -> Path | None:
@@ -199,6 +199,50 @@ def fetch(name: str, *, progress: bool = True) -> tuple[Path, str, str]:
             raise missing(name, f"{folder} holds no weights file")
         return path, entry.check(path), ("present" if had else "downloaded") + f", revision {folder.name}"
     return resolve(name).fetch(progress=progress)
+
+
+# ------------------------------------------------------------------------------------------------ release dates
+ARXIV_ID = re.compile(r"(?:arxiv\.org/(?:abs|pdf)/|arxiv:\s*)(\d{2})(\d{2})\.\d{4,5}", re.IGNORECASE)
+
+
+def arxiv_release(text: str) -> tuple[str, str]:
+    """(YYYY-MM, arXiv URL) when ``text`` cites exactly one arXiv paper (new-style ids encode the month of its
+    first version); ("", "") when it cites none or several: which one introduced the weights is not said."""
+    found = {(m[1], m[2]) for m in ARXIV_ID.finditer(text or "")}
+    if len(found) != 1:
+        return "", ""
+    (yy, mm), full = found.pop(), ARXIV_ID.search(text)[0]
+    ident = re.search(r"\d{4}\.\d{4,5}", full)[0]
+    return f"20{yy}-{mm}", f"https://arxiv.org/abs/{ident}"
+
+
+def card_release(folder: Path | None) -> tuple[str, str]:
+    """The release month a cached repository's model card (README.md) states: a ``release_date`` in its YAML
+    metadata, else the month of the one arXiv paper it cites; ("", "") otherwise (shown as unknown)."""
+    card = folder / "README.md" if folder else None
+    if card is None or not card.is_file():
+        return "", ""
+    from huggingface_hub.repocard import metadata_load
+
+    try:
+        meta = metadata_load(card) or {}
+    except (ValueError, OSError) as exc:  # a malformed card: no date rather than a wrong one
+        log.debug("unreadable model card %s: %s", card, exc)
+        return "", ""
+    date = str(meta.get("release_date") or "")
+    if re.fullmatch(r"\d{4}-\d{2}(-\d{2})?", date):
+        return date[:7], f"{card} (release_date)"
+    return arxiv_release(card.read_text(encoding="utf-8", errors="replace"))
+
+
+def release_fields(date: str, source: str) -> dict:
+    """DetectorSpec keyword arguments for a release month and where it was read (when the spec records it)."""
+    from dataclasses import fields
+
+    out = {"release_date": date}
+    if "release_source" in {f.name for f in fields(DetectorSpec)}:
+        out["release_source"] = source
+    return out
 
 
 def spec_fields(data: dict) -> dict:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from .hub import HubEntry, missing, spec_fields
+from .hub import HubEntry, card_release, missing, release_fields, spec_fields
 from .registry import DetectorSpec, UnknownDetectorError
 
 OPEN_CLIP_CACHE = Path("~/.cache/clip")  # open_clip's download folder for URL tags
@@ -89,6 +89,13 @@ def checkpoint_in(folder: Path, filename: str = "") -> Path | None:
     return next((folder / n for n in names if (folder / n).is_file()), None)
 
 
+def tag_folder(pcfg: dict) -> Path | None:
+    """The cached repository of a tag published on the hub (its model card), None for URL tags or uncached."""
+    from .hub import snapshot
+
+    return snapshot(os.path.split(pcfg["hf_hub"])[0]) if pcfg.get("hf_hub") else None
+
+
 def cached_checkpoint(pcfg: dict, download: bool, progress: bool = True) -> Path | None:
     """The tag's checkpoint from the HF cache or open_clip's URL cache; downloaded only when asked."""
     from .hub import snapshot
@@ -132,6 +139,7 @@ def resolve_open_clip(name: str, ident: str) -> HubEntry:
         paper=f"open_clip {arch} pretrained {tag}",
         family="open_clip",
         **preprocess_fields(pre),
+        **release_fields(*card_release(tag_folder(pcfg))),
     )
     quick_gelu = bool(pcfg.get("quick_gelu", False))
 
@@ -171,6 +179,7 @@ def resolve_open_clip_dir(name: str, folder: Path) -> HubEntry:
         paper=f"open_clip {name}",
         family="open_clip",
         **preprocess_fields(pre),
+        **release_fields(*card_release(folder)),
     )
 
     def factory(path: Path | None) -> torch.nn.Module:

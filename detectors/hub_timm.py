@@ -7,7 +7,18 @@ from pathlib import Path
 
 import torch
 
-from .hub import HubEntry, hf_cache_dir, missing, snapshot, spec_fields, split_repo, weights_file
+from .hub import (
+    HubEntry,
+    arxiv_release,
+    card_release,
+    hf_cache_dir,
+    missing,
+    release_fields,
+    snapshot,
+    spec_fields,
+    split_repo,
+    weights_file,
+)
 from .registry import DetectorSpec, UnknownDetectorError
 
 
@@ -39,6 +50,13 @@ def descriptor_dims(model: torch.nn.Module, input_size: int) -> int:
         return int(getattr(model, "head_hidden_size", None) or model.num_features)
 
 
+def timm_release(pcfg: dict, folder: Path | None) -> dict:
+    """Release month from timm's pretrained cfg (``paper_ids``: the arXiv paper of these weights), else from the
+    cached repository's model card; unknown ("") otherwise."""
+    date, source = arxiv_release(str(pcfg.get("paper_ids") or ""))
+    return release_fields(*((date, source) if date else card_release(folder)))
+
+
 def meta_model(name: str, **kwargs) -> torch.nn.Module:
     import timm
 
@@ -56,6 +74,7 @@ def resolve_timm(name: str, model_name: str) -> HubEntry:
     pcfg = model.pretrained_cfg
     fields = data_spec_fields(model)
     hub_id, url = pcfg.get("hf_hub_id"), pcfg.get("url")
+    folder = snapshot(*split_repo(hub_id)) if hub_id else None
     spec = DetectorSpec(
         name=name,
         dims=descriptor_dims(model, fields["input_size"]),
@@ -64,6 +83,7 @@ def resolve_timm(name: str, model_name: str) -> HubEntry:
         paper=pcfg.get("paper_name") or pcfg.get("paper_ids") or f"timm {model_name}",
         family="timm",
         **fields,
+        **timm_release(pcfg, folder),
     )
 
     def locate(download: bool = False, progress: bool = True) -> Path | None:
@@ -113,6 +133,7 @@ def resolve_timm_dir(name: str, folder: Path) -> HubEntry:
         paper=pcfg.get("paper_name") or f"timm {arch} ({name})",
         family="timm",
         **fields,
+        **timm_release(pcfg, folder),
     )
 
     def locate(download: bool = False) -> Path | None:

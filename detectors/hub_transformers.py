@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from .hub import CLS_TOKEN_TYPES, HubEntry, missing, spec_fields, weights_file
+from .hub import CLS_TOKEN_TYPES, HubEntry, card_release, missing, release_fields, spec_fields, weights_file
 from .registry import UNIT_MEAN, UNIT_STD, DetectorSpec
 
 PIL_RESAMPLE = {0: "nearest", 2: "bilinear", 3: "bicubic"}
@@ -105,6 +105,7 @@ def resolve_transformers(name: str, folder: Path) -> HubEntry:
         output="tokens" if mode == "tokens" else "global",
         family="transformers",
         **processor_fields(proc),
+        **release_fields(*card_release(folder)),
     )
 
     def factory(path: Path | None) -> torch.nn.Module:

@@ -342,3 +342,26 @@ def test_preprocessing_the_harness_cannot_reproduce_is_refused():
         spec_fields({**base, "size": 224, "mode": "squash"})  # squash with crop_pct < 1
     with pytest.raises(ValueError, match="non-square"):
         spec_fields({**base, "size": (224, 192), "mode": "center"})
+
+
+# ------------------------------------------------------------------------------------------------ release dates
+def test_release_month_from_timm_paper_ids_else_unknown(hub_cache):
+    spec = get_spec("timm:resnet50.a1_in1k")  # timm cites arXiv:2110.00476 for these weights
+    assert (spec.release_date, spec.release_source) == ("2021-10", "https://arxiv.org/abs/2110.00476")
+    assert get_spec(f"timm:{TIMM}").release_date == ""  # no paper id and no cached card: unknown, not guessed
+    assert get_spec("open_clip:ViT-B-32/openai").release_date == ""  # open_clip publishes no dates
+
+
+def test_release_month_from_the_cached_model_card(timm_repo, dinov2_repo):
+    from copybench.detectors.meta import detector_meta
+
+    (timm_repo / "README.md").write_text(
+        "---\nlicense: apache-2.0\n---\nPaper: https://arxiv.org/abs/2304.07193\n"
+    )
+    assert get_spec(f"hf-hub:timm/{TIMM}").release_date == "2023-04"
+    (dinov2_repo / "README.md").write_text("---\nrelease_date: 2023-08-31\n---\nSee arXiv:2010.11929.\n")
+    assert (
+        detector_meta("hf:copybench-test/tiny-dinov2").release_date == "2023-08"
+    )  # the card's own field wins
+    (dinov2_repo / "README.md").write_text("Cites arXiv:2010.11929 and https://arxiv.org/abs/2304.07193.\n")
+    assert get_spec("hf:copybench-test/tiny-dinov2").release_date == ""  # two papers: which one is not said
