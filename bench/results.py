@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -227,15 +226,17 @@ def portable(result: Result, path: str | Path) -> Result:
     copied together keep working); skipped images inside the dataset become relative to its folder. A dataset
     that shares no folder with the results but the filesystem root keeps its absolute path: no relative path
     would be any more portable. The fingerprint, not the path, identifies the dataset (key, check, resume)."""
+    from copybench.io import portable_path
+
     recorded = (result.dataset or {}).get("path")
     if not recorded or not Path(recorded).is_absolute():
         return result
-    root, folder = Path(recorded).resolve(), Path(path).parent.resolve()
-    if Path(os.path.commonpath([root, folder])) == Path(root.anchor):
+    relative = portable_path(recorded, Path(path).parent)
+    if Path(relative).is_absolute():
         return result
+    root = Path(recorded).resolve()
     skipped = [_relative_to_root(s, root) for s in result.skipped]
-    dataset = {**result.dataset, "path": Path(os.path.relpath(root, folder)).as_posix()}
-    return result.replace(dataset=dataset, skipped=skipped)
+    return result.replace(dataset={**result.dataset, "path": relative}, skipped=skipped)
 
 
 def _relative_to_root(skip: dict, root: Path) -> dict:
