@@ -142,7 +142,13 @@ def pillow_decode_key(draft: bool) -> str:
 def make_decoder(
     strategy: str, preprocess: Preprocess, *, device, batch_size: int, num_workers: int, draft=True
 ):
-    """The feeder for a resolved strategy name."""
+    """The feeder for a resolved strategy name: on a CPU device the workers path decodes in threads (see
+    :class:`ThreadDecode`), on a GPU in worker processes."""
+    import torch
+
+    if strategy == "workers" and torch.device(device).type == "cpu":
+        threads = max(1, num_workers, torch.get_num_threads())
+        return ThreadDecode(preprocess, batch_size=batch_size, threads=threads, draft=draft)
     if strategy == "workers":
         return WorkerDecode(
             preprocess, batch_size=batch_size, num_workers=num_workers, device=device, draft=draft
@@ -214,6 +220,33 @@ class WorkerDecode:
             prefetch_factor=4 if self.num_workers else None,
         )
         yield from loader
+
+
+class ThreadDecode:
+    """CPU device: each batch is decoded by a pool of threads in this process, then the model runs on it.
+
+    On a CPU the model and the decoders share the cores. Worker processes decoding while the model runs preempt
+    its OpenMP threads, and one preempted thread stalls the whole parallel region: measured on 2 cores,
+    efficientnet_lite0's first batch ran 1.7 s slower while a worker decoded 0.4 CPU-seconds of JPEGs. Decoding
+    between batches with every core (Pillow and torchvision release the GIL) costs only the decode's own time,
+    and a pixel baseline, whose model takes no time, decodes on every core instead of one worker's.
+    """
+
+    name = "workers"
+
+    def __init__(self, preprocess: Preprocess, *, batch_size: int, threads: int, draft: bool = True) -> None:
+        self.preprocess, self.batch_size, self.threads = preprocess, batch_size, max(1, threads)
+        self.min_side = preprocess.min_decode_side if draft else None
+
+    def batches(self, paths: list[str], rows: list[int]) -> Iterator[Batch]:
+        from concurrent.futures import ThreadPoolExecutor
+
+        def one(row: int):
+            return row, *decode_on_cpu(paths[row], self.preprocess, self.min_side)
+
+        with ThreadPoolExecutor(self.threads, thread_name_prefix="copybench-decode") as pool:
+            for start in range(0, len(rows), self.batch_size):
+                yield _collate_images(list(pool.map(one, rows[start : start + self.batch_size])))
 
 
 # ----------------------------------------------------------------------------------------------- device decode
