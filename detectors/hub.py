@@ -15,7 +15,9 @@ Weights are read offline from the caches users already have: the Hugging Face ca
 ``$HF_HOME/hub``, else ``~/.cache/huggingface/hub``), torch hub's checkpoints folder, and open_clip's
 ``~/.cache/clip``. Nothing is downloaded unless asked (``copybench weights fetch NAME`` or ``--download``).
 The resize runs as each library runs it: with Pillow for timm and open_clip (their transforms resize PIL images),
-with torchvision tensors for transformers' torchvision-backed image processors.
+with torchvision tensors for transformers' torchvision-backed image processors. That batch path is used only when
+it reproduces the library's transform on probe images (:func:`preprocessing`); otherwise the library's own
+transform runs on each decoded image (the "library route": family ``<library>-transform``).
 """
 
 from __future__ import annotations
@@ -245,14 +247,15 @@ def release_fields(date: str, source: str) -> dict:
     return out
 
 
-def spec_fields(data: dict) -> dict:
-    """DetectorSpec preprocessing fields from a library's eval config; refuses what the harness cannot reproduce.
+def spec_fields(data: dict, strict: bool = True) -> dict:
+    """DetectorSpec preprocessing fields from a library's eval config; ``strict``: refuse (ValueError) what the
+    harness's batch path cannot reproduce, else describe it as closely as the fields allow (the library route).
 
     ``data``: size (int or (H, W)), mode (shortest / squash / center), crop_pct, interpolation, mean, std.
     """
     size = data["size"]
     if isinstance(size, (tuple, list)):
-        if size[0] != size[1]:
+        if size[0] != size[1] and strict:
             raise ValueError(
                 f"non-square input size {tuple(size)} is not supported (the harness crops squares)"
             )
@@ -260,15 +263,82 @@ def spec_fields(data: dict) -> dict:
     mode, crop_pct = data["mode"], float(data.get("crop_pct") or 1.0)
     if mode == "squash" and crop_pct == 1.0:
         resize = "square"
-    elif mode in ("shortest", "center"):
+    elif mode in ("shortest", "center") or not strict:
         resize = "short_crop"
     else:
         raise ValueError(f"resize mode {mode!r} with crop_pct {crop_pct} cannot be reproduced by the harness")
     return {
         "input_size": int(size),
         "resize": resize,
-        "crop_pct": crop_pct,
+        "crop_pct": min(max(crop_pct, 1e-3), 1.0),
         "interpolation": data["interpolation"],
         "mean": tuple(float(v) for v in data["mean"]),
         "std": tuple(float(v) for v in data["std"]),
     }
+
+
+# ------------------------------------------------------------------------------------------------ library route
+# family suffix of a hub model whose images go through its library's own transform, one by one, in the decode
+# workers (the harness's batch path cannot reproduce it); part of the spec, so of the descriptor cache key
+TRANSFORM_SUFFIX = "-transform"
+_TRANSFORMS: dict[str, Callable] = {}
+PROBE_SIZES = ((97, 131), (480, 301), (640, 427), (37, 53))  # (W, H): portrait, landscapes, an upscale
+PROBE_ATOL = 1e-5
+
+
+def probe_images() -> list:
+    """Deterministic photo-like probes (smooth colour fields with fine noise) of several sizes and aspects."""
+    import numpy as np
+    from PIL import Image
+
+    rng, out = np.random.default_rng(12), []
+    for w, h in PROBE_SIZES:
+        low = Image.fromarray(rng.integers(0, 256, (7, 9, 3), dtype=np.uint8)).resize((w, h), Image.BICUBIC)
+        noise = rng.integers(-12, 13, (h, w, 3))
+        out.append(Image.fromarray(np.clip(np.asarray(low, dtype=np.int64) + noise, 0, 255).astype(np.uint8)))
+    return out
+
+
+def reproduces(fields: dict, transform: Callable) -> str:
+    """ "" when the batch path built from ``fields`` gives the library transform's pixels (within 1e-5 after
+    normalisation) on every probe image, else how it differs."""
+    from copybench.preprocess import Preprocess, pil_to_tensor
+
+    pre = Preprocess(DetectorSpec(name="probe", dims=1, **fields))
+    for img in probe_images():
+        want, got = transform(img), pre(pil_to_tensor(img))
+        where = f"on a {img.width}x{img.height} probe image"
+        if tuple(got.shape) != tuple(want.shape):
+            return f"the batch path gives {tuple(got.shape)}, the library {tuple(want.shape)} {where}"
+        diff = float((got - want).abs().max())
+        if diff > PROBE_ATOL:
+            return f"the batch path differs from the library's transform by {diff:.2g} {where}"
+    return ""
+
+
+def preprocessing(name: str, family: str, fields: Callable[[bool], dict], transform: Callable) -> dict:
+    """Spec fields (family included) for ``name``: the harness's batch path when it reproduces the library's
+    ``transform`` exactly (checked on probe images), else the library route: ``transform`` itself runs on each
+    decoded image, and the fields only describe the config (``fields(False)``)."""
+    try:
+        batch = fields(True)
+        why = reproduces(batch, transform)
+    except ValueError as exc:
+        why = str(exc)
+    if not why:
+        return {**batch, "family": family}
+    log.info("%s: images go through %s's own transform (%s)", name, family, why)
+    _TRANSFORMS[name] = transform
+    return {**fields(False), "family": family + TRANSFORM_SUFFIX}
+
+
+def library_transform(spec) -> Callable | None:
+    """The library transform of a hub spec on the library route (resolving its name again in a fresh process),
+    None for every other spec."""
+    if not spec.family.endswith(TRANSFORM_SUFFIX):
+        return None
+    if spec.name not in _TRANSFORMS:
+        resolve(spec.name)
+    if spec.name not in _TRANSFORMS:
+        raise ValueError(f"{spec.name}: its library's transform is no longer needed; rebuild the detector")
+    return _TRANSFORMS[spec.name]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from .hub import HubEntry, card_release, missing, release_fields, spec_fields
+from .hub import HubEntry, card_release, missing, preprocessing, release_fields, spec_fields
 from .registry import DetectorSpec, UnknownDetectorError
 
 OPEN_CLIP_CACHE = Path("~/.cache/clip")  # open_clip's download folder for URL tags
@@ -46,7 +46,7 @@ class _no_random_init_warning:
         logging.getLogger().removeFilter(self.filter)
 
 
-def preprocess_fields(cfg: dict) -> dict:
+def preprocess_fields(cfg: dict, strict: bool = True) -> dict:
     """DetectorSpec fields from an open_clip preprocess cfg (size, mean, std, interpolation, resize_mode)."""
     mode = {"shortest": "shortest", "squash": "squash"}.get(cfg["resize_mode"], cfg["resize_mode"])
     fields = spec_fields(
@@ -57,9 +57,20 @@ def preprocess_fields(cfg: dict) -> dict:
             "interpolation": cfg["interpolation"],
             "mean": cfg["mean"],
             "std": cfg["std"],
-        }
+        },
+        strict,
     )
     return {**fields, "resize_backend": "pil"}  # open_clip's transform resizes PIL images
+
+
+def open_clip_preprocessing(name: str, cfg: dict) -> dict:
+    """Spec fields: the batch path where it reproduces open_clip's eval transform (``image_transform_v2`` of the
+    merged ``PreprocessCfg``, as ``create_model_and_transforms`` builds it), else that transform itself
+    (``longest`` resize mode with padding, non-square sizes)."""
+    from open_clip.transform import PreprocessCfg, image_transform_v2
+
+    transform = image_transform_v2(PreprocessCfg(**cfg), is_train=False)
+    return preprocessing(name, "open_clip", lambda strict: preprocess_fields(cfg, strict), transform)
 
 
 def tag_cfg(arch: str, tag: str) -> tuple[dict, dict, dict]:
@@ -137,8 +148,7 @@ def resolve_open_clip(name: str, ident: str) -> HubEntry:
         weights=pcfg.get("hf_hub") and f"hf-hub:{pcfg['hf_hub']}" or pcfg.get("url", ""),
         license="",
         paper=f"open_clip {arch} pretrained {tag}",
-        family="open_clip",
-        **preprocess_fields(pre),
+        **open_clip_preprocessing(name, pre),
         **release_fields(*card_release(tag_folder(pcfg))),
     )
     quick_gelu = bool(pcfg.get("quick_gelu", False))
@@ -177,8 +187,7 @@ def resolve_open_clip_dir(name: str, folder: Path) -> HubEntry:
         weights=name,
         license="",
         paper=f"open_clip {name}",
-        family="open_clip",
-        **preprocess_fields(pre),
+        **open_clip_preprocessing(name, dict(pre)),
         **release_fields(*card_release(folder)),
     )
 
