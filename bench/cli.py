@@ -263,7 +263,7 @@ def cmd_run(args) -> int:
             names,
             _settings(args),
             results=args.results,
-            cache_dir=None if args.no_cache else (args.cache_dir or DEFAULT_CACHE),
+            cache_dir=None if args.no_cache else (args.descriptor_dir or DEFAULT_CACHE),
             allow_random=args.allow_random,
             weights=_weights_map(args.weights),
             skip_existing=not args.force,
@@ -494,12 +494,25 @@ def _add_weights_options(p: argparse.ArgumentParser) -> None:
 
 
 def _add_cache_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--cache-dir",
-        default=None,
-        help="descriptor cache folder (default: $COPYBENCH_CACHE/descriptors, ~/.cache/copybench/descriptors)",
-    )
+    add_descriptor_dir(p, None)
     p.add_argument("--no-cache", action="store_true", help="do not read or write the descriptor cache")
+
+
+def add_descriptor_dir(parser: argparse.ArgumentParser, default: str | None) -> None:
+    """``--descriptor-dir``: the descriptor cache folder itself, where $COPYBENCH_CACHE is the root of every
+    cache (descriptors in its descriptors/). The old ``--cache-dir`` of run, scan and study named the same
+    folder; it still works, with a deprecation warning (data build's --cache-dir is a cache root, unchanged)."""
+    parser.add_argument(
+        "--descriptor-dir",
+        "--cache-dir",
+        dest="descriptor_dir",
+        default=default,
+        action=_DeprecatedAlias,
+        new="--descriptor-dir",
+        metavar="DIR",
+        help="descriptor cache folder (default: $COPYBENCH_CACHE/descriptors, ~/.cache/copybench/descriptors; "
+        "--cache-dir is its deprecated old name)",
+    )
 
 
 def _add_normalisation_options(p: argparse.ArgumentParser) -> None:

@@ -7,13 +7,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .results import read_result
+from .results import load_result_dataset, read_result
 
 
 def export_isc(result_file: str | Path, out: str | Path) -> list[Path]:
     """Write ``predictions.csv`` (query_id,reference_id,score) and ``ground_truth.csv`` (query_id,reference_id;
     empty reference for a distractor) so the official ISC evaluation can score a result."""
-    from copybench.datasets.dataset import load_dataset
     from copybench.io import atomic_write_text
 
     from .run import predictions_path
@@ -25,11 +24,7 @@ def export_isc(result_file: str | Path, out: str | Path) -> list[Path]:
     pred_file = result.predictions_path or predictions_path(result_file)
     if not pred_file.is_file():
         raise FileNotFoundError(f"predictions of {result_file} not found: {pred_file}")
-    dataset = load_dataset(result.dataset["path"])
-    if dataset.fingerprint != result.fingerprint:
-        raise ValueError(
-            f"dataset at {dataset.root} changed since {result_file} was computed (fingerprint differs)"
-        )
+    dataset = load_result_dataset(result)
     if result.key.get("subset"):  # the ground truth of the queries that were scored, not the whole set's
         from copybench.datasets.subsets import select_subset
 

@@ -153,3 +153,13 @@ def cache_root() -> Path:
     data build). $COPYBENCH_CACHE_DIR, the masks' older variable, is still honoured."""
     env = os.environ.get("COPYBENCH_CACHE") or os.environ.get("COPYBENCH_CACHE_DIR")
     return Path(env).expanduser() if env else Path.home() / ".cache" / "copybench"
+
+
+def portable_path(path: str | Path, base: str | Path) -> str:
+    """``path`` as published in an output file written in folder ``base``: relative to ``base`` (POSIX
+    separators) when the two share a folder below the filesystem root, else absolute (no relative path would
+    be more portable). Moving or copying ``base`` together with ``path`` keeps the relative path valid."""
+    target, base = Path(path).resolve(), Path(base).resolve()
+    if Path(os.path.commonpath([target, base])) == Path(target.anchor):
+        return str(target)
+    return Path(os.path.relpath(target, base)).as_posix()

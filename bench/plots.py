@@ -12,19 +12,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .results import Result, read_results, safe_name, settings_suffix
+from .results import Result, load_result_dataset, read_results, safe_name, settings_suffix
 from .table import settings_label
 
 
 def predictions_arrays(result: Result) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(scores, hits, n_pos) rebuilt from a result's predictions file and its dataset's ground truth."""
-    from copybench.datasets.dataset import load_dataset
-
-    dataset = load_dataset(result.dataset["path"])
-    if dataset.fingerprint != result.fingerprint:
-        raise ValueError(f"{result.source}: dataset {dataset.root} changed since the result was computed")
+    dataset = load_result_dataset(result)
     preds = pd.read_csv(result.predictions_path, dtype={"query_id": str, "reference_id": str})
-    skipped = {s["path"] for s in result.skipped if s.get("role") == "query"}
+    skipped = result.skipped_files("query")
     qids = [q for q, p in zip(dataset.query_ids, dataset.queries["path"]) if p not in skipped]
     k = int(result.settings["topk"])
     row = {q: i for i, q in enumerate(qids)}
@@ -154,14 +150,12 @@ def _score_histograms(group: list[Result], arrays: dict, palette: dict, key: str
 def _missed_gallery(result: Result, arrays, key: str, out: Path, limit: int = 12) -> Path | None:
     """Queries with a copy in the references whose rank-1 reference is wrong, the most confidently wrong
     first: each query beside the reference it copies and the reference retrieved instead (JPEG)."""
-    from copybench.datasets.dataset import load_dataset
-
     scores, hits, n_pos = arrays
     missed = np.flatnonzero((n_pos > 0) & ~hits[:, 0])
     if not len(missed):
         return None
-    dataset = load_dataset(result.dataset["path"])
-    skipped = {s["path"] for s in result.skipped if s.get("role") == "query"}
+    dataset = load_result_dataset(result)
+    skipped = result.skipped_files("query")
     qids = [q for q, p in zip(dataset.query_ids, dataset.queries["path"]) if p not in skipped]
     preds = pd.read_csv(result.predictions_path, dtype={"query_id": str, "reference_id": str})
     top1 = dict(zip(preds[preds["rank"] == 0]["query_id"], preds[preds["rank"] == 0]["reference_id"]))

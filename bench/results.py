@@ -132,6 +132,23 @@ class Result:
         return (self.dataset or {}).get("fingerprint")
 
     @property
+    def dataset_root(self) -> Path | None:
+        """The dataset's folder: ``dataset.path`` as written (relative to the result file's folder; results
+        written before paths were made portable hold an absolute path, also accepted)."""
+        recorded = (self.dataset or {}).get("path")
+        if not recorded:
+            return None
+        if Path(recorded).is_absolute() or self.source is None:
+            return Path(recorded)
+        return (self.source.parent / recorded).resolve()
+
+    def skipped_files(self, role: str) -> set[str]:
+        """Absolute paths of the skipped images of ``role`` (query or reference), as the dataset lists them."""
+        root = self.dataset_root
+        paths = (s["path"] for s in self.skipped if s.get("role") == role)
+        return {p if Path(p).is_absolute() or root is None else str(root / p) for p in paths}
+
+    @property
     def predictions_path(self) -> Path | None:
         """The raw predictions file beside the result file (None when not read from a file)."""
         if self.source is None or not self.predictions_file:
@@ -202,12 +219,41 @@ def weights_record(weights) -> dict[str, Any]:
     return {"status": weights.status, "source": source, "sha256": weights.sha256}
 
 
+def portable(result: Result, path: str | Path) -> Result:
+    """The record as written to ``path``: no absolute path of this machine where a relative one will do.
+
+    ``dataset.path`` becomes relative to the result file's folder (a results folder and its dataset moved or
+    copied together keep working); skipped images inside the dataset become relative to its folder. A dataset
+    that shares no folder with the results but the filesystem root keeps its absolute path: no relative path
+    would be any more portable. The fingerprint, not the path, identifies the dataset (key, check, resume)."""
+    from copybench.io import portable_path
+
+    recorded = (result.dataset or {}).get("path")
+    if not recorded or not Path(recorded).is_absolute():
+        return result
+    relative = portable_path(recorded, Path(path).parent)
+    if Path(relative).is_absolute():
+        return result
+    root = Path(recorded).resolve()
+    skipped = [_relative_to_root(s, root) for s in result.skipped]
+    return result.replace(dataset={**result.dataset, "path": relative}, skipped=skipped)
+
+
+def _relative_to_root(skip: dict, root: Path) -> dict:
+    path = Path(skip.get("path", ""))
+    if not path.is_absolute() or not path.is_relative_to(root):
+        return skip  # outside the dataset (an imported distractor folder): named as it was found
+    relative = path.relative_to(root).as_posix()
+    error = str(skip.get("error", "")).replace(str(path), relative)  # decoders quote the path they read
+    return {**skip, "path": relative, **({"error": error} if "error" in skip else {})}
+
+
 def write_result(path: str | Path, result: Result) -> Result:
-    """Atomically write a result file; returns the record as a reader will see it (rounded, JSON types), with
-    ``source`` set to the file."""
+    """Atomically write a result file, with portable paths (:func:`portable`); returns the record as a reader
+    will see it (rounded, JSON types), with ``source`` set to the file."""
     from copybench.io import atomic_write_text
 
-    text = result.to_json()
+    text = portable(result, path).to_json()
     atomic_write_text(path, text)
     return Result.from_json(text, Path(path))
 
@@ -220,6 +266,26 @@ def read_result(path: str | Path) -> Result:
     except OSError as exc:
         raise ResultError(f"{path}: cannot read result file ({exc})") from exc
     return Result.from_json(text, path)
+
+
+def load_result_dataset(result: Result):
+    """The dataset ``result`` was computed on (found through ``dataset.path``), checked by its fingerprint."""
+    from copybench.datasets.dataset import DATASET_FILE, load_dataset
+
+    root, where = result.dataset_root, result.source or "result"
+    if root is None:
+        raise ValueError(f"{where}: the result records no dataset folder")
+    if not (root / DATASET_FILE).is_file():
+        recorded = result.dataset["path"]
+        relative = "" if Path(recorded).is_absolute() else " (relative to the result file's folder)"
+        raise FileNotFoundError(
+            f"{where}: its dataset {result.dataset_name} ({(result.fingerprint or '')[:12]}) is not at {root}, "
+            f"recorded as {recorded!r}{relative}; move a results folder together with its dataset"
+        )
+    dataset = load_dataset(root)
+    if dataset.fingerprint != result.fingerprint:
+        raise ValueError(f"{where}: dataset at {dataset.root} changed since the result was computed")
+    return dataset
 
 
 def iter_result_files(root: str | Path) -> list[Path]:

@@ -632,6 +632,8 @@ def _add_scan_model_options(p) -> None:
 
 def _add_scan_statistics_options(p) -> None:
     """Baseline sample, calibration, descriptor cache, seed and weight downloads."""
+    from .cli import add_descriptor_dir
+
     p.add_argument(
         "--baseline-sample",
         type=int,
@@ -644,7 +646,7 @@ def _add_scan_statistics_options(p) -> None:
         metavar="DATASET_DIR",
         help="calibrate the threshold at 90%% precision on a labelled copybench dataset",
     )
-    p.add_argument("--cache-dir", default=str(DEFAULT_CACHE), help="descriptor cache")
+    add_descriptor_dir(p, str(DEFAULT_CACHE))
     p.add_argument("--no-cache", action="store_true", help="do not read or write the descriptor cache")
     p.add_argument("--seed", type=int, default=0, help="seed of the baseline sample")
     p.add_argument(
@@ -671,7 +673,7 @@ def cmd_scan(args) -> int:
             allow_random=args.allow_random,
             baseline_sample=args.baseline_sample,
             calibrate=args.calibrate,
-            cache_dir=None if args.no_cache else args.cache_dir,
+            cache_dir=None if args.no_cache else args.descriptor_dir,
             progress=not args.quiet,
             seed=args.seed,
             download=args.download,

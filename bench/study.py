@@ -572,6 +572,8 @@ def register_cli(subparsers) -> None:
     p.add_argument("--checkpoint-every", type=int, default=200, help="checkpoint every N steps (and 2 min)")
     _add_scan_options(p)
     p.set_defaults(func=cmd_data_size)
+    from .cli import add_descriptor_dir
+
     d = study.add_parser("demo", help="the data-size study on embedded images, about ten minutes on a CPU")
     d.add_argument("--out", default="runs/study-demo", help="output folder (default runs/study-demo)")
     d.add_argument("--device", default="cpu")
@@ -580,7 +582,7 @@ def register_cli(subparsers) -> None:
     )
     d.add_argument("--threshold", type=float, default=0.9, help="flag top-1 similarity >= this (default 0.9)")
     d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--cache-dir", default=str(DEFAULT_CACHE), help="descriptor cache")
+    add_descriptor_dir(d, str(DEFAULT_CACHE))
     d.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: see README)")
     d.set_defaults(func=cmd_demo)
     r = study.add_parser(
@@ -602,12 +604,12 @@ def _add_scan_options(p) -> None:
         default="native",
         help="scan protocol (see `copybench scan --help`; dcr with --threshold none: the study's > 0.5)",
     )
-    from .cli import add_top_k
+    from .cli import add_descriptor_dir, add_top_k
 
     add_top_k(p, 5, "training matches kept per generation (default 5)", dest="top_k")
     p.add_argument("--scan-batch-size", type=int, default=32, help="detector batch size")
     p.add_argument("--allow-random", action="store_true", help="detector without weights: random (stated)")
-    p.add_argument("--cache-dir", default=str(DEFAULT_CACHE), help="descriptor cache")
+    add_descriptor_dir(p, str(DEFAULT_CACHE))
     p.add_argument("--no-cache", action="store_true", help="do not read or write the descriptor cache")
 
 
@@ -642,7 +644,7 @@ def cmd_data_size(args) -> int:
         top_k=args.top_k,
         scan_batch_size=args.scan_batch_size,
         allow_random=args.allow_random,
-        cache_dir=None if args.no_cache else args.cache_dir,
+        cache_dir=None if args.no_cache else args.descriptor_dir,
         threads=args.threads,
         progress=not args.quiet,
     )
@@ -672,7 +674,7 @@ def cmd_demo(args) -> int:
         detector=args.detector,
         threshold=args.threshold,
         seed=args.seed,
-        cache_dir=args.cache_dir,
+        cache_dir=args.descriptor_dir,
         progress=not args.quiet,
     )
     return _print(record)

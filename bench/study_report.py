@@ -33,7 +33,7 @@ def write_study(out: Path, record: dict) -> dict:
     from .results import dumps
 
     out.mkdir(parents=True, exist_ok=True)
-    record["out"] = str(out.resolve())
+    _portable_paths(record, out)
     record["outputs"] = {
         "study": "study.json",
         "table": "rates.csv",
@@ -45,6 +45,27 @@ def write_study(out: Path, record: dict) -> dict:
     atomic_write_text(out / "study.json", dumps(record))
     build_report(out)
     return record
+
+
+def _portable_paths(record: dict, out: Path) -> None:
+    """Folders named in study.json relative to the study folder (``out`` is "."), not as absolute paths of the
+    machine that ran it; a folder sharing nothing with it but the filesystem root stays absolute."""
+    from copybench.io import portable_path
+
+    from .study_train import key_hash
+
+    record["out"] = portable_path(out, out)
+    inputs = record.get("inputs", {})
+    for name in ("train", "generated_by"):
+        if inputs.get(name):
+            inputs[name] = portable_path(inputs[name], out)
+    generator = record.get("key", {}).get("generator", {})
+    if generator.get("path"):
+        generator["path"] = portable_path(generator["path"], out)
+        record["key_hash"] = key_hash(record["key"])  # the key as stored
+    for entry in record.get("sizes", []):
+        if entry.get("generated"):
+            entry["generated"] = portable_path(entry["generated"], out)
 
 
 def read_study(path: str | Path) -> dict:

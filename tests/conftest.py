@@ -1,9 +1,48 @@
-"""Shared fixtures: a tiny hand-made copy dataset (independent of the recipe code) in a temp folder."""
+"""Shared fixtures: a tiny hand-made copy dataset (independent of the recipe code) in a temp folder.
+
+Tests never touch the user's caches: before copybench is imported, every cache location copybench and its
+libraries read (COPYBENCH_CACHE, HF_HOME, TORCH_HOME, XDG_CACHE_HOME, ...) points into one temporary folder
+for the whole session, removed at its end. A guard (an audit hook) then fails any test that still opens a file
+for writing, creates, renames or removes something under the real home cache (~/.cache, or a cache the user
+configured): a code path with a hard-coded ~/.cache is caught, not silently written to.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import sys
+import tempfile
 from pathlib import Path
+
+# Set before copybench is imported: copybench.run reads COPYBENCH_CACHE once, at import.
+CACHE_VARS = {
+    "COPYBENCH_CACHE": "copybench",
+    "COPYBENCH_META_CACHE": "copybench/detector_params.json",
+    "COPYBENCH_WEIGHTS_LOCK": "copybench/weights.lock.json",
+    "HF_HOME": "huggingface",
+    "HF_HUB_CACHE": "huggingface/hub",
+    "TORCH_HOME": "torch",
+    "XDG_CACHE_HOME": "xdg-cache",
+    "MPLCONFIGDIR": "matplotlib",
+}
+# what the session would otherwise have written to: the real home cache and any cache the user configured
+REAL_CACHES = tuple(
+    dict.fromkeys(
+        os.path.abspath(os.path.expanduser(p))
+        for p in [
+            "~/.cache",
+            os.environ.get("COPYBENCH_CACHE_DIR"),
+            *(os.environ.get(v) for v in CACHE_VARS if v != "MPLCONFIGDIR"),
+        ]
+        if p
+    )
+)
+TEST_CACHE = Path(tempfile.mkdtemp(prefix="copybench-test-cache-"))
+os.environ.pop("COPYBENCH_CACHE_DIR", None)  # the older variable: the cache root again if a test unsets ours
+for _var, _rel in CACHE_VARS.items():
+    os.environ[_var] = str(TEST_CACHE / _rel)
 
 import numpy as np
 import pandas as pd
@@ -11,6 +50,88 @@ import pytest
 from PIL import Image, ImageFilter
 
 from copybench.datasets.dataset import compute_fingerprint, write_dataset_index
+
+
+class HomeCacheGuard:
+    """Records writes under ``roots`` seen by a Python audit hook (open for writing, mkdir, rename, remove).
+
+    Audit hooks cannot be removed: ``active`` switches this one off. Writes from subprocesses and from C code
+    that bypasses Python's I/O are not seen; the redirected environment covers those."""
+
+    _EVENTS = frozenset(
+        {
+            "open",
+            "os.mkdir",
+            "os.rename",
+            "os.remove",
+            "os.rmdir",
+            "os.symlink",
+            "os.link",
+            "os.truncate",
+        }
+    )
+    _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
+
+    def __init__(self, roots) -> None:
+        self.roots = tuple(os.path.abspath(os.fspath(r)) for r in roots)
+        self.hits: list[str] = []
+        self.active = True
+
+    def install(self) -> HomeCacheGuard:
+        sys.addaudithook(self._audit)
+        return self
+
+    def _audit(self, event: str, args: tuple) -> None:
+        if not self.active or event not in self._EVENTS:
+            return
+        if event == "open":
+            path, mode, flags = args
+            if not (any(c in (mode or "") for c in "wax+") or (flags or 0) & self._WRITE_FLAGS):
+                return
+            paths = (path,)
+        else:
+            paths = args[:2] if event in ("os.rename", "os.symlink", "os.link") else args[:1]
+        for path in paths:
+            if self._under_root(path):
+                self.hits.append(f"{event} {os.fsdecode(path)}")
+
+    def _under_root(self, path) -> bool:
+        if isinstance(path, int) or path is None:  # a file descriptor: its opening was checked
+            return False
+        p = os.path.abspath(os.fsdecode(os.fspath(path)))
+        return any(p == r or p.startswith(r + os.sep) for r in self.roots)
+
+
+HOME_CACHE_GUARD = HomeCacheGuard(REAL_CACHES).install()
+
+
+@pytest.fixture(autouse=True)
+def _never_write_to_the_home_cache():
+    """Fails the test (at teardown) that wrote under the real home cache, naming what it wrote."""
+    HOME_CACHE_GUARD.hits.clear()
+    yield
+    hits, HOME_CACHE_GUARD.hits[:] = list(HOME_CACHE_GUARD.hits), []
+    if hits:
+        pytest.fail(
+            "wrote under the user's cache (tests must use the session's temporary cache):\n"
+            + "\n".join(hits[:20])
+        )
+
+
+@pytest.fixture
+def session_cache() -> Path:
+    """The temporary folder every cache variable points into for this session."""
+    return TEST_CACHE
+
+
+@pytest.fixture
+def home_cache_guard() -> HomeCacheGuard:
+    """The session's installed guard (its class tests the guard itself on a fake home)."""
+    return HOME_CACHE_GUARD
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(TEST_CACHE, ignore_errors=True)
 
 
 def _texture(rng: np.random.Generator, size: int = 96) -> Image.Image:

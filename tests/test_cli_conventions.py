@@ -50,6 +50,37 @@ def test_top_k_everywhere_and_topk_still_accepted_with_a_warning(caplog):
     assert (args.top_k, args.weights, args.dtype) == (4, "w.onnx", "bf16")
 
 
+def test_descriptor_dir_names_the_descriptor_folder_and_cache_dir_still_works_with_a_warning(caplog):
+    """run/scan/study --cache-dir named the descriptor folder, while COPYBENCH_CACHE is the root of every cache."""
+    parser = build_parser()
+    scan = ["scan", "--generated", "g", "--train", "t", "--detector", "x", "--out", "o"]
+    for argv in (
+        ["run", "--dataset", "d", "--detectors", "x"],
+        scan,
+        ["study", "data-size", "--train", "t", "--sizes", "2", "--out", "o"],
+        ["study", "demo"],
+    ):
+        caplog.clear()
+        with caplog.at_level("WARNING"):
+            assert parser.parse_args([*argv, "--descriptor-dir", "D1"]).descriptor_dir == "D1", argv
+            assert "deprecated" not in caplog.text
+            assert parser.parse_args([*argv, "--cache-dir", "D2"]).descriptor_dir == "D2", argv
+        assert "--cache-dir is deprecated; use --descriptor-dir" in caplog.text, argv
+    from copybench.run import DEFAULT_CACHE
+
+    assert (
+        parser.parse_args(["run", "--dataset", "d", "--detectors", "x"]).descriptor_dir is None
+    )  # -> default
+    assert parser.parse_args(scan).descriptor_dir == str(DEFAULT_CACHE)
+    assert DEFAULT_CACHE.name == "descriptors"
+    caplog.clear()
+    with caplog.at_level("WARNING"):  # data build's --cache-dir is a cache root (masks in DIR/u2netp-masks)
+        assert (
+            parser.parse_args(["data", "build", "crop-xs", "--out", "o", "--cache-dir", "R"]).cache_dir == "R"
+        )
+    assert "deprecated" not in caplog.text
+
+
 def test_version(capsys):
     with pytest.raises(SystemExit) as info:
         main(["--version"])

@@ -187,7 +187,7 @@ def test_a_driver_killed_mid_run_resumes_from_finished_shards(cluster, built, lo
         "--detectors",
         DETECTOR,
     ]
-    cmd += ["--results", str(res), "--cache-dir", str(cache), "--n-boot", "50", "--batch-size", "2"]
+    cmd += ["--results", str(res), "--descriptor-dir", str(cache), "--n-boot", "50", "--batch-size", "2"]
     cmd += ["--engine", "ray", "--address", cluster, "--workers", "1", "--shard-rows", "2"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     try:

@@ -107,12 +107,12 @@ def _kill_run_then_rerun(tiny_dataset, tmp_path, delays) -> list[dict]:
     cache, res = tmp_path / "cache", tmp_path / "res"
     env = _env(tmp_path / "root")
     slow = [sys.executable, "-c", _SLOW_RUN, "0.15", "-q", "run", "--dataset", str(tiny_dataset)]
-    slow += ["--results", str(res), "--cache-dir", str(cache), *RUN_ARGS]
+    slow += ["--results", str(res), "--descriptor-dir", str(cache), *RUN_ARGS]
     after = []
     for delay in delays:
         _killed_after(slow, delay, env)
         _copybench(
-            "run", "--dataset", tiny_dataset, "--results", res, "--cache-dir", cache, *RUN_ARGS, env=env
+            "run", "--dataset", tiny_dataset, "--results", res, "--descriptor-dir", cache, *RUN_ARGS, env=env
         )
         after.append(_metrics(res))
         shutil.rmtree(res)  # the next kill starts from the cache alone
@@ -194,7 +194,7 @@ def test_two_concurrent_runs_on_the_same_folders_both_succeed_identically(tiny_d
     env = _env(tmp_path / "root")
     res, cache = tmp_path / "res", tmp_path / "cache"
     argv = [sys.executable, "-c", _SLOW_RUN, "0.05", "-q", "run", "--dataset", str(tiny_dataset)]
-    argv += ["--results", str(res), "--cache-dir", str(cache), *RUN_ARGS]
+    argv += ["--results", str(res), "--descriptor-dir", str(cache), *RUN_ARGS]
     procs = [subprocess.Popen(argv, env=env, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     for p in procs:  # was: in 5 of 10 pairs one died on the other's temp file and lost its other detectors
         _, err = p.communicate(timeout=TIMEOUT)
@@ -208,7 +208,7 @@ def test_two_concurrent_runs_on_the_same_folders_both_succeed_identically(tiny_d
 def test_zeroed_cached_vectors_are_recomputed_not_scored(tiny_dataset, tmp_path, clean_run):
     env = _env(tmp_path / "root")
     res, cache = tmp_path / "res", tmp_path / "cache"
-    args = ["run", "--dataset", tiny_dataset, "--results", res, "--cache-dir", cache, *RUN_ARGS]
+    args = ["run", "--dataset", tiny_dataset, "--results", res, "--descriptor-dir", cache, *RUN_ARGS]
     _copybench(*args, env=env)
     for vec in cache.rglob("vectors.npy"):
         data = vec.read_bytes()
@@ -265,7 +265,7 @@ def test_full_disk_is_a_clear_failure_never_a_different_number(tiny_dataset, tmp
         env = _env(tmp_path / "root")
         res = tmp_path / "res"
         args = ["run", "--dataset", tiny_dataset, "--results", res, *RUN_ARGS]
-        full = _copybench(*args, "--cache-dir", small / "cache", env=env, check=False)
+        full = _copybench(*args, "--descriptor-dir", small / "cache", env=env, check=False)
         if full.returncode != 0:  # the cache did not fit: named, exit 3, no traceback, nothing scored
             said = full.stderr.replace("\n", "")
             assert full.returncode == 3 and "disk full" in said and "Traceback" not in said, full.stderr

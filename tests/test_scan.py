@@ -324,7 +324,7 @@ def test_cli_scan_end_to_end(fixture_data, tmp_path, capsys):
             str(tmp_path / "o"),
             "--baseline-sample",
             "10",
-            "--cache-dir",
+            "--descriptor-dir",
             str(fixture_data["cache"]),
         ]
     )

@@ -129,6 +129,11 @@ def test_pipeline_end_to_end(study):
     rows = _csv_rows(out / "rates.csv")
     assert [int(r["size"]) for r in rows] == [4, 12]
     assert all(r["detector"] == DETECTOR for r in rows)
+    # published as is: folders relative to the study folder, no absolute path of this machine
+    text = (out / "study.json").read_text()
+    assert str(base) not in text and str(base.resolve()) not in text
+    assert on_disk["out"] == "." and on_disk["inputs"]["train"] == "../train"
+    assert [e["generated"] for e in on_disk["sizes"]] == ["size-4/samples", "size-12/samples"]
 
 
 def test_rates_recomputed_from_stored_samples(study):
@@ -202,7 +207,8 @@ def test_generated_by_scans_outside_samples(study, tmp_path):
     for entry in record["sizes"]:
         shutil.copytree(base / "out" / f"size-{entry['size']}" / "samples", gen / str(entry["size"]))
     other = data_size_study(train, "4,12", tmp_path / "out", generated_by=gen, **TINY)
-    assert other["key"]["generator"]["kind"] == "generated-by"
+    assert other["key"]["generator"] == {"kind": "generated-by", "path": "../gen"}
+    assert [e["generated"] for e in other["sizes"]] == ["../gen/4", "../gen/12"]
     assert "train" not in other["sizes"][0]
     for a, b in zip(record["sizes"], other["sizes"]):
         assert a["scans"]["own"]["flagged"] == b["scans"]["own"]["flagged"]
