@@ -78,37 +78,79 @@ def split_repo(ident: str) -> tuple[str, str | None]:
     return repo, rev or None
 
 
+def cached_snapshot(repo: str, revision: str | None = None) -> Path | None:
+    """The snapshot folder of ``repo`` at ``revision`` (a branch or tag through the cache's refs, or a commit) in
+    the Hugging Face cache, however it got there and however complete: a cache filled by transformers' or timm's
+    own loading holds only the files they read, which huggingface_hub's offline snapshot lookup rejects as
+    incomplete. Whether the files a loader needs are there is checked by that loader."""
+    from huggingface_hub.file_download import repo_folder_name
+
+    root = hf_cache_dir() / repo_folder_name(repo_id=repo, repo_type="model")
+    rev = revision or "main"
+    commit = rev if re.fullmatch(r"[0-9a-f]{40}", rev) else None
+    if commit is None and (root / "refs" / rev).is_file():
+        commit = (root / "refs" / rev).read_text(encoding="utf-8").strip()
+    folder = root / "snapshots" / commit if commit else None
+    return folder if folder is not None and folder.is_dir() else None
+
+
 def snapshot(
-    repo: str, revision: str | None = None, *, download: bool = False, progress: bool = True
+    repo: str,
+    revision: str | None = None,
+    *,
+    download: bool = False,
+    progress: bool = True,
+    weights: tuple[str, ...] = (),
 ) -> Path | None:
-    """The cached snapshot folder of ``repo`` (None when absent); with ``download``, fetch it first (resumable,
-    with ``progress`` bars on stderr)."""
+    """The cached snapshot folder of ``repo`` (None when absent); with ``download``, fetched first unless it
+    already holds weights (``weights``: the file names its loader reads, see _download_patterns), resumable,
+    with ``progress`` bars on stderr."""
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
 
     from .fetch import hub_bars
 
-    cache = str(hf_cache_dir())
+    folder = cached_snapshot(repo, revision)
+    if folder is not None and not download:
+        return folder
+    if folder is not None and (any((folder / w).is_file() for w in weights) or weights_file(folder)):
+        return folder
+    if not download:
+        return None
     try:
-        return Path(snapshot_download(repo, revision=revision, cache_dir=cache, local_files_only=True))
-    except (LocalEntryNotFoundError, FileNotFoundError, OSError):
-        if not download:
-            return None
-    patterns = _download_patterns(repo, revision)
-    with hub_bars(progress) as bars:
-        got = snapshot_download(
-            repo, revision=revision, cache_dir=cache, allow_patterns=patterns, tqdm_class=bars
-        )
+        patterns = _download_patterns(repo, revision, weights)
+        with hub_bars(progress) as bars:
+            got = snapshot_download(
+                repo,
+                revision=revision,
+                cache_dir=str(hf_cache_dir()),
+                allow_patterns=patterns,
+                tqdm_class=bars,
+            )
+    except (OSError, ValueError):
+        raise
+    except Exception as exc:
+        raise OSError(
+            f"cannot download {repo} from the Hugging Face hub: {type(exc).__name__}: {exc}"
+        ) from exc
     return Path(got)
 
 
-def _download_patterns(repo: str, revision: str | None) -> list[str]:
-    """Configs plus one weights format (safetensors when published), never the TF / Flax / ONNX copies."""
+def _download_patterns(repo: str, revision: str | None, weights: tuple[str, ...] = ()) -> list[str]:
+    """Configs plus one weights format (safetensors when published), never the TF / Flax / ONNX copies;
+    ``weights``: the file names the loading library reads, in its order of preference (the first published one
+    is fetched: a timm repository of a CLIP model also holds open_clip's copy of the weights)."""
     from huggingface_hub import HfApi
 
     files = HfApi().list_repo_files(repo, revision=revision)
-    weights = "*.safetensors" if any(f.endswith(".safetensors") and "/" not in f for f in files) else "*.bin"
-    return ["*.json", "*.txt", "README.md", weights]  # README.md: the model card (release date, licence)
+    if (
+        not weights and "open_clip_config.json" in files
+    ):  # hf-hub: loads it through open_clip (_resolve_hf_hub)
+        weights = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+    wanted = next((w for w in weights if w in files), None)
+    if wanted is None:
+        top = any(f.endswith(".safetensors") and "/" not in f for f in files)
+        wanted = "*.safetensors" if top else "*.bin"
+    return ["*.json", "*.txt", "README.md", wanted]  # README.md: the model card (release date, licence)
 
 
 def weights_file(folder: Path) -> Path | None:
@@ -235,6 +277,20 @@ def card_release(folder: Path | None) -> tuple[str, str]:
     if re.fullmatch(r"\d{4}-\d{2}(-\d{2})?", date):
         return date[:7], f"{card} (release_date)"
     return arxiv_release(card.read_text(encoding="utf-8", errors="replace"))
+
+
+def card_license(folder: Path | None) -> str:
+    """The ``license`` a cached repository's model card declares in its metadata ("" when none)."""
+    card = folder / "README.md" if folder else None
+    if card is None or not card.is_file():
+        return ""
+    from huggingface_hub.repocard import metadata_load
+
+    try:
+        value = (metadata_load(card) or {}).get("license") or ""
+    except (ValueError, OSError):
+        return ""
+    return ", ".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
 def release_fields(date: str, source: str) -> dict:

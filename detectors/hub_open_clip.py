@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from .hub import HubEntry, card_release, missing, preprocessing, release_fields, spec_fields
+from .hub import HubEntry, card_license, card_release, missing, preprocessing, release_fields, spec_fields
 from .registry import DetectorSpec, UnknownDetectorError
 
 OPEN_CLIP_CACHE = Path("~/.cache/clip")  # open_clip's download folder for URL tags
@@ -92,12 +92,17 @@ def tag_cfg(arch: str, tag: str) -> tuple[dict, dict, dict]:
     return model_cfg, pcfg, merged
 
 
-def checkpoint_in(folder: Path, filename: str = "") -> Path | None:
-    """The checkpoint open_clip reads from a repository folder (safetensors preferred, as open_clip does)."""
-    names = [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+def checkpoint_names(filename: str = "") -> tuple[str, ...]:
+    """The checkpoint file names open_clip reads from a repository, in its order (safetensors preferred)."""
+    names = (filename,) if filename else ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
     if filename.endswith((".bin", ".pth")):
-        names.insert(0, filename.rsplit(".", 1)[0] + ".safetensors")
-    return next((folder / n for n in names if (folder / n).is_file()), None)
+        names = (filename.rsplit(".", 1)[0] + ".safetensors", *names)
+    return names
+
+
+def checkpoint_in(folder: Path, filename: str = "") -> Path | None:
+    """The checkpoint open_clip reads from a repository folder."""
+    return next((folder / n for n in checkpoint_names(filename) if (folder / n).is_file()), None)
 
 
 def tag_folder(pcfg: dict) -> Path | None:
@@ -115,7 +120,7 @@ def cached_checkpoint(pcfg: dict, download: bool, progress: bool = True) -> Path
         repo, filename = os.path.split(
             pcfg["hf_hub"]
         )  # "org/name/" -> default file names, as open_clip reads it
-        folder = snapshot(repo, download=download, progress=progress)
+        folder = snapshot(repo, download=download, progress=progress, weights=checkpoint_names(filename))
         if folder is None:
             return None
         return checkpoint_in(folder, filename)
@@ -142,14 +147,15 @@ def resolve_open_clip(name: str, ident: str) -> HubEntry:
             f"{name}: open_clip names are open_clip:ARCH/TAG, e.g. open_clip:ViT-B-32/openai"
         )
     model_cfg, pcfg, pre = tag_cfg(arch, tag)
+    folder = tag_folder(pcfg)  # the tag's cached hub repository: its model card (licence, release month)
     spec = DetectorSpec(
         name=name,
         dims=int(model_cfg["embed_dim"]),
         weights=pcfg.get("hf_hub") and f"hf-hub:{pcfg['hf_hub']}" or pcfg.get("url", ""),
-        license="",
+        license=card_license(folder),
         paper=f"open_clip {arch} pretrained {tag}",
         **open_clip_preprocessing(name, pre),
-        **release_fields(*card_release(tag_folder(pcfg))),
+        **release_fields(*card_release(folder)),
     )
     quick_gelu = bool(pcfg.get("quick_gelu", False))
 
@@ -185,7 +191,7 @@ def resolve_open_clip_dir(name: str, folder: Path) -> HubEntry:
         name=name,
         dims=int(cfg["embed_dim"]),
         weights=name,
-        license="",
+        license=card_license(folder),
         paper=f"open_clip {name}",
         **open_clip_preprocessing(name, dict(pre)),
         **release_fields(*card_release(folder)),

@@ -10,6 +10,7 @@ import torch
 from .hub import (
     HubEntry,
     arxiv_release,
+    card_license,
     card_release,
     hf_cache_dir,
     missing,
@@ -62,6 +63,9 @@ def descriptor_dims(model: torch.nn.Module, input_size: int) -> int:
         return int(getattr(model, "head_hidden_size", None) or model.num_features)
 
 
+TIMM_FILES = ("model.safetensors", "pytorch_model.bin")  # what timm's hub loader reads, in its order
+
+
 def timm_release(pcfg: dict, folder: Path | None) -> dict:
     """Release month from timm's pretrained cfg (``paper_ids``: the arXiv paper of these weights), else from the
     cached repository's model card; unknown ("") otherwise."""
@@ -91,7 +95,7 @@ def resolve_timm(name: str, model_name: str) -> HubEntry:
         name=name,
         dims=descriptor_dims(model, fields["input_size"]),
         weights=f"hf-hub:{hub_id}" if hub_id else (url or "random"),
-        license=pcfg.get("license", "") or "",
+        license=pcfg.get("license", "") or card_license(folder),
         paper=pcfg.get("paper_name") or pcfg.get("paper_ids") or f"timm {model_name}",
         **fields,
         **timm_release(pcfg, folder),
@@ -100,7 +104,7 @@ def resolve_timm(name: str, model_name: str) -> HubEntry:
     def locate(download: bool = False, progress: bool = True) -> Path | None:
         if hub_id:
             repo, rev = split_repo(hub_id)
-            folder = snapshot(repo, rev, download=download, progress=progress)
+            folder = snapshot(repo, rev, download=download, progress=progress, weights=TIMM_FILES)
             return weights_file(folder) if folder else None
         if url:
             from .fetch import fetch_spec, official_path
@@ -140,7 +144,7 @@ def resolve_timm_dir(name: str, folder: Path) -> HubEntry:
         name=name,
         dims=descriptor_dims(model, fields["input_size"]),
         weights=name,
-        license=pcfg.get("license", "") or config.get("license", "") or "",
+        license=pcfg.get("license", "") or config.get("license", "") or card_license(folder),
         paper=pcfg.get("paper_name") or f"timm {arch} ({name})",
         **fields,
         **timm_release(pcfg, folder),

@@ -16,6 +16,7 @@ import torch
 from .hub import (
     CLS_TOKEN_TYPES,
     HubEntry,
+    card_license,
     card_release,
     missing,
     preprocessing,
@@ -146,7 +147,7 @@ def resolve_transformers(name: str, folder: Path) -> HubEntry:
         name=name,
         dims=dims,
         weights=name,
-        license=str(getattr(config, "license", "") or ""),
+        license=str(getattr(config, "license", "") or "") or card_license(folder),
         paper=f"transformers {config.model_type} ({name})",
         output="tokens" if mode == "tokens" else "global",
         **transformers_preprocessing(name, proc),
