@@ -365,10 +365,10 @@ def test_release_month_from_the_cached_model_card(timm_repo, dinov2_repo):
         "---\nlicense: apache-2.0\n---\nPaper: https://arxiv.org/abs/2304.07193\n"
     )
     assert get_spec(f"hf-hub:timm/{TIMM}").release_date == "2023-04"
-    (dinov2_repo / "README.md").write_text("---\nrelease_date: 2023-08-31\n---\nSee arXiv:2010.11929.\n")
-    assert (
-        detector_meta("hf:copybench-test/tiny-dinov2").release_date == "2023-08"
-    )  # the card's own field wins
+    card = "---\nlicense: cc-by-nc-4.0\nrelease_date: 2023-08-31\n---\nSee arXiv:2010.11929.\n"
+    (dinov2_repo / "README.md").write_text(card)
+    meta = detector_meta("hf:copybench-test/tiny-dinov2")
+    assert meta.release_date == "2023-08" and meta.license == "cc-by-nc-4.0"  # the card's own fields win
     (dinov2_repo / "README.md").write_text("Cites arXiv:2010.11929 and https://arxiv.org/abs/2304.07193.\n")
     assert get_spec("hf:copybench-test/tiny-dinov2").release_date == ""  # two papers: which one is not said
 
