@@ -325,7 +325,14 @@ def test_weights_list_shows_a_cached_hub_model(timm_repo, capsys):
 
     assert main(["weights", "list", f"hf-hub:timm/{TIMM}"]) == 0
     out = capsys.readouterr().out
-    assert "model.safetensors" in out and file_sha256(timm_repo / "model.safetensors")[:16] in out
+    digest = file_sha256(timm_repo / "model.safetensors")
+    assert "model.safetensors" in out and digest[:16] in out
+    assert main(["list", "detectors", f"hf-hub:timm/{TIMM}"]) == 0  # a hub name lists that one model
+    out = capsys.readouterr().out
+    assert f"hf-hub:timm/{TIMM}" in out and "real" in out and "revision" in out and "unknown" in out
+    create_detector(f"hf-hub:timm/{TIMM}")  # loading pins the file: the listed hash is then its sha256
+    assert main(["list", "detectors", f"hf-hub:timm/{TIMM}"]) == 0
+    assert digest[:12] in capsys.readouterr().out
 
 
 def test_the_batch_path_refuses_what_it_cannot_reproduce():
