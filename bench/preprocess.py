@@ -131,13 +131,19 @@ class Preprocess:
             self.library = library_transform(spec)
 
     @property
+    def library_decode(self) -> bool:
+        """Whether images must decode as the detector's library decodes them (Pillow, in full): hub models, whose
+        descriptors equal the library's own (a GPU JPEG decoder differs from libjpeg by a grey level here and
+        there, so ``--decode auto`` keeps them on the CPU workers; an explicit ``--decode device`` is obeyed)."""
+        return self.spec.family.removesuffix(LIBRARY_SUFFIX) in LIBRARY_FAMILIES
+
+    @property
     def min_decode_side(self) -> int | None:
         """Smallest side a reduced-size decode may have: DRAFT_MARGIN times the side the resize maps the short side
         (or, for square inputs, both sides) to. None for Pillow-resize specs and hub models (``timm:``,
         ``open_clip:``, ``hf-hub:``, ``hf:``): they reproduce original scripts or a library's own transform, which
         decode in full (a 1/2-scale JPEG decode moved a transformers model's descriptor by 2e-3)."""
-        family = self.spec.family.removesuffix(LIBRARY_SUFFIX)
-        if getattr(self.spec, "resize_backend", "tensor") == "pil" or family in LIBRARY_FAMILIES:
+        if getattr(self.spec, "resize_backend", "tensor") == "pil" or self.library_decode:
             return None
         side = self.spec.input_size if self.spec.resize in ("square", "short") else self.spec.resize_size
         return self.DRAFT_MARGIN * int(side)

@@ -444,3 +444,18 @@ def test_a_processor_the_field_mapping_gets_wrong_is_caught_by_the_probe(photos)
     img = Image.open(photos[0]).convert("RGB")
     got = Preprocess(spec)(pil_to_tensor(img))
     torch.testing.assert_close(got, ProcessorCall(proc)(img), atol=0, rtol=0)
+
+
+def test_hub_models_decode_with_pillow_even_where_auto_would_pick_the_gpu(timm_repo, monkeypatch):
+    """On CUDA, ``--decode auto`` means the GPU's JPEG decoder; a hub model stays on Pillow (its library's)."""
+    from copybench import extract
+
+    monkeypatch.setattr(extract, "resolve_decode", lambda decode, device: "device")  # as on a GPU machine
+    hub_model = extract.Extractor(create_detector(f"timm:{TIMM}"), num_workers=0, progress=False)
+    assert hub_model.decode == "workers" and hub_model.preprocess.min_decode_side is None
+    builtin = extract.Extractor(create_detector("pixel_gray_8"), num_workers=0, progress=False)
+    assert builtin.decode == "device"
+    explicit = extract.Extractor(
+        create_detector(f"timm:{TIMM}"), num_workers=0, progress=False, decode="device"
+    )
+    assert explicit.decode == "device"  # asked for by name: obeyed
