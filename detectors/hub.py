@@ -57,8 +57,12 @@ class HubEntry:
 
     def check(self, path: Path) -> str:
         """sha256 of the weights file, checked against the hub's content address and the lock file's pin (pinned
-        on first use, as pip's hash-checking mode: a later revision with other weights is refused, not used)."""
-        return file_check(f"{self.spec.name}/{path.name}", path, self.revision or path.parent.name)
+        on first use, as pip's hash-checking mode: a later revision with other weights is refused, not used).
+        A sharded checkpoint's index is checked with every shard it names."""
+        revision = self.revision or path.parent.name
+        for shard in shards(path):
+            file_check(f"{self.spec.name}/{shard.name}", shard, revision)
+        return file_check(f"{self.spec.name}/{path.name}", path, revision)
 
 
 # ------------------------------------------------------------------------------------------------ HF cache
@@ -160,6 +164,19 @@ def weights_file(folder: Path) -> Path | None:
         if found:
             return found[0]
     return None
+
+
+def shards(path: Path) -> list[Path]:
+    """The shard files a ``*.index.json`` checkpoint index names (its ``weight_map``); [] for other files."""
+    import json
+
+    if not path.name.endswith(".index.json"):
+        return []
+    names = sorted(set(json.loads(path.read_text(encoding="utf-8")).get("weight_map", {}).values()))
+    missing_shards = [n for n in names if not (path.parent / n).is_file()]
+    if missing_shards:
+        raise FileNotFoundError(f"{path.parent} lacks the shards {', '.join(missing_shards)} its index names")
+    return [path.parent / n for n in names]
 
 
 def file_check(key: str, path: Path, revision: str = "") -> str:

@@ -466,3 +466,25 @@ def test_hub_models_decode_with_pillow_even_where_auto_would_pick_the_gpu(timm_r
         create_detector(f"timm:{TIMM}"), num_workers=0, progress=False, decode="device"
     )
     assert explicit.decode == "device"  # asked for by name: obeyed
+
+
+def test_sharded_hub_weights_pin_every_shard(dinov2_repo):
+    from transformers import AutoModel
+
+    from copybench.detectors.fetch import read_lock
+
+    AutoModel.from_pretrained(dinov2_repo).save_pretrained(dinov2_repo, max_shard_size="60KB")
+    (dinov2_repo / "model.safetensors").unlink(missing_ok=True)
+    shards = sorted(p.name for p in dinov2_repo.glob("model-*.safetensors"))
+    assert len(shards) > 1 and (dinov2_repo / "model.safetensors.index.json").is_file()
+    name = "hf:copybench-test/tiny-dinov2"
+    assert create_detector(name).weights.status == "real"
+    pinned = {key.rsplit("/", 1)[1] for key in read_lock() if key.startswith(name)}
+    assert pinned == {*shards, "model.safetensors.index.json"}
+    with open(dinov2_repo / shards[-1], "r+b") as f:  # one byte of the last shard's tensor data
+        f.seek(-1, 2)
+        last = f.read(1)
+        f.seek(-1, 2)
+        f.write(bytes([last[0] ^ 0xFF]))
+    with pytest.raises(WeightsHashError, match=shards[-1]):
+        create_detector(name)
