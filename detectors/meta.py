@@ -124,6 +124,13 @@ def weights_hash(entry) -> str:
 
         path = find_weights(spec)
         return file_sha256(path) if path else ""
+    if getattr(entry, "locate", None) is not None:  # a hub model: its cached file's pin in the weights lock
+        from .fetch import read_lock
+
+        path = entry.locate()
+        pinned = read_lock().get(f"{spec.name}/{path.name}") if path else None
+        if pinned:
+            return pinned["sha256"]
     revision = getattr(entry, "revision", "")
     return f"revision {revision}" if revision else ""
 
@@ -155,16 +162,19 @@ def entry_meta(entry, weights_sha256: str | None = None) -> DetectorMeta:
 
 
 def describe_detectors(pattern: str = "*") -> list[dict]:
-    """One row per registered detector matching ``pattern``: what ``copybench list detectors`` shows.
+    """One row per registered detector matching ``pattern`` (or the hub model a hub name names): what
+    ``copybench list detectors`` shows.
 
     ``weights`` is the status (real, missing, random, random-only, none); ``source`` where real weights come
     from; ``params``, ``paper``, ``release_date``, ``weights_hash``: the detector's metadata (``DetectorMeta``).
     """
+    from .hub import is_hub_name
     from .locate import weights_status
     from .registry import get_entry, list_detectors
 
     rows = []
-    for name in list_detectors(pattern):
+    # a hub name (never enumerated) describes that one model, resolved from the caches offline
+    for name in [pattern] if is_hub_name(pattern) else list_detectors(pattern):
         entry = get_entry(name)
         spec = entry.spec
         meta = entry_meta(entry)

@@ -164,3 +164,52 @@ def test_throughput_on_cuda(tmp_path):
     _positive_finite(m)
     assert m["e2e_decode"] == "device"
     assert all(v > 0 for v in m["peak_device_mb"].values())
+
+
+def test_cli_refuses_a_dtype_an_onnx_model_cannot_run_before_timing(tmp_path, capsys):
+    from copybench.detectors import WeightsMissingError, create_detector
+
+    try:
+        create_detector("sscd_distilled.onnx")
+    except WeightsMissingError as exc:
+        pytest.skip(f"ONNX weights not installed offline: {exc}")
+    for dtype in ("fp16", "bf16"):
+        args = ["throughput", "--detectors", "pixel_gray_16,sscd_distilled.onnx", "--dtype", dtype]
+        code = main([*args, "--n-images", "2", "--batch-size", "2", "--results", str(tmp_path)])
+        err = capsys.readouterr().err
+        assert code == 2 and f"--dtype {dtype} does not apply to sscd_distilled.onnx" in err
+        assert not list(tmp_path.rglob("*.json"))  # refused before the pixel detector was timed or written
+
+
+def _table_rows(out: str) -> dict[str, list[str]]:
+    """Rich table rows of the printed output: first cell -> cells."""
+    rows = {}
+    for line in out.splitlines():
+        cells = [c.strip() for c in line.strip().strip("│").split("│")]
+        if line.lstrip().startswith("│") and len(cells) > 3:
+            rows[cells[0]] = cells
+    return rows
+
+
+def test_cli_table_shows_what_the_result_files_hold(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("copybench.detectors.load.find_weights", lambda spec, weights_file=None: None)
+    args = ["throughput", "--detectors", "pixel_gray_16,efficientnet_lite0", "--n-images", "4"]
+    args += ["--batch-size", "2", "--n-references", "200", "--repeats", "2", "--min-time", "0"]
+    assert main([*args, "--workers", "0", "--reference", "--results", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    header = ["detector", "weights", "dtype", "batch", "model img/s", "e2e img/s", "decode", "e2e/model"]
+    assert [c.strip() for c in out.split("┃")[1:9]] == header
+    rows = _table_rows(out)
+    assert set(rows) == {"pixel_gray_16", "efficientnet_lite0 (random weights)"}
+    for f in tmp_path.rglob("*.json"):
+        r = read_result(f)
+        m, name = r.measurements[0], r.detector_name + (" (random weights)" if r.is_random else "")
+        cells = rows[name]
+        assert cells[1:4] == [r.weights_status, "fp32", "2"] and cells[6] == "workers"
+        lo, hi = m["model_ips_iqr"]
+        prec = 1 if m["model_ips"] < 100 else 0
+        assert cells[4] == f"{m['model_ips']:,.1f} ({lo:,.{prec}f}-{hi:,.{prec}f})"
+        lo, hi = m["e2e_over_model_range"]
+        assert cells[7] == f"{m['e2e_over_model']:.2f} ({lo:.2f}-{hi:.2f})"
+        assert lo <= m["e2e_over_model"] <= hi
+        assert cells[9] == f"{m['reference_e2e_ips']:,.1f}"

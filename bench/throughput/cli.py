@@ -9,10 +9,12 @@ from .settings import CAVEAT, ThroughputSettings
 
 
 def _fmt(value, iqr=None) -> str:
+    """A rate with its interquartile range; below 100/s the range keeps a decimal (0.7 (0.6-0.8), not (1-1))."""
     if value is None:
         return "-"
     text = f"{value:,.1f}"
-    return text + (f" ({iqr[0]:,.0f}-{iqr[1]:,.0f})" if iqr else "")
+    spec = ",.1f" if value < 100 else ",.0f"
+    return text + (f" ({iqr[0]:{spec}}-{iqr[1]:{spec}})" if iqr else "")
 
 
 def _ratio(m: dict, key: str) -> str:
@@ -46,7 +48,7 @@ def _print_results(results: list) -> None:
         "e2e x ref",
         "retrieval x ref",
     ):
-        table.add_column(col)
+        table.add_column(col, no_wrap=col == "detector")  # a name split over two lines reads as two rows
     for r in results:
         m = r.measurements[0]
         table.add_row(
@@ -66,7 +68,7 @@ def _print_results(results: list) -> None:
         )
     console = Console()
     if not console.is_terminal:  # logs and captured output: keep the whole table readable
-        console.width = 200
+        console.width = 260
     console.print(table)
     err = Console(stderr=True)
     for r in results:

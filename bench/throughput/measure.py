@@ -190,13 +190,24 @@ def prepare_detector(name: str, settings: ThroughputSettings, allow_random: bool
     import torch
 
     from ..detectors import create_detector
+    from ..extract import check_dtype_applies
 
     detector = create_detector(name, allow_random=allow_random, device=settings.device)
+    check_dtype_applies(detector, settings.dtype)  # model-only would time fp32 under a bf16/fp16 label
     if channels_last(detector, settings):
         detector.to(memory_format=torch.channels_last)
     if settings.compile:
         detector.model = torch.compile(detector.model)
     return detector
+
+
+def check_dtypes(detectors: list[str], settings: ThroughputSettings, allow_random: bool) -> None:
+    """ValueError naming the first detector that cannot run ``settings.dtype`` (an ONNX graph fixes its own
+    precision), raised before anything is timed or written: each detector is built once more to ask it."""
+    if settings.dtype == "fp32":
+        return
+    for name in detectors:
+        prepare_detector(name, settings, allow_random)
 
 
 def throughput(
@@ -212,6 +223,7 @@ def throughput(
 
     settings = settings or ThroughputSettings()
     check_device(settings.device)
+    check_dtypes(detectors, settings, allow_random)
     env = environment_record(settings)
     out, references = [], {}
     with image_paths(images, settings) as paths:
