@@ -264,7 +264,7 @@ def cmd_run(args) -> int:
             names,
             _settings(args),
             results=args.results,
-            cache_dir=None if args.no_cache else (args.descriptor_dir or DEFAULT_CACHE),
+            descriptor_dir=None if args.no_cache else (args.descriptor_dir or DEFAULT_CACHE),
             allow_random=args.allow_random,
             weights=_weights_map(args.weights),
             skip_existing=not args.force,

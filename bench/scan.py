@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from .io import IMAGE_SUFFIXES, list_images
-from .options import SCAN_SIMILARITIES
+from .options import SCAN_SIMILARITIES, renamed_keyword
 from .retrieval import merge_topk
 from .run import DEFAULT_CACHE, extract_lists
 
@@ -383,6 +383,7 @@ def _match_table(gen, train, g_rows, scores, idx, roots) -> list[dict]:
     return table
 
 
+@renamed_keyword(cache_dir="descriptor_dir")
 def scan(
     generated: str | Path,
     train: str | Path,
@@ -398,7 +399,7 @@ def scan(
     allow_random: bool = False,
     baseline_sample: int | None = 10000,
     calibrate: str | Path | None = None,
-    cache_dir: str | Path | None = DEFAULT_CACHE,
+    descriptor_dir: str | Path | None = DEFAULT_CACHE,
     progress: bool = True,
     seed: int = 0,
     download: bool = False,
@@ -425,7 +426,7 @@ def scan(
     rule = _threshold_rule(protocol, similarity, threshold, calibrate)
     settings = {"similarity": similarity, "top_k": top_k, "device": device, "batch_size": batch_size}
     settings |= {"seed": seed, "baseline_sample": baseline_sample, "dtype": dtype, "protocol": protocol}
-    ext = _extractor(engine, det, settings, cache_dir=cache_dir, progress=progress, decode=decode)
+    ext = _extractor(engine, det, settings, descriptor_dir=descriptor_dir, progress=progress, decode=decode)
     t0 = time.perf_counter()
     calibration = _calibration(calibrate, ext, similarity, top_k, device)
     t1 = time.perf_counter()
@@ -438,7 +439,7 @@ def scan(
     return write_outputs(out, summary, matches, found.scores[:, 0], found.base)
 
 
-def _extractor(engine, det, settings: dict, *, cache_dir, progress: bool, decode: str):
+def _extractor(engine, det, settings: dict, *, descriptor_dir, progress: bool, decode: str):
     """The extractor: this process's, or the Ray engine's (same results)."""
     from .extract import Extractor
 
@@ -448,7 +449,7 @@ def _extractor(engine, det, settings: dict, *, cache_dir, progress: bool, decode
         device=settings["device"],
         dtype=settings["dtype"],
         batch_size=settings["batch_size"],
-        cache_dir=cache_dir,
+        cache_dir=descriptor_dir,
         progress=progress,
         decode=decode,
     )

@@ -113,7 +113,7 @@ def cmd_scan(args) -> int:
             allow_random=args.allow_random,
             baseline_sample=args.baseline_sample,
             calibrate=args.calibrate,
-            cache_dir=None if args.no_cache else args.descriptor_dir,
+            descriptor_dir=None if args.no_cache else args.descriptor_dir,
             progress=not args.quiet,
             seed=args.seed,
             download=args.download,

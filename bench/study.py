@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .options import STUDY_DETECTOR
+from .options import STUDY_DETECTOR, renamed_keyword
 from .run import DEFAULT_CACHE
 from .study_report import write_study
 from .study_train import SAMPLERS, TrainSettings, key_hash
@@ -362,6 +362,7 @@ def _train_all(
     return info
 
 
+@renamed_keyword(cache_dir="descriptor_dir")
 def data_size_study(
     train: str | Path,
     sizes: str | tuple[int, ...],
@@ -387,7 +388,7 @@ def data_size_study(
     top_k: int = 5,
     scan_batch_size: int = 32,
     allow_random: bool = False,
-    cache_dir: str | Path | None = DEFAULT_CACHE,
+    descriptor_dir: str | Path | None = DEFAULT_CACHE,
     threads: int | None = None,
     progress: bool = True,
 ) -> dict:
@@ -414,7 +415,7 @@ def data_size_study(
         train_args = (settings, steps, sample, device, checkpoint_every, progress)
         gen_dirs, trained = _train_sizes(out, root, paths, subsets, train_args, threads)
     scan_settings = ScanSettings(detector, threshold, top_k, scan_batch_size, allow_random, protocol)
-    common = {"device": device, "cache_dir": cache_dir, "progress": progress, "seed": seed}
+    common = {"device": device, "descriptor_dir": descriptor_dir, "progress": progress, "seed": seed}
     per_size, first = _scan_sizes(root, out, files, gen_dirs, subset_dirs, trained, scan_settings, common)
     record = _record(
         root, gen_root, paths, size_list, settings, steps, sample, scan_settings, first, per_size

@@ -115,7 +115,7 @@ def cmd_data_size(args) -> int:
         top_k=args.top_k,
         scan_batch_size=args.scan_batch_size,
         allow_random=args.allow_random,
-        cache_dir=None if args.no_cache else args.descriptor_dir,
+        descriptor_dir=None if args.no_cache else args.descriptor_dir,
         threads=args.threads,
         progress=not args.quiet,
     )
@@ -145,7 +145,7 @@ def cmd_demo(args) -> int:
         detector=args.detector,
         threshold=args.threshold,
         seed=args.seed,
-        cache_dir=args.descriptor_dir,
+        descriptor_dir=args.descriptor_dir,
         progress=not args.quiet,
     )
     return _print(record)

@@ -81,7 +81,7 @@ def run_results(tiny_dataset_module, tmp_path_factory):
         ["pixel_gray_8", "pixel_rgb_16"],
         RunSettings(n_boot=20),
         results=root / "res",
-        cache_dir=None,
+        descriptor_dir=None,
         progress=False,
     )
     return data, root / "res"
@@ -151,7 +151,7 @@ def test_published_files_hold_no_hostname_and_no_absolute_weights_path(tiny_data
         [name],
         RunSettings(n_boot=10),
         results=tmp_path,
-        cache_dir=None,
+        descriptor_dir=None,
         progress=False,
     )
     text = out[0].path.read_text()
