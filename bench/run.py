@@ -13,12 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
-from copybench.io import atomic_output, cache_root, file_lock
+from copybench.io import atomic_output, file_lock
 
+from .options import default_descriptor_dir
 from .results import Result, read_result, result_path, weights_record, write_result
 
 log = logging.getLogger(__name__)
-DEFAULT_CACHE = cache_root() / "descriptors"  # $COPYBENCH_CACHE/descriptors, read when copybench starts
+DEFAULT_CACHE = default_descriptor_dir()  # $COPYBENCH_CACHE/descriptors, read when copybench starts
 DEFAULT_TOPK = 100
 NO_DESCRIPTOR = "no descriptor for"  # how imported descriptor files report an id they lack
 

@@ -4,8 +4,8 @@ Declared on the spec: license, paper, weights source and published sha256, relea
 first published) and the URL it is read from. Parameters: a built-in's are stored in its catalog entry
 (``builtin.py``; a test counts the architecture's and compares), so listing builds nothing and imports no torch;
 a plugin's or hub model's are counted on the meta device from its own architecture (no memory, no weights;
-cached per library versions in ``~/.cache/copybench``). The weights hash: published sha256, the lock file's pin,
-or the hub revision. Metadata never enters the descriptor cache key.
+cached per library versions in ``$COPYBENCH_CACHE/detector_params.json``). The weights hash: published sha256,
+the lock file's pin, or the hub revision. Metadata never enters the descriptor cache key.
 """
 
 from __future__ import annotations
@@ -57,8 +57,11 @@ def count_parameters(factory) -> int | None:
 
 
 def _cache_path() -> Path:
+    """``$COPYBENCH_META_CACHE``, else ``detector_params.json`` in the one cache root (``copybench.io.cache_root``)."""
+    from copybench.io import cache_root
+
     env = os.environ.get(PARAMS_CACHE_ENV)
-    return Path(env) if env else Path.home() / ".cache" / "copybench" / "detector_params.json"
+    return Path(env).expanduser() if env else cache_root() / "detector_params.json"
 
 
 def _cache_key(entry) -> str:

@@ -304,6 +304,23 @@ def test_scan_lists_and_skips_corrupt_image(scanned):
 
 
 @pytest.mark.weights
+def test_written_outputs_hold_no_absolute_path(scanned, fixture_data, tmp_path_factory):
+    """summary.json and report.html are published as they are: folders relative to the scan folder."""
+    summary, out, *_ = scanned
+    base = str(tmp_path_factory.getbasetemp())
+    for name in ("summary.json", "report.html", "matches.csv"):
+        assert base not in (out / name).read_text(), name
+    written = scan_mod.read_summary(out)
+    assert written["out"] == "."
+    for role in ("generated", "train"):
+        assert (out / written["inputs"][role]).resolve() == fixture_data[role].resolve()
+        assert Path(summary["inputs"][role]).is_absolute()  # the returned summary still names them in full
+    (skip,) = written["skipped"]
+    assert (out / skip["path"]).resolve() == (fixture_data["generated"] / "batch_a" / "corrupt.png").resolve()
+    assert skip["path"] in skip["error"]
+
+
+@pytest.mark.weights
 def test_cli_scan_end_to_end(fixture_data, tmp_path, capsys):
     detector, threshold = _real_detector()
     code = cli_main(
