@@ -22,6 +22,7 @@ transform runs on each decoded image (the "library route": family ``<library>-tr
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -168,7 +169,6 @@ def weights_file(folder: Path) -> Path | None:
 
 def shards(path: Path) -> list[Path]:
     """The shard files a ``*.index.json`` checkpoint index names (its ``weight_map``); [] for other files."""
-    import json
 
     if not path.name.endswith(".index.json"):
         return []
@@ -230,7 +230,6 @@ def resolve(name: str, *, download: bool = False) -> HubEntry:
 def _resolve_hf_hub(name: str, folder: Path) -> HubEntry:
     """``hf-hub:``: open_clip when the repository has ``open_clip_config.json``, timm when its config names an
     architecture."""
-    import json
 
     if (folder / "open_clip_config.json").is_file():
         from .hub_open_clip import resolve_open_clip_dir
@@ -372,9 +371,20 @@ def probe_images() -> list:
     return out
 
 
+_PROBED: dict[str, str] = {}  # fields + transform (its repr states every setting) -> the probe's verdict
+
+
 def reproduces(fields: dict, transform: Callable) -> str:
-    """ "" when the batch path built from ``fields`` gives the library transform's pixels (within 1e-5 after
-    normalisation) on every probe image, else how it differs."""
+    """Empty when the batch path built from ``fields`` gives the library transform's pixels (within 1e-5 after
+    normalisation) on every probe image, else how it differs; remembered for this process (a name is resolved
+    several times per run, and a probe costs a few hundred milliseconds)."""
+    key = json.dumps(fields, sort_keys=True, default=str) + "|" + repr(transform)
+    if key not in _PROBED:
+        _PROBED[key] = _probe(fields, transform)
+    return _PROBED[key]
+
+
+def _probe(fields: dict, transform: Callable) -> str:
     from copybench.preprocess import Preprocess, pil_to_tensor
 
     pre = Preprocess(DetectorSpec(name="probe", dims=1, **fields))

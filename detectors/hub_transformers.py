@@ -120,6 +120,9 @@ class ProcessorCall:
     def __call__(self, img) -> torch.Tensor:
         return self.proc(images=img, return_tensors="pt")["pixel_values"][0]
 
+    def __repr__(self) -> str:  # every setting of the processor (the probe's memo key)
+        return f"ProcessorCall({type(self.proc).__name__}, {self.proc.to_json_string()})"
+
 
 def transformers_preprocessing(name: str, proc) -> dict:
     """Spec fields: the batch path where it reproduces the processor (checked on probe images), else the

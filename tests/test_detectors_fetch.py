@@ -134,11 +134,13 @@ def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def test_first_download_pins_sha256_in_the_lock(server, tmp_path):
+def test_first_download_pins_sha256_in_the_lock(server, tmp_path, capsys):
     data = payload()
     server.files["/w/model.pth"] = data
     url = server.url("/w/model.pth")
-    digest, note = download(url, tmp_path / "model.pth", progress=False)
+    digest, note = download(url, tmp_path / "model.pth", progress=True)
+    err = capsys.readouterr().err
+    assert "model.pth" in err and "━" in err and "kB" in err, err  # the rich transfer bar, on stderr
     assert (tmp_path / "model.pth").read_bytes() == data
     assert digest == sha(data) and "pinned" in note
     assert read_lock()[url]["sha256"] == sha(data) and read_lock()[url]["size"] == len(data)

@@ -1,7 +1,10 @@
 """Hub names offline: tiny random-weight models saved in a locally built Hugging Face cache
 (``models--ORG--NAME/refs/main`` + ``snapshots/REV/``), loaded through ``timm:``, ``open_clip:``, ``hf-hub:`` and
 ``hf:`` names with HF_HUB_OFFLINE=1 and every socket connection refused; each adapter's descriptors equal the
-library's own model + transform called directly (1e-5), on images of odd sizes, so resize and crop are exercised.
+library's own model + transform called directly (1e-5 abs and cosine), extracted by copybench's Extractor from
+real photo files (JPEG and PNG, landscape, portrait, a large JPEG and an upscaled crop: no resize is the identity),
+both on the harness's batch path and on the library route (what the batch path cannot reproduce runs the
+library's transform). Also: release month and licence from the library's config or the model card, never guessed.
 """
 
 from __future__ import annotations
