@@ -10,6 +10,7 @@ import argparse
 import logging
 import sys
 
+from .options import ENGINES, RAY_SHARD_ROWS
 from .protocols import PROTOCOLS
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT, EXIT_RUNTIME = 0, 1, 2, 3
@@ -263,7 +264,7 @@ def cmd_run(args) -> int:
             names,
             _settings(args),
             results=args.results,
-            cache_dir=None if args.no_cache else (args.descriptor_dir or DEFAULT_CACHE),
+            descriptor_dir=None if args.no_cache else (args.descriptor_dir or DEFAULT_CACHE),
             allow_random=args.allow_random,
             weights=_weights_map(args.weights),
             skip_existing=not args.force,
@@ -429,9 +430,35 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     _add_cache_options(p)
     _add_normalisation_options(p)
     p.add_argument("--force", action="store_true", help="recompute results that already exist")
-    from .distributed import add_engine_options
-
     add_engine_options(p)
+
+
+def add_engine_options(parser) -> None:
+    """``--engine``, ``--address`` and ``--workers``, shared by ``copybench run`` and ``copybench scan``."""
+    parser.add_argument(
+        "--engine",
+        default="local",
+        choices=ENGINES,
+        help="local: this process (default); ray: extraction and search on a Ray cluster (the `ray` extra)",
+    )
+    parser.add_argument(
+        "--address",
+        default=None,
+        help="Ray cluster to join (e.g. 10.0.0.1:6379 or auto); default: start a local one (--engine ray)",
+    )
+    parser.add_argument(
+        "--shard-rows",
+        type=int,
+        default=RAY_SHARD_ROWS,
+        help=f"descriptors per cache shard written during --engine ray extraction (default {RAY_SHARD_ROWS}); "
+        "a killed run resumes from the last finished shard",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="detector actors (--engine ray; default: one per GPU with --device cuda, else one per CPU but one)",
+    )
 
 
 def _add_similarity_options(p: argparse.ArgumentParser) -> None:
@@ -566,7 +593,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo_and_list(sub)
     _add_data(sub)
     _add_run_and_results(sub)
-    for module in ("throughput", "scan", "weights", "study"):
+    for module in ("throughput", "scan_cli", "weights", "study_cli"):
         _register_optional(sub, module)
     _add_global_flags_to_subcommands(parser)
     return parser

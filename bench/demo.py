@@ -94,7 +94,7 @@ def run_demo(
         names,
         RunSettings(device=device),
         results=results,
-        cache_dir=out / "cache",
+        descriptor_dir=out / "cache",
         skip_existing=not force,
         progress=progress,
     )

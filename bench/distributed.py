@@ -33,15 +33,15 @@ from pathlib import Path
 
 import numpy as np
 
+from .options import RAY_SHARD_ROWS
 from .retrieval import merge_topk
 
 log = logging.getLogger(__name__)
 
-ENGINES = ("local", "ray")
 # A cluster this process starts itself binds to loopback: its traffic never leaves the machine.
 LOCAL_NODE_IP = "127.0.0.1"
 MAX_RETRIES = 3  # restarts of a dead detector actor, and retries of a task lost with its worker
-SHARD_ROWS = 1024  # descriptors per cache shard written by the driver (the local Extractor's SHARD_IMAGES)
+SHARD_ROWS = RAY_SHARD_ROWS  # descriptors per cache shard written by the driver
 SEARCH_SHARD_ROWS = 262_144  # references per search task (the local search's block)
 READ_CPUS = 0.25  # CPU share of one byte-reading task: I/O bound, so several run beside each actor
 
@@ -724,34 +724,6 @@ class _Mirror:
 
 
 # ---------------------------------------------------------------------------------------------- CLI helpers
-def add_engine_options(parser) -> None:
-    """``--engine``, ``--address`` and ``--workers``, shared by ``copybench run`` and ``copybench scan``."""
-    parser.add_argument(
-        "--engine",
-        default="local",
-        choices=ENGINES,
-        help="local: this process (default); ray: extraction and search on a Ray cluster (the `ray` extra)",
-    )
-    parser.add_argument(
-        "--address",
-        default=None,
-        help="Ray cluster to join (e.g. 10.0.0.1:6379 or auto); default: start a local one (--engine ray)",
-    )
-    parser.add_argument(
-        "--shard-rows",
-        type=int,
-        default=SHARD_ROWS,
-        help=f"descriptors per cache shard written during --engine ray extraction (default {SHARD_ROWS}); "
-        "a killed run resumes from the last finished shard",
-    )
-    parser.add_argument(
-        "--workers",
-        type=int,
-        default=None,
-        help="detector actors (--engine ray; default: one per GPU with --device cuda, else one per CPU but one)",
-    )
-
-
 @contextmanager
 def engine_from_args(args) -> Iterator[RayEngine | None]:
     """The engine the CLI options ask for (None = local); with ray, prints the images/s summary at the end."""

@@ -86,6 +86,10 @@ class Extractor:
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.preprocess = Preprocess(detector.spec)
         self.decode = resolve_decode(decode, self.device)
+        if (
+            decode == "auto" and self.preprocess.library_decode
+        ):  # hub models decode as their libraries: Pillow
+            self.decode = "workers"
         refusal = draft_refusal(detector) if draft and self.decode == "workers" else None
         if refusal:
             log.info("full-size JPEG decoding: %s", refusal)

@@ -22,6 +22,7 @@ DEFAULT_MAX_PIXELS = 120_000_000
 MAX_PIXELS_ENV = "COPYBENCH_MAX_PIXELS"
 # families of the hub adapters (copybench.detectors.hub): their preprocessing is their library's, bit for bit
 LIBRARY_FAMILIES = ("timm", "open_clip", "transformers")
+LIBRARY_SUFFIX = "-transform"  # their family on the library route (copybench.detectors.hub.TRANSFORM_SUFFIX)
 
 
 class ImageReadError(OSError):
@@ -122,6 +123,19 @@ class Preprocess:
         self.interpolation = InterpolationMode(spec.interpolation)
         self.mean = torch.tensor(spec.mean).view(3, 1, 1)
         self.std = torch.tensor(spec.std).view(3, 1, 1)
+        # a hub model whose library transform the batch path cannot reproduce: that transform, image by image
+        self.library = None
+        if spec.family.endswith(LIBRARY_SUFFIX):
+            from copybench.detectors.hub import library_transform
+
+            self.library = library_transform(spec)
+
+    @property
+    def library_decode(self) -> bool:
+        """Whether images must decode as the detector's library decodes them (Pillow, in full): hub models, whose
+        descriptors equal the library's own (a GPU JPEG decoder differs from libjpeg by a grey level here and
+        there, so ``--decode auto`` keeps them on the CPU workers; an explicit ``--decode device`` is obeyed)."""
+        return self.spec.family.removesuffix(LIBRARY_SUFFIX) in LIBRARY_FAMILIES
 
     @property
     def min_decode_side(self) -> int | None:
@@ -129,13 +143,15 @@ class Preprocess:
         (or, for square inputs, both sides) to. None for Pillow-resize specs and hub models (``timm:``,
         ``open_clip:``, ``hf-hub:``, ``hf:``): they reproduce original scripts or a library's own transform, which
         decode in full (a 1/2-scale JPEG decode moved a transformers model's descriptor by 2e-3)."""
-        if getattr(self.spec, "resize_backend", "tensor") == "pil" or self.spec.family in LIBRARY_FAMILIES:
+        if getattr(self.spec, "resize_backend", "tensor") == "pil" or self.library_decode:
             return None
         side = self.spec.input_size if self.spec.resize in ("square", "short") else self.spec.resize_size
         return self.DRAFT_MARGIN * int(side)
 
     def resize(self, x: torch.Tensor) -> torch.Tensor:
         """Resize (uint8 in, uint8 out) by the spec's policy, with torchvision or (``resize_backend="pil"``) Pillow."""
+        if self.library is not None:
+            return self.resize_library(x)
         if getattr(self.spec, "resize_backend", "tensor") == "pil":
             return self.resize_pil(x)
         from torchvision.transforms.v2 import functional as TF
@@ -174,8 +190,18 @@ class Preprocess:
                 img = F.center_crop(img, size)
         return pil_to_tensor(img).to(x.device)
 
+    def resize_library(self, x: torch.Tensor) -> torch.Tensor:
+        """The library's own transform on one uint8 (3, H, W) image as Pillow (its input): float, normalised."""
+        if x.ndim != 3:
+            return torch.stack([self.resize_library(im) for im in x])
+        img = Image.fromarray(x.permute(1, 2, 0).cpu().numpy())
+        return self.library(img).float().to(x.device)
+
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        """uint8 -> float in [0, 1] -> (x - mean) / std; works on CPU or GPU tensors."""
+        """uint8 -> float in [0, 1] -> (x - mean) / std; works on CPU or GPU tensors. On the library route the
+        pixels arrive already normalised by the library's transform."""
+        if self.library is not None:
+            return x.float()
         x = x.float().div_(255.0)
         return (x - self.mean.to(x.device)) / self.std.to(x.device)
 

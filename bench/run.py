@@ -13,12 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
-from copybench.io import atomic_output, cache_root, file_lock
+from copybench.io import atomic_output, file_lock
 
+from .options import default_descriptor_dir, renamed_keyword
 from .results import Result, read_result, result_path, weights_record, write_result
 
 log = logging.getLogger(__name__)
-DEFAULT_CACHE = cache_root() / "descriptors"  # $COPYBENCH_CACHE/descriptors, read when copybench starts
+DEFAULT_CACHE = default_descriptor_dir()  # $COPYBENCH_CACHE/descriptors, read when copybench starts
 DEFAULT_TOPK = 100
 NO_DESCRIPTOR = "no descriptor for"  # how imported descriptor files report an id they lack
 
@@ -247,12 +248,13 @@ def extract_lists(extractor, jobs: list[tuple[list[str], str | None, str]], *, t
     return [extractor.run(p, tokens=tokens, fingerprint=f, label=label) for p, f, label in jobs]
 
 
+@renamed_keyword(cache_dir="descriptor_dir")
 def evaluate_detector(
     detector,
     dataset,
     settings: RunSettings,
     *,
-    cache_dir: Path | None,
+    descriptor_dir: Path | str | None,
     progress: bool = True,
     engine=None,
 ) -> tuple[Result, Predictions]:
@@ -266,7 +268,7 @@ def evaluate_detector(
     protocol = get_protocol(settings.protocol)
     detector = apply_protocol(detector, protocol, similarity=settings.similarity)
     tokens = settings.similarity != "cosine" and detector.spec.output == "tokens"
-    ext = _dataset_extractor(detector, settings, protocol, cache_dir, progress, engine)
+    ext = _dataset_extractor(detector, settings, protocol, descriptor_dir, progress, engine)
     t0 = time.perf_counter()
     rd, qd = extract_lists(
         ext,
@@ -296,7 +298,7 @@ def evaluate_detector(
     return result.replace(timings=timings, detector={**result.detector, "meta": meta}), preds
 
 
-def _dataset_extractor(detector, settings: RunSettings, protocol, cache_dir, progress: bool, engine):
+def _dataset_extractor(detector, settings: RunSettings, protocol, descriptor_dir, progress: bool, engine):
     """The extractor for a run: this process's or the Ray engine's, decoding as the protocol requires."""
     from .extract import Extractor
 
@@ -305,7 +307,7 @@ def _dataset_extractor(detector, settings: RunSettings, protocol, cache_dir, pro
         device=settings.device,
         dtype=settings.dtype,
         batch_size=settings.batch_size,
-        cache_dir=cache_dir,
+        cache_dir=descriptor_dir,
         progress=progress,
         scales=settings.multiscale,
         raw=protocol.raw_features,
@@ -452,13 +454,14 @@ def predictions_path(result_file: Path) -> Path:
     return result_file.with_suffix(".predictions.csv.gz")
 
 
+@renamed_keyword(cache_dir="descriptor_dir")
 def run_benchmark(
     dataset,
     detectors: list[str],
     settings: RunSettings,
     *,
     results: str | Path,
-    cache_dir: str | Path | None = DEFAULT_CACHE,
+    descriptor_dir: str | Path | None = DEFAULT_CACHE,
     allow_random: bool = False,
     weights: dict[str, str] | None = None,
     skip_existing: bool = True,
@@ -496,7 +499,15 @@ def run_benchmark(
         with file_lock(path.with_name(f".{path.name}.lock"), waiting=f"another run is computing {path}"):
             outcomes.append(
                 _run_one(
-                    name, path, dataset, settings, skip_existing, cache_dir, progress, make_detector, engine
+                    name,
+                    path,
+                    dataset,
+                    settings,
+                    skip_existing,
+                    descriptor_dir,
+                    progress,
+                    make_detector,
+                    engine,
                 )
             )
     return outcomes
@@ -518,7 +529,7 @@ def _refuse_unfaithful(detectors: list[str], settings: RunSettings) -> None:
 
 
 def _run_one(
-    name, path, dataset, settings, skip_existing, cache_dir, progress, make_detector, engine=None
+    name, path, dataset, settings, skip_existing, descriptor_dir, progress, make_detector, engine=None
 ) -> RunOutcome:
     """One detector: skipped when its result is there, else computed and saved; any failure is its outcome."""
     if skip_existing and path.is_file():
@@ -533,7 +544,12 @@ def _run_one(
     try:
         det = make_detector(name)
         result, preds = evaluate_detector(
-            det, dataset, settings, cache_dir=_cache_location(cache_dir), progress=progress, engine=engine
+            det,
+            dataset,
+            settings,
+            descriptor_dir=_cache_location(descriptor_dir),
+            progress=progress,
+            engine=engine,
         )
     except Exception as exc:  # one broken detector must not lose the others' results
         log.debug("detector %s failed", name, exc_info=True)
@@ -553,11 +569,11 @@ def _is_runtime(exc: Exception) -> bool:
     return not isinstance(exc, bad_input)
 
 
-def _cache_location(cache_dir: str | Path | None):
+def _cache_location(descriptor_dir: str | Path | None):
     """A folder, or a URI (``s3://...``) kept as text for the distributed engine's pyarrow filesystems."""
-    if not cache_dir:
+    if not descriptor_dir:
         return None
-    return str(cache_dir) if "://" in str(cache_dir) else Path(cache_dir)
+    return str(descriptor_dir) if "://" in str(descriptor_dir) else Path(descriptor_dir)
 
 
 def _same_key_settings(result: Result, settings: RunSettings, n_references: int) -> bool:

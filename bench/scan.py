@@ -15,7 +15,8 @@ is ever built and memory stays bounded for training sets of 100k images and more
 
 Outputs (``out``): ``summary.json`` (schema :data:`SCAN_SCHEMA_VERSION`), ``matches.csv``, ``histogram.png``,
 ``matches-NNN.jpg`` grids and a self-contained ``report.html`` (see :mod:`copybench.scan_report`).
-This module is imported by the CLI on every call: torch, faiss and matplotlib load inside functions only.
+The command's options and wrapper are in :mod:`copybench.scan_cli` (imported whenever the parser is built); this
+module loads only when a scan runs, and torch, faiss and matplotlib load inside its functions.
 """
 
 from __future__ import annotations
@@ -31,13 +32,14 @@ from pathlib import Path
 import numpy as np
 
 from .io import IMAGE_SUFFIXES, list_images
+from .options import SCAN_SIMILARITIES, renamed_keyword
 from .retrieval import merge_topk
 from .run import DEFAULT_CACHE, extract_lists
 
 log = logging.getLogger(__name__)
 
 SCAN_SCHEMA_VERSION = 1
-SIMILARITIES = ("cosine", "split")
+SIMILARITIES = SCAN_SIMILARITIES
 Z95 = 1.959963984540054  # two-sided 95% normal quantile
 CALIBRATION_PRECISION = 0.9
 BLOCK_BYTES = 256 << 20  # float32 bytes of one descriptor block held in memory during search
@@ -381,6 +383,7 @@ def _match_table(gen, train, g_rows, scores, idx, roots) -> list[dict]:
     return table
 
 
+@renamed_keyword(cache_dir="descriptor_dir")
 def scan(
     generated: str | Path,
     train: str | Path,
@@ -396,7 +399,7 @@ def scan(
     allow_random: bool = False,
     baseline_sample: int | None = 10000,
     calibrate: str | Path | None = None,
-    cache_dir: str | Path | None = DEFAULT_CACHE,
+    descriptor_dir: str | Path | None = DEFAULT_CACHE,
     progress: bool = True,
     seed: int = 0,
     download: bool = False,
@@ -423,7 +426,7 @@ def scan(
     rule = _threshold_rule(protocol, similarity, threshold, calibrate)
     settings = {"similarity": similarity, "top_k": top_k, "device": device, "batch_size": batch_size}
     settings |= {"seed": seed, "baseline_sample": baseline_sample, "dtype": dtype, "protocol": protocol}
-    ext = _extractor(engine, det, settings, cache_dir=cache_dir, progress=progress, decode=decode)
+    ext = _extractor(engine, det, settings, descriptor_dir=descriptor_dir, progress=progress, decode=decode)
     t0 = time.perf_counter()
     calibration = _calibration(calibrate, ext, similarity, top_k, device)
     t1 = time.perf_counter()
@@ -436,7 +439,7 @@ def scan(
     return write_outputs(out, summary, matches, found.scores[:, 0], found.base)
 
 
-def _extractor(engine, det, settings: dict, *, cache_dir, progress: bool, decode: str):
+def _extractor(engine, det, settings: dict, *, descriptor_dir, progress: bool, decode: str):
     """The extractor: this process's, or the Ray engine's (same results)."""
     from .extract import Extractor
 
@@ -446,7 +449,7 @@ def _extractor(engine, det, settings: dict, *, cache_dir, progress: bool, decode
         device=settings["device"],
         dtype=settings["dtype"],
         batch_size=settings["batch_size"],
-        cache_dir=cache_dir,
+        cache_dir=descriptor_dir,
         progress=progress,
         decode=decode,
     )
@@ -559,132 +562,3 @@ def read_summary(path: str | Path) -> dict:
             f"(kind {data.get('kind')!r}, schema {data.get('schema_version')!r})"
         )
     return data
-
-
-# ---------------------------------------------------------------------------------------------- CLI
-def register_cli(subparsers) -> None:
-    """Add ``copybench scan`` to the CLI."""
-    from .distributed import add_engine_options
-
-    p = subparsers.add_parser(
-        "scan", help="replication scan: find training images replicated in generated images"
-    )
-    _add_scan_inputs(p)
-    _add_scan_model_options(p)
-    _add_scan_statistics_options(p)
-    add_engine_options(p)
-    p.set_defaults(func=cmd_scan)
-
-
-def _add_scan_inputs(p) -> None:
-    """What is scanned against what, how similarity is scored and thresholded, where outputs go."""
-    from .cli import add_top_k
-
-    p.add_argument("--generated", required=True, help="folder of generated images (searched recursively)")
-    p.add_argument("--train", required=True, help="folder of training images (searched recursively)")
-    p.add_argument(
-        "--detector", required=True, help="registered detector name (see `copybench list detectors`)"
-    )
-    p.add_argument(
-        "--similarity",
-        default="cosine",
-        choices=SIMILARITIES,
-        help="cosine on global descriptors, or split (per-token max; token-output detectors)",
-    )
-    p.add_argument(
-        "--threshold",
-        type=float,
-        default=None,
-        help="flag top-1 similarity >= this (> under --protocol dcr); required unless --calibrate or --protocol dcr",
-    )
-    p.add_argument(
-        "--protocol",
-        default="native",
-        choices=("native", "dcr", "isc", "dino"),
-        help="evaluation protocol (docs/PROTOCOLS.md): dcr = the study's preprocessing and its > 0.5 threshold",
-    )
-    add_top_k(p, 5, "training matches kept per generated image (default 5)", dest="top_k")
-    p.add_argument(
-        "--out", required=True, help="output folder (summary.json, matches.csv, PNGs, report.html)"
-    )
-
-
-def _add_scan_model_options(p) -> None:
-    """How the detector runs: device, batching, decoding, precision, weights."""
-    from .cli import _add_decode_option
-
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    p.add_argument("--batch-size", type=int, default=32)
-    _add_decode_option(p)
-    p.add_argument(
-        "--dtype",
-        default="fp32",
-        choices=("fp32", "bf16", "fp16"),
-        help="autocast precision for torch models (refused for ONNX models, where it changes nothing)",
-    )
-    p.add_argument("--weights", default=None, metavar="FILE", help="explicit weights file for --detector")
-    p.add_argument(
-        "--allow-random",
-        action="store_true",
-        help="run a detector without weights on random ones (stated in every output)",
-    )
-
-
-def _add_scan_statistics_options(p) -> None:
-    """Baseline sample, calibration, descriptor cache, seed and weight downloads."""
-    from .cli import add_descriptor_dir
-
-    p.add_argument(
-        "--baseline-sample",
-        type=int,
-        default=10000,
-        help="training images sampled (seeded) for the train-vs-train baseline (default 10000)",
-    )
-    p.add_argument(
-        "--calibrate",
-        default=None,
-        metavar="DATASET_DIR",
-        help="calibrate the threshold at 90%% precision on a labelled copybench dataset",
-    )
-    add_descriptor_dir(p, str(DEFAULT_CACHE))
-    p.add_argument("--no-cache", action="store_true", help="do not read or write the descriptor cache")
-    p.add_argument("--seed", type=int, default=0, help="seed of the baseline sample")
-    p.add_argument(
-        "--download", action="store_true", help="download the detector's missing official weights first"
-    )
-
-
-def cmd_scan(args) -> int:
-    """Run the scan and print its summary."""
-    from .distributed import engine_from_args
-
-    with engine_from_args(args) as engine:
-        summary = scan(
-            args.generated,
-            args.train,
-            args.detector,
-            similarity=args.similarity,
-            threshold=args.threshold,
-            top_k=args.top_k,
-            out=args.out,
-            device=args.device,
-            batch_size=args.batch_size,
-            decode=args.decode,
-            allow_random=args.allow_random,
-            baseline_sample=args.baseline_sample,
-            calibrate=args.calibrate,
-            cache_dir=None if args.no_cache else args.descriptor_dir,
-            progress=not args.quiet,
-            seed=args.seed,
-            download=args.download,
-            weights=args.weights,
-            dtype=args.dtype,
-            protocol=args.protocol,
-            engine=engine,
-        )
-    from rich.console import Console
-
-    from .scan_report import print_summary
-
-    print_summary(summary, Console())
-    return 0

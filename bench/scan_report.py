@@ -47,9 +47,35 @@ def write_outputs(out: Path, summary: dict, matches: list[dict], top1: np.ndarra
     outputs["html"] = "report.html"
     summary["outputs"] = outputs
     summary["timings"]["outputs_s"] = time.perf_counter() - t0
-    write_summary(out / "summary.json", summary)
-    write_html_report(out / "report.html", summary, out, [matches[i] for i in shown])
+    published = portable_summary(summary, out)
+    write_summary(out / "summary.json", published)
+    write_html_report(out / "report.html", published, out, [matches[i] for i in shown])
     return summary
+
+
+def portable_summary(summary: dict, out: Path) -> dict:
+    """The summary as written into ``out``: the scan folder as ".", inputs, calibration dataset and skipped
+    images relative to it (no absolute path of this machine; see copybench.io.portable_path)."""
+    import copy
+
+    from copybench.io import portable_path
+
+    published = copy.deepcopy(summary)
+    published["out"] = "."
+    published["inputs"] = {k: portable_path(v, out) for k, v in summary["inputs"].items()}
+    calibration = published["threshold"].get("calibration")
+    if calibration:
+        calibration["path"] = portable_path(calibration["path"], out)
+        calibration["skipped"] = [_portable_skip(s, out) for s in calibration.get("skipped", [])]
+    published["skipped"] = [_portable_skip(s, out) for s in summary["skipped"]]
+    return published
+
+
+def _portable_skip(skip: dict, out: Path) -> dict:
+    from copybench.io import portable_path
+
+    relative = portable_path(skip["path"], out)
+    return {**skip, "path": relative, "error": str(skip.get("error", "")).replace(skip["path"], relative)}
 
 
 def _flag_entry(match: dict) -> dict:

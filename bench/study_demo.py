@@ -15,6 +15,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from .options import renamed_keyword
+
 log = logging.getLogger(__name__)
 
 DEMO_SIZES = (8, 64, 512)
@@ -87,6 +89,7 @@ def build_demo_images(folder: str | Path, resolution: int = DEMO_RESOLUTION) -> 
     return folder
 
 
+@renamed_keyword(cache_dir="descriptor_dir")
 def study_demo(
     out: str | Path = "runs/study-demo",
     *,
@@ -94,7 +97,7 @@ def study_demo(
     detector: str = DEMO_DETECTOR,
     threshold: float = DEMO_THRESHOLD,
     seed: int = 0,
-    cache_dir=None,
+    descriptor_dir: str | Path | None = None,
     threads: int | None = 1,
     progress: bool = True,
 ) -> dict:
@@ -120,6 +123,6 @@ def study_demo(
         lr=DEMO_LR,
         prediction=DEMO_PREDICTION,
         threads=threads,
-        cache_dir=DEFAULT_CACHE if cache_dir is None else cache_dir,
+        descriptor_dir=DEFAULT_CACHE if descriptor_dir is None else descriptor_dir,
         progress=progress,
     )

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .options import PREDICTIONS, SAMPLERS
+
 log = logging.getLogger(__name__)
 
 # UNet2DModel presets: (block_out_channels, layers_per_block, index of the attention block or None, norm groups)
@@ -32,8 +34,6 @@ MODEL_PRESETS: dict[str, tuple[tuple[int, ...], int, int | None, int]] = {
     "small": ((32, 64, 64), 1, None, 8),  # the CPU demo: 16-32 px, memorises a handful of images
     "base": ((64, 128, 256, 256), 2, 2, 32),  # the GPU recipe: 32-64 px, DDPM-like with attention at 1/4 size
 }
-SAMPLERS = ("dpm", "ddim")
-PREDICTIONS = ("epsilon", "sample")
 CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_META = "checkpoint.json"
 MODEL_DIR = "model"

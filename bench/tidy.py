@@ -66,9 +66,10 @@ def _identity(result: Result, root: Path | None) -> tuple[dict[str, Any], dict[s
 
 
 def _meta_columns(result: Result) -> dict[str, Any]:
-    """The detector's metadata (parameters, license, release, weights hash); None in older result files."""
+    """The detector's metadata (parameters, license, release month and the URL it is read from, weights hash);
+    None where an older result file does not hold it."""
     meta = (result.detector or {}).get("meta") or {}
-    keys = ("params", "license", "release_date", "weights_hash")
+    keys = ("params", "license", "release_date", "release_source", "weights_hash")
     return {f"detector_{k}" if k != "params" else "params": meta.get(k) for k in keys}
 
 

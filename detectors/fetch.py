@@ -5,7 +5,7 @@ Nothing here runs unless asked (``copybench weights fetch``, ``--download``, ``c
 Integrity, as pip's hash-checking mode: a file with a published sha256 (the spec's ``sha256``, or the hash prefix
 torchvision and timm put in file names, ``resnet50-0676ba61.pth``) must match it; a file without one has its
 sha256 pinned in a lock file on first download (``$COPYBENCH_WEIGHTS_LOCK``, default
-``~/.cache/copybench/weights.lock.json``), and every later fetch or load of that URL must match the pin. A file
+``$COPYBENCH_CACHE/weights.lock.json``), and every later fetch or load of that URL must match the pin. A file
 that fails its check is deleted (download) or refused (load), never used.
 
 Resuming: the download goes to ``<file>.part``; an interrupted one keeps it and the next fetch asks the server for
@@ -25,7 +25,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from copybench.io import atomic_write_text, file_sha256
+from copybench.io import atomic_write_text, cache_root, file_sha256
 
 from .registry import DetectorSpec, WeightsMissingError
 
@@ -74,9 +74,9 @@ def official_path(url: str) -> Path:
 
 # ------------------------------------------------------------------------------------------------ lock file
 def lock_path() -> Path:
-    """The lock file: ``$COPYBENCH_WEIGHTS_LOCK`` or ``~/.cache/copybench/weights.lock.json``."""
+    """The lock file: ``$COPYBENCH_WEIGHTS_LOCK``, else ``weights.lock.json`` in the one cache root."""
     env = os.environ.get(LOCK_ENV)
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "copybench" / "weights.lock.json"
+    return Path(env).expanduser() if env else cache_root() / "weights.lock.json"
 
 
 def read_lock() -> dict[str, dict]:

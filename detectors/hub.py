@@ -15,11 +15,14 @@ Weights are read offline from the caches users already have: the Hugging Face ca
 ``$HF_HOME/hub``, else ``~/.cache/huggingface/hub``), torch hub's checkpoints folder, and open_clip's
 ``~/.cache/clip``. Nothing is downloaded unless asked (``copybench weights fetch NAME`` or ``--download``).
 The resize runs as each library runs it: with Pillow for timm and open_clip (their transforms resize PIL images),
-with torchvision tensors for transformers' torchvision-backed image processors.
+with torchvision tensors for transformers' torchvision-backed image processors. That batch path is used only when
+it reproduces the library's transform on probe images (:func:`preprocessing`); otherwise the library's own
+transform runs on each decoded image (the "library route": family ``<library>-transform``).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -55,8 +58,12 @@ class HubEntry:
 
     def check(self, path: Path) -> str:
         """sha256 of the weights file, checked against the hub's content address and the lock file's pin (pinned
-        on first use, as pip's hash-checking mode: a later revision with other weights is refused, not used)."""
-        return file_check(f"{self.spec.name}/{path.name}", path, self.revision or path.parent.name)
+        on first use, as pip's hash-checking mode: a later revision with other weights is refused, not used).
+        A sharded checkpoint's index is checked with every shard it names."""
+        revision = self.revision or path.parent.name
+        for shard in shards(path):
+            file_check(f"{self.spec.name}/{shard.name}", shard, revision)
+        return file_check(f"{self.spec.name}/{path.name}", path, revision)
 
 
 # ------------------------------------------------------------------------------------------------ HF cache
@@ -76,37 +83,79 @@ def split_repo(ident: str) -> tuple[str, str | None]:
     return repo, rev or None
 
 
+def cached_snapshot(repo: str, revision: str | None = None) -> Path | None:
+    """The snapshot folder of ``repo`` at ``revision`` (a branch or tag through the cache's refs, or a commit) in
+    the Hugging Face cache, however it got there and however complete: a cache filled by transformers' or timm's
+    own loading holds only the files they read, which huggingface_hub's offline snapshot lookup rejects as
+    incomplete. Whether the files a loader needs are there is checked by that loader."""
+    from huggingface_hub.file_download import repo_folder_name
+
+    root = hf_cache_dir() / repo_folder_name(repo_id=repo, repo_type="model")
+    rev = revision or "main"
+    commit = rev if re.fullmatch(r"[0-9a-f]{40}", rev) else None
+    if commit is None and (root / "refs" / rev).is_file():
+        commit = (root / "refs" / rev).read_text(encoding="utf-8").strip()
+    folder = root / "snapshots" / commit if commit else None
+    return folder if folder is not None and folder.is_dir() else None
+
+
 def snapshot(
-    repo: str, revision: str | None = None, *, download: bool = False, progress: bool = True
+    repo: str,
+    revision: str | None = None,
+    *,
+    download: bool = False,
+    progress: bool = True,
+    weights: tuple[str, ...] = (),
 ) -> Path | None:
-    """The cached snapshot folder of ``repo`` (None when absent); with ``download``, fetch it first (resumable,
-    with ``progress`` bars on stderr)."""
+    """The cached snapshot folder of ``repo`` (None when absent); with ``download``, fetched first unless it
+    already holds weights (``weights``: the file names its loader reads, see _download_patterns), resumable,
+    with ``progress`` bars on stderr."""
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
 
     from .fetch import hub_bars
 
-    cache = str(hf_cache_dir())
+    folder = cached_snapshot(repo, revision)
+    if folder is not None and not download:
+        return folder
+    if folder is not None and (any((folder / w).is_file() for w in weights) or weights_file(folder)):
+        return folder
+    if not download:
+        return None
     try:
-        return Path(snapshot_download(repo, revision=revision, cache_dir=cache, local_files_only=True))
-    except (LocalEntryNotFoundError, FileNotFoundError, OSError):
-        if not download:
-            return None
-    patterns = _download_patterns(repo, revision)
-    with hub_bars(progress) as bars:
-        got = snapshot_download(
-            repo, revision=revision, cache_dir=cache, allow_patterns=patterns, tqdm_class=bars
-        )
+        patterns = _download_patterns(repo, revision, weights)
+        with hub_bars(progress) as bars:
+            got = snapshot_download(
+                repo,
+                revision=revision,
+                cache_dir=str(hf_cache_dir()),
+                allow_patterns=patterns,
+                tqdm_class=bars,
+            )
+    except (OSError, ValueError):
+        raise
+    except Exception as exc:
+        raise OSError(
+            f"cannot download {repo} from the Hugging Face hub: {type(exc).__name__}: {exc}"
+        ) from exc
     return Path(got)
 
 
-def _download_patterns(repo: str, revision: str | None) -> list[str]:
-    """Configs plus one weights format (safetensors when published), never the TF / Flax / ONNX copies."""
+def _download_patterns(repo: str, revision: str | None, weights: tuple[str, ...] = ()) -> list[str]:
+    """Configs plus one weights format (safetensors when published), never the TF / Flax / ONNX copies;
+    ``weights``: the file names the loading library reads, in its order of preference (the first published one
+    is fetched: a timm repository of a CLIP model also holds open_clip's copy of the weights)."""
     from huggingface_hub import HfApi
 
     files = HfApi().list_repo_files(repo, revision=revision)
-    weights = "*.safetensors" if any(f.endswith(".safetensors") and "/" not in f for f in files) else "*.bin"
-    return ["*.json", "*.txt", "README.md", weights]  # README.md: the model card (release date, licence)
+    if (
+        not weights and "open_clip_config.json" in files
+    ):  # hf-hub: loads it through open_clip (_resolve_hf_hub)
+        weights = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+    wanted = next((w for w in weights if w in files), None)
+    if wanted is None:
+        top = any(f.endswith(".safetensors") and "/" not in f for f in files)
+        wanted = "*.safetensors" if top else "*.bin"
+    return ["*.json", "*.txt", "README.md", wanted]  # README.md: the model card (release date, licence)
 
 
 def weights_file(folder: Path) -> Path | None:
@@ -116,6 +165,18 @@ def weights_file(folder: Path) -> Path | None:
         if found:
             return found[0]
     return None
+
+
+def shards(path: Path) -> list[Path]:
+    """The shard files a ``*.index.json`` checkpoint index names (its ``weight_map``); [] for other files."""
+
+    if not path.name.endswith(".index.json"):
+        return []
+    names = sorted(set(json.loads(path.read_text(encoding="utf-8")).get("weight_map", {}).values()))
+    missing_shards = [n for n in names if not (path.parent / n).is_file()]
+    if missing_shards:
+        raise FileNotFoundError(f"{path.parent} lacks the shards {', '.join(missing_shards)} its index names")
+    return [path.parent / n for n in names]
 
 
 def file_check(key: str, path: Path, revision: str = "") -> str:
@@ -169,7 +230,6 @@ def resolve(name: str, *, download: bool = False) -> HubEntry:
 def _resolve_hf_hub(name: str, folder: Path) -> HubEntry:
     """``hf-hub:``: open_clip when the repository has ``open_clip_config.json``, timm when its config names an
     architecture."""
-    import json
 
     if (folder / "open_clip_config.json").is_file():
         from .hub_open_clip import resolve_open_clip_dir
@@ -235,6 +295,20 @@ def card_release(folder: Path | None) -> tuple[str, str]:
     return arxiv_release(card.read_text(encoding="utf-8", errors="replace"))
 
 
+def card_license(folder: Path | None) -> str:
+    """The ``license`` a cached repository's model card declares in its metadata ("" when none)."""
+    card = folder / "README.md" if folder else None
+    if card is None or not card.is_file():
+        return ""
+    from huggingface_hub.repocard import metadata_load
+
+    try:
+        value = (metadata_load(card) or {}).get("license") or ""
+    except (ValueError, OSError):
+        return ""
+    return ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
 def release_fields(date: str, source: str) -> dict:
     """DetectorSpec keyword arguments for a release month and where it was read (when the spec records it)."""
     from dataclasses import fields
@@ -245,14 +319,15 @@ def release_fields(date: str, source: str) -> dict:
     return out
 
 
-def spec_fields(data: dict) -> dict:
-    """DetectorSpec preprocessing fields from a library's eval config; refuses what the harness cannot reproduce.
+def spec_fields(data: dict, strict: bool = True) -> dict:
+    """DetectorSpec preprocessing fields from a library's eval config; ``strict``: refuse (ValueError) what the
+    harness's batch path cannot reproduce, else describe it as closely as the fields allow (the library route).
 
     ``data``: size (int or (H, W)), mode (shortest / squash / center), crop_pct, interpolation, mean, std.
     """
     size = data["size"]
     if isinstance(size, (tuple, list)):
-        if size[0] != size[1]:
+        if size[0] != size[1] and strict:
             raise ValueError(
                 f"non-square input size {tuple(size)} is not supported (the harness crops squares)"
             )
@@ -260,15 +335,93 @@ def spec_fields(data: dict) -> dict:
     mode, crop_pct = data["mode"], float(data.get("crop_pct") or 1.0)
     if mode == "squash" and crop_pct == 1.0:
         resize = "square"
-    elif mode in ("shortest", "center"):
+    elif mode in ("shortest", "center") or not strict:
         resize = "short_crop"
     else:
         raise ValueError(f"resize mode {mode!r} with crop_pct {crop_pct} cannot be reproduced by the harness")
     return {
         "input_size": int(size),
         "resize": resize,
-        "crop_pct": crop_pct,
+        "crop_pct": min(max(crop_pct, 1e-3), 1.0),
         "interpolation": data["interpolation"],
         "mean": tuple(float(v) for v in data["mean"]),
         "std": tuple(float(v) for v in data["std"]),
     }
+
+
+# ------------------------------------------------------------------------------------------------ library route
+# family suffix of a hub model whose images go through its library's own transform, one by one, in the decode
+# workers (the harness's batch path cannot reproduce it); part of the spec, so of the descriptor cache key
+TRANSFORM_SUFFIX = "-transform"
+_TRANSFORMS: dict[str, Callable] = {}
+PROBE_SIZES = ((97, 131), (480, 301), (640, 427), (37, 53))  # (W, H): portrait, landscapes, an upscale
+PROBE_ATOL = 1e-5
+
+
+def probe_images() -> list:
+    """Deterministic photo-like probes (smooth colour fields with fine noise) of several sizes and aspects."""
+    import numpy as np
+    from PIL import Image
+
+    rng, out = np.random.default_rng(12), []
+    for w, h in PROBE_SIZES:
+        low = Image.fromarray(rng.integers(0, 256, (7, 9, 3), dtype=np.uint8)).resize((w, h), Image.BICUBIC)
+        noise = rng.integers(-12, 13, (h, w, 3))
+        out.append(Image.fromarray(np.clip(np.asarray(low, dtype=np.int64) + noise, 0, 255).astype(np.uint8)))
+    return out
+
+
+_PROBED: dict[str, str] = {}  # fields + transform (its repr states every setting) -> the probe's verdict
+
+
+def reproduces(fields: dict, transform: Callable) -> str:
+    """Empty when the batch path built from ``fields`` gives the library transform's pixels (within 1e-5 after
+    normalisation) on every probe image, else how it differs; remembered for this process (a name is resolved
+    several times per run, and a probe costs a few hundred milliseconds)."""
+    key = json.dumps(fields, sort_keys=True, default=str) + "|" + repr(transform)
+    if key not in _PROBED:
+        _PROBED[key] = _probe(fields, transform)
+    return _PROBED[key]
+
+
+def _probe(fields: dict, transform: Callable) -> str:
+    from copybench.preprocess import Preprocess, pil_to_tensor
+
+    pre = Preprocess(DetectorSpec(name="probe", dims=1, **fields))
+    for img in probe_images():
+        want, got = transform(img), pre(pil_to_tensor(img))
+        where = f"on a {img.width}x{img.height} probe image"
+        if tuple(got.shape) != tuple(want.shape):
+            return f"the batch path gives {tuple(got.shape)}, the library {tuple(want.shape)} {where}"
+        diff = float((got - want).abs().max())
+        if diff > PROBE_ATOL:
+            return f"the batch path differs from the library's transform by {diff:.2g} {where}"
+    return ""
+
+
+def preprocessing(name: str, family: str, fields: Callable[[bool], dict], transform: Callable) -> dict:
+    """Spec fields (family included) for ``name``: the harness's batch path when it reproduces the library's
+    ``transform`` exactly (checked on probe images), else the library route: ``transform`` itself runs on each
+    decoded image, and the fields only describe the config (``fields(False)``)."""
+    try:
+        batch = fields(True)
+        why = reproduces(batch, transform)
+    except ValueError as exc:
+        why = str(exc)
+    if not why:
+        return {**batch, "family": family}
+    log.info("%s: images go through %s's own transform (%s)", name, family, why)
+    _TRANSFORMS[name] = transform
+    return {**fields(False), "family": family + TRANSFORM_SUFFIX}
+
+
+def library_transform(spec) -> Callable | None:
+    """The library transform of a hub spec on the library route (resolving its name again in a fresh process),
+    None for every other spec."""
+    if not spec.family.endswith(TRANSFORM_SUFFIX):
+        return None
+    if spec.name not in _TRANSFORMS:
+        resolve(spec.name)
+    if spec.name not in _TRANSFORMS:
+        raise ValueError(f"{spec.name}: its library's transform is no longer needed; rebuild the detector")
+    return _TRANSFORMS[spec.name]

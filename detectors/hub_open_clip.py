@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from .hub import HubEntry, card_release, missing, release_fields, spec_fields
+from .hub import HubEntry, card_license, card_release, missing, preprocessing, release_fields, spec_fields
 from .registry import DetectorSpec, UnknownDetectorError
 
 OPEN_CLIP_CACHE = Path("~/.cache/clip")  # open_clip's download folder for URL tags
@@ -46,7 +46,7 @@ class _no_random_init_warning:
         logging.getLogger().removeFilter(self.filter)
 
 
-def preprocess_fields(cfg: dict) -> dict:
+def preprocess_fields(cfg: dict, strict: bool = True) -> dict:
     """DetectorSpec fields from an open_clip preprocess cfg (size, mean, std, interpolation, resize_mode)."""
     mode = {"shortest": "shortest", "squash": "squash"}.get(cfg["resize_mode"], cfg["resize_mode"])
     fields = spec_fields(
@@ -57,9 +57,20 @@ def preprocess_fields(cfg: dict) -> dict:
             "interpolation": cfg["interpolation"],
             "mean": cfg["mean"],
             "std": cfg["std"],
-        }
+        },
+        strict,
     )
     return {**fields, "resize_backend": "pil"}  # open_clip's transform resizes PIL images
+
+
+def open_clip_preprocessing(name: str, cfg: dict) -> dict:
+    """Spec fields: the batch path where it reproduces open_clip's eval transform (``image_transform_v2`` of the
+    merged ``PreprocessCfg``, as ``create_model_and_transforms`` builds it), else that transform itself
+    (``longest`` resize mode with padding, non-square sizes)."""
+    from open_clip.transform import PreprocessCfg, image_transform_v2
+
+    transform = image_transform_v2(PreprocessCfg(**cfg), is_train=False)
+    return preprocessing(name, "open_clip", lambda strict: preprocess_fields(cfg, strict), transform)
 
 
 def tag_cfg(arch: str, tag: str) -> tuple[dict, dict, dict]:
@@ -81,12 +92,17 @@ def tag_cfg(arch: str, tag: str) -> tuple[dict, dict, dict]:
     return model_cfg, pcfg, merged
 
 
-def checkpoint_in(folder: Path, filename: str = "") -> Path | None:
-    """The checkpoint open_clip reads from a repository folder (safetensors preferred, as open_clip does)."""
-    names = [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+def checkpoint_names(filename: str = "") -> tuple[str, ...]:
+    """The checkpoint file names open_clip reads from a repository, in its order (safetensors preferred)."""
+    names = (filename,) if filename else ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
     if filename.endswith((".bin", ".pth")):
-        names.insert(0, filename.rsplit(".", 1)[0] + ".safetensors")
-    return next((folder / n for n in names if (folder / n).is_file()), None)
+        names = (filename.rsplit(".", 1)[0] + ".safetensors", *names)
+    return names
+
+
+def checkpoint_in(folder: Path, filename: str = "") -> Path | None:
+    """The checkpoint open_clip reads from a repository folder."""
+    return next((folder / n for n in checkpoint_names(filename) if (folder / n).is_file()), None)
 
 
 def tag_folder(pcfg: dict) -> Path | None:
@@ -104,7 +120,7 @@ def cached_checkpoint(pcfg: dict, download: bool, progress: bool = True) -> Path
         repo, filename = os.path.split(
             pcfg["hf_hub"]
         )  # "org/name/" -> default file names, as open_clip reads it
-        folder = snapshot(repo, download=download, progress=progress)
+        folder = snapshot(repo, download=download, progress=progress, weights=checkpoint_names(filename))
         if folder is None:
             return None
         return checkpoint_in(folder, filename)
@@ -131,15 +147,15 @@ def resolve_open_clip(name: str, ident: str) -> HubEntry:
             f"{name}: open_clip names are open_clip:ARCH/TAG, e.g. open_clip:ViT-B-32/openai"
         )
     model_cfg, pcfg, pre = tag_cfg(arch, tag)
+    folder = tag_folder(pcfg)  # the tag's cached hub repository: its model card (licence, release month)
     spec = DetectorSpec(
         name=name,
         dims=int(model_cfg["embed_dim"]),
         weights=pcfg.get("hf_hub") and f"hf-hub:{pcfg['hf_hub']}" or pcfg.get("url", ""),
-        license="",
+        license=card_license(folder),
         paper=f"open_clip {arch} pretrained {tag}",
-        family="open_clip",
-        **preprocess_fields(pre),
-        **release_fields(*card_release(tag_folder(pcfg))),
+        **open_clip_preprocessing(name, pre),
+        **release_fields(*card_release(folder)),
     )
     quick_gelu = bool(pcfg.get("quick_gelu", False))
 
@@ -175,10 +191,9 @@ def resolve_open_clip_dir(name: str, folder: Path) -> HubEntry:
         name=name,
         dims=int(cfg["embed_dim"]),
         weights=name,
-        license="",
+        license=card_license(folder),
         paper=f"open_clip {name}",
-        family="open_clip",
-        **preprocess_fields(pre),
+        **open_clip_preprocessing(name, dict(pre)),
         **release_fields(*card_release(folder)),
     )
 

@@ -10,9 +10,11 @@ import torch
 from .hub import (
     HubEntry,
     arxiv_release,
+    card_license,
     card_release,
     hf_cache_dir,
     missing,
+    preprocessing,
     release_fields,
     snapshot,
     spec_fields,
@@ -22,7 +24,7 @@ from .hub import (
 from .registry import DetectorSpec, UnknownDetectorError
 
 
-def data_spec_fields(model: torch.nn.Module) -> dict:
+def data_spec_fields(model: torch.nn.Module, strict: bool = True) -> dict:
     """The eval preprocessing timm resolves for ``model`` (``resolve_data_config``), as DetectorSpec fields."""
     from timm.data import resolve_data_config
 
@@ -35,9 +37,20 @@ def data_spec_fields(model: torch.nn.Module) -> dict:
             "interpolation": data["interpolation"],
             "mean": data["mean"],
             "std": data["std"],
-        }
+        },
+        strict,
     )
     return {**fields, "resize_backend": "pil"}  # timm's eval transform resizes PIL images
+
+
+def timm_preprocessing(name: str, model: torch.nn.Module) -> dict:
+    """Spec fields: the batch path where it reproduces timm's eval transform (``create_transform`` of
+    ``resolve_data_config``), else that transform itself (crop modes ``border``, squash with crop_pct < 1,
+    non-square inputs)."""
+    from timm.data import create_transform, resolve_data_config
+
+    transform = create_transform(**resolve_data_config(model=model))
+    return preprocessing(name, "timm", lambda strict: data_spec_fields(model, strict), transform)
 
 
 def descriptor_dims(model: torch.nn.Module, input_size: int) -> int:
@@ -48,6 +61,9 @@ def descriptor_dims(model: torch.nn.Module, input_size: int) -> int:
         return int(out.shape[-1])
     except Exception:  # noqa: BLE001  (an op without a meta kernel: timm's declared width)
         return int(getattr(model, "head_hidden_size", None) or model.num_features)
+
+
+TIMM_FILES = ("model.safetensors", "pytorch_model.bin")  # what timm's hub loader reads, in its order
 
 
 def timm_release(pcfg: dict, folder: Path | None) -> dict:
@@ -72,16 +88,15 @@ def resolve_timm(name: str, model_name: str) -> HubEntry:
         raise UnknownDetectorError(f"{name}: timm has no model {model_name!r} (see timm.list_models())")
     model = meta_model(model_name)
     pcfg = model.pretrained_cfg
-    fields = data_spec_fields(model)
+    fields = timm_preprocessing(name, model)
     hub_id, url = pcfg.get("hf_hub_id"), pcfg.get("url")
     folder = snapshot(*split_repo(hub_id)) if hub_id else None
     spec = DetectorSpec(
         name=name,
         dims=descriptor_dims(model, fields["input_size"]),
         weights=f"hf-hub:{hub_id}" if hub_id else (url or "random"),
-        license=pcfg.get("license", "") or "",
+        license=pcfg.get("license", "") or card_license(folder),
         paper=pcfg.get("paper_name") or pcfg.get("paper_ids") or f"timm {model_name}",
-        family="timm",
         **fields,
         **timm_release(pcfg, folder),
     )
@@ -89,7 +104,7 @@ def resolve_timm(name: str, model_name: str) -> HubEntry:
     def locate(download: bool = False, progress: bool = True) -> Path | None:
         if hub_id:
             repo, rev = split_repo(hub_id)
-            folder = snapshot(repo, rev, download=download, progress=progress)
+            folder = snapshot(repo, rev, download=download, progress=progress, weights=TIMM_FILES)
             return weights_file(folder) if folder else None
         if url:
             from .fetch import fetch_spec, official_path
@@ -123,15 +138,14 @@ def resolve_timm_dir(name: str, folder: Path) -> HubEntry:
     arch = config["architecture"]
     with torch.device("meta"):
         model = timm.create_model(f"local-dir:{folder}", pretrained=False, num_classes=0)
-    fields = data_spec_fields(model)
+    fields = timm_preprocessing(name, model)
     pcfg = config.get("pretrained_cfg", {})
     spec = DetectorSpec(
         name=name,
         dims=descriptor_dims(model, fields["input_size"]),
         weights=name,
-        license=pcfg.get("license", "") or config.get("license", "") or "",
+        license=pcfg.get("license", "") or config.get("license", "") or card_license(folder),
         paper=pcfg.get("paper_name") or f"timm {arch} ({name})",
-        family="timm",
         **fields,
         **timm_release(pcfg, folder),
     )

@@ -3,7 +3,8 @@
 Descriptor: for ViT-style models whose first token is CLS (ViT, DeiT, DINOv2...) every token of
 ``last_hidden_state``, CLS first (the harness takes token 0 as the global descriptor, all tokens for
 ``--similarity split``); for multimodal models (CLIP, SigLIP) ``get_image_features``; otherwise ``pooler_output``.
-A preprocessing the harness cannot reproduce (no resize, another rescale factor, non-square crops) is refused.
+A preprocessing the batch path cannot reproduce (no resize, another rescale factor, non-square crops, a resize rule
+of the processor's own) runs through the processor itself (``ProcessorCall``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,17 @@ from pathlib import Path
 
 import torch
 
-from .hub import CLS_TOKEN_TYPES, HubEntry, card_release, missing, release_fields, spec_fields, weights_file
+from .hub import (
+    CLS_TOKEN_TYPES,
+    HubEntry,
+    card_license,
+    card_release,
+    missing,
+    preprocessing,
+    release_fields,
+    spec_fields,
+    weights_file,
+)
 from .registry import UNIT_MEAN, UNIT_STD, DetectorSpec
 
 PIL_RESAMPLE = {0: "nearest", 2: "bilinear", 3: "bicubic"}
@@ -85,6 +96,45 @@ def processor_fields(proc) -> dict:
     return {**spec_fields(data), "resize_backend": backend, "crop_offset": "floor"}
 
 
+def loose_processor_fields(proc) -> dict:
+    """A description of a processor the batch path cannot reproduce (the library route runs the processor)."""
+    size, crop = dict(getattr(proc, "size", None) or {}), dict(getattr(proc, "crop_size", None) or {})
+    side = crop.get("height") or size.get("height") or size.get("shortest_edge") or size.get("longest_edge")
+    normalise = getattr(proc, "do_normalize", True) and getattr(proc, "image_mean", None) is not None
+    data = {
+        "size": int(side or 224),
+        "mode": "squash" if size.get("height") and not crop else "shortest",
+        "interpolation": PIL_RESAMPLE.get(int(getattr(proc, "resample", 3) or 3), "bicubic"),
+        "mean": proc.image_mean if normalise else UNIT_MEAN,
+        "std": proc.image_std if normalise else UNIT_STD,
+    }
+    return {**spec_fields(data, strict=False), "crop_offset": "floor"}
+
+
+class ProcessorCall:
+    """An image processor as a transform: one PIL image in, its ``pixel_values`` (3, H, W) out."""
+
+    def __init__(self, proc) -> None:
+        self.proc = proc
+
+    def __call__(self, img) -> torch.Tensor:
+        return self.proc(images=img, return_tensors="pt")["pixel_values"][0]
+
+    def __repr__(self) -> str:  # every setting of the processor (the probe's memo key)
+        return f"ProcessorCall({type(self.proc).__name__}, {self.proc.to_json_string()})"
+
+
+def transformers_preprocessing(name: str, proc) -> dict:
+    """Spec fields: the batch path where it reproduces the processor (checked on probe images), else the
+    processor itself runs on each image (no resize, another rescale, Lanczos, LeViT's resize rule, ...)."""
+    return preprocessing(
+        name,
+        "transformers",
+        lambda strict: processor_fields(proc) if strict else loose_processor_fields(proc),
+        ProcessorCall(proc),
+    )
+
+
 def resolve_transformers(name: str, folder: Path) -> HubEntry:
     """An ``hf:`` repository already in the Hugging Face cache (``folder`` is its snapshot)."""
     import transformers
@@ -100,11 +150,10 @@ def resolve_transformers(name: str, folder: Path) -> HubEntry:
         name=name,
         dims=dims,
         weights=name,
-        license=str(getattr(config, "license", "") or ""),
+        license=str(getattr(config, "license", "") or "") or card_license(folder),
         paper=f"transformers {config.model_type} ({name})",
         output="tokens" if mode == "tokens" else "global",
-        family="transformers",
-        **processor_fields(proc),
+        **transformers_preprocessing(name, proc),
         **release_fields(*card_release(folder)),
     )
 

@@ -4,8 +4,8 @@ Declared on the spec: license, paper, weights source and published sha256, relea
 first published) and the URL it is read from. Parameters: a built-in's are stored in its catalog entry
 (``builtin.py``; a test counts the architecture's and compares), so listing builds nothing and imports no torch;
 a plugin's or hub model's are counted on the meta device from its own architecture (no memory, no weights;
-cached per library versions in ``~/.cache/copybench``). The weights hash: published sha256, the lock file's pin,
-or the hub revision. Metadata never enters the descriptor cache key.
+cached per library versions in ``$COPYBENCH_CACHE/detector_params.json``). The weights hash: published sha256,
+the lock file's pin, or the hub revision. Metadata never enters the descriptor cache key.
 """
 
 from __future__ import annotations
@@ -57,8 +57,11 @@ def count_parameters(factory) -> int | None:
 
 
 def _cache_path() -> Path:
+    """``$COPYBENCH_META_CACHE``, else ``detector_params.json`` in the one cache root (``copybench.io.cache_root``)."""
+    from copybench.io import cache_root
+
     env = os.environ.get(PARAMS_CACHE_ENV)
-    return Path(env) if env else Path.home() / ".cache" / "copybench" / "detector_params.json"
+    return Path(env).expanduser() if env else cache_root() / "detector_params.json"
 
 
 def _cache_key(entry) -> str:
@@ -124,6 +127,13 @@ def weights_hash(entry) -> str:
 
         path = find_weights(spec)
         return file_sha256(path) if path else ""
+    if getattr(entry, "locate", None) is not None:  # a hub model: its cached file's pin in the weights lock
+        from .fetch import read_lock
+
+        path = entry.locate()
+        pinned = read_lock().get(f"{spec.name}/{path.name}") if path else None
+        if pinned:
+            return pinned["sha256"]
     revision = getattr(entry, "revision", "")
     return f"revision {revision}" if revision else ""
 
@@ -155,16 +165,19 @@ def entry_meta(entry, weights_sha256: str | None = None) -> DetectorMeta:
 
 
 def describe_detectors(pattern: str = "*") -> list[dict]:
-    """One row per registered detector matching ``pattern``: what ``copybench list detectors`` shows.
+    """One row per registered detector matching ``pattern`` (or the hub model a hub name names): what
+    ``copybench list detectors`` shows.
 
     ``weights`` is the status (real, missing, random, random-only, none); ``source`` where real weights come
     from; ``params``, ``paper``, ``release_date``, ``weights_hash``: the detector's metadata (``DetectorMeta``).
     """
+    from .hub import is_hub_name
     from .locate import weights_status
     from .registry import get_entry, list_detectors
 
     rows = []
-    for name in list_detectors(pattern):
+    # a hub name (never enumerated) describes that one model, resolved from the caches offline
+    for name in [pattern] if is_hub_name(pattern) else list_detectors(pattern):
         entry = get_entry(name)
         spec = entry.spec
         meta = entry_meta(entry)

@@ -81,6 +81,65 @@ def test_descriptor_dir_names_the_descriptor_folder_and_cache_dir_still_works_wi
     assert "deprecated" not in caplog.text
 
 
+def _library_functions():
+    from copybench.run import evaluate_detector
+    from copybench.scan import scan
+    from copybench.study import data_size_study
+    from copybench.study_demo import study_demo
+
+    return {
+        "run": run_benchmark,
+        "evaluate_detector": evaluate_detector,
+        "scan": scan,
+        "study data-size": data_size_study,
+        "study demo": study_demo,
+    }
+
+
+def _subparser(parser, command: str):
+    import argparse
+
+    for word in command.split():
+        [sub] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        parser = sub.choices[word]
+    return parser
+
+
+def test_library_functions_name_the_descriptor_folder_as_the_cli_does():
+    """The CLI is a thin wrapper with the library's argument names: --descriptor-dir is descriptor_dir=."""
+    import inspect
+
+    parser = build_parser()
+    for command, fn in _library_functions().items():
+        params = inspect.signature(fn).parameters
+        assert "descriptor_dir" in params and "cache_dir" not in params, command
+        if command != "evaluate_detector":
+            assert "descriptor_dir" in {a.dest for a in _subparser(parser, command)._actions}, command
+
+
+def test_cache_dir_keyword_still_works_with_a_deprecation_warning(tiny_dataset, tmp_path):
+    dataset = load_dataset(tiny_dataset)
+    with pytest.warns(
+        DeprecationWarning, match=r"run_benchmark\(\): cache_dir= is deprecated; use descriptor_dir="
+    ):
+        [old] = run_benchmark(
+            dataset,
+            ["pixel_gray_8"],
+            RunSettings(n_boot=10),
+            results=tmp_path / "r",
+            cache_dir=tmp_path / "old-name",
+            progress=False,
+        )
+    assert old.status == "done" and any((tmp_path / "old-name").rglob("*.npy")), (
+        "descriptors not cached there"
+    )
+    for (
+        fn
+    ) in _library_functions().values():  # each maps the old name (refused with the new one before any work)
+        with pytest.raises(TypeError, match="both descriptor_dir= and cache_dir="):
+            fn(descriptor_dir=None, cache_dir=None)
+
+
 def test_version(capsys):
     with pytest.raises(SystemExit) as info:
         main(["--version"])
@@ -137,7 +196,7 @@ def test_table_csv_on_stdout_never_holds_an_error(tiny_dataset, tmp_path):
         ["pixel_gray_8"],
         RunSettings(n_boot=10),
         results=res,
-        cache_dir=None,
+        descriptor_dir=None,
         progress=False,
     )
     (res / "broken.json").write_text("{not json")
@@ -164,7 +223,7 @@ def test_reduced_precision_on_an_onnx_model_is_refused(tiny_dataset, tmp_path):
         [name],
         RunSettings(dtype="bf16", n_boot=10),
         results=tmp_path / "r",
-        cache_dir=None,
+        descriptor_dir=None,
         progress=False,
     )
     assert (

@@ -134,11 +134,13 @@ def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def test_first_download_pins_sha256_in_the_lock(server, tmp_path):
+def test_first_download_pins_sha256_in_the_lock(server, tmp_path, capsys):
     data = payload()
     server.files["/w/model.pth"] = data
     url = server.url("/w/model.pth")
-    digest, note = download(url, tmp_path / "model.pth", progress=False)
+    digest, note = download(url, tmp_path / "model.pth", progress=True)
+    err = capsys.readouterr().err
+    assert "model.pth" in err and "━" in err and "kB" in err, err  # the rich transfer bar, on stderr
     assert (tmp_path / "model.pth").read_bytes() == data
     assert digest == sha(data) and "pinned" in note
     assert read_lock()[url]["sha256"] == sha(data) and read_lock()[url]["size"] == len(data)
@@ -312,9 +314,15 @@ def hub(server, tmp_path, monkeypatch):
     )
     monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
-    torch.manual_seed(0)
-    weights = save({"w": torch.randn(64, 64)})
+    import open_clip
+
     config = {"model_cfg": TINY_CLIP, "preprocess_cfg": {"resize_mode": "squash", "interpolation": "bicubic"}}
+    local = tmp_path / "tiny-clip-config"  # the model built once from its config, for real weights to serve
+    local.mkdir()
+    (local / "open_clip_config.json").write_text(json.dumps(config))
+    torch.manual_seed(0)
+    model = open_clip.create_model(f"local-dir:{local}", load_weights=False)
+    weights = save({k: v.contiguous() for k, v in model.state_dict().items()})
     files = {"open_clip_config.json": json.dumps(config).encode(), "open_clip_model.safetensors": weights}
     serve_hub_repo(server, files, lfs=("open_clip_model.safetensors",))
     return files
@@ -360,6 +368,24 @@ def test_hub_download_changed_upstream_is_refused_by_the_pin(hub, server, tmp_pa
     serve_hub_repo(server, changed, lfs=("open_clip_model.safetensors",), commit="bad0" * 10)
     (outcome,) = fetch_weights([name], progress=False)
     assert outcome.status == "failed" and f"from revision {COMMIT}" in outcome.message, outcome.message
+
+
+def test_hub_fetch_takes_the_loaders_weights_only_and_reports_failures_per_name(hub, server, tmp_path):
+    from copybench.detectors.fetch import fetch_weights
+
+    timm_copy = (
+        bytes(range(256)) * 64
+    )  # the timm-format twin a CLIP repository also holds: not what open_clip reads
+    serve_hub_repo(server, {**hub, "model.safetensors": timm_copy}, lfs=("open_clip_model.safetensors",))
+    absent, name = "hf-hub:copybench-test/absent", f"hf-hub:{HUB_REPO}"
+    first, second = fetch_weights([absent, name], progress=False)
+    assert first.status == "failed" and "copybench-test/absent" in first.message, first.message
+    assert second.status == "fetched", second.message  # one failure never stops the others
+    snap = next((tmp_path / "hf").glob("models--*served-clip/snapshots/*"))
+    assert sorted(p.name for p in snap.iterdir()) == ["open_clip_config.json", "open_clip_model.safetensors"]
+    # offline, the partial snapshot (huggingface_hub's tree cache lists the file left out) is found and loads
+    server.files.clear()
+    assert create_detector(name).weights.status == "real"
 
 
 def test_quiet_hub_download_draws_nothing(hub, capsys):

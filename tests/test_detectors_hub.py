@@ -1,7 +1,10 @@
 """Hub names offline: tiny random-weight models saved in a locally built Hugging Face cache
 (``models--ORG--NAME/refs/main`` + ``snapshots/REV/``), loaded through ``timm:``, ``open_clip:``, ``hf-hub:`` and
 ``hf:`` names with HF_HUB_OFFLINE=1 and every socket connection refused; each adapter's descriptors equal the
-library's own model + transform called directly (1e-5), on images of odd sizes, so resize and crop are exercised.
+library's own model + transform called directly (1e-5 abs and cosine), extracted by copybench's Extractor from
+real photo files (JPEG and PNG, landscape, portrait, a large JPEG and an upscaled crop: no resize is the identity),
+both on the harness's batch path and on the library route (what the batch path cannot reproduce runs the
+library's transform). Also: release month and licence from the library's config or the model card, never guessed.
 """
 
 from __future__ import annotations
@@ -15,7 +18,13 @@ import pytest
 import torch
 from PIL import Image
 
-from copybench.detectors import UnknownDetectorError, WeightsMissingError, create_detector, get_spec
+from copybench.detectors import (
+    DetectorSpec,
+    UnknownDetectorError,
+    WeightsMissingError,
+    create_detector,
+    get_spec,
+)
 from copybench.detectors.fetch import WeightsHashError, fetch_weights
 
 REV = "0123456789abcdef0123456789abcdef01234567"
@@ -319,10 +328,17 @@ def test_weights_list_shows_a_cached_hub_model(timm_repo, capsys):
 
     assert main(["weights", "list", f"hf-hub:timm/{TIMM}"]) == 0
     out = capsys.readouterr().out
-    assert "model.safetensors" in out and file_sha256(timm_repo / "model.safetensors")[:16] in out
+    digest = file_sha256(timm_repo / "model.safetensors")
+    assert "model.safetensors" in out and digest[:16] in out
+    assert main(["list", "detectors", f"hf-hub:timm/{TIMM}"]) == 0  # a hub name lists that one model
+    out = capsys.readouterr().out
+    assert f"hf-hub:timm/{TIMM}" in out and "real" in out and "revision" in out and "unknown" in out
+    create_detector(f"hf-hub:timm/{TIMM}")  # loading pins the file: the listed hash is then its sha256
+    assert main(["list", "detectors", f"hf-hub:timm/{TIMM}"]) == 0
+    assert digest[:12] in capsys.readouterr().out
 
 
-def test_preprocessing_the_harness_cannot_reproduce_is_refused():
+def test_the_batch_path_refuses_what_it_cannot_reproduce():
     from transformers import ViTImageProcessor
 
     from copybench.detectors.hub import spec_fields
@@ -359,9 +375,119 @@ def test_release_month_from_the_cached_model_card(timm_repo, dinov2_repo):
         "---\nlicense: apache-2.0\n---\nPaper: https://arxiv.org/abs/2304.07193\n"
     )
     assert get_spec(f"hf-hub:timm/{TIMM}").release_date == "2023-04"
-    (dinov2_repo / "README.md").write_text("---\nrelease_date: 2023-08-31\n---\nSee arXiv:2010.11929.\n")
-    assert (
-        detector_meta("hf:copybench-test/tiny-dinov2").release_date == "2023-08"
-    )  # the card's own field wins
+    card = "---\nlicense: cc-by-nc-4.0\nrelease_date: 2023-08-31\n---\nSee arXiv:2010.11929.\n"
+    (dinov2_repo / "README.md").write_text(card)
+    meta = detector_meta("hf:copybench-test/tiny-dinov2")
+    assert meta.release_date == "2023-08" and meta.license == "cc-by-nc-4.0"  # the card's own fields win
     (dinov2_repo / "README.md").write_text("Cites arXiv:2010.11929 and https://arxiv.org/abs/2304.07193.\n")
     assert get_spec("hf:copybench-test/tiny-dinov2").release_date == ""  # two papers: which one is not said
+
+
+# ------------------------------------------------------------------------------------------------ library route
+def test_timm_border_crop_runs_through_timms_own_transform(hub_cache, photos):
+    import timm
+    from timm.data import create_transform, resolve_data_config
+    from timm.models import save_for_hf
+
+    torch.manual_seed(0)
+    overlay = {"crop_mode": "border", "crop_pct": 0.9}  # letterbox: no batch policy reproduces it
+    model = timm.create_model(TIMM, pretrained=False, pretrained_cfg_overlay=overlay)
+    snap = snapshot_dir(hub_cache, "copybench-test/timm-border")
+    save_for_hf(model, snap, safe_serialization=True)
+    name = "hf-hub:copybench-test/timm-border"
+    assert get_spec(name).family == "timm-transform"
+    direct_model = timm.create_model(f"local-dir:{snap}", pretrained=True, num_classes=0).eval()
+    assert resolve_data_config(model=direct_model)["crop_mode"] == "border"
+    transform = create_transform(**resolve_data_config(model=direct_model))
+    assert_same(harness(name, photos), direct(direct_model, transform, photos))
+
+
+def test_open_clip_longest_resize_runs_through_open_clips_own_transform(clip_repo, photos, monkeypatch):
+    from open_clip import pretrained
+
+    tag = {"hf_hub": "copybench-test/tiny-clip/", **PREPROCESS, "resize_mode": "longest"}  # resize + pad
+    monkeypatch.setitem(pretrained._PRETRAINED, "copybench-tiny-vit", {"tiny": tag})
+    name = "open_clip:copybench-tiny-vit/tiny"
+    assert get_spec(name).family == "open_clip-transform"
+    assert_same(harness(name, photos), clip_direct(photos, "copybench-tiny-vit", pretrained="tiny"))
+
+
+def test_hf_processor_the_batch_path_cannot_reproduce_runs_the_processor(dinov2_repo, photos):
+    from transformers import AutoImageProcessor, AutoModel, BitImageProcessor
+
+    BitImageProcessor(  # pixels to [-1, 1]: rescaled by 1/127.5, offset by the mean
+        size={"shortest_edge": 64},
+        crop_size={"height": 56, "width": 56},
+        rescale_factor=1 / 127.5,
+        image_mean=[1.0, 1.0, 1.0],
+        image_std=[1.0, 1.0, 1.0],
+    ).save_pretrained(dinov2_repo)
+    name = "hf:copybench-test/tiny-dinov2"
+    assert get_spec(name).family == "transformers-transform"
+    model = AutoModel.from_pretrained(dinov2_repo).eval()
+    proc = AutoImageProcessor.from_pretrained(dinov2_repo)
+    with torch.no_grad():
+        expected = [
+            model(**proc(images=Image.open(p).convert("RGB"), return_tensors="pt")).last_hidden_state[:, 0]
+            for p in photos
+        ]
+    assert_same(harness(name, photos), torch.cat(expected))
+
+
+def test_a_processor_the_field_mapping_gets_wrong_is_caught_by_the_probe(photos):
+    """LeViT resizes the short side to 256/224 of ``shortest_edge``: read as fields, its preprocessing would
+    have been a plain resize + crop, 2.3 off after normalisation; the probe sends it through the processor."""
+    from transformers import LevitImageProcessor
+
+    from copybench.detectors.hub import reproduces
+    from copybench.detectors.hub_transformers import (
+        ProcessorCall,
+        processor_fields,
+        transformers_preprocessing,
+    )
+    from copybench.preprocess import Preprocess, pil_to_tensor
+
+    proc = LevitImageProcessor()
+    assert "differs" in reproduces(processor_fields(proc), ProcessorCall(proc))  # what the old mapping gave
+    spec = DetectorSpec(name="levit-probe", dims=8, **transformers_preprocessing("levit-probe", proc))
+    assert spec.family == "transformers-transform"
+    img = Image.open(photos[0]).convert("RGB")
+    got = Preprocess(spec)(pil_to_tensor(img))
+    torch.testing.assert_close(got, ProcessorCall(proc)(img), atol=0, rtol=0)
+
+
+def test_hub_models_decode_with_pillow_even_where_auto_would_pick_the_gpu(timm_repo, monkeypatch):
+    """On CUDA, ``--decode auto`` means the GPU's JPEG decoder; a hub model stays on Pillow (its library's)."""
+    from copybench import extract
+
+    monkeypatch.setattr(extract, "resolve_decode", lambda decode, device: "device")  # as on a GPU machine
+    hub_model = extract.Extractor(create_detector(f"timm:{TIMM}"), num_workers=0, progress=False)
+    assert hub_model.decode == "workers" and hub_model.preprocess.min_decode_side is None
+    builtin = extract.Extractor(create_detector("pixel_gray_8"), num_workers=0, progress=False)
+    assert builtin.decode == "device"
+    explicit = extract.Extractor(
+        create_detector(f"timm:{TIMM}"), num_workers=0, progress=False, decode="device"
+    )
+    assert explicit.decode == "device"  # asked for by name: obeyed
+
+
+def test_sharded_hub_weights_pin_every_shard(dinov2_repo):
+    from transformers import AutoModel
+
+    from copybench.detectors.fetch import read_lock
+
+    AutoModel.from_pretrained(dinov2_repo).save_pretrained(dinov2_repo, max_shard_size="60KB")
+    (dinov2_repo / "model.safetensors").unlink(missing_ok=True)
+    shards = sorted(p.name for p in dinov2_repo.glob("model-*.safetensors"))
+    assert len(shards) > 1 and (dinov2_repo / "model.safetensors.index.json").is_file()
+    name = "hf:copybench-test/tiny-dinov2"
+    assert create_detector(name).weights.status == "real"
+    pinned = {key.rsplit("/", 1)[1] for key in read_lock() if key.startswith(name)}
+    assert pinned == {*shards, "model.safetensors.index.json"}
+    with open(dinov2_repo / shards[-1], "r+b") as f:  # one byte of the last shard's tensor data
+        f.seek(-1, 2)
+        last = f.read(1)
+        f.seek(-1, 2)
+        f.write(bytes([last[0] ^ 0xFF]))
+    with pytest.raises(WeightsHashError, match=shards[-1]):
+        create_detector(name)

@@ -56,7 +56,7 @@ def local_result(built, tmp_path_factory):
     """The single-process result (no cache) that every distributed run must reproduce."""
     res = tmp_path_factory.mktemp("local")
     [outcome] = run_benchmark(
-        load_dataset(built), [DETECTOR], SETTINGS, results=res, cache_dir=None, progress=False
+        load_dataset(built), [DETECTOR], SETTINGS, results=res, descriptor_dir=None, progress=False
     )
     assert outcome.status == "done", outcome.message
     return outcome.result
@@ -105,7 +105,7 @@ def test_run_on_ray_equals_local_with_a_worker_killed(cluster, built, local_resu
             [DETECTOR],
             SETTINGS,
             results=tmp_path,
-            cache_dir=tmp_path / "c",
+            descriptor_dir=tmp_path / "c",
             engine=engine,
         )
     assert outcome.status == "done", outcome.message
@@ -145,16 +145,21 @@ def test_scan_on_ray_equals_local_and_its_uri_cache_serves_the_local_engine(clus
         "threshold": 0.5,
     }
     local = scan(
-        built / "queries", built / "references", DETECTOR, out=tmp_path / "local", cache_dir=None, **args
+        built / "queries", built / "references", DETECTOR, out=tmp_path / "local", descriptor_dir=None, **args
     )
     cache = tmp_path / "bucket"
     with RayEngine(workers=2, cpus_per_worker=0.5, search_shard_rows=7, progress=False) as engine:
         dist = scan(
-            built / "queries", built / "references", DETECTOR, out=tmp_path / "ray", cache_dir=f"file://{cache}",
+            built / "queries", built / "references", DETECTOR, out=tmp_path / "ray", descriptor_dir=f"file://{cache}",
             engine=engine, **args,
         )  # fmt: skip
     again = scan(
-        built / "queries", built / "references", DETECTOR, out=tmp_path / "again", cache_dir=cache, **args
+        built / "queries",
+        built / "references",
+        DETECTOR,
+        out=tmp_path / "again",
+        descriptor_dir=cache,
+        **args,
     )
     assert again["timings"]["extract_s"] < dist["timings"]["extract_s"]  # read from the mirrored cache
     for summary in (dist, again):
@@ -205,7 +210,9 @@ def test_a_driver_killed_mid_run_resumes_from_finished_shards(cluster, built, lo
     dataset = load_dataset(built)
     n_images = len(dataset.reference_ids) + len(dataset.query_ids)
     with RayEngine(workers=2, cpus_per_worker=0.5, progress=False) as engine:
-        [outcome] = run_benchmark(dataset, [DETECTOR], SETTINGS, results=res, cache_dir=cache, engine=engine)
+        [outcome] = run_benchmark(
+            dataset, [DETECTOR], SETTINGS, results=res, descriptor_dir=cache, engine=engine
+        )
     assert outcome.status == "done", outcome.message
     [report] = engine.reports
     assert report.cached >= 2 and report.images + report.cached == n_images

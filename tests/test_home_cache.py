@@ -73,3 +73,75 @@ def test_the_guard_records_every_kind_of_write_under_a_watched_root(tmp_path, ho
         "moved.txt",
         "old.txt",
     ]
+
+
+_CACHE_PATHS = """
+import json
+from copybench.datasets import masks
+from copybench.detectors import meta
+from copybench.detectors.fetch import lock_path
+from copybench.io import cache_root
+from copybench.run import DEFAULT_CACHE
+print(json.dumps({"root": str(cache_root()), "descriptors": str(DEFAULT_CACHE),
+                  "masks": str(masks.cache_dir() / "u2netp-masks"), "parameter counts": str(meta._cache_path()),
+                  "weights lock": str(lock_path())}))
+"""
+
+
+def _readme_cache_section() -> str:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    start = readme.index("All caches live under one folder")
+    return readme[start : readme.index("\n\n", start)]
+
+
+def test_every_default_cache_location_derives_from_the_one_root(tmp_path):
+    """Only $COPYBENCH_CACHE set: every cache copybench writes lands under it (and the README lists each)."""
+    import json
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("COPYBENCH_META_CACHE", "COPYBENCH_WEIGHTS_LOCK")}
+    env.pop("COPYBENCH_CACHE_DIR", None)
+    env["COPYBENCH_CACHE"] = str(tmp_path / "root")
+    out = subprocess.run(
+        [sys.executable, "-c", _CACHE_PATHS], env=env, capture_output=True, text=True, check=True
+    )
+    paths = {what: Path(p) for what, p in json.loads(out.stdout).items()}
+    root = paths.pop("root")
+    assert root == tmp_path / "root"
+    section = _readme_cache_section()
+    for what, path in paths.items():
+        assert path.parent == root, (what, path)
+        name = path.name + ("/" if path.suffix == "" else "")
+        assert f"`{name}`" in section, f"README's cache section does not list {name} ({what})"
+
+
+def test_the_specific_cache_variables_still_override_the_root(tmp_path, monkeypatch):
+    from copybench.detectors import meta
+    from copybench.detectors.fetch import lock_path
+
+    monkeypatch.setenv("COPYBENCH_CACHE", str(tmp_path / "root"))
+    monkeypatch.setenv("COPYBENCH_META_CACHE", str(tmp_path / "elsewhere" / "params.json"))
+    monkeypatch.setenv("COPYBENCH_WEIGHTS_LOCK", str(tmp_path / "elsewhere" / "lock.json"))
+    assert meta._cache_path() == tmp_path / "elsewhere" / "params.json"
+    assert lock_path() == tmp_path / "elsewhere" / "lock.json"
+    monkeypatch.delenv("COPYBENCH_META_CACHE")
+    monkeypatch.delenv("COPYBENCH_WEIGHTS_LOCK")
+    assert meta._cache_path() == tmp_path / "root" / "detector_params.json"
+    assert lock_path() == tmp_path / "root" / "weights.lock.json"
+
+
+def test_no_module_spells_the_cache_root_itself():
+    """The root is spelled once, in copybench.io.cache_root; a module with its own ~/.cache/copybench default
+    would ignore $COPYBENCH_CACHE."""
+    import re
+
+    pkg = Path(__file__).resolve().parents[1]
+    spelled = re.compile(r"""["']\.cache["']\s*[/,]\s*["']copybench|Path\(\s*["']~/\.cache/copybench""")
+    offenders = [
+        str(f.relative_to(pkg))
+        for folder in ("bench", "detectors", "datasets")
+        for f in sorted((pkg / folder).rglob("*.py"))
+        if spelled.search(f.read_text()) and f.relative_to(pkg).as_posix() != "bench/io.py"
+    ]
+    assert offenders == []

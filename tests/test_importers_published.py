@@ -151,7 +151,7 @@ def test_run_subset_and_published_row_lines_up(copydays, tmp_path, capsys):
         progress=False,
         distractors=[copydays / "distractors_a"],
     )
-    common = {"results": tmp_path / "r", "cache_dir": None, "progress": False}
+    common = {"results": tmp_path / "r", "descriptor_dir": None, "progress": False}
     whole = run_benchmark(ds, ["pixel_gray_8"], RunSettings(n_boot=0), **common)[0].result
     sub = run_benchmark(ds, ["pixel_gray_8"], RunSettings(n_boot=0, subset="strong"), **common)[0].result
     assert sub.key["subset"] == "strong" and "subset" not in whole.key

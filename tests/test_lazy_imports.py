@@ -32,6 +32,17 @@ def test_import_copybench_and_its_api_names_import_no_heavy_library():
     assert _heavy_after("import copybench, copybench.cli; copybench.cli.build_parser()") == []
 
 
+def test_scan_and_study_library_modules_still_offer_their_names():
+    """The CLI halves moved to scan_cli / study_cli; the library modules keep the names users import."""
+    from copybench import distributed, options, run, scan, study, study_train
+
+    assert scan.SIMILARITIES == options.SCAN_SIMILARITIES == ("cosine", "split")
+    assert study.DEFAULT_DETECTOR == options.STUDY_DETECTOR
+    assert (study_train.SAMPLERS, study_train.PREDICTIONS) == (options.SAMPLERS, options.PREDICTIONS)
+    assert distributed.SHARD_ROWS == options.RAY_SHARD_ROWS
+    assert run.DEFAULT_CACHE == options.default_descriptor_dir()
+
+
 def test_import_detectors_and_read_the_registry_import_no_heavy_library():
     # specs, metadata (parameters included) and weights status of every built-in come from the torch-free catalog
     code = (
@@ -43,9 +54,59 @@ def test_import_detectors_and_read_the_registry_import_no_heavy_library():
     assert _heavy_after(code) == []
 
 
-def test_help_imports_no_heavy_library():
-    code = "from copybench.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit as e:\n    assert e.code == 0"
-    assert _heavy_after(code) == []
+# Building the parser is all `--help` does: not even numpy or pandas (0.1-0.3 s between them) may load for it.
+PARSER_HEAVY = (*HEAVY, "numpy", "pandas")
+_HELP_PROBE = """
+import argparse, contextlib, io, json, sys
+from copybench.cli import build_parser, main
+
+HEAVY = {heavy!r}
+loaded = lambda: sorted(m for m in HEAVY if m in sys.modules)
+
+def commands(parser, prefix=()):
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                yield prefix + (name,)
+                yield from commands(child, prefix + (name,))
+
+parser = build_parser()
+report = {{"build_parser": loaded(), "commands": [], "heavy": {{}}}}
+for argv in [(), *commands(parser)]:
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        try:
+            main([*argv, "--help"])
+        except SystemExit as exc:
+            assert exc.code == 0, (argv, exc.code)
+    assert "usage: copybench" in out.getvalue(), argv
+    report["commands"].append(" ".join(argv))
+    if loaded():
+        report["heavy"][" ".join(argv) or "--help"] = loaded()
+        break
+print(json.dumps(report))
+"""
+
+
+def test_help_of_every_command_imports_no_numpy_torch_or_pandas():
+    """`copybench --help` and `copybench CMD [SUB] --help` for every (sub)command the parser has: the first
+    one after which numpy, pandas, torch or another heavy library is loaded is named."""
+    probe = _HELP_PROBE.format(heavy=PARSER_HEAVY)
+    done = subprocess.run([sys.executable, "-c", probe], check=False, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["build_parser"] == []
+    assert report["heavy"] == {}
+    for command in (
+        "",
+        "run",
+        "scan",
+        "study data-size",
+        "study demo",
+        "throughput",
+        "weights fetch",
+        "data build",
+    ):
+        assert command in report["commands"], command
 
 
 @pytest.mark.skipif(not any(RESULTS.rglob("*.json")), reason="no published results to read")

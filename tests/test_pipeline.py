@@ -91,7 +91,7 @@ def test_run_writes_results_skips_finished_and_reports_corrupt(tiny_dataset_corr
         ["pixel_gray_16", "no_such_detector"],
         settings,
         results=tmp_path / "res",
-        cache_dir=tmp_path / "cache",
+        descriptor_dir=tmp_path / "cache",
         progress=False,
     )
     assert [o.status for o in out] == ["done", "failed"]
@@ -110,10 +110,15 @@ def test_run_writes_results_skips_finished_and_reports_corrupt(tiny_dataset_corr
 def test_topk_is_part_of_the_result_key(tiny_dataset, tmp_path):
     ds, res = load_dataset(tiny_dataset), tmp_path / "res"
     shallow = run_benchmark(
-        ds, ["pixel_gray_16"], RunSettings(n_boot=10, topk=1), results=res, cache_dir=None, progress=False
+        ds,
+        ["pixel_gray_16"],
+        RunSettings(n_boot=10, topk=1),
+        results=res,
+        descriptor_dir=None,
+        progress=False,
     )[0]
     deep = run_benchmark(
-        ds, ["pixel_gray_16"], RunSettings(n_boot=10), results=res, cache_dir=None, progress=False
+        ds, ["pixel_gray_16"], RunSettings(n_boot=10), results=res, descriptor_dir=None, progress=False
     )[0]
     assert deep.status == "done" and deep.path != shallow.path  # was "skipped" with the top-1 numbers
     assert shallow.path.name == "pixel_gray_16__top1.json" and deep.path.name == "pixel_gray_16.json"
@@ -123,7 +128,7 @@ def test_topk_is_part_of_the_result_key(tiny_dataset, tmp_path):
     stale["key"]["dtype"] = "bf16"
     deep.path.write_text(json.dumps(stale))
     again = run_benchmark(
-        ds, ["pixel_gray_16"], RunSettings(n_boot=10), results=res, cache_dir=None, progress=False
+        ds, ["pixel_gray_16"], RunSettings(n_boot=10), results=res, descriptor_dir=None, progress=False
     )
     assert again[0].status == "done" and again[0].result.key["dtype"] == "fp32"
 
@@ -131,10 +136,20 @@ def test_topk_is_part_of_the_result_key(tiny_dataset, tmp_path):
 def test_same_dataset_same_metrics(tiny_dataset, tmp_path):
     ds = load_dataset(tiny_dataset)
     a = run_benchmark(
-        ds, ["pixel_rgb_16"], RunSettings(n_boot=50), results=tmp_path / "a", cache_dir=None, progress=False
+        ds,
+        ["pixel_rgb_16"],
+        RunSettings(n_boot=50),
+        results=tmp_path / "a",
+        descriptor_dir=None,
+        progress=False,
     )
     b = run_benchmark(
-        ds, ["pixel_rgb_16"], RunSettings(n_boot=50), results=tmp_path / "b", cache_dir=None, progress=False
+        ds,
+        ["pixel_rgb_16"],
+        RunSettings(n_boot=50),
+        results=tmp_path / "b",
+        descriptor_dir=None,
+        progress=False,
     )
     assert a[0].result.metrics == b[0].result.metrics
     assert a[0].result.groups == b[0].result.groups
@@ -145,7 +160,7 @@ def test_random_weights_need_permission_and_are_marked(tiny_dataset, tmp_path):
     os.environ.pop("COPYBENCH_WEIGHTS_DIR", None)
     settings = RunSettings(n_boot=20, batch_size=4)
     refused = run_benchmark(
-        ds, ["resnet50.tv_in1k"], settings, results=tmp_path / "r", progress=False, cache_dir=None
+        ds, ["resnet50.tv_in1k"], settings, results=tmp_path / "r", progress=False, descriptor_dir=None
     )
     assert refused[0].status == "failed" and "--allow-random" in refused[0].message
     ok = run_benchmark(
@@ -154,7 +169,7 @@ def test_random_weights_need_permission_and_are_marked(tiny_dataset, tmp_path):
         settings,
         results=tmp_path / "r",
         progress=False,
-        cache_dir=None,
+        descriptor_dir=None,
         allow_random=True,
     )
     assert ok[0].result.is_random
@@ -202,7 +217,7 @@ def test_plugin_with_nan_or_wrong_dims_fails_by_name_and_keeps_the_others(
             names,
             RunSettings(n_boot=20),
             results=tmp_path / "r",
-            cache_dir=tmp_path / "cache",
+            descriptor_dir=tmp_path / "cache",
             progress=False,
         )
     finally:
@@ -503,14 +518,19 @@ def test_isc_h5_descriptors_score_like_the_detector(tiny_dataset, tmp_path):
 def test_plots_from_raw_predictions(tiny_dataset, tmp_path):
     ds = load_dataset(tiny_dataset)
     run_benchmark(
-        ds, ["pixel_gray_8"], RunSettings(n_boot=10), results=tmp_path / "res", cache_dir=None, progress=False
+        ds,
+        ["pixel_gray_8"],
+        RunSettings(n_boot=10),
+        results=tmp_path / "res",
+        descriptor_dir=None,
+        progress=False,
     )
     run_benchmark(
         ds,
         ["color_hist_512"],
         RunSettings(n_boot=10),
         results=tmp_path / "res",
-        cache_dir=None,
+        descriptor_dir=None,
         progress=False,
     )
     assert _cli("plot", tmp_path / "res", "--out", tmp_path / "plots") == 0
@@ -533,7 +553,12 @@ def test_table_shows_accuracy_beside_throughput(tiny_dataset, tmp_path):
 
     ds = load_dataset(tiny_dataset)
     run_benchmark(
-        ds, ["pixel_gray_8"], RunSettings(n_boot=10), results=tmp_path / "res", cache_dir=None, progress=False
+        ds,
+        ["pixel_gray_8"],
+        RunSettings(n_boot=10),
+        results=tmp_path / "res",
+        descriptor_dir=None,
+        progress=False,
     )
     write_result(
         tmp_path / "res" / "speed" / "pixel_gray_8.json",

@@ -25,7 +25,7 @@ def _run(dataset: Path, results: Path):
         ["pixel_gray_8"],
         RunSettings(n_boot=10),
         results=results,
-        cache_dir=None,
+        descriptor_dir=None,
         progress=False,
     )
 

@@ -81,7 +81,7 @@ def run_results(tiny_dataset_module, tmp_path_factory):
         ["pixel_gray_8", "pixel_rgb_16"],
         RunSettings(n_boot=20),
         results=root / "res",
-        cache_dir=None,
+        descriptor_dir=None,
         progress=False,
     )
     return data, root / "res"
@@ -128,6 +128,39 @@ def test_tidy_csv_and_parquet_exports(run_results, tmp_path, capsys):
     assert main(["-q", "table", str(res), "--format", "parquet"]) == 2  # binary output needs --out
 
 
+def test_tidy_rows_carry_the_release_month_with_its_source(run_results, tmp_path):
+    """detector_release_source sits beside detector_release_date in the frame and in both exports."""
+    from copybench.results import write_result
+    from copybench.tidy import export_results
+
+    _, res = run_results
+    fresh = copybench.load_results(res)
+    cols = list(fresh.columns)
+    assert cols.index("detector_release_source") == cols.index("detector_release_date") + 1
+    assert set(fresh["detector_release_source"]) == {""}  # pixel detectors: no paper, so no release month
+    result = read_result(next(res.rglob("pixel_gray_8.json")))
+    meta = {
+        **result.detector["meta"],
+        "release_date": "2022-02",
+        "release_source": "https://arxiv.org/abs/2202.10261",
+    }
+    write_result(tmp_path / "dated" / "a.json", result.replace(detector={**result.detector, "meta": meta}))
+    older = {k: v for k, v in meta.items() if k != "release_source"}  # written before the field existed
+    write_result(tmp_path / "dated" / "b.json", result.replace(detector={**result.detector, "meta": older}))
+    frame = copybench.load_results(tmp_path / "dated")
+    by_file = frame[frame["group"] == "all"].set_index("result_file")
+    assert by_file.loc["a.json", ["detector_release_date", "detector_release_source"]].tolist() == [
+        "2022-02",
+        "https://arxiv.org/abs/2202.10261",
+    ]
+    assert by_file.loc["b.json", "detector_release_date"] == "2022-02"
+    assert pd.isna(by_file.loc["b.json", "detector_release_source"])
+    for fmt in ("csv", "parquet"):
+        back = export_results(tmp_path / "dated", tmp_path / f"t.{fmt}")
+        back = pd.read_csv(back) if fmt == "csv" else pd.read_parquet(back)
+        assert "https://arxiv.org/abs/2202.10261" in set(back["detector_release_source"]), fmt
+
+
 def test_load_results_names_a_broken_file(tmp_path):
     bad = tmp_path / "copy"
     bad.mkdir()
@@ -151,7 +184,7 @@ def test_published_files_hold_no_hostname_and_no_absolute_weights_path(tiny_data
         [name],
         RunSettings(n_boot=10),
         results=tmp_path,
-        cache_dir=None,
+        descriptor_dir=None,
         progress=False,
     )
     text = out[0].path.read_text()

@@ -216,7 +216,7 @@ def scanned(fixture_data, tmp_path_factory):
         threshold=threshold,
         top_k=5,
         out=out,
-        cache_dir=fixture_data["cache"],
+        descriptor_dir=fixture_data["cache"],
         progress=False,
         seed=0,
     )
@@ -304,6 +304,23 @@ def test_scan_lists_and_skips_corrupt_image(scanned):
 
 
 @pytest.mark.weights
+def test_written_outputs_hold_no_absolute_path(scanned, fixture_data, tmp_path_factory):
+    """summary.json and report.html are published as they are: folders relative to the scan folder."""
+    summary, out, *_ = scanned
+    base = str(tmp_path_factory.getbasetemp())
+    for name in ("summary.json", "report.html", "matches.csv"):
+        assert base not in (out / name).read_text(), name
+    written = scan_mod.read_summary(out)
+    assert written["out"] == "."
+    for role in ("generated", "train"):
+        assert (out / written["inputs"][role]).resolve() == fixture_data[role].resolve()
+        assert Path(summary["inputs"][role]).is_absolute()  # the returned summary still names them in full
+    (skip,) = written["skipped"]
+    assert (out / skip["path"]).resolve() == (fixture_data["generated"] / "batch_a" / "corrupt.png").resolve()
+    assert skip["path"] in skip["error"]
+
+
+@pytest.mark.weights
 def test_cli_scan_end_to_end(fixture_data, tmp_path, capsys):
     detector, threshold = _real_detector()
     code = cli_main(
@@ -347,21 +364,34 @@ def test_empty_folder_and_unknown_detector_are_clear_errors(tmp_path, capsys):
     for i in range(2):
         _texture(i, 64).save(full / "sub" / f"{i}.png")
     with pytest.raises(ValueError, match="--generated: no images in .*empty"):
-        scan_mod.scan(empty, full, "pixel_gray_16", out=tmp_path / "o", cache_dir=None, progress=False)
+        scan_mod.scan(empty, full, "pixel_gray_16", out=tmp_path / "o", descriptor_dir=None, progress=False)
     with pytest.raises(FileNotFoundError, match="--train: no such folder"):
         scan_mod.scan(
-            full, tmp_path / "missing", "pixel_gray_16", out=tmp_path / "o", cache_dir=None, progress=False
+            full,
+            tmp_path / "missing",
+            "pixel_gray_16",
+            out=tmp_path / "o",
+            descriptor_dir=None,
+            progress=False,
         )
     with pytest.raises(UnknownDetectorError, match="no_such_detector"):
-        scan_mod.scan(full, full, "no_such_detector", out=tmp_path / "o", cache_dir=None, progress=False)
+        scan_mod.scan(full, full, "no_such_detector", out=tmp_path / "o", descriptor_dir=None, progress=False)
     with pytest.raises(ValueError, match="--out .* inside the --generated folder"):
-        scan_mod.scan(full, full, "pixel_gray_16", out=full / "scan", cache_dir=None, progress=False)
+        scan_mod.scan(full, full, "pixel_gray_16", out=full / "scan", descriptor_dir=None, progress=False)
     (tmp_path / "a_file").write_text("x")  # was a FileExistsError traceback after the whole extraction
     with pytest.raises(ValueError, match="--out .*a_file exists and is not a folder"):
-        scan_mod.scan(full, empty, "pixel_gray_16", out=tmp_path / "a_file", cache_dir=None, progress=False)
+        scan_mod.scan(
+            full, empty, "pixel_gray_16", out=tmp_path / "a_file", descriptor_dir=None, progress=False
+        )
     with pytest.raises(ValueError, match=r"--threshold must lie in \[-1, 1\]"):  # was a silent 0% rate
         scan_mod.scan(
-            full, full, "pixel_gray_16", threshold=1.5, out=tmp_path / "o", cache_dir=None, progress=False
+            full,
+            full,
+            "pixel_gray_16",
+            threshold=1.5,
+            out=tmp_path / "o",
+            descriptor_dir=None,
+            progress=False,
         )
     base = ["scan", "--train", str(full), "--out", str(tmp_path / "o"), "--no-cache"]
     cases = [
@@ -449,7 +479,7 @@ def test_calibrated_threshold_is_at_90_percent_precision(fixture_data, tmp_path)
         top_k=3,
         out=tmp_path / "o",
         calibrate=ds_dir,
-        cache_dir=fixture_data["cache"],
+        descriptor_dir=fixture_data["cache"],
         progress=False,
     )
     thr, cal = summary["threshold"], summary["threshold"]["calibration"]
@@ -564,7 +594,7 @@ def test_split_similarity_matches_brute_force(tiny_token_detector, tmp_path):
         threshold=0.05,  # split scores are not on the cosine scale: a threshold is always given for them
         top_k=3,
         out=tmp_path / "o",
-        cache_dir=None,
+        descriptor_dir=None,
         progress=False,
     )
     ext = Extractor(create_detector(tiny_token_detector), cache_dir=None, progress=False)

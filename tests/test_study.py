@@ -34,7 +34,7 @@ TINY = {
     "detector": DETECTOR,
     "threshold": 0.2,  # low, so that some generations of an untrained model are flagged and some are not
     "checkpoint_every": 2,
-    "cache_dir": None,
+    "descriptor_dir": None,
     "progress": False,
 }
 
