@@ -126,3 +126,23 @@ def test_published_default_results_load_with_absolute_or_relative_dataset_paths(
             ROOT / "results" / "default", ROOT / "results" / "default"
         )
     } == {"ok"}
+
+
+def test_published_result_files_name_no_folder_of_the_machine_that_wrote_them():
+    """Every JSON under results/ (leaderboard, study demos, throughput) holds no absolute path."""
+    offenders = []
+    for path in sorted((ROOT / "results").rglob("*.json")):
+        data = json.loads(path.read_text())
+        offenders += [f"{path.relative_to(ROOT)}: {s}" for s in _strings(data) if _machine_path(s)]
+    assert offenders == []
+
+
+def _machine_path(text: str) -> bool:
+    return Path(text).is_absolute() and text.split("/")[1] in {"work", "tmp", "home", "root", "Users", "mnt"}
+
+
+def test_throughput_settings_publish_an_absolute_image_folder_by_its_name_only():
+    from copybench.throughput.records import _published_folder
+
+    assert _published_folder("/tmp/tmp.5YrfYnfuxF/img") == "img"
+    assert _published_folder(Path("photos/large")) == "photos/large"

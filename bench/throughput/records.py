@@ -59,12 +59,18 @@ def settings_record(
             "decode": measurement["e2e_decode"],
             "channels_last_effective": channels_last,
             "n_images": n_images,
-            "images": str(images) if images is not None else "synthetic JPEGs",
+            "images": _published_folder(images) if images is not None else "synthetic JPEGs",
         }
     )
     if images is not None:
         record.pop("image_size")
     return record
+
+
+def _published_folder(images) -> str:
+    """The image folder as published: a relative path as given, an absolute one by its folder name only (the
+    machine's layout, often a temp folder, tells nothing to anyone else; n_images says what was timed)."""
+    return Path(images).name if Path(images).is_absolute() else Path(images).as_posix()
 
 
 def throughput_result(detector, measurement: dict, settings: ThroughputSettings, env: dict, record: dict):
