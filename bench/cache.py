@@ -2,8 +2,9 @@
 
 Shards of (rows, vectors, tokens, failures) are flushed atomically every ``SHARD_IMAGES`` images or
 ``SHARD_SECONDS`` seconds, so a run killed at any point (even ``kill -9``) resumes from the last shard and ends
-with identical descriptors. The final arrays are ``.npy`` files opened as memory maps, so memory stays flat in
-the number of images.
+with identical descriptors. With a cache folder a flushed shard lives on disk only (the store keeps its rows and
+failures) and is read back, one at a time and re-verified, into the final ``.npy`` files opened as memory maps:
+the descriptors are held once, and memory stays flat in the number of images.
 
 Cache key: detector spec, weights hash, preprocessing, dtype, output kind and the exact list of image files
 with their sizes and mtimes (plus the dataset fingerprint when there is one).
@@ -174,18 +175,38 @@ class ShardStore:
         return [r for r in range(self.n) if r not in done]
 
     def _read_shard(self, path: Path) -> dict | None:
-        """The shard's arrays, or None (with a warning, the file removed) when it cannot be trusted."""
+        """The shard's record (rows, failures, shapes, path; its arrays stay on disk until :meth:`finalize`),
+        or None (with a warning, the file removed) when it cannot be trusted."""
+        shard, problem = self._load_verified(path)
+        if problem:
+            _discard(path, problem)
+            return None
+        return _record(shard, path)
+
+    def _load_verified(self, path: Path) -> tuple[dict, str | None]:
+        """A shard file's arrays with its failures parsed, and what is wrong with it (None: key and sha256 match)."""
         try:
             with np.load(path, allow_pickle=False) as z:
                 shard = {k: z[k] for k in z.files}
             meta = json.loads(str(shard.pop("meta_json")))
             problem = self._shard_problem(shard, meta)
+            shard["failures"] = json.loads(str(shard.pop("failures_json")))
         except Exception as exc:  # noqa: BLE001 - any way a shard fails to read means: recompute its rows
-            problem = f"unreadable: {type(exc).__name__}: {exc}"
-        if problem:
-            _discard(path, problem)
-            return None
-        shard["failures"] = json.loads(str(shard.pop("failures_json")))
+            return {}, f"unreadable: {type(exc).__name__}: {exc}"
+        return shard, problem
+
+    def _shard_arrays(self, record: dict) -> dict:
+        """A shard's arrays for :meth:`finalize`: in RAM without a cache folder, else read back and verified
+        again (the file could have changed since it was written or first read)."""
+        if "path" not in record:
+            return record
+        shard, problem = self._load_verified(record["path"])
+        if problem or not np.array_equal(shard["rows"], record["rows"]):
+            problem = problem or "its rows changed since it was read"
+            raise CacheWriteError(
+                errno.EIO,
+                f"descriptor cache: shard {record['path']} changed during the run: {problem}; rerun",
+            )
         return shard
 
     def _shard_problem(self, shard: dict, meta: dict) -> str | None:
@@ -219,14 +240,14 @@ class ShardStore:
         }
         if self.toks:
             shard["tokens"] = np.concatenate(self.toks)
-        if self.root is not None:
-            self._write_shard(shard)
+        path = self._write_shard(shard) if self.root is not None else None
         shard["failures"] = json.loads(str(shard.pop("failures_json")))
-        self.shards.append(shard)
+        # on disk, the shard's arrays are dropped here: finalize reads them back, so they are held only once
+        self.shards.append(_record(shard, path) if path is not None else shard)
         self.rows, self.vecs, self.toks, self.failures = [], [], [], {}
         self.flushed_at = time.monotonic()
 
-    def _write_shard(self, shard: dict) -> None:
+    def _write_shard(self, shard: dict) -> Path:
         from copybench.io import atomic_output
 
         meta = {"key": self.key, "sha256": _shard_digest(shard)}
@@ -237,6 +258,7 @@ class ShardStore:
                 np.savez(f, **shard, meta_json=np.asarray(json.dumps(meta)))
         except OSError as exc:
             raise _write_error(path, exc) from exc
+        return path
 
     def _allocate(self, name: str, shape: tuple, dtype) -> np.ndarray:
         if self.root is None:
@@ -246,15 +268,16 @@ class ShardStore:
     def finalize(self, paths: list[str], dims: int, tokens: bool) -> Descriptors:
         failed: dict[int, str] = {}
         with_vecs = [s for s in self.shards if len(s["rows"])]
-        dims = with_vecs[0]["vectors"].shape[1] if with_vecs else dims
+        dims = _shape(with_vecs[0], "vectors")[1] if with_vecs else dims
         vectors = self._allocate("vectors.npy", (self.n, dims), np.float32)
         tok_arr = None
         if tokens and with_vecs:
-            t_shape = with_vecs[0]["tokens"].shape[1:]
+            t_shape = _shape(with_vecs[0], "tokens")[1:]
             tok_arr = self._allocate("tokens.npy", (self.n, *t_shape), np.float16)
-        for s in self.shards:
-            failed.update({int(k): v for k, v in s["failures"].items()})
-            if len(s["rows"]):
+        for record in self.shards:
+            failed.update({int(k): v for k, v in record["failures"].items()})
+            if len(record["rows"]):
+                s = self._shard_arrays(record)  # one shard in RAM at a time
                 vectors[s["rows"]] = s["vectors"]
                 if tok_arr is not None:
                     tok_arr[s["rows"]] = s["tokens"]
@@ -283,6 +306,16 @@ class ShardStore:
         vectors = np.load(self.root / "vectors.npy", mmap_mode="r")
         toks = np.load(self.root / "tokens.npy", mmap_mode="r") if done.get("tokens") else None
         return Descriptors(list(paths), vectors, toks, {int(k): v for k, v in done["failed"].items()})
+
+
+def _record(shard: dict, path: Path) -> dict:
+    """What the store keeps of a shard on disk: rows, failures, array shapes and its file, not its arrays."""
+    shapes = {k: shard[k].shape for k in ("vectors", "tokens") if k in shard}
+    return {"rows": shard["rows"], "failures": shard["failures"], "shapes": shapes, "path": path}
+
+
+def _shape(shard: dict, name: str) -> tuple:
+    return shard["shapes"][name] if "shapes" in shard else shard[name].shape
 
 
 def _shard_digest(shard: dict) -> str:
