@@ -51,7 +51,7 @@ class HubEntry:
 
     spec: DetectorSpec
     factory: Callable
-    locate: Callable[[], Path | None]
+    locate: Callable[..., Path | None]  # (download=False, progress=True)
     fetch: Callable[..., tuple[Path, str, str]]
     origin: str = "hub"
     revision: str = ""
@@ -203,8 +203,9 @@ def missing(name: str, what: str) -> WeightsMissingError:
 
 
 # ------------------------------------------------------------------------------------------------ resolve
-def resolve(name: str, *, download: bool = False) -> HubEntry:
-    """The detector behind a hub name; an ``hf-hub:`` / ``hf:`` repository must be cached (or downloaded)."""
+def resolve(name: str, *, download: bool = False, progress: bool = True) -> HubEntry:
+    """The detector behind a hub name; an ``hf-hub:`` / ``hf:`` repository must be cached (or downloaded, with
+    ``progress`` bars on stderr)."""
     prefix, _, ident = name.partition(":")
     if not ident:
         raise UnknownDetectorError(f"hub name {name!r} names no model")
@@ -217,7 +218,7 @@ def resolve(name: str, *, download: bool = False) -> HubEntry:
 
         return resolve_open_clip(name, ident)
     repo, revision = split_repo(ident)
-    folder = snapshot(repo, revision, download=download)
+    folder = snapshot(repo, revision, download=download, progress=progress)
     if folder is None:
         raise missing(name, f"{repo} is not in the Hugging Face cache")
     if prefix == "hf":
