@@ -629,6 +629,13 @@ def _build_detector(load: dict, device: str):
         import ray
 
         det.load_state_dict(ray.get(load["state"]))
+    if (
+        det.spec.library != load["spec"].library
+    ):  # a hub model: another version builds other pixels/descriptors
+        raise RuntimeError(
+            f"detector {load['name']!r}: {socket.gethostname()} has {det.spec.library}, the driver "
+            f"{load['spec'].library}; install the driver's version on every worker"
+        )
     if det.spec != load["spec"]:  # as apply_protocol does: same model and weights, the driver's spec
         import copy
 

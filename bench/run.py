@@ -490,6 +490,7 @@ def run_benchmark(
             allow_random=allow_random,
             download=download,
             device=settings.device,
+            progress=progress,
         )
 
     outcomes = []

@@ -277,8 +277,10 @@ def _load_detector(
     download: bool = False,
     weights_file: str | Path | None = None,
     protocol: str = "native",
+    progress: bool = True,
 ):
-    from copybench.detectors import create_detector, get_spec
+    from copybench.detectors import create_detector
+    from copybench.detectors.load import resolve_entry
 
     from .protocols import apply_protocol, check_detector, get_protocol
 
@@ -287,9 +289,16 @@ def _load_detector(
         raise ValueError(
             f"--protocol {p.name} defines similarity {' or '.join(p.similarities)}, not {similarity!r}"
         )
-    check_detector(p, get_spec(detector), similarity)  # before loading weights
+    # before loading weights; a hub repository not cached yet is fetched first with --download (its spec is read
+    # from its files)
+    check_detector(p, resolve_entry(detector, download, progress).spec, similarity)
     det = create_detector(
-        detector, weights_file=weights_file, allow_random=allow_random, download=download, device=device
+        detector,
+        weights_file=weights_file,
+        allow_random=allow_random,
+        download=download,
+        device=device,
+        progress=progress,
     )
     if similarity == "split" and det.spec.output != "tokens":
         raise ValueError(
@@ -422,7 +431,7 @@ def scan(
     gen_paths, train_paths = find_images(generated, "generated"), find_images(train, "train")
     if protocol != "native" and dtype != "fp32":
         raise ValueError(f"--protocol {protocol} runs the models in fp32, as the original; drop --dtype")
-    det = _load_detector(detector, allow_random, device, similarity, download, weights, protocol)
+    det = _load_detector(detector, allow_random, device, similarity, download, weights, protocol, progress)
     rule = _threshold_rule(protocol, similarity, threshold, calibrate)
     settings = {"similarity": similarity, "top_k": top_k, "device": device, "batch_size": batch_size}
     settings |= {"seed": seed, "baseline_sample": baseline_sample, "dtype": dtype, "protocol": protocol}

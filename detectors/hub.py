@@ -51,7 +51,7 @@ class HubEntry:
 
     spec: DetectorSpec
     factory: Callable
-    locate: Callable[[], Path | None]
+    locate: Callable[..., Path | None]  # (download=False, progress=True)
     fetch: Callable[..., tuple[Path, str, str]]
     origin: str = "hub"
     revision: str = ""
@@ -203,8 +203,9 @@ def missing(name: str, what: str) -> WeightsMissingError:
 
 
 # ------------------------------------------------------------------------------------------------ resolve
-def resolve(name: str, *, download: bool = False) -> HubEntry:
-    """The detector behind a hub name; an ``hf-hub:`` / ``hf:`` repository must be cached (or downloaded)."""
+def resolve(name: str, *, download: bool = False, progress: bool = True) -> HubEntry:
+    """The detector behind a hub name; an ``hf-hub:`` / ``hf:`` repository must be cached (or downloaded, with
+    ``progress`` bars on stderr)."""
     prefix, _, ident = name.partition(":")
     if not ident:
         raise UnknownDetectorError(f"hub name {name!r} names no model")
@@ -217,7 +218,7 @@ def resolve(name: str, *, download: bool = False) -> HubEntry:
 
         return resolve_open_clip(name, ident)
     repo, revision = split_repo(ident)
-    folder = snapshot(repo, revision, download=download)
+    folder = snapshot(repo, revision, download=download, progress=progress)
     if folder is None:
         raise missing(name, f"{repo} is not in the Hugging Face cache")
     if prefix == "hf":
@@ -399,20 +400,29 @@ def _probe(fields: dict, transform: Callable) -> str:
     return ""
 
 
+def library_version(library: str) -> str:
+    """``"timm 1.0.9"``: the library (already imported by its resolver) and the version installed."""
+    import importlib
+
+    return f"{library} {importlib.import_module(library).__version__}"
+
+
 def preprocessing(name: str, family: str, fields: Callable[[bool], dict], transform: Callable) -> dict:
-    """Spec fields (family included) for ``name``: the harness's batch path when it reproduces the library's
-    ``transform`` exactly (checked on probe images), else the library route: ``transform`` itself runs on each
-    decoded image, and the fields only describe the config (``fields(False)``)."""
+    """Spec fields (family and library version included) for ``name``: the harness's batch path when it
+    reproduces the library's ``transform`` exactly (checked on probe images), else the library route:
+    ``transform`` itself runs on each decoded image, and the fields only describe the config (``fields(False)``).
+    Either way the library builds the model, and on the library route its transform makes the pixels too."""
     try:
         batch = fields(True)
         why = reproduces(batch, transform)
     except ValueError as exc:
         why = str(exc)
+    library = library_version(family)
     if not why:
-        return {**batch, "family": family}
+        return {**batch, "family": family, "library": library}
     log.info("%s: images go through %s's own transform (%s)", name, family, why)
     _TRANSFORMS[name] = transform
-    return {**fields(False), "family": family + TRANSFORM_SUFFIX}
+    return {**fields(False), "family": family + TRANSFORM_SUFFIX, "library": library}
 
 
 def library_transform(spec) -> Callable | None:

@@ -200,7 +200,7 @@ def resolve_open_clip_dir(name: str, folder: Path) -> HubEntry:
     def factory(path: Path | None) -> torch.nn.Module:
         return EncodeImage(open_clip.create_model(f"local-dir:{folder}", load_weights=path is not None))
 
-    def locate(download: bool = False) -> Path | None:
+    def locate(download: bool = False, progress: bool = True) -> Path | None:  # already cached
         return checkpoint_in(folder)
 
     def fetch(progress: bool = True):

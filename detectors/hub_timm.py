@@ -150,7 +150,7 @@ def resolve_timm_dir(name: str, folder: Path) -> HubEntry:
         **timm_release(pcfg, folder),
     )
 
-    def locate(download: bool = False) -> Path | None:
+    def locate(download: bool = False, progress: bool = True) -> Path | None:  # already cached
         return weights_file(folder)
 
     def factory(path: Path | None) -> torch.nn.Module:

@@ -161,7 +161,7 @@ def resolve_transformers(name: str, folder: Path) -> HubEntry:
         model = AutoModel.from_pretrained(folder) if path else AutoModel.from_config(config)
         return HFImage(model, mode)
 
-    def locate(download: bool = False) -> Path | None:
+    def locate(download: bool = False, progress: bool = True) -> Path | None:  # already cached
         return weights_file(folder)
 
     def fetch(progress: bool = True):

@@ -86,20 +86,22 @@ def create_detector(
     allow_random: bool = False,
     download: bool = False,
     device: str | torch.device = "cpu",
+    progress: bool = True,
 ) -> Detector:
-    """Build a detector in eval mode on ``device`` with real weights, or random ones only when allowed."""
-    entry = _resolve(name, download)
+    """Build a detector in eval mode on ``device`` with real weights, or random ones only when allowed;
+    ``download``: fetch missing official weights first, with ``progress`` bars on stderr."""
+    entry = resolve_entry(name, download, progress)
     spec = entry.spec
     if spec.parameter_free:
         path, info = None, WeightsInfo("none")
     elif spec.random_only and weights_file is None:
         path, info = None, WeightsInfo("random", "random init by design")
     elif getattr(entry, "locate", None) is not None and weights_file is None:
-        path, info = _hub_weights(entry, download, allow_random)
+        path, info = _hub_weights(entry, download, allow_random, progress)
     else:
         path = find_weights(spec, weights_file)
         if path is None and download:
-            path = download_weights(spec)
+            path = download_weights(spec, progress)
         if path is None and not allow_random:
             raise WeightsMissingError(missing_message(spec))
         info = _checked_info(spec, path) if path else WeightsInfo("random")
@@ -114,20 +116,23 @@ def create_detector(
     return Detector(spec, model, info, plugin_code_digest(entry.factory), entry).eval().to(device)
 
 
-def _resolve(name: str, download: bool):
-    """The registry entry; a hub repository not cached yet is downloaded first when asked."""
+def resolve_entry(name: str, download: bool = False, progress: bool = True):
+    """The registry entry; a hub repository not cached yet is downloaded first when asked (``progress``: its
+    bars on stderr)."""
     if download and name.startswith(("hf-hub:", "hf:")):
         from .hub import resolve
 
-        return resolve(name, download=True)
+        return resolve(name, download=True, progress=progress)
     return get_entry(name)
 
 
-def _hub_weights(entry, download: bool, allow_random: bool) -> tuple[Path | None, WeightsInfo]:
+def _hub_weights(
+    entry, download: bool, allow_random: bool, progress: bool = True
+) -> tuple[Path | None, WeightsInfo]:
     """Weights of a hub model from its library's cache (fetched when asked), checked and pinned."""
     from .hub import missing
 
-    path = entry.locate(download)
+    path = entry.locate(download, progress)
     if path is None:
         if not allow_random:
             raise missing(entry.spec.name, "not found in the caches")

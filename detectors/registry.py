@@ -81,6 +81,9 @@ class DetectorSpec:
     # paper's first arXiv version, or its weights' release) and the URL that date is read from; "" when unknown
     release_date: str = ""
     release_source: str = ""
+    # hub models only: the library, with its installed version, that builds the model and its transform
+    # ("timm 1.0.9"); part of the cache key, so a library upgrade that changes either never reuses old descriptors
+    library: str = ""
 
     def __post_init__(self) -> None:
         if self.resize not in RESIZE_POLICIES:
@@ -127,6 +130,8 @@ class DetectorSpec:
             del out["resize_backend"]
         if out["crop_offset"] == "round":  # likewise
             del out["crop_offset"]
+        if not out["library"]:  # likewise: built-in and plugin detectors name no library
+            del out["library"]
         # metadata: results carry it under detector.meta, descriptors do not depend on it
         del out["release_date"], out["release_source"]
         return out

@@ -393,3 +393,31 @@ def test_quiet_hub_download_draws_nothing(hub, capsys):
 
     assert fetch_weights([f"hf-hub:{HUB_REPO}"], progress=False)[0].status == "fetched"
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("kind", ["url", "hub"])
+@pytest.mark.parametrize("command", ["run", "scan"])
+def test_quiet_download_on_run_and_scan_draws_no_bar(
+    command, kind, server, tiny_dataset, tmp_path, request, capsys
+):
+    """``-q`` silences the download bars of ``--download`` as it does those of ``weights fetch -q``."""
+    from copybench.cli import main
+
+    request.getfixturevalue("detector" if kind == "url" else "hub")
+    name = NAME if kind == "url" else f"hf-hub:{HUB_REPO}"
+    if command == "run":
+        args = ["run", "--dataset", str(tiny_dataset), "--detectors", name, "--n-boot", "10"]
+        args += ["--results", str(tmp_path / "results")]
+    else:
+        args = [
+            "scan",
+            "--generated",
+            str(tiny_dataset / "queries"),
+            "--train",
+            str(tiny_dataset / "references"),
+        ]
+        args += ["--detector", name, "--threshold", "0.5", "--out", str(tmp_path / "scan")]
+    assert main(["--quiet", *args, "--no-cache", "--download"]) == 0
+    assert server.ranges  # the weights were downloaded, in silence
+    err = capsys.readouterr().err
+    assert "━" not in err and "B/" not in err, err

@@ -384,17 +384,47 @@ def test_release_month_from_the_cached_model_card(timm_repo, dinov2_repo):
 
 
 # ------------------------------------------------------------------------------------------------ library route
-def test_timm_border_crop_runs_through_timms_own_transform(hub_cache, photos):
+def timm_border(hub_cache: Path) -> tuple[str, Path]:
+    """A cached timm repository whose eval transform letterboxes: no batch policy reproduces it."""
     import timm
-    from timm.data import create_transform, resolve_data_config
     from timm.models import save_for_hf
 
     torch.manual_seed(0)
-    overlay = {"crop_mode": "border", "crop_pct": 0.9}  # letterbox: no batch policy reproduces it
+    overlay = {"crop_mode": "border", "crop_pct": 0.9}
     model = timm.create_model(TIMM, pretrained=False, pretrained_cfg_overlay=overlay)
     snap = snapshot_dir(hub_cache, "copybench-test/timm-border")
     save_for_hf(model, snap, safe_serialization=True)
-    name = "hf-hub:copybench-test/timm-border"
+    return "hf-hub:copybench-test/timm-border", snap
+
+
+def clip_longest(monkeypatch) -> str:
+    """The tiny open_clip tag with resize_mode longest (resize + pad): open_clip's transform only."""
+    from open_clip import pretrained
+
+    tag = {"hf_hub": "copybench-test/tiny-clip/", **PREPROCESS, "resize_mode": "longest"}
+    monkeypatch.setitem(pretrained._PRETRAINED, "copybench-tiny-vit", {"tiny": tag})
+    return "open_clip:copybench-tiny-vit/tiny"
+
+
+def dinov2_to_unit_range(dinov2_repo: Path) -> str:
+    """The tiny DINOv2 repository with a processor mapping pixels to [-1, 1]: the processor only."""
+    from transformers import BitImageProcessor
+
+    BitImageProcessor(  # rescaled by 1/127.5, offset by the mean
+        size={"shortest_edge": 64},
+        crop_size={"height": 56, "width": 56},
+        rescale_factor=1 / 127.5,
+        image_mean=[1.0, 1.0, 1.0],
+        image_std=[1.0, 1.0, 1.0],
+    ).save_pretrained(dinov2_repo)
+    return "hf:copybench-test/tiny-dinov2"
+
+
+def test_timm_border_crop_runs_through_timms_own_transform(hub_cache, photos):
+    import timm
+    from timm.data import create_transform, resolve_data_config
+
+    name, snap = timm_border(hub_cache)
     assert get_spec(name).family == "timm-transform"
     direct_model = timm.create_model(f"local-dir:{snap}", pretrained=True, num_classes=0).eval()
     assert resolve_data_config(model=direct_model)["crop_mode"] == "border"
@@ -403,26 +433,15 @@ def test_timm_border_crop_runs_through_timms_own_transform(hub_cache, photos):
 
 
 def test_open_clip_longest_resize_runs_through_open_clips_own_transform(clip_repo, photos, monkeypatch):
-    from open_clip import pretrained
-
-    tag = {"hf_hub": "copybench-test/tiny-clip/", **PREPROCESS, "resize_mode": "longest"}  # resize + pad
-    monkeypatch.setitem(pretrained._PRETRAINED, "copybench-tiny-vit", {"tiny": tag})
-    name = "open_clip:copybench-tiny-vit/tiny"
+    name = clip_longest(monkeypatch)
     assert get_spec(name).family == "open_clip-transform"
     assert_same(harness(name, photos), clip_direct(photos, "copybench-tiny-vit", pretrained="tiny"))
 
 
 def test_hf_processor_the_batch_path_cannot_reproduce_runs_the_processor(dinov2_repo, photos):
-    from transformers import AutoImageProcessor, AutoModel, BitImageProcessor
+    from transformers import AutoImageProcessor, AutoModel
 
-    BitImageProcessor(  # pixels to [-1, 1]: rescaled by 1/127.5, offset by the mean
-        size={"shortest_edge": 64},
-        crop_size={"height": 56, "width": 56},
-        rescale_factor=1 / 127.5,
-        image_mean=[1.0, 1.0, 1.0],
-        image_std=[1.0, 1.0, 1.0],
-    ).save_pretrained(dinov2_repo)
-    name = "hf:copybench-test/tiny-dinov2"
+    name = dinov2_to_unit_range(dinov2_repo)
     assert get_spec(name).family == "transformers-transform"
     model = AutoModel.from_pretrained(dinov2_repo).eval()
     proc = AutoImageProcessor.from_pretrained(dinov2_repo)
@@ -454,6 +473,50 @@ def test_a_processor_the_field_mapping_gets_wrong_is_caught_by_the_probe(photos)
     img = Image.open(photos[0]).convert("RGB")
     got = Preprocess(spec)(pil_to_tensor(img))
     torch.testing.assert_close(got, ProcessorCall(proc)(img), atol=0, rtol=0)
+
+
+def key_with_library(name: str, monkeypatch, version: str | None = None) -> tuple[str, str]:
+    """(spec.library, descriptor cache key) of a hub detector, its library's version replaced when given."""
+    from copybench.cache import cache_key
+    from copybench.detectors import hub
+
+    real = hub.library_version
+    fake = (lambda library: f"{library} {version}") if version else real
+    monkeypatch.setattr(hub, "library_version", fake)
+    det = create_detector(name)
+    monkeypatch.setattr(hub, "library_version", real)
+    return det.spec.library, cache_key(det, [], dtype="float32", tokens=False)
+
+
+@pytest.mark.parametrize("library", ["timm", "open_clip", "transformers"])
+def test_a_hub_models_cache_key_holds_its_librarys_version(library, request, hub_cache, monkeypatch):
+    """On the library route the library's transform makes the pixels (and, on either path, its code builds the
+    model): another installed version is another cache key, never the old descriptors; built-ins keep theirs."""
+    import importlib
+
+    if library == "timm":
+        name = timm_border(hub_cache)[0]
+    elif library == "open_clip":
+        request.getfixturevalue("clip_repo")
+        name = clip_longest(monkeypatch)
+    else:
+        name = dinov2_to_unit_range(request.getfixturevalue("dinov2_repo"))
+    assert get_spec(name).family == f"{library}-transform"
+    installed = f"{library} {importlib.import_module(library).__version__}"
+    spec_library, key = key_with_library(name, monkeypatch)
+    assert spec_library == installed
+    assert key_with_library(name, monkeypatch) == (installed, key)  # same version: same key
+    other = key_with_library(name, monkeypatch, "0.0.1")
+    assert other[0] == f"{library} 0.0.1" and other[1] != key
+
+
+def test_the_batch_path_keys_the_library_that_builds_the_model_and_builtins_name_none(timm_repo, monkeypatch):
+    name = f"timm:{TIMM}"
+    assert get_spec(name).family == "timm"  # the batch path: the harness makes the pixels, timm the model
+    assert key_with_library(name, monkeypatch)[1] == key_with_library(name, monkeypatch)[1]
+    assert key_with_library(name, monkeypatch, "0.0.1")[1] != key_with_library(name, monkeypatch)[1]
+    builtin = create_detector("pixel_gray_8")
+    assert builtin.spec.library == "" and "library" not in builtin.spec.to_dict()  # built-in keys unchanged
 
 
 def test_hub_models_decode_with_pillow_even_where_auto_would_pick_the_gpu(timm_repo, monkeypatch):

@@ -242,3 +242,25 @@ def test_decoding_read_bytes_equals_decoding_the_file(tmp_path):
         assert got[1] == want[1]
         assert (got[0] is None) == (want[0] is None) and (want[0] is None or torch.equal(got[0], want[0]))
     assert "bad.png" in decode_on_cpu(str(bad), pre, None, bad.read_bytes())[1]
+
+
+def test_a_worker_with_another_hub_library_version_is_refused():
+    """A hub model's library builds its model (and on the library route its pixels): a worker with another
+    version would write other descriptors under the driver's cache key, so it stops instead."""
+    import dataclasses
+
+    from copybench.detectors import get_spec
+    from copybench.distributed import _build_detector
+
+    spec = get_spec("pixel_gray_8")
+    load = {
+        "name": "pixel_gray_8",
+        "weights_file": None,
+        "allow_random": False,
+        "state": None,
+        "sha256": None,
+    }
+    assert _build_detector({**load, "spec": spec}, "cpu").spec == spec
+    driver = dataclasses.replace(spec, library="timm 9.9.9")
+    with pytest.raises(RuntimeError, match="timm 9.9.9"):
+        _build_detector({**load, "spec": driver}, "cpu")
