@@ -307,25 +307,14 @@ class RayExtractor:
         """Descriptors for several (paths, fingerprint, label) lists through ONE actor pool (one model load)."""
         from contextlib import ExitStack
 
-        from .cache import cache_key
+        from .extract import descriptor_key
 
-        if tokens and self.detector.spec.output != "tokens":
-            raise ValueError(f"detector {self.detector.spec.name!r} outputs global descriptors, not tokens")
-        if tokens and self.scales:
-            raise ValueError("--multiscale gives global descriptors only: use it with --similarity cosine")
         start = time.perf_counter()
         with ExitStack() as stack:
             stores = []
             for paths, fingerprint, _ in jobs:
-                key = cache_key(
-                    self.detector,
-                    paths,
-                    dtype=self.dtype,
-                    tokens=tokens,
-                    fingerprint=fingerprint,
-                    scales=self.scales,
-                    raw=self.raw,
-                    decode=self.decode_key,
+                key = descriptor_key(
+                    self, paths, tokens=tokens, fingerprint=fingerprint, decode=self.decode_key
                 )
                 stores.append(stack.enter_context(open_store(self.cache_dir, key, len(paths))))
             todo = [[] if s.complete() else s.missing_rows() for s in stores]

@@ -45,6 +45,26 @@ def check_dtype_applies(detector, dtype: str) -> None:
         )
 
 
+def descriptor_key(extractor, paths: list[str], *, tokens: bool, fingerprint: str | None, decode: str) -> str:
+    """The cache key of ``paths``' descriptors from ``extractor`` (local or Ray: detector, dtype, scales and raw
+    as it runs them), after refusing an output it cannot give."""
+    spec = extractor.detector.spec
+    if tokens and spec.output != "tokens":
+        raise ValueError(f"detector {spec.name!r} outputs global descriptors, not tokens")
+    if tokens and extractor.scales:
+        raise ValueError("--multiscale gives global descriptors only: use it with --similarity cosine")
+    return cache_key(
+        extractor.detector,
+        paths,
+        dtype=extractor.dtype,
+        tokens=tokens,
+        fingerprint=fingerprint,
+        scales=extractor.scales,
+        raw=extractor.raw,
+        decode=decode,
+    )
+
+
 class Extractor:
     """Runs one detector over image lists with the harness's preprocessing and normalisation.
 
@@ -144,20 +164,7 @@ class Extractor:
         self, paths: list[str], *, tokens: bool = False, fingerprint: str | None = None, label: str = "images"
     ) -> Descriptors:
         """Descriptors for ``paths``, from the cache where present."""
-        if tokens and self.detector.spec.output != "tokens":
-            raise ValueError(f"detector {self.detector.spec.name!r} outputs global descriptors, not tokens")
-        if tokens and self.scales:
-            raise ValueError("--multiscale gives global descriptors only: use it with --similarity cosine")
-        key = cache_key(
-            self.detector,
-            paths,
-            dtype=self.dtype,
-            tokens=tokens,
-            fingerprint=fingerprint,
-            scales=self.scales,
-            raw=self.raw,
-            decode=self._decode_key(),
-        )
+        key = descriptor_key(self, paths, tokens=tokens, fingerprint=fingerprint, decode=self._decode_key())
         with ShardStore(self.cache_dir / key if self.cache_dir else None, len(paths), key) as store:
             if store.complete():
                 return store.load(paths)
