@@ -93,3 +93,18 @@ def test_a_shard_changed_before_finalising_is_an_error_never_used(tmp_path):
         assert not (tmp_path / "entry" / "done.json").exists()
     finally:
         store.__exit__(None, None, None)
+
+
+def test_descriptor_key_refuses_tokens_a_detector_or_multiscale_cannot_give(tmp_path):
+    """The one key function (local and Ray extractors) refuses before keying; a global request is keyed."""
+    from copybench.detectors import create_detector
+    from copybench.extract import descriptor_key
+
+    paths = _images(tmp_path / "img", 2)
+    plain = _extractor(None)
+    with pytest.raises(ValueError, match="outputs global descriptors, not tokens"):
+        descriptor_key(plain, paths, tokens=True, fingerprint=None, decode="pil")
+    multi = Extractor(create_detector("pixel_rgb_32"), scales=(1.0, 0.5), num_workers=0, progress=False)
+    assert descriptor_key(multi, paths, tokens=False, fingerprint=None, decode="pil") != descriptor_key(
+        plain, paths, tokens=False, fingerprint=None, decode="pil"
+    )
