@@ -17,7 +17,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pandas as pd
 
-__version__ = "0.1.0"
+from . import _moved
+from ._version import __version__
+
+_moved.install()  # old module paths (copybench.report.table, copybench.scan.cli, ...) still import
 __all__ = ["__version__", "build_dataset", "load_results", "run_benchmark"]
 
 
@@ -26,9 +29,9 @@ def load_results(root: str | Path, *, kind: str = "accuracy", strict: bool = Tru
 
     ``group`` is ``all`` (overall), a recipe family or ``family/tier``; metric columns are identifiers
     (``micro_ap``, ``recall_at_1``) and confidence intervals two columns (``micro_ap_ci_low``/``_high``).
-    ``kind="throughput"`` gives one row per speed measurement instead. See :mod:`copybench.tidy`.
+    ``kind="throughput"`` gives one row per speed measurement instead. See :mod:`copybench.report.tidy`.
     """
-    from .tidy import load_results as _load
+    from copybench.report.tidy import load_results as _load
 
     return _load(root, kind=kind, strict=strict)
 

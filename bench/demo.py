@@ -66,9 +66,10 @@ def run_demo(
     progress: bool = True,
 ) -> int:
     """Build, run, score and print; returns the CLI exit code."""
+    from copybench.report.table import render_table
+
     from .progress import console as make_console
     from .run import RunSettings, run_benchmark
-    from .table import render_table
 
     console = make_console(stderr=True)  # status lines; the leaderboard itself goes to stdout
     out = Path(out)
@@ -104,7 +105,7 @@ def run_demo(
     render_table(results)
     render_table(results, fmt="md", out=results / "leaderboard.md")
     render_table(results, fmt="html", out=results / "leaderboard.html")
-    from .plots import plot_results
+    from copybench.report.plots import plot_results
 
     plot_results(results, results / "plots")
     console.print(

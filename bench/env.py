@@ -8,7 +8,7 @@ from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 
-from . import __version__
+from ._version import __version__
 
 
 def _version(dist: str) -> str | None:

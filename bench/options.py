@@ -16,13 +16,13 @@ from typing import ParamSpec, TypeVar
 
 from .io import cache_root
 
-ENGINES = ("local", "ray")  # copybench.distributed
+ENGINES = ("local", "ray")  # copybench.scaling
 RAY_SHARD_ROWS = (
     1024  # descriptors per cache shard written by the Ray driver (the local Extractor's SHARD_IMAGES)
 )
 SCAN_SIMILARITIES = ("cosine", "split")  # copybench.scan
-SAMPLERS = ("dpm", "ddim")  # copybench.study_train
-PREDICTIONS = ("epsilon", "sample")  # copybench.study_train
+SAMPLERS = ("dpm", "ddim")  # copybench.study.train
+PREDICTIONS = ("epsilon", "sample")  # copybench.study.train
 P = ParamSpec("P")
 R = TypeVar("R")
 

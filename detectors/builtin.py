@@ -5,7 +5,7 @@ the module whose ``@register_detector(builtin_spec(NAME))`` factory builds the m
 module the first time the detector is built (see ``registry._Entry.factory``), so listing never imports torch.
 
 ``params`` is the parameter count of the factory's architecture (``factory(None)``; a quantised ONNX export
-counts its float twin's). It is stored, not computed, so listing builds nothing; ``tests/test_detectors_meta.py``
+counts its float twin's). It is stored, not computed, so listing builds nothing; ``tests/detectors/test_meta.py``
 builds every built-in on PyTorch's meta device and fails when a stored count is stale.
 
 Release dates (``YYYY-MM``) are the month of the paper's first arXiv version, or of the weights' release when

@@ -83,9 +83,9 @@ def test_descriptor_dir_names_the_descriptor_folder_and_cache_dir_still_works_wi
 
 def _library_functions():
     from copybench.run import evaluate_detector
-    from copybench.scan import scan
-    from copybench.study import data_size_study
-    from copybench.study_demo import study_demo
+    from copybench.scan.pipeline import scan
+    from copybench.study.demo import study_demo
+    from copybench.study.experiment import data_size_study
 
     return {
         "run": run_benchmark,
@@ -239,8 +239,8 @@ def test_terminal_leaderboard_fits_and_never_cuts_a_cell(width):
 
     from rich.console import Console
 
+    from copybench.report.table import accuracy_frame, print_leaderboards
     from copybench.results import read_results
-    from copybench.table import accuracy_frame, print_leaderboards
 
     published = Path(__file__).resolve().parents[1] / "results" / "default"
     results, _ = read_results(published)
@@ -266,7 +266,7 @@ def test_long_headers_are_never_cut():
     import pandas as pd
     from rich.console import Console
 
-    from copybench.table import print_terminal
+    from copybench.report.table import print_terminal
 
     frame = pd.DataFrame(
         {

@@ -264,7 +264,7 @@ def _micro_ap_from_export(pred_csv: Path, gt_csv: Path) -> float:
 
 
 def test_score_h5_counts_queries_missing_from_the_file_as_misses(tiny_dataset, tmp_path):
-    from copybench.interop import write_isc_h5
+    from copybench.report.interop import write_isc_h5
 
     ds = load_dataset(tiny_dataset)
     rng = np.random.default_rng(0)

@@ -33,13 +33,14 @@ def test_import_copybench_and_its_api_names_import_no_heavy_library():
 
 
 def test_scan_and_study_library_modules_still_offer_their_names():
-    """The CLI halves moved to scan_cli / study_cli; the library modules keep the names users import."""
-    from copybench import distributed, options, run, scan, study, study_train
+    """The CLI halves live in each feature's cli module; the library modules keep the names users import."""
+    from copybench import options, run, scan, scaling, study
+    from copybench.study import train
 
     assert scan.SIMILARITIES == options.SCAN_SIMILARITIES == ("cosine", "split")
     assert study.DEFAULT_DETECTOR == options.STUDY_DETECTOR
-    assert (study_train.SAMPLERS, study_train.PREDICTIONS) == (options.SAMPLERS, options.PREDICTIONS)
-    assert distributed.SHARD_ROWS == options.RAY_SHARD_ROWS
+    assert (train.SAMPLERS, train.PREDICTIONS) == (options.SAMPLERS, options.PREDICTIONS)
+    assert scaling.SHARD_ROWS == options.RAY_SHARD_ROWS
     assert run.DEFAULT_CACHE == options.default_descriptor_dir()
 
 

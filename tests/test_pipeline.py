@@ -259,7 +259,7 @@ def test_editing_a_plugin_changes_its_descriptor_cache_key(tmp_path, monkeypatch
 
 
 def subprocess_table(results: Path) -> str:
-    from copybench.table import render_table
+    from copybench.report.table import render_table
 
     return render_table(results, fmt="md")
 
@@ -463,7 +463,7 @@ def test_isc_h5_descriptors_score_like_the_detector(tiny_dataset, tmp_path):
     """Descriptors exported to ISC's HDF5 layout and scored back give the detector's own metrics."""
     from copybench.detectors import create_detector
     from copybench.extract import Extractor
-    from copybench.interop import read_isc_h5, write_isc_h5
+    from copybench.report.interop import read_isc_h5, write_isc_h5
 
     ds = load_dataset(tiny_dataset)
     ext = Extractor(create_detector("pixel_gray_16"), num_workers=0, progress=False)
@@ -536,7 +536,7 @@ def test_plots_from_raw_predictions(tiny_dataset, tmp_path):
     assert _cli("plot", tmp_path / "res", "--out", tmp_path / "plots") == 0
     pngs = sorted(p.name for p in (tmp_path / "plots").glob("*.png"))
     assert [p.split("_")[0] for p in pngs] == ["families", "pr", "scores"]
-    from copybench.plots import colours, predictions_arrays
+    from copybench.report.plots import colours, predictions_arrays
     from copybench.results import read_results
 
     results, _ = read_results(tmp_path / "res")
@@ -549,7 +549,7 @@ def test_plots_from_raw_predictions(tiny_dataset, tmp_path):
 
 
 def test_table_shows_accuracy_beside_throughput(tiny_dataset, tmp_path):
-    from copybench.table import render_table
+    from copybench.report.table import render_table
 
     ds = load_dataset(tiny_dataset)
     run_benchmark(

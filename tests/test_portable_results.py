@@ -62,9 +62,9 @@ def test_a_runs_result_files_hold_no_absolute_path(tiny_dataset_corrupt, tmp_pat
 
 def test_results_moved_with_their_dataset_still_plot_export_check_and_resume(tiny_dataset_corrupt, tmp_path):
     from copybench.check import compare
-    from copybench.interop import export_isc
-    from copybench.plots import predictions_arrays
-    from copybench.table import render_table
+    from copybench.report.interop import export_isc
+    from copybench.report.plots import predictions_arrays
+    from copybench.report.table import render_table
 
     _run(tiny_dataset_corrupt, tmp_path / "results")
     moved = tmp_path / "elsewhere" / "deeper"

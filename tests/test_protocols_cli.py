@@ -100,7 +100,7 @@ def test_scan_refuses_a_threshold_on_another_scale(tmp_path, capsys):
     assert _cli(*base, "--detector", "pixel_gray_16") == 2
     assert "--protocol dcr" in capsys.readouterr().err.replace("\n", " ")
     with pytest.raises(P.ProtocolError, match="split-product scores"):
-        from copybench.scan import _threshold_rule
+        from copybench.scan.pipeline import _threshold_rule
 
         _threshold_rule("dcr", "split", None, None)
     assert _threshold_rule("dcr", "cosine", None, None) == {

@@ -28,20 +28,20 @@ NOT_RUN = {
     "copybench data import disc21 disc21/": "needs the DISC21 images",
     "copybench run --dataset runs/data/cd10k": "needs the Copydays import above",
     "copybench run --dataset runs/data/disc21": "needs the DISC21 import above",
-    "copybench weights fetch": "downloads weights (tests never use the network; tests/test_detectors_fetch.py "
+    "copybench weights fetch": "downloads weights (tests never use the network; tests/detectors/test_fetch.py "
     "covers it against a local server)",
     "copybench run --dataset D --detectors dino_vitb16 --download": "downloads weights",
     "copybench run --dataset runs/data/segmix_hard-s --detectors baselines,my_detectors:edge_hist_128": (
         "'baselines' needs `weights fetch baselines`; the plugin example itself is run below"
     ),
     ".venv/bin/copybench demo --results results/default --force": "regenerates the published leaderboard",
-    "copybench scan --generated samples/": "a GPU and a generated set (tests/test_scan.py runs scans)",
+    "copybench scan --generated samples/": "a GPU and a generated set (tests/scan/test_scan.py runs scans)",
     "copybench run --dataset runs/data/segmix_hard-s --detectors sscd_disc_mixup.onnx_int8 --engine ray": (
-        "a Ray cluster (tests/test_distributed.py runs --engine ray on a local one)"
+        "a Ray cluster (tests/scaling/test_ray_engine.py runs --engine ray on a local one)"
     ),
     "copybench throughput --detectors sscd_disc_mixup.sq288": "a GPU",
     "copybench throughput --detectors sscd_disc_mixup.onnx_int8,efficientnet_lite0": (
-        "minutes of timing (tests/test_throughput.py runs the same command on tiny settings)"
+        "minutes of timing (tests/throughput/test_throughput.py runs the same command on tiny settings)"
     ),
     ".venv/bin/pytest tests/benchmarks": "the speed benchmarks, minutes long and not pass/fail on speed alone",
     "COPYBENCH_BENCH_RESULTS=results/throughput .venv/bin/pytest tests/benchmarks/test_bench_scale.py": (
@@ -49,7 +49,7 @@ NOT_RUN = {
     ),
     ".venv/bin/copybench demo": "the Quickstart demo (the slow session below runs `copybench demo --out runs/ci`)",
     "copybench study data-size --train celeba/": (
-        "a 30,000-image folder and a GPU (tests/test_study.py runs the same pipeline on tiny settings)"
+        "a 30,000-image folder and a GPU (tests/study/test_study.py runs the same pipeline on tiny settings)"
     ),
     "copybench study demo": "minutes of CPU training (results/study-demo holds its measured run)",
     "TRAIN=/path/to/30000+/images": "a lent GPU and a 30,000-image folder (tests/benchmarks/study_gpu.sh)",

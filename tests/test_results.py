@@ -130,8 +130,8 @@ def test_tidy_csv_and_parquet_exports(run_results, tmp_path, capsys):
 
 def test_tidy_rows_carry_the_release_month_with_its_source(run_results, tmp_path):
     """detector_release_source sits beside detector_release_date in the frame and in both exports."""
+    from copybench.report.tidy import export_results
     from copybench.results import write_result
-    from copybench.tidy import export_results
 
     _, res = run_results
     fresh = copybench.load_results(res)

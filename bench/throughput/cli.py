@@ -77,7 +77,7 @@ def _print_results(results: list) -> None:
 
 def cmd_throughput(args) -> int:
     """``copybench throughput``: a thin wrapper over :func:`throughput`."""
-    from ..cli import _expand_detectors
+    from ..cliutil import expand_detectors
     from .measure import throughput
 
     settings = ThroughputSettings(
@@ -97,7 +97,7 @@ def cmd_throughput(args) -> int:
         seed=args.seed,
     )
     results = throughput(
-        _expand_detectors(args.detectors),
+        expand_detectors(args.detectors),
         settings=settings,
         images=args.images,
         results=args.results,

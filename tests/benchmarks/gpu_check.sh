@@ -158,7 +158,7 @@ step "copy generation batched vs per-image on $DEVICE" 150 "$PY" -m pytest "${BE
 TESTS_LIMIT=$(( RESERVE - 20 + $(left) )); [ "$TESTS_LIMIT" -gt 180 ] && TESTS_LIMIT=180
 [ "$TESTS_LIMIT" -lt 5 ] && TESTS_LIMIT=5
 stamp "GPU-marked tests (timeout ${TESTS_LIMIT}s)"
-timeout "$TESTS_LIMIT" "$PY" -m pytest tests/test_gpu.py tests/test_decode.py tests/test_throughput.py tests/test_build_device.py \
+timeout "$TESTS_LIMIT" "$PY" -m pytest tests/test_gpu.py tests/test_decode.py tests/throughput/test_throughput.py tests/datasets/test_build_device.py \
   -m gpu -q -p no:cacheprovider -rs -W ignore::DeprecationWarning 2>&1 | tee "$OUT/pytest_gpu.log"
 [ "${PIPESTATUS[0]}" = 0 ] || [ "${PIPESTATUS[0]}" = 5 ] || FAILED=1  # 5: no tests collected (CPU dry run)
 

@@ -1,0 +1,415 @@
+"""The core commands: ``demo``, ``list``, ``run`` and ``check`` (thin wrappers over :mod:`copybench.demo`, the
+registries, :func:`copybench.run.run_benchmark` and :mod:`copybench.check`)."""
+
+from __future__ import annotations
+
+import argparse
+
+from .cliutil import (
+    EXIT_BAD_INPUT,
+    EXIT_CHECK_FAILED,
+    EXIT_OK,
+    EXIT_RUNTIME,
+    UsageError,
+    add_decode_option,
+    add_descriptor_dir,
+    add_engine_options,
+    add_top_k,
+    err_console,
+    expand_detectors,
+    out_console,
+    split_csv,
+)
+from .protocols import PROTOCOLS
+
+
+def weights_map(items: list[str] | None) -> dict[str, str]:
+    out = {}
+    for item in items or []:
+        name, sep, path = item.partition("=")
+        if not sep:
+            raise UsageError(f"--weights expects NAME=FILE, got {item!r}")
+        out[name] = path
+    return out
+
+
+def cmd_list(args) -> int:
+    from rich.table import Table
+
+    pattern = args.pattern or "*"
+    if args.what == "detectors":
+        from copybench.detectors import describe_detectors
+
+        rows = describe_detectors(pattern)
+        if not rows:
+            raise UsageError(f"no detector matches {pattern!r} (`copybench list detectors` shows them all)")
+        table = Table(
+            title="registered detectors (weights: real = found offline, missing = needs a file, random = "
+            "random init, none = parameter-free; hash: published or pinned sha256, or hub revision)"
+        )
+        # names are what users copy into --detectors: never wrapped or cut; the other columns give way
+        table.add_column("name", no_wrap=True, min_width=max(len(d["name"]) for d in rows))
+        for col in ("family", "params", "dims", "input", "output", "weights", "hash", "released"):
+            table.add_column(col, no_wrap=col != "input")
+        table.add_column("license", overflow="fold")
+        table.add_column("source", overflow="fold")
+        for d in rows:
+            style = {"missing": "yellow", "real": "green"}.get(d["weights"])
+            table.add_row(
+                d["name"],
+                d["family"],
+                "?" if d["params"] is None else f"{d['params'] / 1e6:.1f}M",
+                str(d["dims"]),
+                f"{d['input_size']} {d['resize']}",
+                d["output"],
+                d["weights"],
+                d["weights_hash"][:12],
+                d["release_date"] or "unknown",
+                d["license"],
+                d["source"],
+                style=style,
+            )
+    elif args.what == "protocols":
+        table = _protocols_table(pattern)
+    elif args.what == "subsets":
+        table = _subsets_table(pattern)
+    else:
+        from fnmatch import fnmatch
+
+        from copybench.datasets import list_recipes
+
+        rows = [(name, desc) for name, desc in list_recipes() if fnmatch(name, pattern)]
+        if not rows:
+            raise UsageError(f"no recipe matches {pattern!r} (`copybench list recipes` shows them all)")
+        table = Table(title="dataset recipes (copybench data build RECIPE --out DIR)")
+        table.add_column("recipe", no_wrap=True, min_width=max(len(name) for name, _ in rows))
+        table.add_column("description")
+        for name, desc in rows:
+            table.add_row(name, desc)
+    out_console().print(table)
+    return EXIT_OK
+
+
+def _subsets_table(pattern: str):
+    from fnmatch import fnmatch
+
+    from rich.table import Table
+
+    from copybench.datasets.subsets import list_subsets
+
+    rows = [r for r in list_subsets() if fnmatch(r[1], pattern)]
+    if not rows:
+        raise UsageError(f"no subset matches {pattern!r} (`copybench list subsets` shows them all)")
+    table = Table(title="query subsets of imported benchmarks (copybench run --subset NAME)")
+    for col in ("format", "subset", "queries"):
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def _protocols_table(pattern: str):
+    import fnmatch
+
+    from rich.table import Table
+
+    from .protocols import describe_protocols
+
+    rows = [row for row in describe_protocols() if fnmatch.fnmatch(row["name"], pattern)]
+    if not rows:
+        raise UsageError(f"no protocol matches {pattern!r} (`copybench list protocols` shows them all)")
+    table = Table(title="evaluation protocols (--protocol NAME; definitions in docs/PROTOCOLS.md)")
+    cols = ("name", "preprocessing", "similarity", "whitening", "score_norm", "depth", "metrics", "scan")
+    for col in cols:
+        table.add_column(col, no_wrap=col == "name")
+    for row in rows:
+        table.add_row(*(row[c] for c in cols))
+    return table
+
+
+def settings_from_args(args):
+    from .run import RunSettings
+
+    return RunSettings(
+        similarity=args.similarity,
+        chunks=args.chunks,
+        topk=args.topk,
+        device=args.device,
+        dtype=args.dtype,
+        batch_size=args.batch_size,
+        whitening=args.whitening,
+        score_norm=args.score_norm,
+        norm_set=args.norm_set,
+        n_boot=args.n_boot,
+        multiscale=_scales(args.multiscale),
+        subset=getattr(args, "subset", None),
+        protocol=args.protocol,
+        decode=getattr(args, "decode", "auto"),
+    )
+
+
+def _scales(text: str | None) -> tuple[float, ...] | None:
+    if not text:
+        return None
+    try:
+        return tuple(float(t) for t in split_csv(text))
+    except ValueError as exc:
+        raise UsageError(
+            f"--multiscale expects comma-separated factors like 1,0.707,1.414, got {text!r}"
+        ) from exc
+
+
+def cmd_run(args) -> int:
+    from copybench.datasets.dataset import load_dataset
+    from copybench.scaling.engine import engine_from_args
+
+    from .run import DEFAULT_CACHE, run_benchmark
+
+    dataset = load_dataset(args.dataset)
+    names = expand_detectors(args.detectors)
+    with engine_from_args(args) as engine:
+        outcomes = run_benchmark(
+            dataset,
+            names,
+            settings_from_args(args),
+            results=args.results,
+            descriptor_dir=None if args.no_cache else (args.descriptor_dir or DEFAULT_CACHE),
+            allow_random=args.allow_random,
+            weights=weights_map(args.weights),
+            skip_existing=not args.force,
+            progress=not args.quiet,
+            download=args.download,
+            engine=engine,
+        )
+    _print_outcomes(outcomes)
+    from copybench.report.table import accuracy_frame, print_leaderboards
+
+    done = [o.result for o in outcomes if o.result]
+    if done:  # this run's dataset and detectors only; `copybench table` shows the whole folder
+        print_leaderboards(accuracy_frame(done))
+    failed = [o for o in outcomes if o.status == "failed"]
+    if any(o.runtime for o in failed):
+        return EXIT_RUNTIME
+    return EXIT_BAD_INPUT if failed else EXIT_OK
+
+
+def _print_outcomes(outcomes) -> None:
+    console = err_console()
+    for o in outcomes:
+        colour = {"done": "green", "skipped": "cyan", "failed": "red"}[o.status]
+        where = f" -> {o.path}" if o.path else ""
+        console.print(f"[{colour}]{o.status:8}[/{colour}] {o.detector}{where} {o.message}".rstrip())
+        if o.result and o.result.skipped:
+            console.print(
+                f"          {len(o.result.skipped)} unreadable image(s) skipped: "
+                + ", ".join(s["path"] for s in o.result.skipped[:5])
+            )
+    missing = [o.detector for o in outcomes if o.message.startswith("WeightsMissingError")]
+    if missing:  # one command for everything missing, not one hunt per detector
+        console.print(f"fetch the missing weights with: copybench weights fetch {' '.join(missing)}")
+
+
+def cmd_check(args) -> int:
+    from rich.table import Table
+
+    from .check import GATED_METRICS, compare, failed
+
+    metrics = tuple(split_csv(args.metrics)) if args.metrics else GATED_METRICS
+    changes = compare(args.baseline, args.results, tolerance=args.tolerance, metrics=metrics)
+    table = Table(title=f"regression check (tolerance {args.tolerance})")
+    for col in ("detector", "dataset", "metric", "baseline", "new", "delta", "status"):
+        table.add_column(col)
+    colours = {"dropped": "red", "missing": "red", "improved": "green", "ok": ""}
+    fmt = lambda v: "-" if v is None else f"{v:.4f}"
+    for c in changes:
+        if c.status != "ok" or args.verbose:
+            table.add_row(
+                c.detector,
+                c.dataset,
+                c.metric,
+                fmt(c.baseline),
+                fmt(c.new),
+                "-" if c.delta is None else f"{c.delta:+.4f}",
+                c.status,
+                style=colours[c.status],
+            )
+    console = out_console()
+    if table.row_count:
+        console.print(table)
+    bad = failed(changes)
+    n_keys = len({(c.detector, c.dataset) for c in changes})
+    console.print(
+        f"[{'red' if bad else 'green'}]{'FAILED' if bad else 'passed'}[/]: {len(changes)} comparisons "
+        f"over {n_keys} (detector, dataset) results"
+    )
+    return EXIT_CHECK_FAILED if bad else EXIT_OK
+
+
+def cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    return run_demo(
+        out=args.out,
+        detectors=args.detectors,
+        device=args.device,
+        n_queries=args.n_queries,
+        seed=args.seed,
+        results=args.results,
+        force=args.force,
+        progress=not args.quiet,
+    )
+
+
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    """Every `run` option except --dataset, --detectors and --subset, in the order --help lists them."""
+    _add_similarity_options(p)
+    _add_compute_options(p)
+    _add_ranking_options(p)
+    _add_weights_options(p)
+    _add_cache_options(p)
+    _add_normalisation_options(p)
+    p.add_argument("--force", action="store_true", help="recompute results that already exist")
+    add_engine_options(p)
+
+
+def _add_similarity_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--similarity",
+        default="cosine",
+        choices=("cosine", "split", "split_cross"),
+        help="cosine on global descriptors, or the split product (per-token / per-chunk max)",
+    )
+    p.add_argument(
+        "--chunks",
+        type=int,
+        default=None,
+        help="split a global descriptor into this many chunks (split similarities)",
+    )
+
+
+def _add_compute_options(p: argparse.ArgumentParser) -> None:
+    """Where results go and how the models run."""
+    p.add_argument("--results", default="runs/results", help="results folder (default: runs/results)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "fp16"))
+    add_decode_option(p)
+
+
+def _add_ranking_options(p: argparse.ArgumentParser) -> None:
+    """Ranking depth and the evaluation protocol that may fix it."""
+    add_top_k(
+        p,
+        None,
+        "references kept per query; metrics use this ranking (default 100; fixed by --protocol dcr/isc/dino; "
+        "--topk is deprecated)",
+    )
+    p.add_argument(
+        "--protocol",
+        default="native",
+        choices=tuple(PROTOCOLS),
+        help="evaluation protocol (docs/PROTOCOLS.md; `copybench list protocols`): native (default), dcr, isc, dino",
+    )
+
+
+def _add_weights_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--allow-random",
+        action="store_true",
+        help="run detectors with no weights found using random weights (marked 'random')",
+    )
+    p.add_argument(
+        "--weights",
+        action="append",
+        metavar="NAME=FILE",
+        help="explicit weights file for a detector (repeatable)",
+    )
+    p.add_argument(
+        "--download",
+        action="store_true",
+        help="download missing official weights first (as `copybench weights fetch`; offline by default)",
+    )
+
+
+def _add_cache_options(p: argparse.ArgumentParser) -> None:
+    add_descriptor_dir(p, None)
+    p.add_argument("--no-cache", action="store_true", help="do not read or write the descriptor cache")
+
+
+def _add_normalisation_options(p: argparse.ArgumentParser) -> None:
+    """Whitening, score normalisation, multi-scale descriptors and the bootstrap behind the CIs."""
+    p.add_argument(
+        "--norm-set", default=None, help="separate image folder for whitening / score normalisation"
+    )
+    p.add_argument("--whitening", action="store_true", help="PCA-whitening learned on --norm-set")
+    p.add_argument("--score-norm", action="store_true", help="SSCD score normalisation against --norm-set")
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap samples for 95%% confidence intervals")
+    p.add_argument(
+        "--multiscale",
+        default=None,
+        metavar="S1,S2,...",
+        help="average global descriptors over input scales, e.g. 1,0.707,1.414 (CNNs; not fixed-size ViTs)",
+    )
+
+
+def add_demo_and_list(sub) -> None:
+    p = sub.add_parser(
+        "demo", help="build the embedded default dataset, run the default detectors, print the leaderboard"
+    )
+    p.add_argument(
+        "--out", default="runs/demo", help="folder for the dataset and results (default: runs/demo)"
+    )
+    p.add_argument(
+        "--detectors",
+        default=None,
+        help="comma list (default: the offline detectors with real weights + pixel baselines)",
+    )
+    p.add_argument("--device", default="cpu")
+    p.add_argument(
+        "--n-queries", type=int, default=None, help="queries in the default dataset (default: the recipe's)"
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--results",
+        default=None,
+        help="results folder (default: OUT/results); `--results results/default` regenerates the published leaderboard",
+    )
+    p.add_argument("--force", action="store_true", help="recompute results that already exist")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("list", help="list registered detectors, dataset recipes or evaluation protocols")
+    p.add_argument("what", choices=("detectors", "recipes", "protocols", "subsets"))
+    p.add_argument("pattern", nargs="?", default=None, help="shell pattern, e.g. 'dino_*'")
+    p.intermixed = True  # `list recipes -q PATTERN`: -q/-v anywhere, PATTERN still found
+    p.set_defaults(func=cmd_list)
+
+
+def add_run(sub) -> None:
+    p = sub.add_parser(
+        "run", help="descriptors, retrieval and metrics: one result file per detector and dataset"
+    )
+    p.add_argument(
+        "--dataset", required=True, help="dataset folder (from `copybench data build` or `data import`)"
+    )
+    p.add_argument(
+        "--detectors", required=True, help="comma list of names, patterns (dino_*) or module:factory"
+    )
+    add_run_options(p)
+    p.add_argument(
+        "--subset",
+        default=None,
+        help="score only a named query subset of an imported benchmark: copydays strong|crops|jpeg, disc21 "
+        "dev25k|dev50k (all references kept; recorded in the result key)",
+    )
+    p.set_defaults(func=cmd_run)
+
+
+def add_check(sub) -> None:
+    p = sub.add_parser("check", help="regression gate: exit 1 when a metric drops by more than the tolerance")
+    p.add_argument("--baseline", required=True, help="baseline result file or folder")
+    p.add_argument("--results", required=True, help="new result file or folder")
+    p.add_argument("--tolerance", type=float, default=0.01, help="allowed absolute drop (default 0.01)")
+    p.add_argument(
+        "--metrics", default=None, help="comma list (default: micro_ap,map,recall@1,recall_at_p90)"
+    )
+    p.set_defaults(func=cmd_check)

@@ -1,0 +1,121 @@
+"""``copybench data build | import | verify``: thin wrappers over :func:`copybench.datasets.build_dataset`,
+:func:`copybench.datasets.import_dataset` and :func:`copybench.datasets.integrity.verify_dataset`."""
+
+from __future__ import annotations
+
+from copybench.cliutil import EXIT_CHECK_FAILED, EXIT_OK, err_console, out_console
+
+
+def cmd_data_build(args) -> int:
+    from copybench.datasets import build_dataset
+
+    ds = build_dataset(
+        args.recipe,
+        args.out,
+        sources=args.sources,
+        n_queries=args.n_queries,
+        seed=args.seed,
+        device=args.device,
+        progress=not args.quiet,
+        cache_dir=args.cache_dir,
+    )
+    _report_dataset(ds)
+    return EXIT_OK
+
+
+def cmd_data_import(args) -> int:
+    from copybench.datasets import import_dataset
+
+    ds = import_dataset(
+        args.format, args.src, args.out, progress=not args.quiet, distractors=args.distractors or ()
+    )
+    _report_dataset(ds)
+    return EXIT_OK
+
+
+def cmd_data_verify(args) -> int:
+    from copybench.datasets.integrity import verify_dataset
+
+    report = verify_dataset(args.path)
+    console = out_console()
+    for problem in report.problems:
+        console.print(f"[red]changed[/red] {problem}", highlight=False)
+    state = "[green]intact[/green]" if report.ok else f"[red]{len(report.problems)} problem(s)[/red]"
+    console.print(f"{state}: {report.root}, {report.n_files} image files hashed", highlight=False)
+    return EXIT_OK if report.ok else EXIT_CHECK_FAILED
+
+
+def _report_dataset(ds) -> None:
+    c = ds.counts()
+    err_console().print(
+        f"[green]dataset[/green] {ds.name} at {ds.root}: {c['references']} references"
+        + (f" ({c['distractor_references']} distractor references)" if c.get("distractor_references") else "")
+        + f", {c['queries']} queries ({c['distractors']} distractors), fingerprint {ds.fingerprint[:12]}"
+    )
+
+
+def register_cli(sub) -> None:
+    data = sub.add_parser("data", help="build or import datasets").add_subparsers(
+        dest="data_command", required=True, metavar="ACTION"
+    )
+    p = data.add_parser("build", help="build a synthetic copy dataset from a recipe")
+    p.add_argument(
+        "recipe", help="FAMILY[.TIER]-SIZE, e.g. crop-xs or crop.strong-m (see `copybench list recipes`)"
+    )
+    p.add_argument(
+        "--out", required=True, help="dataset folder to write (an existing dataset there is replaced)"
+    )
+    p.add_argument(
+        "--sources",
+        default=None,
+        help="image folder, cutouts:DIR, voc:DIR or coco:ANN.json:IMAGES (default: embedded photos)",
+    )
+    p.add_argument(
+        "--n-queries", type=int, default=None, help="number of queries (default: the recipe size's)"
+    )
+    p.add_argument(
+        "--seed", type=int, default=0, help="dataset seed (default 0): same recipe and seed, same dataset"
+    )
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N for rendering the queries")
+    p.add_argument(
+        "--cache-dir",
+        default=None,
+        help="cache root for computed saliency masks, in DIR/u2netp-masks (default: $COPYBENCH_CACHE, "
+        "~/.cache/copybench)",
+    )
+    p.set_defaults(func=cmd_data_build)
+    p = data.add_parser(
+        "import",
+        help="import a real dataset layout (disc21, copydays, folder, csv manifest)",
+        description="Index a real dataset in place (images are not copied). disc21: a queries folder (name "
+        "containing 'quer'), a references folder ('ref') and a ground-truth CSV (*ground_truth*.csv or "
+        "*gt*.csv) with columns query_id,reference_id; ids are file stems, an empty reference_id is a "
+        "distractor. copydays: originals BBBB00.jpg in a folder named like 'original', copies with the "
+        "same 4-digit block id in crops/<percent>/, jpegqual/<quality>/, strong/ (copy type = family, "
+        "subfolder = tier). folder: every image is a reference, no queries. csv: a manifest with columns "
+        "query,reference[,family], one row per pair, an empty reference for a query without a match, paths "
+        "relative to the manifest. --distractors DIR adds every image under DIR as a distractor reference.",
+    )
+    p.add_argument("format", choices=("disc21", "copydays", "folder", "csv"), help="dataset layout")
+    p.add_argument("src", help="the dataset's root folder (csv: the manifest file)")
+    p.add_argument(
+        "--distractors",
+        action="append",
+        metavar="DIR",
+        help="folder of distractor reference images (recursive; repeatable), e.g. Copydays + 10k distractors",
+    )
+    p.add_argument(
+        "--out", required=True, help="folder for the index (dataset.json, queries.csv, references.csv)"
+    )
+    p.set_defaults(func=cmd_data_import)
+    _add_data_verify(data)
+
+
+def _add_data_verify(data) -> None:
+    p = data.add_parser(
+        "verify",
+        help="hash every manifest and image of a dataset and compare with what it was written with",
+        description="Exit 0 when every file matches its record, 1 when one differs (each named).",
+    )
+    p.add_argument("path", help="dataset folder")
+    p.set_defaults(func=cmd_data_verify)

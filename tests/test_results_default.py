@@ -1,0 +1,63 @@
+"""The published default leaderboard (results/default) is what the code computes today, byte for byte: every
+result file round-trips through the typed record unchanged, and the embedded default dataset rebuilt from its
+seed, run with the parameter-free baselines, gives the same fingerprint, keys, file names, metrics and
+predictions as the committed files (only the machine, the commit and the timings may differ)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+
+from copybench.cli import main
+from copybench.results import Result, read_result
+
+DEFAULT = Path(__file__).resolve().parents[1] / "results" / "default"
+RESULT_FILES = sorted(DEFAULT.glob("*/*.json"))
+# what a rerun on another machine, commit or folder changes; everything else must be identical
+VOLATILE = {("environment",), ("timings",), ("dataset", "path")}
+PARAMETER_FREE = ("color_hist_512", "phash_64", "pixel_gray_16")
+
+
+def _strip(data, path=()):
+    if isinstance(data, dict):
+        return {k: _strip(v, (*path, k)) for k, v in data.items() if (*path, k) not in VOLATILE}
+    return data
+
+
+def test_results_default_is_not_empty():
+    names = {p.stem for p in RESULT_FILES}
+    assert set(PARAMETER_FREE) <= names and len(RESULT_FILES) >= 7
+
+
+@pytest.mark.parametrize("path", RESULT_FILES, ids=lambda p: p.stem)
+def test_every_default_result_round_trips_byte_for_byte(path):
+    text = path.read_text(encoding="utf-8")
+    assert Result.from_json(text, source=path).to_json() == text
+    assert read_result(path).key == json.loads(text)["key"]
+
+
+@pytest.fixture(scope="module")
+def rerun(tmp_path_factory) -> Path:
+    """default-s, seed 0, rebuilt and run with the parameter-free baselines (about 30 s on 2 cores)."""
+    tmp = tmp_path_factory.mktemp("default_rerun")
+    assert main(["-q", "data", "build", "default-s", "--out", str(tmp / "data"), "--seed", "0"]) == 0
+    code = main(
+        ["-q", "run", "--dataset", str(tmp / "data"), "--detectors", ",".join(PARAMETER_FREE)]
+        + ["--results", str(tmp / "results"), "--no-cache"]
+    )
+    assert code == 0
+    return tmp / "results"
+
+
+@pytest.mark.parametrize("name", PARAMETER_FREE)
+def test_rebuilt_default_run_reproduces_the_committed_result(rerun, name):
+    committed = next(p for p in RESULT_FILES if p.stem == name)
+    fresh = rerun / committed.parent.name / committed.name  # same dataset fingerprint, same key, same file name
+    assert fresh.is_file(), f"no {committed.parent.name}/{committed.name}: fingerprint or key changed"
+    assert _strip(json.loads(fresh.read_text())) == _strip(json.loads(committed.read_text()))
+    preds = committed.with_name(f"{name}.predictions.csv.gz")
+    new_preds = fresh.with_name(preds.name)
+    assert gzip.decompress(new_preds.read_bytes()) == gzip.decompress(preds.read_bytes())
