@@ -140,7 +140,9 @@ def test_old_module_paths_still_import_as_the_same_module(old):
         warnings.simplefilter("always")
         module = importlib.import_module(old)
     assert module is importlib.import_module(MOVED[old])
-    assert any(issubclass(w.category, DeprecationWarning) and MOVED[old] in str(w.message) for w in caught) or (
+    assert any(
+        issubclass(w.category, DeprecationWarning) and MOVED[old] in str(w.message) for w in caught
+    ) or (
         old in __import__("sys").modules  # imported earlier in this session: the warning was given then
     )
 

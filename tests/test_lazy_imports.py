@@ -34,7 +34,7 @@ def test_import_copybench_and_its_api_names_import_no_heavy_library():
 
 def test_scan_and_study_library_modules_still_offer_their_names():
     """The CLI halves live in each feature's cli module; the library modules keep the names users import."""
-    from copybench import options, run, scan, scaling, study
+    from copybench import options, run, scaling, scan, study
     from copybench.study import train
 
     assert scan.SIMILARITIES == options.SCAN_SIMILARITIES == ("cosine", "split")

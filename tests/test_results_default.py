@@ -55,7 +55,9 @@ def rerun(tmp_path_factory) -> Path:
 @pytest.mark.parametrize("name", PARAMETER_FREE)
 def test_rebuilt_default_run_reproduces_the_committed_result(rerun, name):
     committed = next(p for p in RESULT_FILES if p.stem == name)
-    fresh = rerun / committed.parent.name / committed.name  # same dataset fingerprint, same key, same file name
+    fresh = (
+        rerun / committed.parent.name / committed.name
+    )  # same dataset fingerprint, same key, same file name
     assert fresh.is_file(), f"no {committed.parent.name}/{committed.name}: fingerprint or key changed"
     assert _strip(json.loads(fresh.read_text())) == _strip(json.loads(committed.read_text()))
     preds = committed.with_name(f"{name}.predictions.csv.gz")
