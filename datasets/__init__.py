@@ -16,12 +16,24 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .dataset import CopyDataset, DatasetError, load_dataset
 from .errors import MaskError, RecipeError, SourceError
 from .recipes import DEFAULT_RECIPE, list_recipes
 
 if TYPE_CHECKING:
     import numpy as np
+
+    from .dataset import CopyDataset, DatasetError, load_dataset
+
+# pandas-backed names load on first use, so importing the package (the `data` command's parser does) stays cheap
+_LAZY = {"CopyDataset": "dataset", "DatasetError": "dataset", "load_dataset": "dataset"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "DEFAULT_RECIPE", "CopyDataset", "DatasetError", "MaskError", "RecipeError", "SourceError",
