@@ -12,7 +12,7 @@ Resuming: the download goes to ``<file>.part``; an interrupted one keeps it and 
 the remaining bytes (HTTP Range). A server that ignores Range restarts the file from zero.
 
 This module sits below the registry's users (fetch, locate, load, meta) and the hub adapters, which all read or
-write weights files; it imports only the registry's spec and errors.
+write weights files; it imports the registry's spec and errors, the progress bars and ``copybench.io``.
 """
 
 from __future__ import annotations
