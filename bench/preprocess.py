@@ -126,7 +126,7 @@ class Preprocess:
         # a hub model whose library transform the batch path cannot reproduce: that transform, image by image
         self.library = None
         if spec.family.endswith(LIBRARY_SUFFIX):
-            from copybench.detectors.hub import library_transform
+            from copybench.detectors.hub_transforms import library_transform
 
             self.library = library_transform(spec)
 

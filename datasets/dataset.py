@@ -30,12 +30,11 @@ import pandas as pd
 
 from copybench.io import atomic_write_text
 
+from .errors import DatasetError  # defined below integrity.py, which raises it too; offered here as before
+from .integrity import check_files, check_inside, check_manifests, manifest_digests, record_files
+
 DATASET_SCHEMA = 1
 DATASET_FILE = "dataset.json"
-
-
-class DatasetError(ValueError):
-    """A dataset folder is missing, malformed or of an unknown schema (message names the file)."""
 
 
 @dataclass(frozen=True)
@@ -106,8 +105,6 @@ def write_dataset_index(
 ) -> None:
     """Write references.csv, queries.csv, files.csv and dataset.json (last, atomically: its presence marks a
     complete dataset). ``file_digests``: sha256 of image files already hashed, by manifest path."""
-    from .integrity import manifest_digests, record_files
-
     root = Path(root)
     for col in ("family", "tier", "params"):
         if col not in queries:
@@ -138,8 +135,6 @@ def load_dataset(path: str | Path) -> CopyDataset:
         raise DatasetError(
             f"{meta_file}: unknown dataset schema {meta.get('schema')!r} (this copybench reads {DATASET_SCHEMA})"
         )
-    from .integrity import check_files, check_inside, check_manifests
-
     images_root = (root / meta.get("images_root", ".")).resolve()
     check_manifests(root, meta)  # before anything is read from them: an edited manifest is refused
     # manifest paths may only name files in the dataset folder, its images root or its distractor folders

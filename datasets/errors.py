@@ -1,6 +1,10 @@
-"""Errors raised while building or importing datasets; every message names the bad value or file."""
+"""Errors raised while building, importing or reading datasets; every message names the bad value or file."""
 
 from __future__ import annotations
+
+
+class DatasetError(ValueError):
+    """A dataset folder is missing, malformed or of an unknown schema (message names the file)."""
 
 
 class RecipeError(ValueError):

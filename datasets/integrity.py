@@ -22,7 +22,7 @@ import pandas as pd
 
 from copybench.io import atomic_write_text, file_sha256
 
-from .dataset import DatasetError
+from .errors import DatasetError
 
 log = logging.getLogger(__name__)
 MANIFESTS = ("references.csv", "queries.csv", "files.csv")

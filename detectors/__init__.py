@@ -3,6 +3,13 @@
 Importing this package does not import torch: the registry, the built-in catalog, metadata and weights lookup
 are torch-free, so ``copybench list detectors`` starts at once. The names that build or check models
 (``create_detector``, ``Detector``, ``check_detector_contract``, ``read_state_dict``) load on first access.
+
+Layers, each importing only those below it (``tests/test_import_cycles.py`` checks there is no cycle):
+``registry`` (specs, errors, the registry; stdlib only) and ``codehash``; ``builtin`` (the catalog);
+``bars``, ``weightfiles`` (lock, checks, downloads); ``hub_transforms``, ``hub_core``, ``hub_prep``; the hub
+adapters ``hub_timm``, ``hub_open_clip``, ``hub_transformers``; ``hub`` (name resolution); ``params``,
+``locate``, ``meta``, ``fetch`` (the weights commands); ``load`` and ``contract`` (torch), and the built-ins'
+factory modules.
 """
 
 from __future__ import annotations
@@ -10,6 +17,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+# the catalog and the hub resolvers enter the registry on import: the registry, at the bottom, imports neither
+from . import builtin, hub  # noqa: F401
 from .fetch import BASELINES, fetch_weights, list_weights
 from .locate import WeightsInfo, find_weights, weights_status
 from .meta import DetectorMeta, describe_detectors, detector_meta

@@ -3,6 +3,8 @@
 ``copybench list detectors``, ``get_spec`` and the metadata of a result row need only this module. Each entry names
 the module whose ``@register_detector(builtin_spec(NAME))`` factory builds the model; the registry imports that
 module the first time the detector is built (see ``registry._Entry.factory``), so listing never imports torch.
+Importing this module enters every entry into the registry (``registry.add_builtin``); the package ``__init__``
+imports it, so the registry never imports the catalog.
 
 ``params`` is the parameter count of the factory's architecture (``factory(None)``; a quantised ONNX export
 counts its float twin's). It is stored, not computed, so listing builds nothing; ``tests/detectors/test_meta.py``
@@ -25,6 +27,7 @@ from .registry import (
     UNIT_MEAN,
     UNIT_STD,
     DetectorSpec,
+    add_builtin,
 )
 
 
@@ -46,8 +49,10 @@ def builtin_spec(name: str) -> DetectorSpec:
 
 
 def _add(module: str, params: int, **fields) -> None:
+    """Catalog one built-in and enter it into the registry (its factory module is imported when it is built)."""
     spec = DetectorSpec(**fields)
     BUILTINS[spec.name] = Builtin(spec, f"copybench.detectors.{module}", params)
+    add_builtin(spec, BUILTINS[spec.name].module, params)
 
 
 def _arxiv(paper_id: str) -> str:

@@ -15,8 +15,10 @@ from pathlib import Path
 
 import torch
 
-from .hub import HubEntry, card_license, card_release, missing, preprocessing, release_fields, spec_fields
+from .hub_core import HubEntry, card_license, card_release, missing, release_fields, snapshot
+from .hub_prep import preprocessing, spec_fields
 from .registry import DetectorSpec, UnknownDetectorError
+from .weightfiles import download as fetch_url
 
 OPEN_CLIP_CACHE = Path("~/.cache/clip")  # open_clip's download folder for URL tags
 
@@ -107,15 +109,11 @@ def checkpoint_in(folder: Path, filename: str = "") -> Path | None:
 
 def tag_folder(pcfg: dict) -> Path | None:
     """The cached repository of a tag published on the hub (its model card), None for URL tags or uncached."""
-    from .hub import snapshot
-
     return snapshot(os.path.split(pcfg["hf_hub"])[0]) if pcfg.get("hf_hub") else None
 
 
 def cached_checkpoint(pcfg: dict, download: bool, progress: bool = True) -> Path | None:
     """The tag's checkpoint from the HF cache or open_clip's URL cache; downloaded only when asked."""
-    from .hub import snapshot
-
     if pcfg.get("hf_hub"):
         repo, filename = os.path.split(
             pcfg["hf_hub"]
@@ -127,8 +125,6 @@ def cached_checkpoint(pcfg: dict, download: bool, progress: bool = True) -> Path
     url = pcfg.get("url", "")
     path = OPEN_CLIP_CACHE.expanduser() / url.rsplit("/", 1)[-1] if url else None
     if path is not None and not path.is_file() and download:
-        from .fetch import download as fetch_url
-
         # OpenAI's URLs carry the file's full sha256 as their folder (open_clip checks it the same way);
         # other URLs: the hash prefix in the name, else pinned on first download. Resumable either way.
         folder = url.rsplit("/", 2)[-2]

@@ -7,21 +7,21 @@ from pathlib import Path
 
 import torch
 
-from .hub import (
+from .hub_core import (
     HubEntry,
     arxiv_release,
     card_license,
     card_release,
     hf_cache_dir,
     missing,
-    preprocessing,
     release_fields,
     snapshot,
-    spec_fields,
     split_repo,
     weights_file,
 )
+from .hub_prep import preprocessing, spec_fields
 from .registry import DetectorSpec, UnknownDetectorError
+from .weightfiles import fetch_spec, official_path
 
 
 def data_spec_fields(model: torch.nn.Module, strict: bool = True) -> dict:
@@ -107,8 +107,6 @@ def resolve_timm(name: str, model_name: str) -> HubEntry:
             folder = snapshot(repo, rev, download=download, progress=progress, weights=TIMM_FILES)
             return weights_file(folder) if folder else None
         if url:
-            from .fetch import fetch_spec, official_path
-
             path = official_path(url)
             return path if path.is_file() else (fetch_spec(spec, progress=progress)[0] if download else None)
         return None

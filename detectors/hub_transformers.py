@@ -13,17 +13,16 @@ from pathlib import Path
 
 import torch
 
-from .hub import (
+from .hub_core import (
     CLS_TOKEN_TYPES,
     HubEntry,
     card_license,
     card_release,
     missing,
-    preprocessing,
     release_fields,
-    spec_fields,
     weights_file,
 )
+from .hub_prep import preprocessing, spec_fields
 from .registry import UNIT_MEAN, UNIT_STD, DetectorSpec
 
 PIL_RESAMPLE = {0: "nearest", 2: "bilinear", 3: "bicubic"}

@@ -16,7 +16,6 @@ import torch
 
 from copybench.io import file_sha256
 
-from .fetch import fetch_spec, is_url, official_path, verify_file
 from .locate import (  # noqa: F401  (WEIGHTS_DIR_ENV, weights_status: re-exported, this module's names before)
     WEIGHTS_DIR_ENV,
     WeightsInfo,
@@ -25,6 +24,7 @@ from .locate import (  # noqa: F401  (WEIGHTS_DIR_ENV, weights_status: re-export
     weights_status,
 )
 from .registry import DetectorSpec, WeightsMissingError, get_entry
+from .weightfiles import fetch_spec, is_url, official_path, verify_file
 
 log = logging.getLogger(__name__)
 

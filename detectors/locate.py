@@ -17,8 +17,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .fetch import is_url, official_path
+from .params import entry_parameters
 from .registry import DetectorSpec, WeightsMissingError, get_entry, registered_names
+from .weightfiles import is_url, official_path
 
 WEIGHTS_DIR_ENV = "COPYBENCH_WEIGHTS_DIR"
 
@@ -105,8 +106,6 @@ def weights_status(name: str) -> str:
     entry = get_entry(name)
     spec = entry.spec
     if spec.parameter_free:
-        from .meta import entry_parameters
-
         return "random" if entry_parameters(entry) else "none"  # a plugin with unloaded parameters
     if spec.random_only:
         return "random-only"

@@ -10,16 +10,22 @@ the lock file's pin, or the hub revision. Metadata never enters the descriptor c
 
 from __future__ import annotations
 
-import hashlib
-import json
-import logging
-import os
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
-log = logging.getLogger(__name__)
+from copybench.io import file_sha256
 
-PARAMS_CACHE_ENV = "COPYBENCH_META_CACHE"
+from .hub import is_hub_name
+from .locate import find_weights, weights_status
+from .params import (  # noqa: F401  (re-exported: this module's names before they moved down)
+    PARAMS_CACHE_ENV,
+    _cache_key,
+    _cache_path,
+    cached_parameters,
+    count_parameters,
+    entry_parameters,
+)
+from .registry import get_entry, list_detectors
+from .weightfiles import expected_sha256, is_url, read_lock
 
 
 @dataclass(frozen=True)
@@ -43,77 +49,8 @@ class DetectorMeta:
         return asdict(self)
 
 
-def count_parameters(factory) -> int | None:
-    """Parameters of ``factory(None)`` built on the meta device; None when the factory cannot build there."""
-    import torch
-
-    try:
-        with torch.device("meta"):
-            model = factory(None)
-        return int(sum(p.numel() for p in model.parameters()))
-    except Exception as exc:  # noqa: BLE001  (a plugin's factory may not build on meta: report unknown)
-        log.debug("cannot count parameters on the meta device: %s", exc)
-        return None
-
-
-def _cache_path() -> Path:
-    """``$COPYBENCH_META_CACHE``, else ``detector_params.json`` in the one cache root (``copybench.io.cache_root``)."""
-    from copybench.io import cache_root
-
-    env = os.environ.get(PARAMS_CACHE_ENV)
-    return Path(env).expanduser() if env else cache_root() / "detector_params.json"
-
-
-def _cache_key(entry) -> str:
-    """Spec, factory code and library versions: a parameter count is reused only for the same architecture."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    from .load import plugin_code_digest
-
-    parts = [json.dumps(entry.spec.to_dict(), sort_keys=True), str(plugin_code_digest(entry.factory))]
-    for package in (
-        "torch",
-        "torchvision",
-        "timm",
-        "open_clip_torch",
-        "transformers",
-    ):  # without importing them
-        try:
-            parts.append(version(package))
-        except PackageNotFoundError:
-            parts.append("-")
-    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
-
-
-def cached_parameters(entry) -> int | None:
-    """``count_parameters`` for a registry entry, remembered on disk (building 40 models takes seconds)."""
-    from copybench.io import atomic_write_text
-
-    path, key = _cache_path(), _cache_key(entry)
-    try:
-        cache = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    except (OSError, json.JSONDecodeError):
-        cache = {}  # a damaged cache is recomputed, never trusted
-    if key in cache and (cache[key] is None or isinstance(cache[key], int)):
-        return cache[key]
-    cache[key] = count_parameters(entry.factory)
-    try:
-        atomic_write_text(path, json.dumps(cache, sort_keys=True))
-    except OSError as exc:
-        log.debug("cannot write %s: %s", path, exc)
-    return cache[key]
-
-
-def entry_parameters(entry) -> int | None:
-    """A built-in's stored parameter count, else the count of its architecture built on the meta device."""
-    stored = getattr(entry, "params", None)
-    return stored if stored is not None else cached_parameters(entry)
-
-
 def weights_hash(entry) -> str:
     """The published sha256, else the lock file's pin, else the hub revision; "" when nothing pins the weights."""
-    from .fetch import expected_sha256, is_url
-
     spec = entry.spec
     if is_url(spec.weights):
         want = expected_sha256(spec.weights, spec.sha256)
@@ -121,15 +58,9 @@ def weights_hash(entry) -> str:
     if spec.sha256:
         return spec.sha256
     if spec.weights.startswith("package:"):  # a pip package's file: its own sha256
-        from copybench.io import file_sha256
-
-        from .locate import find_weights
-
         path = find_weights(spec)
         return file_sha256(path) if path else ""
     if getattr(entry, "locate", None) is not None:  # a hub model: its cached file's pin in the weights lock
-        from .fetch import read_lock
-
         path = entry.locate()
         pinned = read_lock().get(f"{spec.name}/{path.name}") if path else None
         if pinned:
@@ -140,8 +71,6 @@ def weights_hash(entry) -> str:
 
 def detector_meta(name: str) -> DetectorMeta:
     """The metadata of a registered detector or hub name."""
-    from .registry import get_entry
-
     return entry_meta(get_entry(name))
 
 
@@ -171,10 +100,6 @@ def describe_detectors(pattern: str = "*") -> list[dict]:
     ``weights`` is the status (real, missing, random, random-only, none); ``source`` where real weights come
     from; ``params``, ``paper``, ``release_date``, ``weights_hash``: the detector's metadata (``DetectorMeta``).
     """
-    from .hub import is_hub_name
-    from .locate import weights_status
-    from .registry import get_entry, list_detectors
-
     rows = []
     # a hub name (never enumerated) describes that one model, resolved from the caches offline
     for name in [pattern] if is_hub_name(pattern) else list_detectors(pattern):

@@ -6,11 +6,16 @@ maps a preprocessed batch ``(B, 3, H, W)`` (float32, already resized and normali
 spec) to raw descriptors: ``(B, D)`` for ``output="global"`` or ``(B, T, D)`` for ``output="tokens"``
 (token 0 is the global/CLS token). The harness, not the detector, builds the preprocessing and L2-normalises.
 
-Built-in detectors are known from a torch-free catalog (``builtin.py``: spec, factory module, parameter count);
-their factory modules register with the same decorator and are imported only when a detector is built.
+Built-in detectors are known from a torch-free catalog (``builtin.py``: spec, factory module, parameter count),
+which enters them with :func:`add_builtin` when the package is imported (its ``__init__`` imports it); their
+factory modules register with the same decorator and are imported only when a detector is built.
 Plugins register from other packages through the entry-point group ``copybench.detectors`` (loaded lazily, on
 the first lookup of a name that is not built in) or ad hoc as ``module:factory``. Hub names (``timm:``,
-``open_clip:``, ``hf-hub:``, ``hf:``; see ``hub.py``) resolve on demand and are never enumerated.
+``open_clip:``, ``hf-hub:``, ``hf:``) resolve on demand through the resolver ``hub.py`` registers
+(:func:`register_resolver`) and are never enumerated.
+
+This module is the bottom of ``copybench.detectors``: it imports nothing of copybench but the stdlib-only
+``codehash``; everything else (catalog, hub, loaders) imports it and plugs in, so arrows point one way.
 """
 
 from __future__ import annotations
@@ -164,8 +169,9 @@ class _Entry:
 
 
 _REGISTRY: dict[str, _Entry] = {}
-_BUILTINS_LOADED = False
 _PLUGINS_LOADED = False
+# name prefix -> the function resolving names that start with it (hub.py registers the hub prefixes)
+_RESOLVERS: dict[str, Callable[[str], object]] = {}
 
 
 def register_detector(spec: DetectorSpec, *, origin: str = "builtin") -> Callable[[Factory], Factory]:
@@ -178,7 +184,6 @@ def register_detector(spec: DetectorSpec, *, origin: str = "builtin") -> Callabl
     from .codehash import factory_digest
 
     def wrap(factory: Factory) -> Factory:
-        _load_builtins()  # a built-in's factory module imported directly still finds its catalog entry
         old = _REGISTRY.get(spec.name)
         if old is None:
             _REGISTRY[spec.name] = _Entry(spec, factory, origin)
@@ -205,19 +210,20 @@ def unregister_detector(name: str) -> None:
 
 def registered_names() -> list[str]:
     """Names registered so far, without loading plugins."""
-    _load_builtins()
     return list(_REGISTRY)
 
 
-def _load_builtins() -> None:
-    """Enter every built-in from the torch-free catalog; factory modules are imported only when one is built."""
-    global _BUILTINS_LOADED
-    if not _BUILTINS_LOADED:
-        _BUILTINS_LOADED = True
-        from .builtin import BUILTINS
+def add_builtin(spec: DetectorSpec, module: str, params: int) -> None:
+    """Enter a built-in from the torch-free catalog (``builtin.py``, imported with the package); ``module``, its
+    factory's module, is imported only when the detector is built (its ``@register_detector`` fills it in)."""
+    _REGISTRY.setdefault(spec.name, _Entry(spec, None, "builtin", module, params))
 
-        for item in BUILTINS.values():
-            _REGISTRY.setdefault(item.spec.name, _Entry(item.spec, None, "builtin", item.module, item.params))
+
+def register_resolver(prefixes: tuple[str, ...], resolve: Callable[[str], object]) -> None:
+    """Resolve names starting with one of ``prefixes`` with ``resolve(name)`` (an entry with ``spec`` and
+    ``factory``), before plugins and ``module:factory`` are tried; such names are never enumerated."""
+    for prefix in prefixes:
+        _RESOLVERS[prefix] = resolve
 
 
 def _load_plugins() -> None:
@@ -253,12 +259,10 @@ def _load_ad_hoc(name: str) -> _Entry:
 
 def get_entry(name: str) -> _Entry:
     """Look up one detector by name (built-in, plugin, or ``module:factory``)."""
-    _load_builtins()
     if name in _REGISTRY:
         return _REGISTRY[name]
-    if name.startswith(("timm:", "open_clip:", "hf-hub:", "hf:")):  # hub names, never "module:factory"
-        from .hub import resolve
-
+    resolve = next((r for prefix, r in _RESOLVERS.items() if name.startswith(prefix)), None)
+    if resolve is not None:  # hub names, never "module:factory"
         return resolve(name)
     if ":" in name and not name.startswith(("http:", "https:")):
         return _load_ad_hoc(name)
@@ -277,6 +281,5 @@ def get_spec(name: str) -> DetectorSpec:
 
 def list_detectors(pattern: str = "*") -> list[str]:
     """Sorted names of registered detectors (plugins included) matching a shell-style pattern."""
-    _load_builtins()
     _load_plugins()
     return sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern))

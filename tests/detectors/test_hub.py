@@ -478,13 +478,13 @@ def test_a_processor_the_field_mapping_gets_wrong_is_caught_by_the_probe(photos)
 def key_with_library(name: str, monkeypatch, version: str | None = None) -> tuple[str, str]:
     """(spec.library, descriptor cache key) of a hub detector, its library's version replaced when given."""
     from copybench.cache import cache_key
-    from copybench.detectors import hub
+    from copybench.detectors import hub_prep  # where preprocessing() looks library_version up
 
-    real = hub.library_version
+    real = hub_prep.library_version
     fake = (lambda library: f"{library} {version}") if version else real
-    monkeypatch.setattr(hub, "library_version", fake)
+    monkeypatch.setattr(hub_prep, "library_version", fake)
     det = create_detector(name)
-    monkeypatch.setattr(hub, "library_version", real)
+    monkeypatch.setattr(hub_prep, "library_version", real)
     return det.spec.library, cache_key(det, [], dtype="float32", tokens=False)
 
 
