@@ -1,12 +1,11 @@
-"""The layout is the architecture (docs/ARCHITECTURE.md): feature packages, no import cycles, no module over 500
-lines, and every module path of the previous layout still importing (deprecated) as the very same module."""
+"""The layout is the architecture (docs/ARCHITECTURE.md): feature packages, no module over 500 lines, commands
+registered by their features, and every module path of the previous layout still importing (deprecated) as the
+very same module. Import cycles: tests/test_import_cycles.py."""
 
 from __future__ import annotations
 
-import ast
 import importlib
 import warnings
-from collections import defaultdict
 from pathlib import Path
 
 import pytest
@@ -23,89 +22,6 @@ def _modules() -> dict[str, Path]:
             parts = [p for p in path.relative_to(ROOT / folder).with_suffix("").parts if p != "__init__"]
             mods[".".join([package, *parts])] = path
     return mods
-
-
-def _type_checking_nodes(tree: ast.AST) -> set[int]:
-    """Imports under ``if TYPE_CHECKING:`` never run: annotations only, no dependency at run time."""
-    skip = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            skip |= {id(x) for stmt in node.body for x in ast.walk(stmt)}
-    return skip
-
-
-def _targets(name: str, path: Path, node: ast.AST, mods: dict[str, Path]) -> list[str]:
-    """The copybench modules one import statement loads (a name imported from a package may be a module)."""
-    if isinstance(node, ast.Import):
-        wanted = [a.name for a in node.names]
-    else:
-        base = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
-        base = base[: len(base) - node.level + 1] if node.level else []
-        module = ".".join(base + ([node.module] if node.module else []))
-        wanted = [f"{module}.{a.name}" if f"{module}.{a.name}" in mods else module for a in node.names]
-    found = []
-    for target in wanted:
-        while target not in mods and "." in target:
-            target = target.rsplit(".", 1)[0]
-        if target in mods and target != name:
-            found.append(target)
-    return found
-
-
-def import_graph() -> dict[str, set[str]]:
-    """Every import of a copybench module by another, at module level or inside a function."""
-    mods, graph = _modules(), defaultdict(set)
-    for name, path in mods.items():
-        tree = ast.parse(path.read_text(encoding="utf-8"))
-        skip = _type_checking_nodes(tree)
-        for node in ast.walk(tree):
-            if isinstance(node, (ast.Import, ast.ImportFrom)) and id(node) not in skip:
-                graph[name].update(_targets(name, path, node, mods))
-    return graph
-
-
-def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
-    """Strongly connected components of more than one module (Tarjan)."""
-    index, low, stack, on, out, counter = {}, {}, [], set(), [], [0]
-
-    def visit(v: str) -> None:
-        index[v] = low[v] = counter[0]
-        counter[0] += 1
-        stack.append(v)
-        on.add(v)
-        for w in sorted(graph.get(v, ())):
-            if w not in index:
-                visit(w)
-                low[v] = min(low[v], low[w])
-            elif w in on:
-                low[v] = min(low[v], index[w])
-        if low[v] == index[v]:
-            comp = []
-            while True:
-                w = stack.pop()
-                on.discard(w)
-                comp.append(w)
-                if w == v:
-                    break
-            if len(comp) > 1:
-                out.append(sorted(comp))
-
-    for v in sorted(graph):
-        if v not in index:
-            visit(v)
-    return out
-
-
-def test_cycle_finder_finds_a_planted_cycle():
-    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
-    assert cycles({"a": {"b"}, "b": set()}) == []
-
-
-def test_no_import_cycles():
-    found = cycles(import_graph())
-    assert not found, "import cycles (a lower module imports a higher one): " + "; ".join(
-        " <-> ".join(c) for c in found
-    )
 
 
 def test_no_module_over_500_lines():

@@ -25,11 +25,11 @@ import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from copybench.retrieval import merge_topk
+from copybench.scaling.extractor import RayExtractor
 from copybench.scaling.records import (
     LOCAL_NODE_IP,
     MAX_RETRIES,
@@ -38,9 +38,6 @@ from copybench.scaling.records import (
     BatchEvent,
     ExtractionReport,
 )
-
-if TYPE_CHECKING:
-    from copybench.scaling.extractor import RayExtractor
 
 log = logging.getLogger(__name__)
 
@@ -109,8 +106,6 @@ class RayEngine:
     def extractor(self, detector, **options) -> RayExtractor:
         """A drop-in for :class:`copybench.extract.Extractor` (same options) that runs on the cluster."""
         self.connect()
-        from copybench.scaling.extractor import RayExtractor
-
         return RayExtractor(self, detector, **options)
 
     def n_workers(self, device: str) -> int:

@@ -8,17 +8,12 @@ import logging
 import time
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from copybench.scaling.actor import _DetectorActor, _read_bytes, detector_load_args
 from copybench.scaling.records import MAX_RETRIES, READ_CPUS, BatchEvent, ExtractionReport, WorkerStats
 from copybench.scaling.store import open_store
-
-if TYPE_CHECKING:
-    from copybench.scaling.engine import RayEngine
-
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +24,7 @@ class RayExtractor:
 
     def __init__(
         self,
-        engine: RayEngine,
+        engine,  # the copybench.scaling.engine.RayEngine it runs on (not imported: engine imports this)
         detector,
         *,
         device: str = "cpu",
