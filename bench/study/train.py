@@ -103,6 +103,10 @@ def key_hash(key: dict) -> str:
 def build_unet(settings: TrainSettings):
     """A fresh UNet2DModel of the preset's size, seeded so its initial weights are reproducible."""
     import torch
+
+    from copybench.extras import require
+
+    require("diffusers")
     from diffusers import UNet2DModel
 
     channels, layers, attn, groups = MODEL_PRESETS[settings.model]
@@ -127,6 +131,9 @@ def build_unet(settings: TrainSettings):
 
 
 def _scheduler(settings: TrainSettings):
+    from copybench.extras import require
+
+    require("diffusers")
     from diffusers import DDPMScheduler
 
     return DDPMScheduler(
@@ -135,6 +142,9 @@ def _scheduler(settings: TrainSettings):
 
 
 def _ema(model, settings: TrainSettings):
+    from copybench.extras import require
+
+    require("diffusers")
     from diffusers.training_utils import EMAModel
 
     # diffusers' train_unconditional defaults: warm-up (inv_gamma 1, power 3/4) so short runs still average
@@ -312,6 +322,9 @@ def _save_model(model, ema, folder: Path) -> None:
 
 def load_trained(folder: Path, device: str = "cpu"):
     """The EMA UNet saved by :func:`train_subset`."""
+    from copybench.extras import require
+
+    require("diffusers")
     from diffusers import UNet2DModel
 
     return UNet2DModel.from_pretrained(folder / MODEL_DIR, use_safetensors=True).to(device).eval()
@@ -320,6 +333,9 @@ def load_trained(folder: Path, device: str = "cpu"):
 # ---------------------------------------------------------------------------------------------- sampling
 def sampler_scheduler(settings: TrainSettings, sampler: str, sampling_steps: int):
     """DPM-Solver++ (2nd order, multistep) or DDIM (eta 0) on the training schedule; both deterministic."""
+    from copybench.extras import require
+
+    require("diffusers")
     from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
 
     if sampler not in SAMPLERS:
