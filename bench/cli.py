@@ -15,6 +15,8 @@ import importlib
 import logging
 import sys
 
+from rich.markup import escape
+
 from .cliutil import (
     EXIT_BAD_INPUT,
     EXIT_RUNTIME,
@@ -74,10 +76,10 @@ def _missing_module(exc: ModuleNotFoundError) -> int:
 
     hint = missing_extra_message(exc.name) if exc.name else None
     if hint is None:
-        logging.getLogger(__name__).debug("runtime failure", exc_info=True)
+        logging.getLogger(__name__).debug("runtime failure", exc_info=exc)
         err_console().print(f"[red]error:[/red] {type(exc).__name__}: {exc} (run with -v for the traceback)")
         return EXIT_RUNTIME
-    err_console().print(f"[red]error:[/red] {hint}", highlight=False)
+    err_console().print(f"[red]error:[/red] {escape(hint)}", highlight=False)  # [h5] is not markup
     return EXIT_BAD_INPUT
 
 
@@ -95,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             check_device(args.device)  # before any work: every command with --device fails the same clear way
         return args.func(args)
     except (UsageError, ValueError, FileNotFoundError, NotADirectoryError, *_detector_errors()) as exc:
-        err_console().print(f"[red]error:[/red] {exc}", highlight=False)
+        err_console().print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         return EXIT_BAD_INPUT
     except ModuleNotFoundError as exc:  # an optional library the command needs: name the extra to install
         return _missing_module(exc)

@@ -4,7 +4,6 @@ constraints.txt inside those ranges, optional libraries behind named extras with
 from __future__ import annotations
 
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ from packaging.version import Version
 from copybench.cli import main
 from copybench.extras import EXTRAS, MissingExtraError, require
 
+tomllib = pytest.importorskip("tomllib")  # stdlib from Python 3.11
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 
@@ -32,7 +32,7 @@ def _constraints() -> dict[str, Version]:
 
 def _requirements() -> list[Requirement]:
     reqs = [Requirement(r) for r in PROJECT["dependencies"]]
-    for extra, items in PROJECT["optional-dependencies"].items():
+    for items in PROJECT["optional-dependencies"].values():
         reqs += [Requirement(r) for r in items if not r.startswith("copybench")]
     return reqs
 
