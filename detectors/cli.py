@@ -38,7 +38,7 @@ def cmd_weights_fetch(args) -> int:
     from copybench.detectors.fetch import fetch_weights
     from copybench.progress import console
 
-    outcomes = fetch_weights(args.patterns, force=args.force, progress=not args.quiet)
+    outcomes = fetch_weights(args.patterns, force=args.force, progress=not args.quiet, on_error="return")
     err = console(stderr=True)  # status lines: stderr, like every other command's
     colours = {"fetched": "green", "present": "cyan", "skipped": "dim", "failed": "red"}
     for o in outcomes:

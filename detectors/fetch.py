@@ -363,8 +363,16 @@ def expand_names(patterns: list[str]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def fetch_weights(patterns: list[str], *, force: bool = False, progress: bool = True) -> list[FetchOutcome]:
-    """Fetch the official weights of every matching detector (each file once); failures are reported, not fatal."""
+def fetch_weights(
+    patterns: list[str], *, force: bool = False, progress: bool = True, on_error: str = "warn"
+) -> list[FetchOutcome]:
+    """Fetch the official weights of every matching detector (each file once).
+
+    A failed file never stops the others. ``on_error``: ``"warn"`` (default) logs a warning naming the detector
+    and the cause; ``"raise"`` raises the first failure's error; ``"return"`` only records it in the outcomes.
+    """
+    if on_error not in ("warn", "raise", "return"):
+        raise ValueError(f"on_error must be warn, raise or return, got {on_error!r}")
     from .hub import fetch as fetch_hub
     from .hub import is_hub_name
     from .registry import get_spec
@@ -388,11 +396,19 @@ def fetch_weights(patterns: list[str], *, force: bool = False, progress: bool = 
                 done[key] = exc
         if isinstance(done[key], Exception):
             outcomes.append(FetchOutcome(name, "failed", message=str(done[key])))
+            _speak_up(name, done[key], on_error)
             continue
         path, digest, note = done[key]
         status = "fetched" if note.startswith("downloaded") else "present"
         outcomes.append(FetchOutcome(name, status, str(path), digest, note))
     return outcomes
+
+
+def _speak_up(name: str, error: Exception, on_error: str) -> None:
+    if on_error == "raise":
+        raise error
+    if on_error == "warn":
+        log.warning("weights for %s not fetched: %s", name, error)
 
 
 @dataclass(frozen=True)
