@@ -340,6 +340,7 @@ class FetchOutcome:
     path: str = ""
     sha256: str = ""
     message: str = ""
+    runtime: bool = False  # failed for the machine's reason (network, disk: exit 3), not the request's (exit 2)
 
 
 def expand_names(patterns: list[str]) -> list[str]:
@@ -395,7 +396,9 @@ def fetch_weights(
             except (OSError, ValueError, KeyError, WeightsMissingError) as exc:
                 done[key] = exc
         if isinstance(done[key], Exception):
-            outcomes.append(FetchOutcome(name, "failed", message=str(done[key])))
+            error = done[key]
+            runtime = isinstance(error, OSError) and not isinstance(error, FileNotFoundError)
+            outcomes.append(FetchOutcome(name, "failed", message=str(error), runtime=runtime))
             _speak_up(name, done[key], on_error)
             continue
         path, digest, note = done[key]

@@ -97,3 +97,17 @@ def test_the_lock_is_exclusive_and_survives_removal_by_the_previous_holder(tmp_p
     for t in threads:
         t.join()
     assert not overlaps and not (tmp_path / ".x.lock").exists()
+
+
+def test_a_network_failure_is_exit_3_for_weights_fetch_as_for_run_download(monkeypatch, capsys):
+    """The same failure, the same code: `weights fetch` and `run --download` both say 3 (the machine's
+    network), never 2 (a request the user got wrong)."""
+    import copybench.detectors.fetch as fetch
+    from copybench.cli import main
+
+    def offline(spec, **kw):
+        raise OSError("network unreachable (test)")
+
+    monkeypatch.setattr(fetch, "fetch_spec", offline)
+    assert main(["-q", "weights", "fetch", "sscd_disc_mixup"]) == 3
+    assert "network unreachable" in capsys.readouterr().err
