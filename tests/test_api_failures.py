@@ -52,7 +52,7 @@ def test_run_benchmark_refuses_an_unknown_on_error(tiny_dataset, tmp_path):
 
 
 def test_fetch_weights_offline_warns_and_raises_on_request(monkeypatch, caplog):
-    import copybench.detectors.fetch as fetch
+    from copybench.detectors import fetch
 
     def offline(spec, **kw):
         raise OSError("network unreachable (test)")
@@ -102,8 +102,8 @@ def test_the_lock_is_exclusive_and_survives_removal_by_the_previous_holder(tmp_p
 def test_a_network_failure_is_exit_3_for_weights_fetch_as_for_run_download(monkeypatch, capsys):
     """The same failure, the same code: `weights fetch` and `run --download` both say 3 (the machine's
     network), never 2 (a request the user got wrong)."""
-    import copybench.detectors.fetch as fetch
     from copybench.cli import main
+    from copybench.detectors import fetch
 
     def offline(spec, **kw):
         raise OSError("network unreachable (test)")

@@ -169,7 +169,11 @@ def _step_seed(settings: TrainSettings, size: int, step: int) -> int:
 
 
 def save_checkpoint(folder: Path, state: dict, key: dict) -> None:
-    """Write the checkpoint, then its metadata, each atomically (a kill mid-write leaves the previous one)."""
+    """Write the checkpoint and its record (step, key, the file's sha256), each atomically.
+
+    The record of the new file is staged (``checkpoint.json.new``) before the file replaces the old one and
+    committed after, so a kill at any moment leaves a checkpoint whose sha256 one of the two records holds.
+    """
     import os
 
     import torch
@@ -178,18 +182,45 @@ def save_checkpoint(folder: Path, state: dict, key: dict) -> None:
 
     tmp = folder / f".{CHECKPOINT}.tmp"
     torch.save(state, tmp)
+    meta = {"step": state["step"], "key": key, "key_hash": key_hash(key), "sha256": _sha256(tmp)}
+    staged = folder / f"{CHECKPOINT_META}.new"
+    atomic_write_text(staged, json.dumps(meta, sort_keys=True, indent=1) + "\n")
     os.replace(tmp, folder / CHECKPOINT)
-    meta = {"step": state["step"], "key": key, "key_hash": key_hash(key)}
-    atomic_write_text(folder / CHECKPOINT_META, json.dumps(meta, sort_keys=True, indent=1) + "\n")
+    os.replace(staged, folder / CHECKPOINT_META)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _verify_checkpoint(folder: Path) -> None:
+    """ValueError naming the file unless a record holds its sha256: flipped bytes are never resumed from."""
+    path, digest = folder / CHECKPOINT, _sha256(folder / CHECKPOINT)
+    for record in (folder / CHECKPOINT_META, folder / f"{CHECKPOINT_META}.new"):
+        try:
+            if json.loads(record.read_text()).get("sha256") == digest:
+                return
+        except (OSError, ValueError):
+            continue
+    raise ValueError(
+        f"{path}: its sha256 {digest[:16]} is not the one recorded when it was written (damaged, or written "
+        "by another tool); delete it to train this size from scratch"
+    )
 
 
 def load_checkpoint(folder: Path, key: dict) -> dict | None:
-    """The checkpoint in ``folder`` if one exists; ValueError naming the file when it was written for another key."""
+    """The checkpoint in ``folder`` if one exists, verified against its recorded sha256; ValueError naming the
+    file when it is damaged or was written for another key."""
     import torch
 
     path = folder / CHECKPOINT
     if not path.exists():
         return None
+    _verify_checkpoint(folder)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
