@@ -35,6 +35,7 @@ def __getattr__(name: str):
         return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
+
 __all__ = [
     "DEFAULT_RECIPE", "CopyDataset", "DatasetError", "MaskError", "RecipeError", "SourceError",
     "build_dataset", "import_dataset", "list_recipes", "load_dataset", "replay_query", "select_subset",

@@ -340,7 +340,9 @@ class FetchOutcome:
     path: str = ""
     sha256: str = ""
     message: str = ""
-    runtime: bool = False  # failed for the machine's reason (network, disk: exit 3), not the request's (exit 2)
+    runtime: bool = (
+        False  # failed for the machine's reason (network, disk: exit 3), not the request's (exit 2)
+    )
 
 
 def expand_names(patterns: list[str]) -> list[str]:
