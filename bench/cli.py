@@ -15,6 +15,8 @@ import importlib
 import logging
 import sys
 
+from rich.markup import escape
+
 from .cliutil import (
     EXIT_BAD_INPUT,
     EXIT_RUNTIME,
@@ -67,6 +69,20 @@ def _detector_errors() -> tuple[type[Exception], ...]:
     return (registry.UnknownDetectorError, registry.WeightsMissingError) if registry else ()
 
 
+def _missing_module(exc: ModuleNotFoundError) -> int:
+    """Exit 2 naming the extra that installs a missing optional library; any other missing module is a
+    runtime failure (a broken install), reported as such."""
+    from .extras import missing_extra_message
+
+    hint = missing_extra_message(exc.name) if exc.name else None
+    if hint is None:
+        logging.getLogger(__name__).debug("runtime failure", exc_info=exc)
+        err_console().print(f"[red]error:[/red] {type(exc).__name__}: {exc} (run with -v for the traceback)")
+        return EXIT_RUNTIME
+    err_console().print(f"[red]error:[/red] {escape(hint)}", highlight=False)  # [h5] is not markup
+    return EXIT_BAD_INPUT
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     parser = build_parser()
@@ -81,8 +97,10 @@ def main(argv: list[str] | None = None) -> int:
             check_device(args.device)  # before any work: every command with --device fails the same clear way
         return args.func(args)
     except (UsageError, ValueError, FileNotFoundError, NotADirectoryError, *_detector_errors()) as exc:
-        err_console().print(f"[red]error:[/red] {exc}", highlight=False)
+        err_console().print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         return EXIT_BAD_INPUT
+    except ModuleNotFoundError as exc:  # an optional library the command needs: name the extra to install
+        return _missing_module(exc)
     except KeyboardInterrupt:
         err_console().print("[yellow]interrupted[/yellow]: finished results are kept; rerun to resume")
         return 130

@@ -135,12 +135,17 @@ class Parser(argparse.ArgumentParser):
 
     def parse_known_args(self, args=None, namespace=None):
         if not self.intermixed or self._in_intermixed:
-            return super().parse_known_args(args, namespace)
-        self._in_intermixed = True
-        try:
-            return self.parse_known_intermixed_args(args, namespace)
-        finally:
-            self._in_intermixed = False
+            known, extra = super().parse_known_args(args, namespace)
+        else:
+            self._in_intermixed = True
+            try:
+                known, extra = self.parse_known_intermixed_args(args, namespace)
+            finally:
+                self._in_intermixed = False
+        if extra and " " in self.prog and not self._in_intermixed:
+            # a subcommand's own usage for its wrong flag (argparse would print the top-level usage)
+            self.error(f"unrecognized arguments: {' '.join(extra)}")
+        return known, extra
 
 
 def add_global_flags(parser: argparse.ArgumentParser, default) -> None:

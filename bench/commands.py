@@ -180,6 +180,7 @@ def cmd_run(args) -> int:
             progress=not args.quiet,
             download=args.download,
             engine=engine,
+            on_error="return",  # the outcomes are printed below, one line each
         )
     _print_outcomes(outcomes)
     from copybench.report.table import accuracy_frame, print_leaderboards

@@ -69,7 +69,7 @@ def run_demo(
     from copybench.report.table import render_table
 
     from .progress import console as make_console
-    from .run import RunSettings, run_benchmark
+    from .run import DEFAULT_CACHE, RunSettings, run_benchmark
 
     console = make_console(stderr=True)  # status lines; the leaderboard itself goes to stdout
     out = Path(out)
@@ -95,9 +95,10 @@ def run_demo(
         names,
         RunSettings(device=device),
         results=results,
-        descriptor_dir=out / "cache",
+        descriptor_dir=DEFAULT_CACHE,  # the one cache root ($COPYBENCH_CACHE), as every other command
         skip_existing=not force,
         progress=progress,
+        on_error="return",  # the outcomes are printed below, one line each
     )
     for o in outcomes:
         if o.status == "failed":

@@ -127,23 +127,40 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
 @contextlib.contextmanager
 def file_lock(path: str | Path, *, waiting: str = "") -> Iterator[None]:
     """Exclusive advisory lock (fcntl) on ``path`` for the block: where two processes write one entry, the
-    second waits for the first instead of interleaving with it. ``waiting`` is logged when it has to wait."""
+    second waits for the first instead of interleaving with it. ``waiting`` is logged when it has to wait.
+
+    The lock file is removed on release, so no empty ``.lock`` files pile up beside results. A waiter that then
+    holds the lock of a removed file notices (its inode is no longer the path's) and locks the path anew.
+    """
     import fcntl
     import logging
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+b") as f:
+    while True:
+        f = open(path, "a+b")  # noqa: SIM115 - held open across the yield, closed below
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             if waiting:
                 logging.getLogger(__name__).warning("%s (lock %s)", waiting, path)
             fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+        if _same_file(f, path):
+            break
+        f.close()  # the holder before us removed this file on release: lock the one at the path now
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)  # while still holding it: a waiter re-checks the inode
+        fcntl.flock(f, fcntl.LOCK_UN)
+        f.close()
+
+
+def _same_file(f, path: Path) -> bool:
+    try:
+        return os.fstat(f.fileno()).st_ino == os.stat(path).st_ino
+    except FileNotFoundError:
+        return False
 
 
 def cache_root() -> Path:

@@ -49,12 +49,24 @@ def progress_bar(description: str, total: int | None, enabled: bool = True) -> I
         yield _Bar(progress, progress.add_task(description, total=total))
 
 
+PIPE_WIDTH = 160  # tables written to a pipe or a CI log, unless COLUMNS says otherwise
+
+
 def console(stderr: bool = False):
-    """A rich console on stdout (results) or stderr (progress, status, errors); wide enough for leaderboards
-    when the stream is a pipe or a CI log."""
+    """A rich console on stdout (results) or stderr (progress, status, errors).
+
+    On a terminal rich measures it. On a pipe or a CI log, tables are laid out at ``$COLUMNS`` (default
+    :data:`PIPE_WIDTH`, wide enough for leaderboards), and stderr's messages are never hard-wrapped: one line
+    stays one line for whoever greps the log.
+    """
+    import os
     import sys
 
     from rich.console import Console
 
     stream = sys.stderr if stderr else sys.stdout
-    return Console(stderr=stderr) if stream.isatty() else Console(stderr=stderr, width=160)
+    if stream.isatty():
+        return Console(stderr=stderr)
+    columns = os.environ.get("COLUMNS", "")
+    width = int(columns) if columns.isdigit() and int(columns) > 0 else PIPE_WIDTH
+    return Console(stderr=stderr, width=width, soft_wrap=stderr)

@@ -91,7 +91,7 @@ class Protocol:
     similarities: tuple[str, ...]
     whitening: str | None  # "pcaw" (SSCD: faiss PCAW, centred), "dino", None: not defined by the protocol
     score_norm: ScoreNorm | None  # None: not defined by the protocol
-    topk: int | None  # fixed prediction depth; 0 = full ranking; None = free (--topk)
+    topk: int | None  # fixed prediction depth; 0 = full ranking; None = free (--top-k)
     metrics: tuple[str, ...]  # the metric keys this protocol reports, in order
     scan_threshold: float | None  # None: the scan needs --threshold or --calibrate
     scan_rule: str = ">="  # how top-1 similarity is compared with the threshold
@@ -326,7 +326,7 @@ def describe_protocols() -> list[dict]:
     """One row per protocol for ``copybench list protocols``: every fixed setting in words."""
     rows = []
     for p in PROTOCOLS.values():
-        depth = {None: "--topk (default 100)", 0: "full ranking"}.get(p.topk, f"top {p.topk}")
+        depth = {None: "--top-k (default 100)", 0: "full ranking"}.get(p.topk, f"top {p.topk}")
         scan = (
             "--threshold or --calibrate"
             if p.scan_threshold is None

@@ -36,6 +36,7 @@ __all__ = [
     "DEFAULT_TOPK",
     "NO_DESCRIPTOR",
     "Predictions",
+    "RunFailedError",
     "RunOutcome",
     "RunSettings",
     "evaluate_detector",
@@ -49,6 +50,9 @@ __all__ = [
 ]
 
 
+ON_ERROR = ("warn", "raise", "return")
+
+
 @dataclass
 class RunOutcome:
     """What happened to one detector: done, skipped (already there) or failed (with the reason)."""
@@ -59,6 +63,14 @@ class RunOutcome:
     message: str = ""
     result: Result | None = field(default=None, repr=False)
     runtime: bool = False  # failed for a runtime reason (disk, crash: exit 3), not bad input (exit 2)
+
+
+class RunFailedError(RuntimeError):
+    """A detector failed under ``run_benchmark(on_error="raise")``; ``outcome`` says which and why."""
+
+    def __init__(self, outcome: RunOutcome) -> None:
+        super().__init__(f"detector {outcome.detector} failed: {outcome.message}")
+        self.outcome = outcome
 
 
 def write_predictions(
@@ -103,9 +115,20 @@ def run_benchmark(
     progress: bool = True,
     download: bool = False,
     engine=None,
+    on_error: str = "warn",
 ) -> list[RunOutcome]:
-    """Run every detector on ``dataset``; each writes its result file; failures are reported, not fatal."""
+    """Run every detector on ``dataset``; each writes its result file.
+
+    A detector that fails (missing weights, a broken plugin, bad output) never loses the others' results.
+    ``on_error``: ``"warn"`` (default) logs a warning naming the detector and the cause and goes on;
+    ``"raise"`` raises :class:`RunFailedError` at the first failure (results written before it are kept);
+    ``"return"`` only records it in the returned outcomes (the CLI prints them itself). Check
+    ``[o for o in outcomes if o.status == "failed"]`` either way.
+    """
     from copybench.detectors import create_detector
+
+    if on_error not in ON_ERROR:
+        raise ValueError(f"on_error must be one of {', '.join(ON_ERROR)}, got {on_error!r}")
 
     if settings.subset and dataset.meta.get("subset") != settings.subset:
         from copybench.datasets.subsets import select_subset
@@ -146,7 +169,17 @@ def run_benchmark(
                     engine,
                 )
             )
+        _speak_up(outcomes[-1], on_error)
     return outcomes
+
+
+def _speak_up(outcome: RunOutcome, on_error: str) -> None:
+    """A failure said out loud: a library caller sees it without inspecting the outcomes."""
+    if outcome.status != "failed" or on_error == "return":
+        return
+    if on_error == "raise":
+        raise RunFailedError(outcome)
+    log.warning("detector %s failed: %s", outcome.detector, outcome.message)
 
 
 def _refuse_unfaithful(detectors: list[str], settings: RunSettings) -> None:

@@ -56,7 +56,7 @@ class RunSettings:
             )
         if (self.topk is not None and self.topk < 1) or self.batch_size < 1:
             raise ValueError(
-                f"--topk and --batch-size must be positive, got {self.topk} and {self.batch_size}"
+                f"--top-k and --batch-size must be positive, got {self.topk} and {self.batch_size}"
             )
         self._check_protocol()
 
@@ -75,7 +75,7 @@ class RunSettings:
         check_settings(p, self)
         if self.topk is not None and p.topk is not None:
             depth = "the full ranking" if p.topk == 0 else f"top {p.topk}"
-            raise ProtocolError(f"--protocol {p.name} fixes the prediction depth ({depth}); drop --topk")
+            raise ProtocolError(f"--protocol {p.name} fixes the prediction depth ({depth}); drop --top-k")
         if not p.native and self.decode not in ("auto", "workers"):
             raise ProtocolError(
                 f"--protocol {p.name} decodes every image fully with Pillow, as the original; drop --decode"
@@ -87,7 +87,7 @@ class RunSettings:
             )
 
     def depth(self, n_references: int) -> int:
-        """Ranking depth kept per query: the protocol's, else --topk (default 100), at most the references."""
+        """Ranking depth kept per query: the protocol's, else --top-k (default 100), at most the references."""
         from .protocols import topk_for
 
         k = topk_for(self.protocol_spec, self.topk or DEFAULT_TOPK, n_references)

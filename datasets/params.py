@@ -389,6 +389,9 @@ def _rounded(obj):
 
 def emoji_files() -> list[Path]:
     """AugLy's bundled emoji PNGs, sorted (stable across machines)."""
+    from copybench.extras import require
+
+    require("augly")
     from augly.utils import EMOJI_DIR
 
     return sorted(Path(EMOJI_DIR).rglob("*.png"))

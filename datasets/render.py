@@ -242,7 +242,9 @@ def post_process(arr: np.ndarray, p: dict) -> np.ndarray:
 
 def apply_overlay(img: Image.Image, o: dict) -> Image.Image:
     """One AugLy overlay with explicit arguments (AugLy itself draws nothing at random here)."""
-    import augly.image.functional as F
+    from copybench.extras import require
+
+    F = require("augly.image.functional")
     from augly.utils import FONTS_DIR, SCREENSHOT_TEMPLATES_DIR
 
     from .params import emoji_files

@@ -5,7 +5,7 @@ Thin wrappers over :func:`copybench.detectors.fetch.fetch_weights` and :func:`~c
 
 from __future__ import annotations
 
-EXIT_OK, EXIT_BAD_INPUT = 0, 2
+from copybench.cliutil import EXIT_BAD_INPUT, EXIT_OK, EXIT_RUNTIME
 
 
 def register_cli(sub) -> None:
@@ -38,13 +38,16 @@ def cmd_weights_fetch(args) -> int:
     from copybench.detectors.fetch import fetch_weights
     from copybench.progress import console
 
-    outcomes = fetch_weights(args.patterns, force=args.force, progress=not args.quiet)
+    outcomes = fetch_weights(args.patterns, force=args.force, progress=not args.quiet, on_error="return")
     err = console(stderr=True)  # status lines: stderr, like every other command's
     colours = {"fetched": "green", "present": "cyan", "skipped": "dim", "failed": "red"}
     for o in outcomes:
         detail = f"{o.path} sha256 {o.sha256[:16]} {o.message}" if o.path else o.message
         err.print(f"[{colours[o.status]}]{o.status:8}[/] {o.detector}: {detail}", highlight=False)
-    return EXIT_OK if all(o.status != "failed" for o in outcomes) else EXIT_BAD_INPUT
+    failed = [o for o in outcomes if o.status == "failed"]
+    if any(o.runtime for o in failed):  # network or disk: exit 3, as `run --download` for the same failure
+        return EXIT_RUNTIME
+    return EXIT_BAD_INPUT if failed else EXIT_OK
 
 
 def cmd_weights_list(args) -> int:

@@ -21,7 +21,9 @@ from .registry import register_detector
 
 def build_visual(arch: str) -> torch.nn.Module:
     """open_clip's image tower for ``arch`` with QuickGELU, at random init, without building the text tower."""
-    import open_clip
+    from copybench.extras import require
+
+    open_clip = require("open_clip")
 
     try:
         from open_clip.model import _build_vision_tower

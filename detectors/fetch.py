@@ -7,6 +7,7 @@ here, where they were first offered); hub names fetch through :mod:`copybench.de
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +42,8 @@ from .weightfiles import (
     read_lock,
     verify_file,
 )
+
+log = logging.getLogger(__name__)
 
 __all__ = [  # the weightfiles names: this module offered them before they moved down
     "BASELINES", "CHUNK", "LOCK_ENV", "LOCK_VERSION", "Expected", "FetchOutcome", "WeightsFileRow",
@@ -77,6 +80,9 @@ class FetchOutcome:
     path: str = ""
     sha256: str = ""
     message: str = ""
+    runtime: bool = (
+        False  # failed for the machine's reason (network, disk: exit 3), not the request's (exit 2)
+    )
 
 
 def expand_names(patterns: list[str]) -> list[str]:
@@ -98,8 +104,16 @@ def expand_names(patterns: list[str]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def fetch_weights(patterns: list[str], *, force: bool = False, progress: bool = True) -> list[FetchOutcome]:
-    """Fetch the official weights of every matching detector (each file once); failures are reported, not fatal."""
+def fetch_weights(
+    patterns: list[str], *, force: bool = False, progress: bool = True, on_error: str = "warn"
+) -> list[FetchOutcome]:
+    """Fetch the official weights of every matching detector (each file once).
+
+    A failed file never stops the others. ``on_error``: ``"warn"`` (default) logs a warning naming the detector
+    and the cause; ``"raise"`` raises the first failure's error; ``"return"`` only records it in the outcomes.
+    """
+    if on_error not in ("warn", "raise", "return"):
+        raise ValueError(f"on_error must be warn, raise or return, got {on_error!r}")
     outcomes, done = [], {}
     for name in expand_names(patterns):
         spec = None if is_hub_name(name) else get_spec(name)
@@ -118,12 +132,22 @@ def fetch_weights(patterns: list[str], *, force: bool = False, progress: bool = 
             except (OSError, ValueError, KeyError, WeightsMissingError) as exc:
                 done[key] = exc
         if isinstance(done[key], Exception):
-            outcomes.append(FetchOutcome(name, "failed", message=str(done[key])))
+            error = done[key]
+            runtime = isinstance(error, OSError) and not isinstance(error, FileNotFoundError)
+            outcomes.append(FetchOutcome(name, "failed", message=str(error), runtime=runtime))
+            _speak_up(name, done[key], on_error)
             continue
         path, digest, note = done[key]
         status = "fetched" if note.startswith("downloaded") else "present"
         outcomes.append(FetchOutcome(name, status, str(path), digest, note))
     return outcomes
+
+
+def _speak_up(name: str, error: Exception, on_error: str) -> None:
+    if on_error == "raise":
+        raise error
+    if on_error == "warn":
+        log.warning("weights for %s not fetched: %s", name, error)
 
 
 @dataclass(frozen=True)

@@ -69,6 +69,9 @@ def open_clip_preprocessing(name: str, cfg: dict) -> dict:
     """Spec fields: the batch path where it reproduces open_clip's eval transform (``image_transform_v2`` of the
     merged ``PreprocessCfg``, as ``create_model_and_transforms`` builds it), else that transform itself
     (``longest`` resize mode with padding, non-square sizes)."""
+    from copybench.extras import require
+
+    require("open_clip")
     from open_clip.transform import PreprocessCfg, image_transform_v2
 
     transform = image_transform_v2(PreprocessCfg(**cfg), is_train=False)
@@ -77,7 +80,9 @@ def open_clip_preprocessing(name: str, cfg: dict) -> dict:
 
 def tag_cfg(arch: str, tag: str) -> tuple[dict, dict, dict]:
     """(model cfg, tag cfg, merged preprocess cfg) from open_clip's registries, with nothing downloaded."""
-    import open_clip
+    from copybench.extras import require
+
+    open_clip = require("open_clip")
     from open_clip.transform import PreprocessCfg, merge_preprocess_dict
 
     model_cfg = open_clip.get_model_config(arch)
@@ -135,7 +140,9 @@ def cached_checkpoint(pcfg: dict, download: bool, progress: bool = True) -> Path
 
 def resolve_open_clip(name: str, ident: str) -> HubEntry:
     """``open_clip:ARCH/TAG``."""
-    import open_clip
+    from copybench.extras import require
+
+    open_clip = require("open_clip")
 
     arch, sep, tag = ident.partition("/")
     if not sep or not tag:
@@ -177,7 +184,9 @@ def resolve_open_clip(name: str, ident: str) -> HubEntry:
 
 def resolve_open_clip_dir(name: str, folder: Path) -> HubEntry:
     """An open_clip ``hf-hub:`` repository in the cache, loaded with open_clip's ``local-dir:`` loader."""
-    import open_clip
+    from copybench.extras import require
+
+    open_clip = require("open_clip")
 
     with torch.device("meta"), _no_random_init_warning():  # configs only: no memory, no weights read
         model = open_clip.create_model(f"local-dir:{folder}", load_weights=False, device="meta")

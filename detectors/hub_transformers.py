@@ -136,7 +136,9 @@ def transformers_preprocessing(name: str, proc) -> dict:
 
 def resolve_transformers(name: str, folder: Path) -> HubEntry:
     """An ``hf:`` repository already in the Hugging Face cache (``folder`` is its snapshot)."""
-    import transformers
+    from copybench.extras import require
+
+    transformers = require("transformers")
     from transformers import AutoConfig, AutoImageProcessor, AutoModel
 
     config = AutoConfig.from_pretrained(folder)

@@ -40,7 +40,9 @@ def export_isc(result_file: str | Path, out: str | Path) -> list[Path]:
 
 def read_isc_h5(path: str | Path) -> tuple[list[str], np.ndarray]:
     """Descriptors in ISC's HDF5 layout: datasets ``vectors`` (N, D) and ``image_names`` (N,)."""
-    import h5py
+    from copybench.extras import require
+
+    h5py = require("h5py")
 
     path = Path(path)
     try:
@@ -60,7 +62,9 @@ def read_isc_h5(path: str | Path) -> tuple[list[str], np.ndarray]:
 
 def write_isc_h5(path: str | Path, names: list[str], vectors: np.ndarray) -> Path:
     """Write descriptors in ISC's HDF5 layout."""
-    import h5py
+    from copybench.extras import require
+
+    h5py = require("h5py")
 
     with h5py.File(path, "w") as f:
         f.create_dataset("vectors", data=np.asarray(vectors, dtype=np.float32))

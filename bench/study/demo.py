@@ -36,7 +36,9 @@ DEMO_THRESHOLD = 0.9
 
 
 def _emoji_files() -> list[Path]:
-    import augly
+    from copybench.extras import require
+
+    augly = require("augly")
 
     root = Path(augly.__file__).parent / "assets" / "twemojis"
     files = sorted(root.rglob("*.png"))

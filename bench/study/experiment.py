@@ -282,6 +282,7 @@ def data_size_study(
     _check_inputs(root, out, gen_root)
     size_list = parse_sizes(sizes)
     _check_schedule(steps, checkpoint_every, protocol, threshold)
+    _check_scan_options(detector, protocol, threshold, top_k, samples)
     settings = TrainSettings(resolution, model, batch_size, lr, prediction=prediction, seed=seed)
     sample = SampleSettings(n=samples, sampler=sampler, steps=sampling_steps, seed=seed)
     paths = find_images(root, "train")
@@ -321,6 +322,23 @@ def _check_schedule(steps: int, checkpoint_every: int, protocol: str, threshold:
             f"--steps and --checkpoint-every must be positive, got {steps} and {checkpoint_every}"
         )
     _threshold_rule(protocol, "cosine", threshold, None)
+
+
+def _check_scan_options(
+    detector: str, protocol: str, threshold: float | None, top_k: int, samples: int
+) -> None:
+    """Every scan option refused now, before hours of training, not when the first scan starts."""
+    import math
+
+    from copybench.detectors.load import resolve_entry
+    from copybench.protocols import check_detector
+
+    if threshold is not None and (not math.isfinite(threshold) or not -1.0 <= threshold <= 1.0):
+        raise ValueError(f"--threshold must lie in [-1, 1] (similarities are cosines), got {threshold!r}")
+    if top_k < 1 or samples < 1:
+        raise ValueError(f"--top-k and --samples must be at least 1, got {top_k} and {samples}")
+    # a detector the protocol cannot run faithfully (a pixel baseline under dcr, say): known from its spec
+    check_detector(protocol, resolve_entry(detector, False, False).spec, "cosine")
 
 
 def _scan_sizes(

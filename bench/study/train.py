@@ -103,6 +103,10 @@ def key_hash(key: dict) -> str:
 def build_unet(settings: TrainSettings):
     """A fresh UNet2DModel of the preset's size, seeded so its initial weights are reproducible."""
     import torch
+
+    from copybench.extras import require
+
+    require("diffusers")
     from diffusers import UNet2DModel
 
     channels, layers, attn, groups = MODEL_PRESETS[settings.model]
@@ -127,6 +131,9 @@ def build_unet(settings: TrainSettings):
 
 
 def _scheduler(settings: TrainSettings):
+    from copybench.extras import require
+
+    require("diffusers")
     from diffusers import DDPMScheduler
 
     return DDPMScheduler(
@@ -135,6 +142,9 @@ def _scheduler(settings: TrainSettings):
 
 
 def _ema(model, settings: TrainSettings):
+    from copybench.extras import require
+
+    require("diffusers")
     from diffusers.training_utils import EMAModel
 
     # diffusers' train_unconditional defaults: warm-up (inv_gamma 1, power 3/4) so short runs still average
@@ -159,7 +169,11 @@ def _step_seed(settings: TrainSettings, size: int, step: int) -> int:
 
 
 def save_checkpoint(folder: Path, state: dict, key: dict) -> None:
-    """Write the checkpoint, then its metadata, each atomically (a kill mid-write leaves the previous one)."""
+    """Write the checkpoint and its record (step, key, the file's sha256), each atomically.
+
+    The record of the new file is staged (``checkpoint.json.new``) before the file replaces the old one and
+    committed after, so a kill at any moment leaves a checkpoint whose sha256 one of the two records holds.
+    """
     import os
 
     import torch
@@ -168,18 +182,45 @@ def save_checkpoint(folder: Path, state: dict, key: dict) -> None:
 
     tmp = folder / f".{CHECKPOINT}.tmp"
     torch.save(state, tmp)
+    meta = {"step": state["step"], "key": key, "key_hash": key_hash(key), "sha256": _sha256(tmp)}
+    staged = folder / f"{CHECKPOINT_META}.new"
+    atomic_write_text(staged, json.dumps(meta, sort_keys=True, indent=1) + "\n")
     os.replace(tmp, folder / CHECKPOINT)
-    meta = {"step": state["step"], "key": key, "key_hash": key_hash(key)}
-    atomic_write_text(folder / CHECKPOINT_META, json.dumps(meta, sort_keys=True, indent=1) + "\n")
+    os.replace(staged, folder / CHECKPOINT_META)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _verify_checkpoint(folder: Path) -> None:
+    """ValueError naming the file unless a record holds its sha256: flipped bytes are never resumed from."""
+    path, digest = folder / CHECKPOINT, _sha256(folder / CHECKPOINT)
+    for record in (folder / CHECKPOINT_META, folder / f"{CHECKPOINT_META}.new"):
+        try:
+            if json.loads(record.read_text()).get("sha256") == digest:
+                return
+        except (OSError, ValueError):
+            continue
+    raise ValueError(
+        f"{path}: its sha256 {digest[:16]} is not the one recorded when it was written (damaged, or written "
+        "by another tool); delete it to train this size from scratch"
+    )
 
 
 def load_checkpoint(folder: Path, key: dict) -> dict | None:
-    """The checkpoint in ``folder`` if one exists; ValueError naming the file when it was written for another key."""
+    """The checkpoint in ``folder`` if one exists, verified against its recorded sha256; ValueError naming the
+    file when it is damaged or was written for another key."""
     import torch
 
     path = folder / CHECKPOINT
     if not path.exists():
         return None
+    _verify_checkpoint(folder)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
@@ -312,6 +353,9 @@ def _save_model(model, ema, folder: Path) -> None:
 
 def load_trained(folder: Path, device: str = "cpu"):
     """The EMA UNet saved by :func:`train_subset`."""
+    from copybench.extras import require
+
+    require("diffusers")
     from diffusers import UNet2DModel
 
     return UNet2DModel.from_pretrained(folder / MODEL_DIR, use_safetensors=True).to(device).eval()
@@ -320,6 +364,9 @@ def load_trained(folder: Path, device: str = "cpu"):
 # ---------------------------------------------------------------------------------------------- sampling
 def sampler_scheduler(settings: TrainSettings, sampler: str, sampling_steps: int):
     """DPM-Solver++ (2nd order, multistep) or DDIM (eta 0) on the training schedule; both deterministic."""
+    from copybench.extras import require
+
+    require("diffusers")
     from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
 
     if sampler not in SAMPLERS:

@@ -276,3 +276,65 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
     losses = lambda d: [float(r["loss"]) for r in _csv_rows(d / "size-4" / "loss.csv")]
     assert len(losses(killed)) == step + 3
     assert np.allclose(losses(killed), losses(tmp_path / "fresh"), rtol=1e-4)
+
+
+# ---------------------------------------------------------------------------------------------- refused early
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({"threshold": 1.5}, "must lie in"),
+        ({"detector": "pixel_gray_8", "protocol": "dcr", "threshold": None}, "pixel_gray_8"),
+        ({"top_k": 0}, "at least 1"),
+    ],
+)
+def test_scan_options_are_refused_before_any_training(tmp_path, monkeypatch, bad, message):
+    """The scan options are checked before a single training step (the study would train every size first)."""
+    from copybench.study import experiment
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("training started before the options were checked")
+
+    monkeypatch.setattr(experiment, "_train_sizes", no_training)
+    train = _train_folder(tmp_path / "train", n=6)
+    with pytest.raises(ValueError, match=message):
+        data_size_study(train, "4", tmp_path / "out", **{**TINY, **bad})
+
+
+def test_a_damaged_checkpoint_is_refused_naming_the_file(tmp_path):
+    """Flipped bytes in checkpoint.pt are never resumed from; the record written with it holds its sha256."""
+    import torch
+
+    from copybench.study.train import CHECKPOINT, key_hash, load_checkpoint, save_checkpoint
+
+    key = {"subset": "s", "resolution": 8}
+    state = {"step": 3, "key_hash": key_hash(key), "w": torch.arange(1000, dtype=torch.float32)}
+    save_checkpoint(tmp_path, state, key)
+    assert load_checkpoint(tmp_path, key)["step"] == 3
+    data = bytearray((tmp_path / CHECKPOINT).read_bytes())
+    data[-200] ^= 0xFF  # inside the tensor bytes: torch.load would read different weights without a word
+    (tmp_path / CHECKPOINT).write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=f"{CHECKPOINT}.*sha256"):
+        load_checkpoint(tmp_path, key)
+
+
+def test_a_kill_between_the_checkpoint_and_its_record_still_resumes(tmp_path):
+    """The staged record covers the moment after the new file replaced the old one and before its record did."""
+    import os
+
+    import torch
+
+    from copybench.study.train import CHECKPOINT, CHECKPOINT_META, key_hash, load_checkpoint, save_checkpoint
+
+    key = {"subset": "s"}
+    save_checkpoint(tmp_path, {"step": 2, "key_hash": key_hash(key), "w": torch.zeros(4)}, key)
+    old_record = (tmp_path / CHECKPOINT_META).read_text()
+    save_checkpoint(tmp_path, {"step": 4, "key_hash": key_hash(key), "w": torch.ones(4)}, key)
+    new_record = (tmp_path / CHECKPOINT_META).read_text()
+    # replay the kill: the new file in place, its record only staged, the old record still committed
+    (tmp_path / f"{CHECKPOINT_META}.new").write_text(new_record)
+    (tmp_path / CHECKPOINT_META).write_text(old_record)
+    assert load_checkpoint(tmp_path, key)["step"] == 4
+    os.remove(tmp_path / f"{CHECKPOINT_META}.new")
+    with pytest.raises(ValueError, match="sha256"):
+        load_checkpoint(tmp_path, key)
+    assert (tmp_path / CHECKPOINT).exists()
