@@ -129,16 +129,7 @@ def run_benchmark(
 
     if on_error not in ON_ERROR:
         raise ValueError(f"on_error must be one of {', '.join(ON_ERROR)}, got {on_error!r}")
-
-    if settings.subset and dataset.meta.get("subset") != settings.subset:
-        from copybench.datasets.subsets import select_subset
-
-        dataset = select_subset(dataset, settings.subset)
-    if not dataset.query_ids:
-        raise ValueError(
-            f"dataset {dataset.name!r} at {dataset.root} has no queries, so nothing to score "
-            "(a `data import folder` index holds references only)"
-        )
+    dataset = _scored_dataset(dataset, settings)
     _refuse_unfaithful(detectors, settings)
 
     def make_detector(name: str):
@@ -180,6 +171,20 @@ def _speak_up(outcome: RunOutcome, on_error: str) -> None:
     if on_error == "raise":
         raise RunFailedError(outcome)
     log.warning("detector %s failed: %s", outcome.detector, outcome.message)
+
+
+def _scored_dataset(dataset, settings: RunSettings):
+    """The dataset as scored: its named query subset where asked; ValueError when it has no query at all."""
+    if settings.subset and dataset.meta.get("subset") != settings.subset:
+        from copybench.datasets.subsets import select_subset
+
+        dataset = select_subset(dataset, settings.subset)
+    if not dataset.query_ids:
+        raise ValueError(
+            f"dataset {dataset.name!r} at {dataset.root} has no queries, so nothing to score "
+            "(a `data import folder` index holds references only)"
+        )
+    return dataset
 
 
 def _refuse_unfaithful(detectors: list[str], settings: RunSettings) -> None:
