@@ -638,7 +638,7 @@ def test_blockwise_top_k_equals_brute_force(monkeypatch):
     q, r = _unit(rng, 23), _unit(rng, 41)
     r[7] = r[3]  # a tie: the lower row must come first, as in one unblocked search
     monkeypatch.setattr(
-        scan_mod, "BLOCK_BYTES", 4 * 16 * 5
+        search, "BLOCK_BYTES", 4 * 16 * 5
     )  # 5 rows per block: many query and reference blocks
     q_rows, r_rows = np.arange(2, 23), np.flatnonzero(np.arange(41) % 4 != 1)
     s, i = search.search_top_k(q, q_rows, r, r_rows, 6)
