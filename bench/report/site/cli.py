@@ -8,10 +8,16 @@ EXIT_OK, EXIT_BAD_INPUT = 0, 2
 
 
 def cmd_publish(args) -> int:
-    """Build the site; the summary goes to stdout, warnings about files left out to stderr (logging)."""
+    """Build the site; the summary goes to stdout, a warning per file left out and per note to stderr."""
+    import sys
+
     from .build import publish
 
     report = publish(args.results, args.out, examples=args.examples)
+    for label, reason in report.excluded:
+        print(f"warning: not included: {label}: {reason}", file=sys.stderr)
+    for note in report.notes:
+        print(f"warning: {note}", file=sys.stderr)
     pages = [f for f in report.files if f.endswith(".html")]
     print(
         f"wrote {report.out}: {len(report.boards)} boards, {len(pages)} pages, {len(report.files)} files; "

@@ -85,7 +85,9 @@ def pareto_figure(points: list[dict], metric: str, heading: str) -> bytes:
                 label, (p["speed"], p["accuracy"]), textcoords="offset points", xytext=(5, 4), fontsize=8
             )
         ax.set_xscale("log")
+        # plain numbers, not powers of ten: rates are read off this axis
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+        ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if f"{v:.0e}"[0] in "25" else ""))
         ax.set(xlabel="end-to-end images/s (log scale)", ylabel=title(metric))
         ax.set_title(heading, loc="left")
         ax.grid(alpha=0.3, which="both")

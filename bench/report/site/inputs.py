@@ -133,7 +133,7 @@ def collect(paths: list[str | Path]) -> SiteInputs:
     inputs.throughput.sort(key=lambda i: i.label)
     inputs.excluded.sort(key=lambda e: e.label)
     for item in inputs.excluded:
-        log.warning("not included in the site: %s: %s", item.label, item.reason)
+        log.info("not included in the site: %s: %s", item.label, item.reason)
     return inputs
 
 

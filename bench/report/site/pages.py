@@ -28,7 +28,7 @@ class Pages:
     def __init__(self, inputs: SiteInputs, boards: list[Board], detectors: list[DetectorPage],
                  speeds: dict[str, dict[str, Speed]]) -> None:  # fmt: skip
         self.inputs, self.boards, self.detectors, self.speeds = inputs, boards, detectors, speeds
-        self.notes: list[str] = []  # every note shown on a page, also logged as a warning
+        self.notes: list[str] = []  # every note shown on a page (the command prints them as warnings)
         self.board_notes: dict[str, list[str]] = {b.slug: [] for b in boards}
         self.pr: dict[str, str] = {}  # board slug -> figure path
         self.sheets: dict[str, str] = {}  # board slug -> contact sheet path
@@ -37,7 +37,7 @@ class Pages:
     def _note(self, board: Board, text: str) -> None:
         self.board_notes[board.slug].append(text)
         self.notes.append(f"{board.title}: {text}")
-        log.warning("%s: %s", board.title, text)
+        log.info("%s: %s", board.title, text)
 
     # ------------------------------------------------------------------ figures
     def figures(self, *, examples: bool = True) -> dict[str, bytes]:
@@ -73,6 +73,9 @@ class Pages:
             return {}
         arrays, files = {}, {}
         for row in board.rows:
+            if row.result.predictions_path is None:
+                self._note(board, f"{row.label} has no PR curve: its result names no predictions file")
+                continue
             try:
                 arrays[row.item.raw] = predictions_arrays(row.result)
             except (OSError, ValueError, KeyError) as exc:
@@ -156,7 +159,8 @@ def environment():
 
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=True, undefined=StrictUndefined,
                       trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)  # fmt: skip
-    env.filters.update(num=_num, rate=_rate, params=_params, link=link, wbr=_wbr)
+    basename = lambda path: str(path).rsplit("/", 1)[-1]
+    env.filters.update(num=_num, rate=_rate, params=_params, link=link, wbr=_wbr, basename=basename)
     return env
 
 
