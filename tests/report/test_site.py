@@ -200,7 +200,7 @@ def test_an_existing_folder_that_is_not_a_site_is_refused(site_results, tmp_path
 
 def test_published_figures_need_matching_counts(site_results, tmp_path, monkeypatch):
     """A published figure is shown beside a measured one only when the counts agree; otherwise apart, with why."""
-    from copybench import published
+    from copybench.report import published
 
     result = json.loads(next((site_results / "acc").rglob("pixel_gray_16.json")).read_text())
     n = result["dataset"]["counts"]["queries"]

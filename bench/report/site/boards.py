@@ -72,7 +72,7 @@ class Row:
 
     @property
     def settings(self) -> str:
-        from copybench.table import settings_label
+        from copybench.report.table import settings_label
 
         return settings_label(self.result)
 
@@ -129,7 +129,7 @@ def _ci(metrics: dict[str, Any], key: str) -> tuple[float, float] | None:
 
 def _order(item: Included, headline: str) -> tuple:
     """Real weights before random ones, then the headline metric best first (missing last), then names."""
-    from copybench.table import settings_label
+    from copybench.report.table import settings_label
 
     value = _number(item.result.metrics.get(headline))
     return (item.result.is_random, value is None, -(value or 0.0), item.result.detector_name,
@@ -178,9 +178,9 @@ def group_metric(board: Board) -> str:
 
 
 def published_rows(board: Board):
-    """The published figures for this board's results (copybench.published's pairing): those whose protocol and
+    """The published figures for this board's results (copybench.report.published's pairing): those whose protocol and
     query/reference counts match beside the measured value, and those paired but not comparable, with why."""
-    from copybench.published import compare_published
+    from copybench.report.published import compare_published
 
     frame = compare_published([r.result for r in board.rows])
     if frame.empty:

@@ -8,7 +8,6 @@ refused, never overwritten.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
@@ -16,7 +15,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .inputs import InputError, SiteInputs, collect
+from .inputs import InputError, SiteInputs, collect, sha256
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +89,7 @@ def _tidy(inputs: SiteInputs):
     naming its result by the raw copy on the site, so the table is the same on every machine."""
     import pandas as pd
 
-    from copybench.tidy import accuracy_rows, throughput_rows
+    from copybench.report.tidy import accuracy_rows, throughput_rows
 
     acc = [{**row, "result_file": i.raw} for i in inputs.accuracy for row in accuracy_rows(i.result)]
     thr = [{**row, "result_file": i.raw} for i in inputs.throughput for row in throughput_rows(i.result)]
@@ -112,10 +111,6 @@ def downloads(inputs: SiteInputs) -> dict[str, bytes]:
     for item in inputs.included:
         files[item.raw] = Path(item.result.source).read_bytes()
     return files
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def manifest(inputs: SiteInputs, files: dict[str, bytes]) -> bytes:

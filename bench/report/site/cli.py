@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-EXIT_OK, EXIT_BAD_INPUT = 0, 2
+from copybench.cliutil import EXIT_BAD_INPUT, EXIT_OK
 
 
 def cmd_publish(args) -> int:

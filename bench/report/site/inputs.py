@@ -8,6 +8,7 @@ out (which of them is right cannot be told from the files).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
@@ -48,6 +49,11 @@ class SiteInputs:
     @property
     def included(self) -> list[Included]:
         return sorted(self.accuracy + self.throughput, key=lambda i: i.raw)
+
+
+def sha256(data: bytes) -> str:
+    """The hex sha256 of a file's bytes (the manifest's and the downloads page's)."""
+    return hashlib.sha256(data).hexdigest()
 
 
 def _files(paths: list[str | Path]) -> list[tuple[Path, str, str]]:

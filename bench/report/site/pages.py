@@ -15,7 +15,7 @@ from copybench.results import safe_name
 
 from .boards import Board, family_cell, group_metric, published_rows, title
 from .detectors import DetectorPage, link
-from .inputs import SiteInputs
+from .inputs import SiteInputs, sha256
 from .speed import Speed, points
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ class Pages:
         return files
 
     def _board_figures(self, board: Board, examples: bool) -> dict[str, bytes]:
-        from copybench.plots import predictions_arrays
+        from copybench.report.plots import predictions_arrays
         from copybench.results import load_result_dataset
 
         from .figures import contact_sheet, pr_figure
@@ -144,8 +144,6 @@ def _short(exc: BaseException) -> str:
 
 
 def _download_list(files: dict[str, bytes]) -> list[dict[str, Any]]:
-    from .build import sha256
-
     return [
         {"path": p, "bytes": len(files[p]), "sha256": sha256(files[p])}
         for p in sorted(files)

@@ -43,7 +43,7 @@ def devices(throughput: list[Included]) -> dict[str, dict[str, Speed]]:
 def points(board: Board, speeds: dict[str, Speed]) -> list[dict]:
     """The board's detectors measured on this device, with ``on_front`` (no other point at least as accurate
     and as fast, and better in one)."""
-    from copybench.speed_plot import pareto_front
+    from copybench.report.speed_plot import pareto_front
 
     best: dict[str, dict] = {}
     for row in board.rows:  # rows are ranked: the first of a detector is its best setting
