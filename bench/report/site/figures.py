@@ -86,13 +86,18 @@ def pareto_figure(points: list[dict], metric: str, heading: str) -> bytes:
             )
         ax.set_xscale("log")
         # plain numbers, not powers of ten: rates are read off this axis
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
-        ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if f"{v:.0e}"[0] in "25" else ""))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: _plain(v)))
+        ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: _plain(v) if f"{v:.0e}"[0] in "25" else ""))
         ax.set(xlabel="end-to-end images/s (log scale)", ylabel=title(metric))
         ax.set_title(heading, loc="left")
         ax.grid(alpha=0.3, which="both")
         ax.legend(loc="lower left", fontsize=8)
         return save_svg(fig)
+
+
+def _plain(value: float) -> str:
+    """A rate as a plain number: 1,200 or 0.5, never 1.2e3."""
+    return f"{value:,.0f}" if value >= 10 else f"{value:.2g}"
 
 
 def contact_sheet(dataset, per_family: int = 1, distractors: int = 2, side: int = 120) -> bytes:

@@ -26,13 +26,13 @@ class Pages:
     """Figures, static files and rendered pages of one site."""
 
     def __init__(self, inputs: SiteInputs, boards: list[Board], detectors: list[DetectorPage],
-                 speeds: dict[str, dict[str, Speed]]) -> None:  # fmt: skip
+                 speeds: dict[tuple[str, str], dict[str, Speed]]) -> None:  # fmt: skip
         self.inputs, self.boards, self.detectors, self.speeds = inputs, boards, detectors, speeds
         self.notes: list[str] = []  # every note shown on a page (the command prints them as warnings)
         self.board_notes: dict[str, list[str]] = {b.slug: [] for b in boards}
         self.pr: dict[str, str] = {}  # board slug -> figure path
         self.sheets: dict[str, str] = {}  # board slug -> contact sheet path
-        self.pareto: list[dict[str, Any]] = []  # one per (device, board) with points
+        self.pareto: list[dict[str, Any]] = []  # one per (device, image set, board) with points
 
     def _note(self, board: Board, text: str) -> None:
         self.board_notes[board.slug].append(text)
@@ -41,23 +41,21 @@ class Pages:
 
     # ------------------------------------------------------------------ figures
     def figures(self, *, examples: bool = True) -> dict[str, bytes]:
-        """PR curves and contact sheets per board (from the datasets), Pareto plots per (device, board)."""
+        """PR curves and contact sheets per board (from the datasets), Pareto plots per (device, image set, board)."""
         from .figures import pareto_figure
 
         files: dict[str, bytes] = {}
         for board in self.boards:
             files.update(self._board_figures(board, examples))
-        for device, speeds in self.speeds.items():
+        for (device, images), speeds in self.speeds.items():
             for board in self.boards:
                 found = points(board, speeds)
                 if not found:
                     continue
-                path = f"figures/speed-{safe_name(device)}--{board.slug}.svg"
-                heading = (
-                    f"{title(board.headline)} on {board.dataset} ({board.protocol}) against speed on {device}"
-                )
+                path = f"figures/speed-{safe_name(device)}--{safe_name(images)}--{board.slug}.svg"
+                heading = f"{title(board.headline)} on {board.dataset} ({board.protocol}), speed on {device}, {images}"
                 files[path] = pareto_figure(found, board.headline, heading)
-                self.pareto.append({"device": device, "board": board, "points": found, "figure": path})
+                self.pareto.append({"key": (device, images), "board": board, "points": found, "figure": path})
         return files
 
     def _board_figures(self, board: Board, examples: bool) -> dict[str, bytes]:
@@ -124,9 +122,10 @@ class Pages:
         included = self.inputs.included
         commits = sorted({(i.result.environment.get("git_commit") or "unrecorded")[:12] for i in included})
         versions = sorted({str(i.result.environment.get("copybench") or "unrecorded") for i in included})
+        devices = sorted({device for device, _ in self.speeds})
         return {"boards": self.boards, "detectors": self.detectors, "excluded": self.inputs.excluded,
-                "speeds": self.speeds, "version": __version__, "commits": commits, "versions": versions,
-                "n_results": len(included), "title": title, "safe_name": safe_name}  # fmt: skip
+                "speeds": self.speeds, "devices": devices, "version": __version__, "commits": commits,
+                "versions": versions, "n_results": len(included), "title": title, "safe_name": safe_name}  # fmt: skip
 
     def _board_context(self, board: Board) -> dict[str, Any]:
         from copybench.protocols import PROTOCOLS

@@ -1,9 +1,10 @@
 """Accuracy against speed, one device at a time: a board's headline metric against end-to-end images/s.
 
 Speed is compared only between measurements of one device name (``environment.device_name``, the machine and
-the accelerator the rate was measured on); no figure or table mixes two devices. A detector's speed on a
-device is its best end-to-end rate there over the measurements given (batch sizes, dtypes), shown beside the
-measurement it came from; its accuracy is its best row on the board (over settings).
+the accelerator the rate was measured on) on one image set (``settings.images``: 5K wallpapers decode far more
+slowly than small JPEGs); no figure or table mixes two devices or two image sets. A detector's speed there is
+its best end-to-end rate over the measurements given (batch sizes, dtypes), shown beside the measurement it
+came from; its accuracy is its best row on the board (over settings).
 """
 
 from __future__ import annotations
@@ -26,15 +27,17 @@ class Speed:
         return float(self.measurement["e2e_ips"])
 
 
-def devices(throughput: list[Included]) -> dict[str, dict[str, Speed]]:
-    """device name -> detector name -> its best end-to-end measurement there (ties: first file by name)."""
-    out: dict[str, dict[str, Speed]] = {}
+def devices(throughput: list[Included]) -> dict[tuple[str, str], dict[str, Speed]]:
+    """(device name, image set) -> detector name -> its best end-to-end measurement there (ties: the first file
+    by name)."""
+    out: dict[tuple[str, str], dict[str, Speed]] = {}
     for item in sorted(throughput, key=lambda i: i.label):
         r = item.result
         for m in r.measurements:
             if not isinstance(m.get("e2e_ips"), (int, float)):
                 continue
-            best = out.setdefault(r.environment["device_name"], {})
+            images = str(r.settings.get("images") or "unrecorded images")
+            best = out.setdefault((r.environment["device_name"], images), {})
             if r.detector_name not in best or m["e2e_ips"] > best[r.detector_name].e2e:
                 best[r.detector_name] = Speed(item, m)
     return dict(sorted(out.items()))
