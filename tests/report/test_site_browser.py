@@ -19,13 +19,20 @@ from PIL import Image
 from copybench.report.site.build import publish
 
 CHROMIUM = Path("/usr/bin/chromium")
+PROJECT_SITE = Path(__file__).resolve().parents[2] / "docs" / "leaderboard"
 
 
 @pytest.fixture(scope="module")
-def site(site_results, tmp_path_factory) -> Path:
+def tiny_site(site_results, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("browser") / "site"
     publish([site_results], out)
     return out
+
+
+@pytest.fixture(params=["tiny", "project"])
+def site(request, tiny_site) -> Path:
+    """The tiny test site, and the project's own committed board (docs/leaderboard)."""
+    return tiny_site if request.param == "tiny" else PROJECT_SITE
 
 
 @pytest.fixture(scope="module")
@@ -79,8 +86,8 @@ def _column(tab, board: str, col: int) -> list[str]:
     )
 
 
-def test_clicking_a_header_sorts_the_rows(site, browser):
-    tab, errors = _open(browser, site / "index.html")
+def test_clicking_a_header_sorts_the_rows(tiny_site, browser):
+    tab, errors = _open(browser, tiny_site / "index.html")
     board = tab.eval_on_selector("section.board", "e => e.id")
     before = _column(tab, board, 1)
     assert before[-1].startswith("fake_random")  # random weights last by default
@@ -98,7 +105,7 @@ def test_clicking_a_header_sorts_the_rows(site, browser):
 @pytest.mark.parametrize("size", [(1280, 900), (390, 844)], ids=["desktop", "phone"])
 def test_index_screenshot_shows_the_first_board_without_horizontal_scroll(site, browser, tmp_path, size):
     tab, errors = _open(browser, site / "index.html", size)
-    shot = tmp_path / f"index_{size[0]}x{size[1]}.png"
+    shot = tmp_path / f"index_{site.parent.name}_{size[0]}x{size[1]}.png"
     tab.screenshot(path=str(shot))
     width, inner = tab.evaluate("[document.scrollingElement.scrollWidth, innerWidth]")
     assert width <= inner, f"the page scrolls sideways at {size}: {width} > {inner}"
