@@ -194,6 +194,8 @@ def test_an_existing_folder_that_is_not_a_site_is_refused(site_results, tmp_path
     assert [p.name for p in out.iterdir()] == ["notes.txt"]
     (tmp_path / "file").write_text("x")
     assert main(["publish", str(site_results), "--out", str(tmp_path / "file")]) == 2
+    assert main(["publish", str(site_results), "--out", str(site_results / "site")]) == 2
+    assert "inside the input" in capsys.readouterr().err and not (site_results / "site").exists()
     assert main(["publish", str(site_results), "--out", str(tmp_path / "new")]) == 0
     assert (tmp_path / "new" / MARKER).is_file()
 

@@ -58,6 +58,11 @@ def publish(paths: list[str | Path], out: str | Path, *, examples: bool = True) 
     """
     out = Path(out)
     check_out(out)
+    for path in map(Path, paths):
+        if path.is_dir() and out.resolve().is_relative_to(path.resolve()):
+            raise SiteError(
+                f"--out {out} is inside the input {path}: the site's copies would be read as results"
+            )
     inputs = collect(paths)
     files, notes, boards = assemble(inputs, examples=examples)
     _write(out, files)

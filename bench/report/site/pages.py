@@ -76,7 +76,7 @@ class Pages:
                 continue
             try:
                 arrays[row.item.raw] = predictions_arrays(row.result)
-            except (OSError, ValueError, KeyError) as exc:
+            except (OSError, ValueError, KeyError, IndexError) as exc:
                 self._note(board, f"{row.label} has no PR curve: {_short(exc)}")
         if arrays:
             self.pr[board.slug] = f"figures/pr-{board.slug}.svg"
