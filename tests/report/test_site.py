@@ -271,3 +271,20 @@ def test_no_examples_leaves_dataset_pictures_out(site_results, tmp_path, example
     report = publish([site_results], tmp_path / "site", examples=examples)
     assert not [f for f in report.files if f.endswith(".jpg")]
     assert "publish --no-examples" in (tmp_path / "site" / f"board-{report.boards[0]}.html").read_text()
+
+
+def test_detector_page_links_release_source_and_weights_hash(site_results, tmp_path):
+    """Metadata the result records (release date and its source, licence, weights sha256, paper link) is shown."""
+    from copybench.results import read_result, write_result
+
+    source = next((site_results / "acc").rglob("pixel_rgb_32.json"))
+    result = read_result(source)
+    meta = {**result.detector["meta"], "release_date": "2022-03", "release_source": "https://example.org/release",
+            "license": "MIT", "paper": "A paper (https://example.org/paper)", "weights_hash": "ab" * 32}  # fmt: skip
+    results = tmp_path / "results"
+    write_result(results / "r.json", result.replace(detector={**result.detector, "meta": meta}, source=None))
+    publish([results], tmp_path / "site")
+    page = (tmp_path / "site" / "detector-pixel_rgb_32.html").read_text()
+    assert '2022-03 (<a href="https://example.org/release">source</a>)' in page
+    assert "<dd>MIT</dd>" in page and f"<code>{'ab' * 32}</code>" in page
+    assert '<a href="https://example.org/paper">A paper (https://example.org/paper)</a>' in page
