@@ -72,7 +72,8 @@ def _files(paths: list[str | Path]) -> list[tuple[Path, str, str]]:
             if file.resolve() in seen:
                 continue
             seen.add(file.resolve())
-            rel = file.resolve().relative_to(root).as_posix()
+            # named where it was found: a linked file's target may lie outside the input folder
+            rel = file.relative_to(path if path.is_dir() else path.parent).as_posix()
             out.append((file, f"{root.name}/{rel}", prefix + "/" + rel))
     return out
 
