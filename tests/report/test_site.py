@@ -111,7 +111,8 @@ def test_index_ranks_random_weights_below_real_rows(site_results, tmp_path):
 
 
 def test_ranks_hand_computed():
-    """Real rows by headline, ties share a rank; random rows after every real one, unranked, whatever they score."""
+    """Real rows by headline, ties share a rank; random rows after every real one, unranked, whatever they score;
+    a result on a query subset gets its own board."""
     from copybench.report.site.boards import build_boards
     from copybench.report.site.inputs import Included
     from copybench.results import Result
@@ -124,7 +125,10 @@ def test_ranks_hand_computed():
 
     items = [item("a", 0.5), item("b", 0.9), item("c", 0.5), item("r", 0.99, "random"), item("n", None),
              item("z", 0.7, "none")]  # fmt: skip
-    (board,) = build_boards(items)
+    subset = item("s", 0.95).result
+    subset = Included(subset.replace(key={**subset.key, "subset": "dev"}), "r/s.json", "data/raw/r/s.json")
+    board, on_subset = build_boards([*items, subset])
+    assert [r.detector for r in on_subset.rows] == ["s"] and on_subset.slug.endswith("-native-subset-dev")
     assert [(r.detector, r.rank) for r in board.rows] == [
         ("b", 1),
         ("z", 2),

@@ -79,17 +79,20 @@ class Row:
 
 @dataclass
 class Board:
-    """The results of one dataset (by fingerprint) under one protocol."""
+    """The results of one dataset (by fingerprint) under one protocol, on one query set: the whole dataset's
+    queries, or a named subset (``run --subset``), whose numbers are not comparable with the whole set's."""
 
     dataset: str
     fingerprint: str
     protocol: str
     metrics: list[str]
     rows: list[Row] = field(default_factory=list)
+    subset: str = ""
 
     @property
     def slug(self) -> str:
-        return f"{safe_name(self.dataset)}-{self.fingerprint[:12]}-{self.protocol}"
+        subset = f"-subset-{safe_name(self.subset)}" if self.subset else ""
+        return f"{safe_name(self.dataset)}-{self.fingerprint[:12]}-{self.protocol}{subset}"
 
     @property
     def headline(self) -> str:
@@ -97,7 +100,8 @@ class Board:
 
     @property
     def title(self) -> str:
-        return f"{self.dataset} ({self.fingerprint[:12]}), protocol {self.protocol}"
+        subset = f", query subset {self.subset}" if self.subset else ""
+        return f"{self.dataset} ({self.fingerprint[:12]}), protocol {self.protocol}{subset}"
 
     @property
     def first(self) -> Result:
@@ -151,17 +155,18 @@ def _rows(items: list[Included], metrics: list[str]) -> list[Row]:
 
 
 def build_boards(accuracy: list[Included]) -> list[Board]:
-    """The boards of these accuracy results, by dataset name, fingerprint and protocol."""
+    """The boards of these accuracy results, by dataset name, fingerprint, protocol and query subset."""
     from copybench.protocols import PROTOCOLS
 
-    groups: dict[tuple[str, str, str], list[Included]] = {}
+    groups: dict[tuple[str, str, str, str], list[Included]] = {}
     for item in accuracy:
         r = item.result
-        groups.setdefault((r.dataset_name or "unnamed", r.fingerprint, r.key["protocol"]), []).append(item)
+        where = (r.dataset_name or "unnamed", r.fingerprint, r.key["protocol"], r.key.get("subset") or "")
+        groups.setdefault(where, []).append(item)
     boards = []
-    for (dataset, fingerprint, protocol), items in sorted(groups.items()):
+    for (dataset, fingerprint, protocol, subset), items in sorted(groups.items()):
         metrics = list(PROTOCOLS[protocol].metrics[:SHOWN])
-        boards.append(Board(dataset, fingerprint, protocol, metrics, _rows(items, metrics)))
+        boards.append(Board(dataset, fingerprint, protocol, metrics, _rows(items, metrics), subset))
     return boards
 
 

@@ -70,7 +70,9 @@ class Pages:
             self._note(board, f"no PR curves or example images: {_short(exc)}")
             return {}
         arrays, files = {}, {}
-        for row in board.rows:
+        if board.subset:  # the predictions cover the subset's queries only; the curves would count the rest
+            self._note(board, "no PR curves: they are drawn for whole-dataset results only")
+        for row in board.rows if not board.subset else []:
             if row.result.predictions_path is None:
                 self._note(board, f"{row.label} has no PR curve: its result names no predictions file")
                 continue
