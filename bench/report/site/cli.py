@@ -39,7 +39,10 @@ def register_cli(subparsers) -> None:
         "results", nargs="+", metavar="RESULTS", help="result folders (searched recursively) or files"
     )
     p.add_argument(
-        "--out", required=True, help="site folder: new, empty, or a site written by publish (then replaced)"
+        "--out",
+        required=True,
+        metavar="SITE",
+        help="site folder: new, empty, or a site written by publish (then replaced)",
     )
     p.add_argument(
         "--examples",
