@@ -37,3 +37,10 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   fi
   echo "$want" > "$stamp"
 fi
+# The site's browser tests (tests/report/test_site_browser.py) drive Debian's Chromium through Playwright
+# (Playwright's own browser download is not reachable). Checked on every run, not only on a reinstall.
+if [ ! -x /usr/bin/chromium ]; then
+  echo "copybench set-up: installing chromium (apt-get) for the browser tests" >&2
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q chromium >/dev/null
+fi

@@ -38,6 +38,7 @@ COMMANDS = (
     ("copybench.report.cli", "add_score_h5"),  # score-h5
     ("copybench.report.cli", "add_plot"),  # plot
     ("copybench.report.cli", "add_export"),  # export
+    ("copybench.report.site.cli", "register_cli"),  # publish
     ("copybench.throughput.cli", "register_cli"),  # throughput
     ("copybench.scan.cli", "register_cli"),  # scan
     ("copybench.detectors.cli", "register_cli"),  # weights list | fetch

@@ -35,6 +35,10 @@ NOT_RUN = {
         "'baselines' needs `weights fetch baselines`; the plugin example itself is run below"
     ),
     ".venv/bin/copybench demo --results results/default --force": "regenerates the published leaderboard",
+    ".venv/bin/copybench publish results/default results/throughput --out docs/leaderboard": (
+        "rewrites the committed site (tests/report/test_site_published.py builds it into a temporary folder and "
+        "fails when the committed one differs)"
+    ),
     "copybench scan --generated samples/": "a GPU and a generated set (tests/scan/test_scan.py runs scans)",
     "copybench run --dataset runs/data/segmix_hard-s --detectors sscd_disc_mixup.onnx_int8 --engine ray": (
         "a Ray cluster (tests/scaling/test_ray_engine.py runs --engine ray on a local one)"
