@@ -66,7 +66,7 @@ def run_demo(
     progress: bool = True,
 ) -> int:
     """Build, run, score and print; returns the CLI exit code."""
-    from copybench.report.table import render_table
+    from copybench.report.render import render_table
 
     from .progress import console as make_console
     from .run import DEFAULT_CACHE, RunSettings, run_benchmark

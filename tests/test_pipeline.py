@@ -259,7 +259,7 @@ def test_editing_a_plugin_changes_its_descriptor_cache_key(tmp_path, monkeypatch
 
 
 def subprocess_table(results: Path) -> str:
-    from copybench.report.table import render_table
+    from copybench.report.render import render_table
 
     return render_table(results, fmt="md")
 
@@ -549,7 +549,7 @@ def test_plots_from_raw_predictions(tiny_dataset, tmp_path):
 
 
 def test_table_shows_accuracy_beside_throughput(tiny_dataset, tmp_path):
-    from copybench.report.table import render_table
+    from copybench.report.render import render_table
 
     ds = load_dataset(tiny_dataset)
     run_benchmark(

@@ -64,7 +64,7 @@ def test_results_moved_with_their_dataset_still_plot_export_check_and_resume(tin
     from copybench.check import compare
     from copybench.report.interop import export_isc
     from copybench.report.plots import predictions_arrays
-    from copybench.report.table import render_table
+    from copybench.report.render import render_table
 
     _run(tiny_dataset_corrupt, tmp_path / "results")
     moved = tmp_path / "elsewhere" / "deeper"

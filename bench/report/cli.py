@@ -9,7 +9,7 @@ from copybench.cliutil import EXIT_OK, UsageError, add_top_k, err_console
 
 
 def cmd_table(args) -> int:
-    from copybench.report.table import render_table
+    from copybench.report.render import render_table
     from copybench.results import iter_result_files
 
     if not any(True for _ in iter_result_files(args.results_dir)):
@@ -21,7 +21,9 @@ def cmd_table(args) -> int:
     elif args.subset:
         raise UsageError("table --subset selects rows of the --published comparison; add --published")
     else:
-        text = render_table(args.results_dir, fmt=args.format, out=args.out)
+        text = render_table(
+            args.results_dir, fmt=args.format, out=args.out, columns=args.columns, protocol=args.protocol
+        )
     if text and not args.out:
         sys.stdout.write(text)
     elif args.out:
@@ -53,7 +55,7 @@ def cmd_score_h5(args) -> int:
         results=args.results,
         settings=RunSettings(topk=args.topk, n_boot=args.n_boot),
     )
-    from copybench.report.table import render_table
+    from copybench.report.render import render_table
 
     render_table(path)
     err_console().print(f"wrote {path}")
@@ -79,6 +81,17 @@ def add_table(sub) -> None:
         "per (result, group), identifier headers, CIs as two columns (parquet needs --out)",
     )
     p.add_argument("--out", default=None, help="write to this file instead of printing")
+    p.add_argument(
+        "--columns",
+        default="headline",
+        choices=("headline", "all"),
+        help="headline (default): each protocol's headline metrics with 95%% CIs; all: every metric it reports",
+    )
+    p.add_argument(
+        "--protocol",
+        default=None,
+        help="only the results of this protocol (csv with several protocols needs it, or --out: one file each)",
+    )
     p.add_argument(
         "--published",
         action="store_true",

@@ -1,35 +1,31 @@
-"""One self-contained HTML leaderboard page: sortable tables (click a header), no external assets."""
+"""The HTML leaderboard (``copybench table --format html``): one self-contained page, rendered from the Jinja2
+template ``templates/leaderboard.html``.
+
+One board per dataset and protocol, each with that protocol's headline columns and CIs (every column under a
+fold), its per-family breakdown sorted by the metric, and its plots as inline SVG (precision-recall curves,
+per-family bars); then throughput, accuracy beside speed and mean ranks. Dataset and fingerprint are said once
+per board, not on every row, and nothing needs a horizontal scrollbar on a laptop screen.
+"""
 
 from __future__ import annotations
 
-import html
+import logging
 import math
+from pathlib import Path
 
 import pandas as pd
 
-_STYLE = """
-body{font-family:system-ui,sans-serif;margin:2em;color:#222}
-table{border-collapse:collapse;margin:1em 0}
-th,td{padding:4px 10px;border-bottom:1px solid #ddd;text-align:right;vertical-align:top}
-td{white-space:nowrap}
-div.scroll{overflow-x:auto;max-width:100%}
-th{cursor:pointer;background:#f4f4f4;user-select:none}
-th.text,td.text{text-align:left}
-td.random{color:#b00;font-weight:600}
-caption{text-align:left;font-weight:600;padding:4px 0}
-p.meta{color:#555;font-size:90%}
-"""
+from copybench.report.table import (
+    boards,
+    protocol_view,
+    rank_aggregate,
+    side_by_side,
+)
+from copybench.results import Result
 
-_SCRIPT = """
-document.querySelectorAll('table.sortable th').forEach((th, col) => th.addEventListener('click', () => {
-  const body = th.closest('table').tBodies[0];
-  const asc = th.dataset.asc !== '1'; th.dataset.asc = asc ? '1' : '0';
-  const key = tr => { const t = tr.cells[col].dataset.v ?? tr.cells[col].textContent;
-                      const n = parseFloat(t); return isNaN(n) ? t : n; };
-  [...body.rows].sort((a, b) => { const x = key(a), y = key(b);
-      return (x < y ? -1 : x > y ? 1 : 0) * (asc ? 1 : -1); }).forEach(r => body.appendChild(r));
-}));
-"""
+log = logging.getLogger(__name__)
+TEMPLATES = Path(__file__).with_name("templates")
+GROUP_METRIC = {"dcr": ("map", "mAP"), "dino": ("map", "mAP")}  # per-family metric; else micro-AP
 
 
 def _is_text(series: pd.Series) -> bool:
@@ -37,71 +33,129 @@ def _is_text(series: pd.Series) -> bool:
     return not all(v is None or isinstance(v, (int, float)) for v in series)
 
 
-def _cell(value, text: bool, column: str) -> str:
+def _cell(value, text: bool, column: str) -> dict:
     if value is None or (isinstance(value, float) and math.isnan(value)):
-        return f'<td{" class=text" if text else ""} data-v="-1">-</td>'
+        return {"text": "-", "v": -1, "cls": "text" if text else None}
     if text:
         # only the weights status is painted: a detector or setting whose name contains "random" is not
         random = column == "weights" and str(value) == "random"
-        return f'<td class="text{" random" if random else ""}">{html.escape(str(value))}</td>'
+        return {"text": str(value), "v": None, "cls": "text random" if random else "text"}
     if isinstance(value, float):
-        return (
-            f'<td data-v="{value}">{value:,.1f}</td>'
-            if abs(value) >= 100
-            else f'<td data-v="{value}">{value:.3f}</td>'
-        )
-    return f"<td>{value}</td>"
+        return {"text": f"{value:,.1f}" if abs(value) >= 100 else f"{value:.3f}", "v": value, "cls": None}
+    return {"text": str(value), "v": None, "cls": None}
 
 
-def _table(frame: pd.DataFrame, caption: str, index: bool = False) -> str:
+def table(frame: pd.DataFrame, caption: str = "", index: bool = False) -> dict:
+    """A frame as the template's table: columns (name, text?) and rows of cells (text, sort value, class)."""
     if frame.empty:
-        return ""
+        return {"caption": caption, "columns": [], "rows": []}
     if index:
         frame = frame.reset_index(names="detector")
     frame = frame.astype(object).where(frame.notna(), None)
     text = {c: _is_text(frame[c]) for c in frame.columns}
-    head = "".join(f"<th{' class=text' if text[c] else ''}>{html.escape(str(c))}</th>" for c in frame.columns)
+    columns = [{"name": str(c), "text": text[c]} for c in frame.columns]
     rows = [
-        "<tr>" + "".join(_cell(v, text[c], str(c)) for c, v in zip(frame.columns, row)) + "</tr>"
+        [_cell(v, text[c], str(c)) for c, v in zip(frame.columns, row)]
         for row in frame.itertuples(index=False)
     ]
-    # cells never wrap (names are copied from here); a table wider than the window scrolls sideways
-    return (
-        f'<div class="scroll"><table class="sortable"><caption>{html.escape(caption)}</caption><thead><tr>{head}'
-        f"</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
-    )
+    return {"caption": caption, "columns": columns, "rows": rows}
+
+
+def family_frame(results: list[Result], protocol: str) -> pd.DataFrame:
+    """Detectors x recipe families of one board, best detector (overall) first."""
+    key, _ = GROUP_METRIC.get(protocol, ("micro_ap", "µAP"))
+    rows = {}
+    for r in sorted(results, key=lambda r: -(r.metrics.get(key) or 0)):
+        label = r.detector_name + (" (random weights)" if r.is_random else "")
+        rows[label] = {g: (m or {}).get(key) for g, m in sorted(r.groups.items()) if "/" not in g}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def _figures(results: list[Result], palette: dict, title: str) -> tuple[list[str], list[str]]:
+    """Inline SVGs of the board's PR curves and family bars; a note instead where they cannot be drawn."""
+    from copybench.report.plots import _label, family_figure, pr_figure, predictions_arrays, svg_text
+
+    figures, notes = [], []
+    try:
+        arrays = {_label(r): predictions_arrays(r) for r in results}
+        figures.append(svg_text(pr_figure(results, arrays, palette, f"pooled precision-recall: {title}")))
+    except (OSError, ValueError, KeyError) as exc:  # predictions or dataset not here: the table still stands
+        notes.append(f"no precision-recall plot: {exc}")
+    if any(r.groups for r in results):
+        figures.append(svg_text(family_figure(results, palette, f"micro-AP per recipe family: {title}")))
+    return figures, notes
+
+
+def _counts(results: list[Result]) -> str:
+    counts = (results[0].dataset or {}).get("counts") or {}
+    parts = [f"{counts[k]} {k}" for k in ("queries", "distractors", "references") if k in counts]
+    return ", ".join(parts) or "counts not recorded"
+
+
+def _boards(results: list[Result], acc: pd.DataFrame, columns: str, plots: bool) -> list[dict]:
+    import matplotlib
+
+    from copybench.report.plots import colours
+
+    matplotlib.use("Agg")
+    palette = colours([r for r in results if r.kind == "accuracy"])
+    out = []
+    for name, fp, protocol, part in boards(acc):
+        own = [
+            r
+            for r in results
+            if r.kind == "accuracy"
+            and r.dataset_name == name
+            and r.fingerprint.startswith(fp)
+            and r.key.get("protocol", "native") == protocol
+        ]
+        own.sort(key=lambda r: -(r.metrics.get("micro_ap") or r.metrics.get("map") or 0))
+        figures, notes = _figures(own, palette, f"{name} ({protocol})") if plots else ([], [])
+        _, metric = GROUP_METRIC.get(protocol, ("micro_ap", "µAP"))
+        out.append(
+            {
+                "dataset": name,
+                "fingerprint": fp,
+                "protocol": protocol,
+                "counts": _counts(own),
+                "leaderboard": table(protocol_view(part, protocol, columns)),
+                "all_columns": table(protocol_view(part, protocol, "all"))
+                if columns != "all"
+                else table(pd.DataFrame()),
+                "families": table(family_frame(own, protocol), f"{metric} per recipe family", index=True),
+                "figures": figures,
+                "notes": notes,
+            }
+        )
+    return out
 
 
 def leaderboard_html(
+    results: list[Result],
     acc: pd.DataFrame,
-    groups: pd.DataFrame,
     thr: pd.DataFrame,
-    ranks: pd.DataFrame,
     *,
-    both: pd.DataFrame | None = None,
+    columns: str = "headline",
     meta: str = "",
+    plots: bool = True,
 ) -> str:
-    """The page: leaderboard, accuracy beside speed, per-family micro-AP, throughput and rank aggregation;
-    ``meta`` (date, commits) is shown under the title."""
-    parts = [
-        _table(acc, "Leaderboard (µAP: ISC micro-AP; mAP: per-query AP, revisitop). Click a header to sort."),
-        _table(both if both is not None else pd.DataFrame(), "Accuracy beside end-to-end speed"),
-        _table(groups, "Micro-AP per recipe family", index=True),
-        _table(thr, "Throughput (compare only rows measured on the same device)"),
-        _table(ranks, "Mean rank across datasets (within each protocol)"),
+    """The page: a board per dataset and protocol, then speed and mean ranks; ``meta`` (date, commits) under the
+    title. ``plots=False`` leaves the inline figures out."""
+    from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]))
+    extra = [
+        table(side_by_side(acc, thr), "Accuracy beside end-to-end speed"),
+        table(thr, "Throughput (compare only rows measured on the same device)"),
+        table(
+            rank_aggregate(acc),
+            "Mean rank over the datasets every ranked detector ran on (within each protocol)",
+        ),
     ]
-    note = (
-        "<p>A weights cell in red says <b>random</b>: that detector ran with random weights, and its numbers "
-        "say nothing about the published model.</p>"
-    )
-    if "protocol" in acc and acc["protocol"].nunique() > 1:  # sorting by a metric would mix them: say so
-        note += (
-            "<p><b>Several protocols</b> (column <i>protocol</i>, docs/PROTOCOLS.md): rows of different protocols "
-            "are not comparable; the mean ranks are computed within each protocol.</p>"
-        )
-    meta_html = f'<p class="meta">{html.escape(meta)}</p>' if meta else ""
-    return (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>copybench leaderboard</title>"
-        f"<style>{_STYLE}</style></head><body><h1>copybench leaderboard</h1>{meta_html}{note}{''.join(parts)}"
-        f"<script>{_SCRIPT}</script></body></html>\n"
+    return env.get_template("leaderboard.html").render(
+        css=(TEMPLATES / "leaderboard.css").read_text(encoding="utf-8"),
+        meta=meta,
+        mixed="protocol" in acc and acc["protocol"].nunique() > 1,
+        boards=_boards(results, acc, columns, plots),
+        extra=extra,
     )

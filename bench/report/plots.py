@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from copybench.report.table import settings_label
-from copybench.results import Result, load_result_dataset, read_results, safe_name, settings_suffix
+from copybench.report.table import board_key, settings_label
+from copybench.results import Result, load_result_dataset, safe_name, settings_suffix
 
 
 def predictions_arrays(result: Result) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -39,42 +39,65 @@ def _label(result: Result) -> str:
     )
 
 
+LINE_STYLES = ("-", "--", ":", "-.")  # settings variants of one detector (same colour)
+HATCHES = ("", "//", "..", "xx")  # the same variants in bar charts
+
+
 def colours(results: list[Result]) -> dict[str, tuple]:
-    """One colour per result label, fixed for every plot of one folder (sorted labels, tab20)."""
+    """One colour per detector, the same in every plot of one folder (PR curves, family bars, histograms,
+    accuracy vs speed): sorted detector names over tab10 (tab20 past ten). Settings variants of one detector
+    share its colour and differ by line style."""
     import matplotlib
 
-    cmap = matplotlib.colormaps["tab20" if len(results) > 10 else "tab10"]
-    return {label: cmap(i % cmap.N) for i, label in enumerate(sorted({_label(r) for r in results}))}
+    names = sorted({r.detector_name for r in results})
+    cmap = matplotlib.colormaps["tab20" if len(names) > 10 else "tab10"]
+    return {name: cmap(i % cmap.N) for i, name in enumerate(names)}
+
+
+def _style(result: Result, group: list[Result]) -> str:
+    """Line style telling settings variants of one detector apart within a plot."""
+    variants = sorted({_label(r) for r in group if r.detector_name == result.detector_name})
+    return LINE_STYLES[variants.index(_label(result)) % len(LINE_STYLES)]
 
 
 def plot_results(results_dir: str | Path, out: str | Path) -> list[Path]:
-    """For every dataset under ``results_dir``: pr_<key>.png (pooled precision-recall curves),
-    families_<key>.png (micro-AP per family with 95 % CIs), scores_<key>.png (rank-1 score histograms, correct
-    vs wrong) and missed_<key>__<detector>.jpg (queries whose rank-1 reference is wrong). A detector keeps its
-    colour in every plot; legends sit outside the axes."""
+    """For every dataset and protocol under ``results_dir`` (one figure each: curves of different protocols
+    never share axes): pr_<key>.png (pooled precision-recall curves), families_<key>.png (micro-AP per family
+    with 95 % CIs), scores_<key>.png (rank-1 score histograms, correct vs wrong) and
+    missed_<key>__<detector>.jpg (queries whose rank-1 reference is wrong). A detector keeps its colour in
+    every plot; legends sit outside the axes."""
     import matplotlib
 
     matplotlib.use("Agg")
+    from copybench.report.table import read_report_results
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    results = [r for r in read_results(results_dir)[0] if r.kind == "accuracy"]
+    results = [r for r in read_report_results(results_dir) if r.kind == "accuracy"]
     palette = colours(results)
-    by_dataset: dict[str, list[Result]] = {}
+    by_board: dict[str, list[Result]] = {}
     for r in results:
-        by_dataset.setdefault(f"{r.dataset_name}-{r.fingerprint[:12]}", []).append(r)
+        by_board.setdefault(board_key(r), []).append(r)
     written = []
-    for key, group in sorted(by_dataset.items()):
+    for key, group in sorted(by_board.items()):
         group = sorted(group, key=lambda r: -(r.metrics.get("micro_ap") or 0))
         arrays = {_label(r): predictions_arrays(r) for r in group}
-        written.append(_pr_curves(group, arrays, palette, key, out))
-        written.append(_family_bars(group, palette, key, out))
+        written.append(
+            _save(pr_figure(group, arrays, palette, f"pooled precision-recall: {key}"), out / f"pr_{key}.png")
+        )
+        written.append(
+            _save(
+                family_figure(group, palette, f"micro-AP per recipe family: {key}"),
+                out / f"families_{key}.png",
+            )
+        )
         written.append(_score_histograms(group, arrays, palette, key, out))
         written += [_missed_gallery(r, arrays[_label(r)], key, out) for r in group]
     return [p for p in written if p is not None]
 
 
-def _pr_curves(group: list[Result], arrays: dict, palette: dict, key: str, out: Path) -> Path:
+def pr_figure(group: list[Result], arrays: dict, palette: dict, title: str):
+    """Pooled precision-recall curves of one board (one protocol), each labelled with its micro-AP."""
     import matplotlib.pyplot as plt
 
     from copybench.metrics import pr_curve
@@ -83,16 +106,10 @@ def _pr_curves(group: list[Result], arrays: dict, palette: dict, key: str, out: 
     for r in group:
         precision, recall, _ = pr_curve(*arrays[_label(r)])
         label = f"{_label(r)} µAP={r.metrics['micro_ap']:.3f}"
-        ax.plot(recall, precision, label=label, color=palette[_label(r)])
-    ax.set(
-        xlabel="recall",
-        ylabel="precision",
-        xlim=(0, 1),
-        ylim=(0, 1.02),
-        title=f"pooled precision-recall: {key}",
-    )
+        ax.plot(recall, precision, label=label, color=palette[r.detector_name], linestyle=_style(r, group))
+    ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02), title=title)
     _legend_outside(ax)
-    return _save(fig, out / f"pr_{key}.png")
+    return fig
 
 
 def _legend_outside(ax) -> None:
@@ -100,7 +117,7 @@ def _legend_outside(ax) -> None:
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, frameon=False)
 
 
-def _family_bars(group: list[Result], palette: dict, key: str, out: Path) -> Path:
+def family_figure(group: list[Result], palette: dict, title: str):
     """Grouped bars of micro-AP per recipe family with the bootstrap 95 % CI as error bars."""
     import matplotlib.pyplot as plt
 
@@ -115,12 +132,14 @@ def _family_bars(group: list[Result], palette: dict, key: str, out: Path) -> Pat
         )
         ci = np.array([s.get("micro_ap_ci") or [np.nan, np.nan] for s in stats], dtype=float).reshape(-1, 2)
         err = np.abs(np.stack([values - ci[:, 0], ci[:, 1] - values]))  # matplotlib wants distances
-        ax.bar(x + (n - (len(group) - 1) / 2) * width, values, width, label=_label(r), color=palette[_label(r)],
+        hatch = HATCHES[LINE_STYLES.index(_style(r, group))]
+        ax.bar(x + (n - (len(group) - 1) / 2) * width, values, width, label=_label(r),
+               color=palette[r.detector_name], hatch=hatch,
                yerr=np.nan_to_num(err), capsize=2, error_kw={"elinewidth": 0.8})  # fmt: skip
     ax.set_xticks(x, families, rotation=30, ha="right")
-    ax.set(ylabel="micro-AP (95 % CI)", ylim=(0, 1.05), title=f"micro-AP per recipe family: {key}")
+    ax.set(ylabel="micro-AP (95 % CI)", ylim=(0, 1.05), title=title)
     _legend_outside(ax)
-    return _save(fig, out / f"families_{key}.png")
+    return fig
 
 
 def _score_histograms(group: list[Result], arrays: dict, palette: dict, key: str, out: Path) -> Path:
@@ -128,16 +147,18 @@ def _score_histograms(group: list[Result], arrays: dict, palette: dict, key: str
     and distractors). A threshold separates them where the two do not overlap."""
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(len(group), 1, figsize=(7, 1.8 * len(group) + 0.8), squeeze=False, sharex=True)
+    # constrained layout places the title right above the first axes (no blank band under it)
+    fig, axes = plt.subplots(
+        len(group), 1, figsize=(7, 1.6 * len(group) + 0.7), squeeze=False, sharex=True, layout="constrained"
+    )
     for ax, r in zip(axes[:, 0], group):
         scores, hits, _ = arrays[_label(r)]
         top1 = scores[:, 0]
         ok = np.isfinite(top1)
         lo, hi = (float(top1[ok].min()), float(top1[ok].max())) if ok.any() else (0.0, 1.0)
         bins = np.linspace(lo, hi if hi > lo else lo + 1e-6, 31)
-        ax.hist(
-            top1[ok & hits[:, 0]], bins=bins, color=palette[_label(r)], alpha=0.8, label="rank 1 is a copy"
-        )
+        colour = palette[r.detector_name]
+        ax.hist(top1[ok & hits[:, 0]], bins=bins, color=colour, alpha=0.8, label="rank 1 is a copy")
         ax.hist(top1[ok & ~hits[:, 0]], bins=bins, color="0.55", alpha=0.6, label="rank 1 is not a copy")
         ax.set_title(_label(r), fontsize=8, loc="left")
         ax.set_ylabel("queries", fontsize=8)
@@ -201,3 +222,18 @@ def _save(fig, path: Path) -> Path:
     fig.savefig(path, dpi=110, bbox_inches="tight")  # keeps the outside legend in the image
     plt.close(fig)
     return path
+
+
+def svg_text(fig) -> str:
+    """A figure as inline SVG text, byte-identical for identical inputs (no date, fixed ids)."""
+    import io
+
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    buffer = io.StringIO()
+    with matplotlib.rc_context({"svg.hashsalt": "copybench", "svg.fonttype": "path"}):
+        fig.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
+    plt.close(fig)
+    text = buffer.getvalue()
+    return text[text.index("<svg") :]  # drop the XML prolog and doctype: the SVG sits inside an HTML page

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from copybench.report.table import board_key
 from copybench.results import Result, safe_name
 
 
@@ -52,7 +53,8 @@ def accuracy_speed_points(
     acc = pd.DataFrame(
         [
             {
-                "dataset": f"{r.dataset_name}-{r.fingerprint[:12]}",
+                # the board's key: one figure per dataset and protocol (accuracy of two protocols never mixed)
+                "dataset": board_key(r),
                 "detector": r.detector_name,
                 "accuracy": r.metrics.get(metric),
                 "random": r.is_random,
@@ -73,20 +75,21 @@ def accuracy_speed_points(
     return points.drop(columns="speed_random").reset_index(drop=True)
 
 
-def _draw(points: pd.DataFrame, title: str, metric: str, path: Path) -> None:
+def _draw(points: pd.DataFrame, title: str, metric: str, path: Path, palette: dict) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7.5, 5))
     front = points[points["on_front"]].sort_values("e2e_ips")
     ax.step(front["e2e_ips"], front["accuracy"], where="post", color="tab:red", lw=1.2, label="Pareto front")
     for _, p in points.iterrows():
-        face = "none" if p["random"] else ("tab:red" if p["on_front"] else "tab:blue")
+        colour = palette.get(p["detector"], "tab:blue")  # the detector's colour in every other plot
         ax.scatter(
             p["e2e_ips"],
             p["accuracy"],
-            s=46,
-            facecolors=face,
-            edgecolors="tab:red" if p["on_front"] else "tab:blue",
+            s=64 if p["on_front"] else 46,
+            facecolors="none" if p["random"] else colour,
+            edgecolors="tab:red" if p["on_front"] else colour,
+            linewidths=1.8 if p["on_front"] else 1.0,
         )
         label = p["detector"] + (" (random weights)" if p["random"] else "")
         ax.annotate(
@@ -115,13 +118,16 @@ def plot_accuracy_speed(
     import matplotlib
 
     matplotlib.use("Agg")
+    from copybench.report.plots import colours
+
     points = accuracy_speed_points(accuracy, throughput, metric=metric)
+    palette = colours(accuracy)
     out = Path(out)
     written = []
     for (dataset, device), sub in points.groupby(["dataset", "device"]):
         out.mkdir(parents=True, exist_ok=True)
         path = out / f"accuracy_speed_{safe_name(dataset)}__{safe_name(device)}.png"
-        _draw(sub, f"{metric} on {dataset} against speed on {device}", metric, path)
+        _draw(sub, f"{metric} on {dataset} against speed on {device}", metric, path, palette)
         written.append(path)
     return written
 

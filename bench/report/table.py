@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from copybench.results import Result, read_results
+from copybench.results import Result
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,15 @@ PROTOCOL_COLUMNS = {
     "isc_recall@10": "R@10 (ISC)",
 }
 MIXED_NOTE = "rows of different protocols are not comparable: each protocol is ranked on its own"
+IDENTITY = ("detector", "weights", "params", "similarity")
+# what each protocol's original reports first (with its CI); `table --columns all` shows every column
+HEADLINE = {
+    "native": ("µAP", "µAP 95% CI", "mAP", "R@1", "R@P90"),
+    "isc": ("µAP", "µAP 95% CI", "R@P90", "R@1 (ISC)"),
+    "dcr": ("mAP", "mAP 95% CI", "R@1 (frac)", "MRR (all q)"),
+    "dino": ("mAP", "mAP 95% CI", "µAP"),
+}
+COLUMN_SETS = ("headline", "all")
 FORMATS = ("terminal", "md", "csv", "html", "parquet")
 RANDOM_SUFFIX = " (random weights)"
 
@@ -96,8 +105,9 @@ def accuracy_frame(results: list[Result]) -> pd.DataFrame:
             "protocol": _protocol(r),
         }
         row.update({title: m.get(key) for key, title in columns.items()})
-        ci = m.get("micro_ap_ci") or [None, None]
-        row["µAP 95% CI"] = f"{ci[0]:.3f}-{ci[1]:.3f}" if None not in ci else ""
+        for key, title in (("micro_ap", "µAP"), ("map", "mAP")):
+            ci = m.get(f"{key}_ci") or [None, None]
+            row[f"{title} 95% CI"] = f"{ci[0]:.3f}-{ci[1]:.3f}" if None not in ci else ""
         row["queries"] = m.get("n_queries")
         # queries that counted as misses because they were missing or did not decode (None: older results)
         row["missing"] = m.get("n_queries_missing")
@@ -150,15 +160,39 @@ def side_by_side(acc: pd.DataFrame, thr: pd.DataFrame) -> pd.DataFrame:
 
 
 def rank_aggregate(frame: pd.DataFrame, metric: str = "µAP") -> pd.DataFrame:
-    """Mean rank of each detector across datasets (1 = best on every dataset), with the number of datasets;
-    ranked within each protocol, never across protocols."""
+    """Mean rank of each detector across datasets (1 = best on every dataset), within each protocol.
+
+    Only detectors that ran on every dataset of their protocol are ranked, and over those datasets only: a
+    detector run alone on one dataset is never ranked beside one that met them all. The others are listed with
+    ``mean_rank`` empty and ``coverage`` saying how many of the datasets they ran on."""
     if frame.empty or frame["dataset"].nunique() < 2:
         return pd.DataFrame()
-    by = ["dataset", "protocol"] if "protocol" in frame else ["dataset"]
-    ranks = frame.assign(rank=frame.groupby(by)[metric].rank(ascending=False, method="min"))
-    who = ["protocol", "detector"] if "protocol" in frame else ["detector"]
-    agg = ranks.groupby(who).agg(mean_rank=("rank", "mean"), datasets=("dataset", "nunique"))
-    return agg.sort_values(who[:-1] + ["mean_rank"]).reset_index()
+    if "protocol" not in frame:
+        frame = frame.assign(protocol="native")
+    rows = []
+    for protocol, part in frame.groupby("protocol", sort=True):
+        datasets = sorted(part["dataset"].unique())
+        if len(datasets) < 2:
+            continue
+        seen = part.groupby("detector")["dataset"].nunique()
+        complete = seen.index[seen == len(datasets)]
+        shared = part[part["detector"].isin(complete)]
+        ranks = shared.assign(rank=shared.groupby("dataset")[metric].rank(ascending=False, method="min"))
+        mean = ranks.groupby("detector")["rank"].mean()
+        for detector, n in seen.items():
+            rows.append(
+                {
+                    "protocol": protocol,
+                    "detector": detector,
+                    "mean_rank": mean.get(detector),
+                    "datasets": int(n),
+                    "coverage": "all" if n == len(datasets) else f"incomplete: {n} of {len(datasets)}",
+                }
+            )
+    out = pd.DataFrame(rows)
+    if out.empty:
+        return out
+    return out.sort_values(["protocol", "mean_rank", "detector"], na_position="last").reset_index(drop=True)
 
 
 def _fmt(value) -> str:
@@ -223,26 +257,79 @@ def column_chunks(formatted: pd.DataFrame, width: int) -> list[list]:
     return [*chunks, current]
 
 
-def _foreign(frame: pd.DataFrame, protocol: str) -> list[str]:
-    """Columns of metric definitions that this protocol does not report."""
+def _headline(protocol: str) -> tuple[str, ...]:
+    """The protocol's headline columns; for a protocol without an entry, its first metrics (with CIs)."""
     from copybench.protocols import PROTOCOLS
 
-    own = PROTOCOLS[protocol].metrics if protocol in PROTOCOLS else ()
-    return [title for key, title in PROTOCOL_COLUMNS.items() if title in frame and key not in own]
+    if protocol in HEADLINE:
+        return HEADLINE[protocol]
+    titles = {**COLUMNS, **PROTOCOL_COLUMNS}
+    keys = PROTOCOLS[protocol].metrics[:4] if protocol in PROTOCOLS else ("micro_ap", "map")
+    out = []
+    for key in keys:
+        out += [titles[key]] if key in titles else []
+        out += [f"{titles[key]} 95% CI"] if key in ("micro_ap", "map") else []
+    return tuple(out)
 
 
-def print_leaderboards(acc: pd.DataFrame, console=None) -> None:
-    """One compact terminal table per dataset."""
+COUNTS = ("n_queries", "n_queries_missing", "n_queries_undecodable", "n_with_match")
+
+
+def protocol_metrics(protocol: str) -> set[str]:
+    """The metric keys a protocol reports (with their CIs and the query counts): its board shows these only,
+    though every result file holds every metric copybench computes."""
+    from copybench.protocols import PROTOCOLS
+
+    keys = set(PROTOCOLS[protocol].metrics if protocol in PROTOCOLS else COLUMNS)
+    keys |= {f"{k}_ci" for k in keys} | set(COUNTS)
+    return keys | ({"threshold_at_p90"} if "recall_at_p90" in keys else set())
+
+
+def protocol_view(part: pd.DataFrame, protocol: str, columns: str = "headline") -> pd.DataFrame:
+    """One (dataset, protocol) board: its own columns only, best first by its first headline metric.
+
+    ``columns="headline"``: the identity columns, the protocol's headline metrics with CIs, the query count
+    (and missing/undecodable counts where any is non-zero); ``"all"``: every column the protocol reports."""
+    if columns not in COLUMN_SETS:
+        raise ValueError(f"unknown column set {columns!r}; choose {' or '.join(COLUMN_SETS)}")
+    titles = {**COLUMNS, **PROTOCOL_COLUMNS}
+    own = {titles[k] for k in protocol_metrics(protocol) if k in titles}
+    own |= {
+        f"{titles[k[:-3]]} 95% CI"
+        for k in protocol_metrics(protocol)
+        if k.endswith("_ci") and k[:-3] in titles
+    }
+    foreign = [c for c in part if (c in titles.values() or c.endswith("95% CI")) and c not in own]
+    view = part.drop(columns=[c for c in ("dataset", "fingerprint", "protocol", *foreign) if c in part])
+    headline = [c for c in _headline(protocol) if c in view]
+    if columns == "headline":
+        keep = [*IDENTITY, *headline, "queries"]
+        keep += [c for c in ("missing", "undecodable") if c in view and (view[c].fillna(0) > 0).any()]
+        view = view[[c for c in keep if c in view]]
+    first = next((c for c in headline if view[c].dtype.kind == "f"), None)
+    if first is not None:
+        view = view.sort_values(first, ascending=False, na_position="last", kind="stable")
+    return view.reset_index(drop=True)
+
+
+def boards(acc: pd.DataFrame):
+    """(dataset, fingerprint, protocol, rows) for every board, in a stable order."""
+    if acc.empty:
+        return []
+    return [(*key, part) for key, part in acc.groupby(["dataset", "fingerprint", "protocol"], sort=True)]
+
+
+def board_title(name: str, fp: str, protocol: str) -> str:
+    return f"{name} ({fp}), protocol {protocol} - µAP: ISC micro-AP, mAP: per-query AP (revisitop)"
+
+
+def print_leaderboards(acc: pd.DataFrame, console=None, columns: str = "headline") -> None:
+    """One compact terminal table per dataset and protocol, with that protocol's columns."""
     if acc.empty:
         print_terminal(acc, "no accuracy results", console)
         return
-    for (name, fp, protocol), part in acc.groupby(["dataset", "fingerprint", "protocol"], sort=True):
-        title = f"{name} ({fp}), protocol {protocol} - µAP: ISC micro-AP, mAP: per-query AP (revisitop)"
-        print_terminal(
-            part.drop(columns=["dataset", "fingerprint", "protocol", *_foreign(part, protocol)]),
-            title,
-            console,
-        )
+    for name, fp, protocol, part in boards(acc):
+        print_terminal(protocol_view(part, protocol, columns), board_title(name, fp, protocol), console)
 
 
 def group_frame(results: list[Result], metric: str = "micro_ap") -> pd.DataFrame:
@@ -255,7 +342,7 @@ def group_frame(results: list[Result], metric: str = "micro_ap") -> pd.DataFrame
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
-def _terminal(acc: pd.DataFrame, thr: pd.DataFrame, out: str | Path | None) -> str:
+def _terminal(acc: pd.DataFrame, thr: pd.DataFrame, out: str | Path | None, columns: str = "headline") -> str:
     """Print the rich tables, or with ``out`` write them as plain text to that file."""
     import io
 
@@ -263,7 +350,7 @@ def _terminal(acc: pd.DataFrame, thr: pd.DataFrame, out: str | Path | None) -> s
 
     console = Console(file=io.StringIO(), width=160, color_system=None) if out else None
     if not acc.empty or thr.empty:
-        print_leaderboards(acc, console)
+        print_leaderboards(acc, console, columns)
     if not thr.empty:
         print_terminal(thr, "throughput (compare only rows on the same device)", console)
     both = side_by_side(acc, thr)
@@ -273,7 +360,11 @@ def _terminal(acc: pd.DataFrame, thr: pd.DataFrame, out: str | Path | None) -> s
         )
     ranks = rank_aggregate(acc)
     if not ranks.empty:
-        print_terminal(ranks, "mean rank across datasets (within each protocol)", console)
+        print_terminal(
+            ranks,
+            "mean rank across the datasets every ranked detector ran on (within each protocol)",
+            console,
+        )
     if console is None:
         return ""
     text = console.file.getvalue()
@@ -281,42 +372,40 @@ def _terminal(acc: pd.DataFrame, thr: pd.DataFrame, out: str | Path | None) -> s
     return text
 
 
-def render_table(results_dir: str | Path, fmt: str = "terminal", out: str | Path | None = None) -> str:
-    """Render the leaderboard of every result under ``results_dir``; returns the text written (or printed)."""
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown table format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    if fmt == "parquet":
-        if not out:
-            raise ValueError("--format parquet writes a binary file: give --out FILE.parquet")
-        from copybench.report.tidy import export_results
+def read_report_results(root: str | Path) -> list[Result]:
+    """The results under ``root`` for a report.
 
-        export_results(results_dir, out, "parquet")
-        return ""
-    results, errors = read_results(results_dir)
-    for error in errors:  # on stderr, never inside the CSV/HTML/Markdown written to stdout or --out
-        log.warning("skipped %s", error)
-    acc, thr = accuracy_frame(results), throughput_frame(results)
-    if fmt == "terminal":
-        return _terminal(acc, thr, out)
-    if fmt == "csv":  # tidy: one row per (result, group), identifier headers, CIs as two columns
-        from copybench.report.tidy import results_frame
+    JSON files that are not result files (a dataset's dataset.json, a study's study.json, a scan's summary)
+    are skipped with one summary line, not a warning each; a damaged result file is named; a result found
+    twice (a copied folder: same detector, dataset, key and metrics) is listed once, and the copies named.
+    """
+    from copybench.results import KINDS, ResultError, iter_result_files, read_result
 
-        text = results_frame(results, "accuracy", Path(results_dir)).to_csv(index=False)
-    elif fmt == "html":
-        from copybench.report.html import leaderboard_html
-
-        both = side_by_side(acc, thr)
-        text = leaderboard_html(
-            acc, group_frame(results), thr, rank_aggregate(acc), both=both, meta=_meta(results)
-        )
-    else:
-        parts = [frame for frame in (acc, thr, side_by_side(acc, thr)) if not frame.empty]
-        text = "\n".join(to_markdown(frame) for frame in parts) if parts else to_markdown(acc)
-        if not acc.empty and acc["protocol"].nunique() > 1:
-            text = f"_{MIXED_NOTE}_\n\n" + text
-    if out:
-        Path(out).write_text(text)
-    return text
+    results, foreign, seen = [], [], {}
+    for path in iter_result_files(root):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            log.warning("skipped %s: not readable JSON (%s)", path, exc)
+            continue
+        if not isinstance(data, dict) or data.get("kind") not in KINDS:
+            foreign.append(path.name)
+            continue
+        try:
+            result = read_result(path)
+        except ResultError as exc:  # on stderr, never inside the CSV/HTML/Markdown written to stdout or --out
+            log.warning("skipped %s", exc)
+            continue
+        identity = json.dumps([result.kind, result.detector_name, result.key, result.metrics], sort_keys=True)
+        if identity in seen:
+            log.warning("%s: the same result as %s, listed once", path, seen[identity])
+            continue
+        seen[identity] = path
+        results.append(result)
+    if foreign:
+        names = ", ".join(sorted(set(foreign))[:4]) + (", ..." if len(set(foreign)) > 4 else "")
+        log.info("%d JSON file(s) under %s are not result files (%s): not listed", len(foreign), root, names)
+    return results
 
 
 def _meta(results: list[Result]) -> str:
@@ -334,3 +423,20 @@ def _meta(results: list[Result]) -> str:
 def records(frame: pd.DataFrame) -> str:
     """JSON records of a frame (for the HTML page's data)."""
     return json.dumps(json.loads(frame.to_json(orient="records")))
+
+
+def board_key(result: Result) -> str:
+    """The file-name key of a result's board: ``<dataset>-<fingerprint>``, plus ``__<protocol>`` when not
+    native (so the native plots keep the names they always had)."""
+    protocol = result.key.get("protocol", "native")
+    base = f"{result.dataset_name}-{result.fingerprint[:12]}"
+    return base if protocol == "native" else f"{base}__{protocol}"
+
+
+def __getattr__(name: str):
+    # render_table moved to copybench.report.render (it imports this module's renderers' modules)
+    if name == "render_table":
+        import importlib
+
+        return importlib.import_module("copybench.report.render").render_table
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -54,7 +54,7 @@ def _drawn(img: Image.Image) -> float:
 
 @pytest.mark.skipif(not any(PUBLISHED.rglob("*.json")), reason="no published results")
 def test_leaderboard_renders(tmp_path):
-    from copybench.report.table import render_table
+    from copybench.report.render import render_table
 
     page = tmp_path / "leaderboard.html"
     render_table(PUBLISHED, fmt="html", out=page)

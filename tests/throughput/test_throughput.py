@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from copybench.cli import main
-from copybench.report.table import render_table, throughput_frame
+from copybench.report.render import render_table
+from copybench.report.table import throughput_frame
 from copybench.results import read_result
 from copybench.throughput import (
     ThroughputSettings,
