@@ -25,6 +25,7 @@ from copybench.results import Result
 
 log = logging.getLogger(__name__)
 TEMPLATES = Path(__file__).with_name("templates")
+SITE_CSS = Path(__file__).parent / "site" / "static" / "style.css"  # shared with `copybench publish`
 GROUP_METRIC = {"dcr": ("map", "mAP"), "dino": ("map", "mAP")}  # per-family metric; else micro-AP
 
 
@@ -153,7 +154,8 @@ def leaderboard_html(
         ),
     ]
     return env.get_template("leaderboard.html").render(
-        css=(TEMPLATES / "leaderboard.css").read_text(encoding="utf-8"),
+        css=SITE_CSS.read_text(encoding="utf-8")
+        + (TEMPLATES / "leaderboard.css").read_text(encoding="utf-8"),
         meta=meta,
         mixed="protocol" in acc and acc["protocol"].nunique() > 1,
         boards=_boards(results, acc, columns, plots),
