@@ -88,14 +88,14 @@ print(json.dumps({"root": str(cache_root()), "descriptors": str(DEFAULT_CACHE),
 """
 
 
-def _readme_cache_section() -> str:
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    start = readme.index("All caches live under one folder")
-    return readme[start : readme.index("\n\n", start)]
+def _docs_cache_section() -> str:
+    page = (Path(__file__).resolve().parents[1] / "docs" / "running.md").read_text()
+    start = page.index("All caches live under one folder")
+    return page[start : page.index("\n\n", start)]
 
 
 def test_every_default_cache_location_derives_from_the_one_root(tmp_path):
-    """Only $COPYBENCH_CACHE set: every cache copybench writes lands under it (and the README lists each)."""
+    """Only $COPYBENCH_CACHE set: every cache copybench writes lands under it (and the docs list each)."""
     import json
     import subprocess
     import sys
@@ -109,11 +109,11 @@ def test_every_default_cache_location_derives_from_the_one_root(tmp_path):
     paths = {what: Path(p) for what, p in json.loads(out.stdout).items()}
     root = paths.pop("root")
     assert root == tmp_path / "root"
-    section = _readme_cache_section()
+    section = _docs_cache_section()
     for what, path in paths.items():
         assert path.parent == root, (what, path)
         name = path.name + ("/" if path.suffix == "" else "")
-        assert f"`{name}`" in section, f"README's cache section does not list {name} ({what})"
+        assert f"`{name}`" in section, f"docs/running.md's cache section does not list {name} ({what})"
 
 
 def test_the_specific_cache_variables_still_override_the_root(tmp_path, monkeypatch):

@@ -1,9 +1,9 @@
-"""The README's examples, run: every command in its bash blocks is either run here or listed in NOT_RUN with
-the reason, and its Python examples run as written.
+"""The examples of the README and of the docs pages (docs/*.md), run: every command in their bash blocks is
+either run here or listed in NOT_RUN with the reason, and their Python examples run as written.
 
 The cheap commands and the Python blocks run in the default suite; the dataset session (build, run, table,
-plot, the CI gate after a full demo) takes minutes on a 2-core CPU and is marked slow:
-``.venv/bin/python -m pytest -m slow tests/test_readme_examples.py``.
+plot, the ten baselines' command, a protocol run, the CI gate after a full demo) takes minutes on a 2-core CPU
+and is marked slow: ``.venv/bin/python -m pytest -m slow tests/test_readme_examples.py``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-README = (ROOT / "README.md").read_text()
+# the README first (the session's dataset is built there), then the docs pages in name order
+DOC_FILES = (ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")))
+TEXTS = {path.relative_to(ROOT).as_posix(): path.read_text(encoding="utf-8") for path in DOC_FILES}
 
 # command prefix -> why it is not run by the test suite
 NOT_RUN = {
@@ -32,7 +34,8 @@ NOT_RUN = {
     "covers it against a local server)",
     "copybench run --dataset D --detectors dino_vitb16 --download": "downloads weights",
     "copybench run --dataset runs/data/segmix_hard-s --detectors baselines,my_detectors:edge_hist_128": (
-        "'baselines' needs `weights fetch baselines`; the plugin example itself is run below"
+        "'baselines' needs `weights fetch baselines` (the session below runs the README's `--detectors baselines` "
+        "without them); the plugin example itself is run below"
     ),
     ".venv/bin/copybench demo --results results/default --force": "regenerates the published leaderboard",
     ".venv/bin/copybench publish results/default results/throughput --out docs/leaderboard": (
@@ -58,16 +61,20 @@ NOT_RUN = {
     "copybench study demo": "minutes of CPU training (results/study-demo holds its measured run)",
     "TRAIN=/path/to/30000+/images": "a lent GPU and a 30,000-image folder (tests/benchmarks/study_gpu.sh)",
 }
+# the README's ten baselines: tests never have their weights (no network), so the run must refuse every one of
+# them naming the fetch command; with the weights in place it runs them
+BASELINES_RUN = "copybench run --dataset runs/data/segmix_hard-s --detectors baselines"
 FAST = (
     "copybench list recipes",
     "copybench list detectors",
     "copybench list protocols",
     "copybench weights list",
 )
-# the slow session, in README order; data build gets --n-queries to stay small (same code path)
+# the slow session, in README then docs order; data build gets --n-queries to stay small (same code path)
 SLOW = (
     "copybench data build segmix_hard-s",
     "copybench run --dataset runs/data/segmix_hard-s --detectors sscd_disc_mixup.onnx_int8",
+    BASELINES_RUN,
     "copybench table runs/results --format html",
     "copybench plot runs/results",
     "copybench table runs/results",
@@ -78,10 +85,12 @@ SLOW = (
 )
 
 
-def readme_commands() -> list[str]:
-    """Every command of the README's bash blocks: continuations joined, comments dropped, `&&` split."""
+def readme_commands(text: str | None = None) -> list[str]:
+    """Every command of the bash blocks of the README and docs pages (or of one text): continuations joined,
+    comments dropped, `&&` split."""
     out = []
-    for block in re.findall(r"```bash\n(.*?)```", README, re.DOTALL):
+    texts = [text] if text is not None else list(TEXTS.values())
+    for block in [b for t in texts for b in re.findall(r"```bash\n(.*?)```", t, re.DOTALL)]:
         for line in block.replace("\\\n", " ").splitlines():
             line = re.sub(r"\s+#.*$", "", line).strip()
             if line and not line.startswith("#"):
@@ -99,6 +108,7 @@ def _kind(command: str) -> str:
 def test_every_readme_command_is_run_or_listed_with_a_reason():
     commands = readme_commands()
     assert len(commands) > 20  # the parser found the blocks
+    assert len(readme_commands(TEXTS["README.md"])) >= 10  # the README's own: Quickstart, session, baselines
     assert [c for c in commands if _kind(c) == "unlisted"] == []
     used = {p for p in (*NOT_RUN, *FAST, *SLOW) if any(c.startswith(p) for c in commands)}
     assert used == {*NOT_RUN, *FAST, *SLOW}  # no stale entries for examples the README dropped
@@ -125,7 +135,7 @@ def test_fast_readme_commands(prefix, workdir):
 
 
 def _python_blocks() -> list[str]:
-    return re.findall(r"```python\n(.*?)```", README, re.DOTALL)
+    return [b for text in TEXTS.values() for b in re.findall(r"```python\n(.*?)```", text, re.DOTALL)]
 
 
 # how each Python block is recognised (a line it contains) -> None (run here) or why it is not run
@@ -147,7 +157,8 @@ def test_readme_python_examples_run(workdir):
     (workdir / "my_detectors").mkdir()
     (workdir / "my_detectors" / "__init__.py").write_text(plugin)
     contract = re.search(
-        r'`python -c "(from copybench\.detectors import check_detector_contract[^"]*)"`', README
+        r'`python -c "(from copybench\.detectors import check_detector_contract[^"]*)"`',
+        "\n".join(TEXTS.values()),
     )
     script = "import my_detectors\n" + contract.group(1).replace("; ", "\n") + "\nprint('contract ok')"
     done = subprocess.run(
@@ -164,7 +175,9 @@ def test_readme_python_examples_run(workdir):
 
 @pytest.mark.slow
 def test_readme_session_end_to_end(workdir):
-    """The "typical session" and the CI gate, in README order, in one working folder."""
+    """The "typical session", the ten baselines and the CI gate, in README then docs order, in one folder."""
+    from copybench.detectors import BASELINES
+
     commands = [c for c in readme_commands() if _kind(c) == "slow"]
     for command in commands:
         if command.startswith("copybench data build"):
@@ -172,6 +185,10 @@ def test_readme_session_end_to_end(workdir):
         if command.endswith("--results runs/demo/results"):  # the typical session's gate: after a demo
             assert _run("copybench -q demo", workdir, timeout=1800).returncode == 0
         done = _run(command, workdir, timeout=1800)
+        if command == BASELINES_RUN and done.returncode == 2:  # no weights here: each refused, fetch named
+            fetch = done.stderr[done.stderr.index("copybench weights fetch") :]
+            assert all(name in fetch for name in BASELINES), done.stderr[-2000:]
+            continue
         assert done.returncode == 0, f"{command}: {done.stdout[-1500:]} {done.stderr[-2000:]}"
     assert (workdir / "runs" / "leaderboard.html").is_file()
     assert any((workdir / "runs" / "plots").glob("pr_*.png"))
