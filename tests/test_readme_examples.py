@@ -42,7 +42,9 @@ NOT_RUN = {
         "rewrites the committed site (tests/report/test_site_published.py builds it into a temporary folder and "
         "fails when the committed one differs)"
     ),
-    "copybench scan --generated samples/": "a GPU and a generated set (tests/scan/test_scan.py runs scans)",
+    "copybench scan --generated samples/ --train /mnt/shared/": (
+        "a Ray cluster, a GPU and a 12M-image training set (tests/scaling/test_ray_engine.py runs scan --engine ray)"
+    ),
     "copybench run --dataset runs/data/segmix_hard-s --detectors sscd_disc_mixup.onnx_int8 --engine ray": (
         "a Ray cluster (tests/scaling/test_ray_engine.py runs --engine ray on a local one)"
     ),
@@ -64,6 +66,9 @@ NOT_RUN = {
 # the README's ten baselines: tests never have their weights (no network), so the run must refuse every one of
 # them naming the fetch command; with the weights in place it runs them
 BASELINES_RUN = "copybench run --dataset runs/data/segmix_hard-s --detectors baselines"
+# docs/scan.md's scan: run on the session's dataset (its queries as the generated set, its references as the
+# training set), on the CPU when no GPU is here
+SCAN = "copybench scan --generated samples/ --train laion_subset/"
 FAST = (
     "copybench list recipes",
     "copybench list detectors",
@@ -82,6 +87,7 @@ SLOW = (
     "copybench demo --out runs/ci -q",
     "copybench check --baseline results/default --results runs/ci/results",
     "copybench check --baseline results/default --results runs/demo/results",
+    SCAN,
 )
 
 
@@ -180,11 +186,7 @@ def test_readme_session_end_to_end(workdir):
 
     commands = [c for c in readme_commands() if _kind(c) == "slow"]
     for command in commands:
-        if command.startswith("copybench data build"):
-            command += " --n-queries 12"
-        if command.endswith("--results runs/demo/results"):  # the typical session's gate: after a demo
-            assert _run("copybench -q demo", workdir, timeout=1800).returncode == 0
-        done = _run(command, workdir, timeout=1800)
+        done = _run(_prepare(command, workdir), workdir, timeout=1800)
         if command == BASELINES_RUN and done.returncode == 2:  # no weights here: each refused, fetch named
             fetch = done.stderr[done.stderr.index("copybench weights fetch") :]
             assert all(name in fetch for name in BASELINES), done.stderr[-2000:]
@@ -192,3 +194,25 @@ def test_readme_session_end_to_end(workdir):
         assert done.returncode == 0, f"{command}: {done.stdout[-1500:]} {done.stderr[-2000:]}"
     assert (workdir / "runs" / "leaderboard.html").is_file()
     assert any((workdir / "runs" / "plots").glob("pr_*.png"))
+    assert (workdir / "runs" / "scan-sd" / "report.html").is_file()
+
+
+def _prepare(command: str, workdir: Path) -> str:
+    """What a session command needs first, and the command as the test runs it (smaller, or on the CPU)."""
+    if command.startswith("copybench data build"):
+        return command + " --n-queries 12"  # same code path, fewer copies
+    if command.endswith("--results runs/demo/results"):  # the typical session's gate: after a demo
+        assert _run("copybench -q demo", workdir, timeout=1800).returncode == 0
+    if command.startswith(SCAN):
+        import shutil
+
+        import torch
+
+        data = workdir / "runs" / "data" / "segmix_hard-s"
+        for folder, source, n in (("samples", "queries", 6), ("laion_subset", "references", 12)):
+            (workdir / folder).mkdir()
+            for image in sorted((data / source).iterdir())[:n]:
+                shutil.copy(image, workdir / folder)
+        if not torch.cuda.is_available():
+            command = command.replace("--device cuda", "--device cpu")
+    return command
