@@ -42,6 +42,13 @@ NOT_RUN = {
         "rewrites the committed site (tests/report/test_site_published.py builds it into a temporary folder and "
         "fails when the committed one differs)"
     ),
+    "copybench publish results/default results/throughput --out docs/leaderboard": (
+        "rewrites the committed site (as the .venv/bin/copybench form above)"
+    ),
+    "copybench publish runs/demo/results runs/throughput --out site/": (
+        "needs a demo and a throughput run in runs/ (tests/report/test_site_published.py builds a site from result "
+        "files)"
+    ),
     "copybench scan --generated samples/ --train /mnt/shared/": (
         "a Ray cluster, a GPU and a 12M-image training set (tests/scaling/test_ray_engine.py runs scan --engine ray)"
     ),
