@@ -49,12 +49,12 @@ def register_cli(subparsers) -> None:
     d.add_argument("--out", default="runs/study-demo", help="output folder (default runs/study-demo)")
     d.add_argument("--device", default="cpu")
     d.add_argument(
-        "--detector", default="pixel_rgb_16", help="scan detector (default pixel_rgb_16: see README)"
+        "--detector", default="pixel_rgb_16", help="scan detector (default pixel_rgb_16: see docs/study.md)"
     )
     d.add_argument("--threshold", type=float, default=0.9, help="flag top-1 similarity >= this (default 0.9)")
     d.add_argument("--seed", type=int, default=0)
     add_descriptor_dir(d, str(default_descriptor_dir()))
-    d.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: see README)")
+    d.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: see docs/study.md)")
     d.set_defaults(func=cmd_demo)
     r = study.add_parser(
         "report", help="rebuild a study's table, figures and report.html from its stored files"
