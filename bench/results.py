@@ -4,7 +4,7 @@ Every result, accuracy or throughput, is one typed record, :class:`Result`; it i
 or reads a result file. A result's path is derived from its key, so an interrupted run resumes and finished
 work is skipped. JSON is written atomically with sorted keys, NaN/inf as null and floats rounded to 6 digits.
 Files of an unknown schema version or with unknown fields are refused, never guessed. Schema v1 fields are
-documented in README.md ("Result files").
+documented in docs/results.md.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ class Result:
     settings) or a throughput result (speed measurements of one detector on one machine).
 
     ``key`` is what the regression gate matches on; ``source`` is the file the record was read from (never
-    written into the file). Nested sections stay plain JSON mappings, documented in README.md.
+    written into the file). Nested sections stay plain JSON mappings, documented in docs/results.md.
     """
 
     kind: str

@@ -27,7 +27,7 @@ DEMO_BATCH = 16
 DEMO_MODEL = "tiny"
 DEMO_LR = 2e-3
 # the UNet predicts the clean image: a tiny model then reproduces a handful of images within a few hundred
-# steps, where noise prediction still draws noise (measured: README, "Data-size study")
+# steps, where noise prediction still draws noise (measured: docs/study.md)
 DEMO_PREDICTION = "sample"
 # At 16 px SSCD cannot tell copies from unrelated emoji (measured: README), so the demo scans with the
 # correlation of 16x16 RGB thumbnails, the pixel-space test used for tiny images, at 0.9: near-identical.
