@@ -93,7 +93,8 @@ SLOW = (
     "copybench run --dataset runs/data/segmix_hard-s --detectors efficientnet_lite0 --protocol dcr",
     "copybench demo --out runs/ci -q",
     "copybench check --baseline results/default --results runs/ci/results",
-    "copybench check --baseline results/default --results runs/demo/results",
+    "cp -r runs/results runs/baseline",
+    "copybench check --baseline runs/baseline --results runs/results",
     SCAN,
 )
 
@@ -129,7 +130,8 @@ def test_every_readme_command_is_run_or_listed_with_a_reason():
 
 def _run(command: str, cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
     args = shlex.split(command)
-    args = [sys.executable, "-m", "copybench.cli", *args[1:]]
+    if args[0] == "copybench":  # this interpreter's copybench, whatever is on PATH
+        args = [sys.executable, "-m", "copybench.cli", *args[1:]]
     return subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False)
 
 
@@ -208,8 +210,6 @@ def _prepare(command: str, workdir: Path) -> str:
     """What a session command needs first, and the command as the test runs it (smaller, or on the CPU)."""
     if command.startswith("copybench data build"):
         return command + " --n-queries 12"  # same code path, fewer copies
-    if command.endswith("--results runs/demo/results"):  # the typical session's gate: after a demo
-        assert _run("copybench -q demo", workdir, timeout=1800).returncode == 0
     if command.startswith(SCAN):
         import shutil
 
