@@ -182,7 +182,8 @@ def decode_on_cpu(
     from .preprocess import ImageReadError, pil_to_tensor, read_image
 
     try:
-        return preprocess.resize(pil_to_tensor(read_image(path, min_side=min_side, data=data))), None
+        img = read_image(path, min_side=min_side, data=data, rgb=preprocess.rgb_conversion)
+        return preprocess.resize(pil_to_tensor(img)), None
     except ImageReadError as exc:
         return None, str(exc)
     except Exception as exc:  # noqa: BLE001 - any decoder crash on one odd file must not kill the run
@@ -392,7 +393,8 @@ class DeviceDecode:
 
         path = self.paths[row]
         try:
-            return pil_to_tensor(read_image(path)).to(self.device), None
+            img = read_image(path, rgb=self.preprocess.rgb_conversion)
+            return pil_to_tensor(img).to(self.device), None
         except ImageReadError as exc:
             return None, str(exc)
         except Exception as exc:  # noqa: BLE001 - one odd file must not kill the run

@@ -2,8 +2,11 @@
 
 Decoding accepts anything Pillow reads (jpg, png, webp, bmp, tiff, gif first frame), in any mode: grayscale,
 palette, RGBA/LA (composited on white), CMYK, 16-bit and float images are converted to 8-bit RGB, turned upright
-by their EXIF orientation. A file that cannot be decoded, or that would decode to more than the pixel limit
-(``$COPYBENCH_MAX_PIXELS``), raises :class:`ImageReadError` naming it, so callers can skip it and report it.
+by their EXIF orientation (``rgb="viewer"``, native). The protocols reproducing SSCD, DINO and DCR decode as those
+scripts do instead, with Pillow's ``convert("RGB")`` alone (``rgb="convert"``: stored orientation, alpha dropped),
+carried by the spec's ``rgb_conversion`` so every decode path and the cache key follow it. A file that cannot be
+decoded, or that would decode to more than the pixel limit (``$COPYBENCH_MAX_PIXELS``), raises
+:class:`ImageReadError` naming it, so callers can skip it and report it.
 """
 
 from __future__ import annotations
@@ -70,10 +73,16 @@ def exif_rotated(img: Image.Image) -> bool:
     return img.getexif().get(0x0112, 1) not in (0, 1)
 
 
-def read_image(path: str | Path, *, min_side: int | None = None, data: bytes | None = None) -> Image.Image:
+def read_image(
+    path: str | Path, *, min_side: int | None = None, data: bytes | None = None, rgb: str = "viewer"
+) -> Image.Image:
     """Decode ``path`` into an RGB image, or raise ImageReadError naming the file.
 
     ``data``: the file's bytes, already read elsewhere (the Ray engine's read tasks); ``path`` then only names it.
+
+    ``rgb``: ``"viewer"`` turns the image upright by its EXIF orientation and composites transparency on white
+    (:func:`to_rgb`), as a viewer shows it; ``"convert"`` is Pillow's ``convert("RGB")`` of the stored pixels and
+    nothing else (alpha dropped, no rotation), as SSCD, DINO and DCR decode (the protocols, docs/PROTOCOLS.md).
 
     ``min_side``: a JPEG whose sides are both at least twice this is decoded at 1/2, 1/4 or 1/8 scale by libjpeg's
     DCT scaling (Pillow's draft mode), keeping both sides at least ``min_side``: a fraction of a full decode's
@@ -90,6 +99,8 @@ def read_image(path: str | Path, *, min_side: int | None = None, data: bytes | N
                 img.draft(img.mode, (min_side, min_side))
             check_pixels(path, img.size)  # after draft: a large JPEG decoded at 1/8 scale is small
             img.load()
+            if rgb == "convert":
+                return img.convert("RGB")
             # as a viewer shows it: a phone photo stored sideways with an EXIF orientation is upright here
             return to_rgb(ImageOps.exif_transpose(img) if exif_rotated(img) else img)
     except ImageReadError:
@@ -129,6 +140,12 @@ class Preprocess:
             from copybench.detectors.hub_transforms import library_transform
 
             self.library = library_transform(spec)
+
+    @property
+    def rgb_conversion(self) -> str:
+        """How files become RGB for this spec (:func:`read_image`'s ``rgb``): "viewer", or "convert" under a
+        protocol reproducing a script that decodes with Pillow's ``convert("RGB")``."""
+        return getattr(self.spec, "rgb_conversion", "viewer")
 
     @property
     def library_decode(self) -> bool:

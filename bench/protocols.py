@@ -57,6 +57,8 @@ class Preprocessing:
     std: tuple[float, float, float] | None
     crop_pct: float = 1.0  # short_crop: the short side goes to size / crop_pct first (256 for 224 at 0.875)
     backend: str = "pil"  # resize on PIL images, exactly as the original scripts do
+    # Pillow's convert("RGB") of the stored pixels (no EXIF rotation, alpha dropped), as the scripts decode
+    rgb_conversion: str = "convert"
 
     def describe(self) -> str:
         geometry = {
@@ -228,6 +230,7 @@ def protocol_spec(protocol: str | Protocol, spec):
         mean=tuple(spec.mean) if keep else pre.mean,
         std=tuple(spec.std) if keep else pre.std,
         resize_backend=pre.backend,
+        rgb_conversion=pre.rgb_conversion,
     )
 
 

@@ -39,6 +39,7 @@ UNIT_STD = (1.0, 1.0, 1.0)
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 RESIZE_POLICIES = ("square", "short_crop", "short")
+RGB_CONVERSIONS = ("viewer", "convert")  # see DetectorSpec.rgb_conversion
 ENTRY_POINT_GROUP = "copybench.detectors"
 
 
@@ -82,6 +83,10 @@ class DetectorSpec:
     # centre-crop offset: "round" as torchvision and timm, "floor" as transformers' image processors (an odd
     # margin then leaves its extra pixel at the bottom/right); a one-pixel shift changes every descriptor
     crop_offset: str = "round"
+    # how a file becomes RGB: "viewer" (upright by its EXIF orientation, transparency over white, 16-bit
+    # rescaled) or "convert" (Pillow's Image.convert("RGB") on the stored pixels, as the original evaluation
+    # scripts decode: the protocols other than native; docs/PROTOCOLS.md)
+    rgb_conversion: str = "viewer"
     # metadata only, never part of the cache key (see to_dict): YYYY-MM the model was first published (its
     # paper's first arXiv version, or its weights' release) and the URL that date is read from; "" when unknown
     release_date: str = ""
@@ -109,6 +114,11 @@ class DetectorSpec:
             raise ValueError(
                 f"detector {self.name!r}: resize_backend must be 'tensor' or 'pil', got {self.resize_backend!r}"
             )
+        if self.rgb_conversion not in RGB_CONVERSIONS:
+            raise ValueError(
+                f"detector {self.name!r}: rgb_conversion must be one of {RGB_CONVERSIONS}, "
+                f"got {self.rgb_conversion!r}"
+            )
         if not 0.0 < self.crop_pct <= 1.0:
             raise ValueError(f"detector {self.name!r}: crop_pct must be in (0, 1], got {self.crop_pct!r}")
 
@@ -135,6 +145,8 @@ class DetectorSpec:
             del out["resize_backend"]
         if out["crop_offset"] == "round":  # likewise
             del out["crop_offset"]
+        if out["rgb_conversion"] == "viewer":  # likewise
+            del out["rgb_conversion"]
         if not out["library"]:  # likewise: built-in and plugin detectors name no library
             del out["library"]
         # metadata: results carry it under detector.meta, descriptors do not depend on it
