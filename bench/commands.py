@@ -309,7 +309,8 @@ def _add_ranking_options(p: argparse.ArgumentParser) -> None:
         "--protocol",
         default="native",
         choices=tuple(PROTOCOLS),
-        help="evaluation protocol (docs/PROTOCOLS.md; `copybench list protocols`): native (default), dcr, isc, dino",
+        help="evaluation protocol (docs/PROTOCOLS.md; `copybench list protocols`): native (default), dcr, isc, "
+        "sscd-copydays, dino",
     )
 
 

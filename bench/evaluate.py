@@ -232,6 +232,9 @@ def score_descriptors(
     hits, n_pos = _hits(dataset, idx)
     groups = family_groups(dataset, np.ones(len(keep), dtype=bool))
     metrics = evaluate(scores, hits, n_pos, groups=groups, n_boot=settings.n_boot, seed=settings.seed)
+    if settings.protocol_spec.query_originals:
+        extra = _copydays_metrics(settings, dataset, rd, k, engine, (scores, hits), metrics)
+        metrics["overall"].update(extra)
     t3 = time.perf_counter()
     skipped = _skipped(rd, qd, metrics["overall"])
     result = Result(
@@ -264,6 +267,33 @@ def score_descriptors(
         timings={"search_s": t2 - t1, "metrics_s": t3 - t2},
     )
     return result, Predictions(np.asarray(dataset.query_ids)[keep], idx[keep], scores[keep])
+
+
+def _copydays_metrics(settings: RunSettings, dataset, rd, k: int, engine, queries, metrics) -> dict:
+    """SSCD's Copydays figures (:mod:`copybench.copydays`): the originals query the references too."""
+    from .copydays import original_rows, overall_uap
+    from .protocols import ProtocolError
+
+    rows = original_rows(dataset)
+    if dataset.meta.get("format") != "copydays" or not rows.size:
+        raise ProtocolError(
+            f"--protocol {settings.protocol}: dataset {dataset.name!r} is not a Copydays import "
+            "(copybench data import copydays DIR OUT)"
+        )
+    originals = _subset(rd, np.isin(np.arange(len(rd.paths)), rows) & rd.ok)
+    o_scores, o_idx, _ = _search_decoded(settings, originals, rd, None, engine)
+    own = rows[np.isin(rows, np.flatnonzero(rd.ok))]
+    o_hits = o_idx == own[:, None]  # an original's one positive is itself
+    strong = metrics["groups"].get("strong", {}).get("map")
+    return {
+        "strong_map": strong,
+        "overall_uap": _finite_or_none(overall_uap(*queries, o_scores, o_hits)),
+        "n_original_queries": len(own),
+    }
+
+
+def _finite_or_none(x: float) -> float | None:
+    return float(x) if np.isfinite(x) else None  # JSON has no NaN
 
 
 def _search_decoded(

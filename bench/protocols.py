@@ -12,6 +12,8 @@ code; docs/PROTOCOLS.md gives the formulas, the transforms and the published fig
   fraction of positives in the top k, MRR over all queries; scan flags top-1 similarity > 0.5.
 - ``isc``: SSCD's DISC21 evaluation: short side 288 with the aspect ratio kept, ImageNet mean/std; cosine;
   10 predictions per query; score normalisation beta 1.0 over neighbours 0..2; ISC micro-AP and recall@P90.
+- ``sscd-copydays``: SSCD's Copydays script (copydays_eval.py): isc's preprocessing, 100 predictions per query,
+  every original also querying itself, strong-subset mAP and SSCD's overall µAP (:mod:`copybench.copydays`).
 - ``dino``: DINO's copy-detection evaluation: square 320 bicubic, ImageNet mean/std, CLS ++ GeM(p=4) patch
   tokens, DINO's whitening (centred by the whitening set's mean, uncentred covariance, power 0.5); top 20; mAP.
 
@@ -100,6 +102,8 @@ class Protocol:
     multiscale: bool = False  # whether --multiscale is defined under this protocol
     descriptor: str | None = None  # a required descriptor kind ("cls_gem" for dino)
     raw_features: bool = False  # whitening learned on raw (not L2-normalised) descriptors
+    # SSCD's Copydays script: the originals are queries too (each finds itself), and Copydays layout is required
+    query_originals: bool = False
 
     @property
     def native(self) -> bool:
@@ -157,6 +161,19 @@ PROTOCOLS: dict[str, Protocol] = {
             topk=10,
             metrics=("micro_ap", "recall_at_p90", "isc_recall@1", "isc_recall@10"),
             scan_threshold=None,
+        ),
+        Protocol(
+            name="sscd-copydays",
+            summary="SSCD's Copydays script: isc's preprocessing, 100 predictions, originals queried too",
+            source="github.com/facebookresearch/sscd-copy-detection copydays_eval.py, datasets/copydays.py",
+            preprocessing=Preprocessing("short", 288, "bilinear", IMAGENET_MEAN, IMAGENET_STD),
+            similarities=("cosine",),
+            whitening="pcaw",
+            score_norm=None,
+            topk=100,
+            metrics=("strong_map", "overall_uap", "map"),
+            scan_threshold=None,
+            query_originals=True,
         ),
         Protocol(
             name="dino",

@@ -34,6 +34,8 @@ PROTOCOL_COLUMNS = {
     "precision_rv@10": "P@10 (rv)",
     "isc_recall@1": "R@1 (ISC)",
     "isc_recall@10": "R@10 (ISC)",
+    "strong_map": "strong mAP",
+    "overall_uap": "µAP (SSCD CD)",
 }
 MIXED_NOTE = "rows of different protocols are not comparable: each protocol is ranked on its own"
 IDENTITY = ("detector", "weights", "params", "similarity")

@@ -1,0 +1,54 @@
+"""SSCD's Copydays evaluation (``--protocol sscd-copydays``): the figures SSCD publishes for Copydays + 10k.
+
+SSCD's ``sscd/copydays_eval.py`` searches every Copydays image, the originals included, against the originals plus
+the distractors, keeps 100 predictions per query and reports two numbers (``sscd/datasets/copydays.py``):
+
+- ``strong_map``: mean over the strong queries of the revisitop AP of each query's ranking (copybench's ``map``
+  of the ``strong`` group);
+- ``overall_uap``: its "macro AP": every prediction of every query (each original querying itself included)
+  pooled and sorted by distance, then the revisitop trapezoid AP of the pooled ranks of the positives with the
+  number of queries as the number of positives (SSCD counts one positive per query).
+
+The originals are queries here although the dataset lists them as references only: their descriptors are the
+references' own (SSCD embeds each image once), so nothing is extracted twice. Ties between equal scores are broken
+pessimistically (negatives first) as in every copybench metric; SSCD leaves them to numpy's unstable argsort, so
+the two agree whenever no positive ties with a negative.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["ORIGINALS_PREFIX", "original_rows", "overall_uap", "pooled_ap"]
+
+ORIGINALS_PREFIX = "original:"  # query ids of the originals querying themselves (predictions file)
+
+
+def original_rows(dataset) -> np.ndarray:
+    """Reference rows of the Copydays originals: the references some query is a copy of (never a distractor)."""
+    named = {r for q in dataset.query_ids for r in dataset.positives[q]}
+    return np.array([i for i, r in enumerate(dataset.reference_ids) if r in named], dtype=np.int64)
+
+
+def pooled_ap(scores: np.ndarray, hits: np.ndarray, n_positives: int) -> float:
+    """Revisitop trapezoid AP of all predictions pooled into one ranking (higher score first, ties
+    pessimistic), recall over ``n_positives``; padding (score -inf) is not a prediction."""
+    scores, hits = np.asarray(scores, dtype=np.float64).ravel(), np.asarray(hits, dtype=bool).ravel()
+    valid = np.isfinite(scores)
+    scores, hits = scores[valid], hits[valid]
+    order = np.lexsort((hits, -scores))  # by score descending, then negatives (False) before positives
+    ranks = np.flatnonzero(hits[order]).astype(np.float64)
+    if n_positives <= 0:
+        return float("nan")
+    ntp = np.arange(ranks.size, dtype=np.float64)
+    p0 = np.divide(ntp, ranks, out=np.ones_like(ranks), where=ranks > 0)  # rank 0: precision 1
+    p1 = (ntp + 1.0) / (ranks + 1.0)
+    return float(((p0 + p1) / 2.0).sum() / n_positives)
+
+
+def overall_uap(query_scores, query_hits, original_scores, original_hits) -> float:
+    """SSCD's overall µAP: the dataset's queries and the originals querying themselves, pooled."""
+    scores = np.concatenate([np.asarray(query_scores).ravel(), np.asarray(original_scores).ravel()])
+    hits = np.concatenate([np.asarray(query_hits).ravel(), np.asarray(original_hits).ravel()])
+    n_queries = np.asarray(query_scores).shape[0] + np.asarray(original_scores).shape[0]
+    return pooled_ap(scores, hits, n_queries)
