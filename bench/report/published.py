@@ -5,7 +5,12 @@ set, or a name from :mod:`copybench.datasets.subsets`), protocol, detector, whet
 and scores normalised, the metric and its value, and where the figure comes from. A result lines up with a
 published row when all of these agree; the result's subset is its ``--subset`` or, for a whole-dataset result,
 a family subset read from its per-family metrics (Copydays ``strong`` is the ``strong`` family's group).
-Published query/reference counts, where the source gives them, are checked against the result's.
+
+A published figure is shown beside a result only when :func:`pair_published` pairs them: same benchmark,
+detector, subset, protocol, whitening and score normalisation, and the query/reference counts the source gives
+equal the result's. A figure of the same benchmark and detector that fails any of these is listed apart with the
+reason (a 188-query DISC21 import is not SSCD's 25,000-query validation set; a row whose source ran 500,000
+predictions in total is no ``isc`` run).
 """
 
 from __future__ import annotations
@@ -74,30 +79,69 @@ def _measured(result: Result, fig: PublishedFigure) -> tuple[float | None, str]:
     return None, ""
 
 
-def _matches(result: Result, fig: PublishedFigure) -> bool:
+@dataclass(frozen=True)
+class Pairing:
+    """Whether a published figure may be shown beside a result, the value measured for it, and why not."""
+
+    paired: bool
+    measured: float | None
+    read_from: str
+    reason: str  # "" when paired
+    counts: str = ""  # the counts that differ, "" when they agree (or the source gives none)
+
+
+def candidate(result: Result, fig: PublishedFigure) -> bool:
+    """The figure is about this result's benchmark and detector (so it is either paired, or listed apart)."""
+    return result_benchmark(result) == fig.benchmark and result.detector_name == fig.detector
+
+
+def _setting_reason(result: Result, fig: PublishedFigure) -> str:
     key = result.key
-    return (
-        result_benchmark(result) == fig.benchmark
-        and key.get("protocol", "native") == fig.protocol
-        and result.detector_name == fig.detector
-        and bool(key.get("whitening")) == fig.whitening
-        and bool(key.get("score_norm")) == fig.score_norm
-    )
+    protocol = key.get("protocol", "native")
+    if protocol != fig.protocol:
+        return f"published under protocol {fig.protocol}, this run under {protocol}"
+    for name, published in (("whitening", fig.whitening), ("score_norm", fig.score_norm)):
+        if bool(key.get(name)) != published:
+            has, lacks = ("with", "without") if published else ("without", "with")
+            return f"published {has} {name}, this run {lacks}"
+    return ""
 
 
 def _count_note(result: Result, fig: PublishedFigure, where: str) -> str:
-    counts = (result.dataset or {}).get("counts", {})
+    """The counts that differ ("" when equal): queries of the subset read, references of the dataset."""
+    counts = dict((result.dataset or {}).get("counts", {}))
+    if where.startswith("group "):
+        counts["queries"] = (result.groups.get(where[6:]) or {}).get("n_queries")
     notes = []
     for what, published in (("queries", fig.n_queries), ("references", fig.n_references)):
         mine = counts.get(what)
-        if published and mine is not None and where == "result" and int(mine) != published:
-            notes.append(f"{what}: yours {int(mine):,}, published {published:,}")
+        if published and (mine is None or int(mine) != published):
+            notes.append(
+                f"{what}: yours {'unknown' if mine is None else f'{int(mine):,}'}, published {published:,}"
+            )
     return "; ".join(notes)
 
 
+def pair_published(result: Result, fig: PublishedFigure) -> Pairing:
+    """The pairing rule of every published comparison (``table --published``, the site): a figure is shown
+    beside a result only when benchmark, detector, subset, protocol, whitening, score normalisation and the
+    query/reference counts its source gives all agree; otherwise ``reason`` says which does not."""
+    if not candidate(result, fig):
+        return Pairing(False, None, "", "another benchmark or detector")
+    value, where = _measured(result, fig)
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return Pairing(False, None, "", f"this run has no {fig.metric} on subset {fig.subset!r}")
+    reason = _setting_reason(result, fig)
+    counts = _count_note(result, fig, where)
+    if not reason and counts:
+        reason = f"another query/reference set ({counts})"
+    return Pairing(not reason, float(value), where, reason, counts)
+
+
 def compare_published(results: list[Result], figures: list[PublishedFigure] | None = None) -> pd.DataFrame:
-    """One row per (accuracy result, published figure) that line up, with the difference measured -
-    published; a result that lines up with none gets one row saying so (published columns empty)."""
+    """One row per (accuracy result, published figure of its benchmark and detector): ``paired`` rows carry
+    the difference measured - published, the others (``paired`` False) the ``reason`` they are not
+    comparable and no difference; a result with no such figure gets one row saying so."""
     figures = load_published() if figures is None else figures
     rows = []
     for r in results:
@@ -107,20 +151,16 @@ def compare_published(results: list[Result], figures: list[PublishedFigure] | No
                 "protocol": r.key.get("protocol", "native"),
                 "detector": r.detector_name + (" (random weights)" if r.is_random else ""),
                 "whitening": bool(r.key.get("whitening")), "score_norm": bool(r.key.get("score_norm"))}  # fmt: skip
-        matched = False
-        for fig in figures:
-            if not _matches(r, fig):
-                continue
-            value, where = _measured(r, fig)
-            if value is None or (isinstance(value, float) and math.isnan(value)):
-                continue
-            matched = True
-            rows.append({**base, "subset": fig.subset, "metric": fig.metric, "measured": float(value),
-                         "published": fig.value, "difference": float(value) - fig.value, "read_from": where,
-                         "counts": _count_note(r, fig, where), "source": fig.source})  # fmt: skip
-        if not matched:
+        found = [(fig, pair_published(r, fig)) for fig in figures if candidate(r, fig)]
+        for fig, p in found:
+            rows.append({**base, "subset": fig.subset, "metric": fig.metric, "measured": p.measured,
+                         "published": fig.value, "difference": p.measured - fig.value if p.paired else None,
+                         "read_from": p.read_from, "counts": p.counts, "paired": p.paired, "reason": p.reason,
+                         "published_protocol": fig.protocol, "source": fig.source})  # fmt: skip
+        if not found:
             rows.append({**base, "metric": "", "measured": None, "published": None, "difference": None,
-                         "read_from": "", "counts": "", "source": "no published figure matches"})  # fmt: skip
+                         "read_from": "", "counts": "", "paired": False, "reason": "no published figure",
+                         "published_protocol": "", "source": "no published figure matches"})  # fmt: skip
     return pd.DataFrame(rows)
 
 
@@ -148,25 +188,42 @@ def render_published(
     return text
 
 
-def _cells(frame: pd.DataFrame) -> list[list[str]]:
+def _cells(frame: pd.DataFrame, apart: bool = False) -> list[list[str]]:
     fmt = lambda v, signed=False: "" if v is None or pd.isna(v) else (f"{v:+.4f}" if signed else f"{v:.4f}")
     rows = []
     for r in frame.itertuples(index=False):
         settings = "+".join(n for n, on in (("whitening", r.whitening), ("score_norm", r.score_norm)) if on)
-        rows.append([r.benchmark, r.subset, r.protocol, r.detector, settings or "-", r.metric or "-",
-                     fmt(r.measured), fmt(r.published), fmt(r.difference, True), r.read_from, r.counts,
-                     r.source])  # fmt: skip
+        head = [r.benchmark, r.subset, r.protocol, r.detector, settings or "-", r.metric or "-"]
+        if apart:
+            rows.append([*head, fmt(r.published), r.published_protocol or "-", r.reason, r.source])
+        else:
+            rows.append(
+                [*head, fmt(r.measured), fmt(r.published), fmt(r.difference, True), r.read_from, r.source]
+            )
     return rows
 
 
 _HEADER = ["benchmark", "subset", "protocol", "detector", "settings", "metric", "measured", "published",
-           "difference", "read from", "counts differ", "source"]  # fmt: skip
+           "difference", "read from", "source"]  # fmt: skip
+_APART = ["benchmark", "subset", "protocol", "detector", "settings", "metric", "published", "published under",
+          "not comparable because", "source"]  # fmt: skip
+_TITLES = ("measured beside published figures (difference = measured - published)",
+           "published figures listed apart (not the same protocol, settings or query/reference set)")  # fmt: skip
+
+
+def _split(frame: pd.DataFrame) -> list[tuple[str, list[str], list[list[str]]]]:
+    paired, apart = frame[frame["paired"]], frame[~frame["paired"]]
+    parts = [(_TITLES[0], _HEADER, _cells(paired))] if not paired.empty else []
+    return parts + ([(_TITLES[1], _APART, _cells(apart, apart=True))] if not apart.empty else [])
 
 
 def _markdown(frame: pd.DataFrame) -> str:
-    lines = ["| " + " | ".join(_HEADER) + " |", "|" + "---|" * len(_HEADER)]
-    lines += ["| " + " | ".join(c.replace("|", "/") for c in row) + " |" for row in _cells(frame)]
-    return "\n".join(lines) + "\n"
+    out = []
+    for title, header, rows in _split(frame):
+        lines = [f"**{title}**", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(c.replace("|", "/") for c in row) + " |" for row in rows]
+        out.append("\n".join(lines) + "\n")
+    return "\n".join(out)
 
 
 def _terminal(frame: pd.DataFrame) -> str:
@@ -175,11 +232,12 @@ def _terminal(frame: pd.DataFrame) -> str:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="measured beside published figures (difference = measured - published)")
-    for col in _HEADER:
-        table.add_column(col, overflow="fold")
-    for row in _cells(frame):
-        table.add_row(*row)
     buf = io.StringIO()
-    Console(file=buf, width=220, color_system=None).print(table)
+    for title, header, rows in _split(frame):
+        table = Table(title=title)
+        for col in header:
+            table.add_column(col, overflow="fold")
+        for row in rows:
+            table.add_row(*row)
+        Console(file=buf, width=220, color_system=None).print(table)
     return buf.getvalue()
