@@ -284,7 +284,8 @@ def _add_similarity_options(p: argparse.ArgumentParser) -> None:
         "--chunks",
         type=int,
         default=None,
-        help="split a global descriptor into this many chunks (split similarities)",
+        help="split a global descriptor into this many chunks (split similarities; default 8, 1 under "
+        "--protocol dcr as the study's code)",
     )
 
 

@@ -255,6 +255,7 @@ def score_descriptors(
         settings={
             **settings.key_settings(),
             "topk": k,
+            "chunks": _chunks_used(settings, qd),
             "batch_size": settings.batch_size,
             "device": settings.device,
             "norm_set": settings.norm_set,
@@ -290,6 +291,13 @@ def _copydays_metrics(settings: RunSettings, dataset, rd, k: int, engine, querie
         "overall_uap": _finite_or_none(overall_uap(*queries, o_scores, o_hits)),
         "n_original_queries": len(own),
     }
+
+
+def _chunks_used(settings: RunSettings, qd) -> int | None:
+    """The chunks the split product ran on: tokens per image, or the global descriptor's cut (None: cosine)."""
+    if settings.similarity == "cosine":
+        return None
+    return int(qd.tokens.shape[1]) if qd.tokens is not None else settings.chunks or 8
 
 
 def _finite_or_none(x: float) -> float | None:

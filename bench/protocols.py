@@ -104,6 +104,8 @@ class Protocol:
     raw_features: bool = False  # whitening learned on raw (not L2-normalised) descriptors
     # SSCD's Copydays script: the originals are queries too (each finds itself), and Copydays layout is required
     query_originals: bool = False
+    # chunks a global descriptor is cut into under --similarity split when --chunks is not given (None: native's 8)
+    split_chunks: int | None = None
 
     @property
     def native(self) -> bool:
@@ -149,6 +151,7 @@ PROTOCOLS: dict[str, Protocol] = {
             metrics=("map", "recall_frac@1", "recall_frac@5", "recall_frac@10", "mrr_all", "precision_rv@10"),
             scan_threshold=0.5,
             scan_rule=">",
+            split_chunks=1,  # diff_retrieval.py: --num_loss_chunks 1 (patches only for token features)
         ),
         Protocol(
             name="isc",

@@ -59,6 +59,10 @@ class RunSettings:
                 f"--top-k and --batch-size must be positive, got {self.topk} and {self.batch_size}"
             )
         self._check_protocol()
+        default = self.protocol_spec.split_chunks
+        if default and self.chunks is None and self.similarity == "split":
+            # what runs is what the key records: DCR's default, not native's 8
+            object.__setattr__(self, "chunks", default)
 
     @cached_property
     def protocol_spec(self):
