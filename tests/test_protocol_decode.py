@@ -140,3 +140,29 @@ def test_the_protocol_decode_enters_the_spec_and_so_the_cache_key():
     assert "rgb_conversion" not in spec.to_dict()  # native specs and their cache keys are unchanged
     for protocol in PROTOCOLS:
         assert P.protocol_spec(protocol, spec).to_dict()["rgb_conversion"] == "convert"
+
+
+@pytest.mark.parametrize("decode", ["workers", "device"])
+def test_native_scan_matches_an_exif_rotated_copy_to_its_upright_original(tmp_path, decode):
+    """Issue 27.7: the stored pixels are turned a quarter (orientation 8), so only an upright decode matches
+    the copy to its original; the training JPEGs are large enough for the workers path to draft them."""
+    import csv
+
+    from copybench.cli import main
+
+    rng = np.random.default_rng(11)
+    train, gen = tmp_path / "train", tmp_path / "gen"
+    train.mkdir(), gen.mkdir()
+    for i in range(4):
+        Image.fromarray(_smooth(rng, 1100, 1500)).save(train / f"t{i}.jpg", quality=92)
+    with Image.open(train / "t2.jpg") as upright:
+        stored = upright.transpose(Image.Transpose.ROTATE_270)  # a viewer turns it back by orientation 8
+    exif = Image.Exif()
+    exif[0x0112] = 8
+    stored.save(gen / "g.jpg", exif=exif.tobytes(), quality=92)
+    out = tmp_path / "out"
+    args = ["scan", "--generated", str(gen), "--train", str(train), "--detector", "pixel_rgb_16"]
+    assert main([*args, "--threshold", "0.9", "--out", str(out), "--decode", decode, "--no-cache", "-q"]) == 0
+    with open(out / "matches.csv") as f:
+        top = next(r for r in csv.DictReader(f) if r["rank"] == "1")
+    assert top["train"] == "t2.jpg" and float(top["similarity"]) > 0.99
