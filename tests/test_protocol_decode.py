@@ -166,3 +166,27 @@ def test_native_scan_matches_an_exif_rotated_copy_to_its_upright_original(tmp_pa
     with open(out / "matches.csv") as f:
         top = next(r for r in csv.DictReader(f) if r["rank"] == "1")
     assert top["train"] == "t2.jpg" and float(top["similarity"]) > 0.99
+
+
+@pytest.mark.parametrize("protocol", ["native", *PROTOCOLS])
+@pytest.mark.parametrize("decode", ["workers", "device"])
+def test_the_ray_actor_decodes_the_read_bytes_as_the_protocol(images, protocol, decode):
+    """The Ray engine's actors decode bytes read by its read tasks: same pixels as the local paths."""
+    import types
+    from pathlib import Path
+
+    from copybench.scaling.actor import _DetectorActor
+
+    pre = _pre(protocol) if protocol != "native" else Preprocess(get_spec("sscd_disc_mixup"))
+    actor = object.__new__(_DetectorActor)  # its decode step alone: no Ray cluster, no model
+    actor.ext = types.SimpleNamespace(decode=decode, preprocess=pre)
+    actor.feeder = (
+        ThreadDecode(pre, batch_size=8, threads=1, draft=True)
+        if decode == "workers"
+        else DeviceDecode(pre, batch_size=8, num_workers=0, device="cpu", ahead=1)
+    )
+    paths = list(images.values())
+    batch = {"path": paths, "data": [Path(p).read_bytes() for p in paths], "read_error": [""] * len(paths)}
+    got = _decoded(types.SimpleNamespace(batches=lambda *_: [actor._decode(batch)]), paths)
+    for row, path in enumerate(paths):
+        assert torch.equal(got[row], _expected(protocol, path, pre)), (protocol, decode, path)
