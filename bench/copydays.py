@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["ORIGINALS_PREFIX", "original_rows", "overall_uap", "pooled_ap"]
+__all__ = ["ORIGINALS_PREFIX", "metrics_from_predictions", "original_rows", "overall_uap", "pooled_ap"]
 
 ORIGINALS_PREFIX = "original:"  # query ids of the originals querying themselves (predictions file)
 
@@ -52,3 +52,24 @@ def overall_uap(query_scores, query_hits, original_scores, original_hits) -> flo
     hits = np.concatenate([np.asarray(query_hits).ravel(), np.asarray(original_hits).ravel()])
     n_queries = np.asarray(query_scores).shape[0] + np.asarray(original_scores).shape[0]
     return pooled_ap(scores, hits, n_queries)
+
+
+def metrics_from_predictions(table, dataset) -> dict[str, float | None]:
+    """``strong_map`` and ``overall_uap`` recomputed from a predictions table (``query_id, rank, reference_id,
+    score``; the originals' rows named ``original:<reference id>``) and the dataset's ground truth."""
+    qids, refs = table["query_id"].astype(str).to_numpy(), table["reference_id"].astype(str).to_numpy()
+    scores = table["score"].to_numpy(dtype=np.float64)
+    is_orig = np.char.startswith(qids.astype(str), ORIGINALS_PREFIX)
+    hit = np.array(
+        [r == q[len(ORIGINALS_PREFIX) :] if o else r in dataset.positives.get(q, ()) for q, r, o in
+         zip(qids, refs, is_orig)], dtype=bool,
+    )  # fmt: skip
+    n_queries = len(dataset.query_ids) + len(set(qids[is_orig]))
+    family = dict(zip(dataset.query_ids, dataset.queries["family"].astype(str)))
+    strong = [q for q in dataset.query_ids if family[q] == "strong" and dataset.positives[q]]
+    aps = [pooled_ap(scores[qids == q], hit[qids == q], len(dataset.positives[q])) for q in strong]
+    overall = pooled_ap(scores, hit, n_queries)
+    return {
+        "strong_map": float(np.mean(aps)) if aps else None,
+        "overall_uap": overall if np.isfinite(overall) else None,
+    }

@@ -232,8 +232,9 @@ def score_descriptors(
     hits, n_pos = _hits(dataset, idx)
     groups = family_groups(dataset, np.ones(len(keep), dtype=bool))
     metrics = evaluate(scores, hits, n_pos, groups=groups, n_boot=settings.n_boot, seed=settings.seed)
+    originals = None
     if settings.protocol_spec.query_originals:
-        extra = _copydays_metrics(settings, dataset, rd, k, engine, (scores, hits), metrics)
+        extra, originals = _copydays_metrics(settings, dataset, rd, engine, (scores, hits), metrics)
         metrics["overall"].update(extra)
     t3 = time.perf_counter()
     skipped = _skipped(rd, qd, metrics["overall"])
@@ -267,12 +268,26 @@ def score_descriptors(
         environment=environment(settings.device, settings.dtype),
         timings={"search_s": t2 - t1, "metrics_s": t3 - t2},
     )
-    return result, Predictions(np.asarray(dataset.query_ids)[keep], idx[keep], scores[keep])
+    preds = Predictions(np.asarray(dataset.query_ids)[keep], idx[keep], scores[keep])
+    return (result, preds) if originals is None else _with_originals(result, preds, originals)
 
 
-def _copydays_metrics(settings: RunSettings, dataset, rd, k: int, engine, queries, metrics) -> dict:
+def _with_originals(result: Result, preds: Predictions, originals: Predictions) -> tuple[Result, Predictions]:
+    """The originals' rankings stored after the queries' (ids ``original:<reference id>``), so SSCD's overall
+    µAP can be recomputed from the predictions file; their number recorded in the settings."""
+    both = Predictions(
+        np.concatenate([preds.query_ids, originals.query_ids]),
+        np.concatenate([preds.idx, originals.idx]),
+        np.concatenate([preds.scores, originals.scores]),
+    )
+    return result.replace(settings={**result.settings, "original_queries": len(originals.query_ids)}), both
+
+
+def _copydays_metrics(
+    settings: RunSettings, dataset, rd, engine, queries, metrics
+) -> tuple[dict, Predictions]:
     """SSCD's Copydays figures (:mod:`copybench.copydays`): the originals query the references too."""
-    from .copydays import original_rows, overall_uap
+    from .copydays import ORIGINALS_PREFIX, original_rows, overall_uap
     from .protocols import ProtocolError
 
     rows = original_rows(dataset)
@@ -286,11 +301,9 @@ def _copydays_metrics(settings: RunSettings, dataset, rd, k: int, engine, querie
     own = rows[np.isin(rows, np.flatnonzero(rd.ok))]
     o_hits = o_idx == own[:, None]  # an original's one positive is itself
     strong = metrics["groups"].get("strong", {}).get("map")
-    return {
-        "strong_map": strong,
-        "overall_uap": _finite_or_none(overall_uap(*queries, o_scores, o_hits)),
-        "n_original_queries": len(own),
-    }
+    extra = {"strong_map": strong, "overall_uap": _finite_or_none(overall_uap(*queries, o_scores, o_hits))}
+    ids = np.array([ORIGINALS_PREFIX + dataset.reference_ids[r] for r in own], dtype=object)
+    return extra, Predictions(ids, o_idx, o_scores)
 
 
 def _chunks_used(settings: RunSettings, qd) -> int | None:

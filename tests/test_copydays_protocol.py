@@ -108,7 +108,7 @@ def test_sscd_copydays_metrics_equal_the_definitions(copydays):
     strong = [a for a, f in zip(per_query[N_ORIG:], ds.queries["family"]) if f == "strong"]
     assert m["strong_map"] == pytest.approx(np.mean(strong), abs=1e-12)
     assert m["overall_uap"] == pytest.approx(macro, abs=1e-12)
-    assert m["n_original_queries"] == N_ORIG
+    assert result.settings["original_queries"] == N_ORIG
     assert result.settings["topk"] == 100
     # the ISC micro-AP over the same rankings is another number: the protocols are not interchangeable
     assert abs(m["micro_ap"] - m["overall_uap"]) > 1e-3
@@ -138,3 +138,23 @@ def test_sscd_copydays_is_a_listed_protocol_with_the_isc_preprocessing():
     assert p.preprocessing == P.get_protocol("isc").preprocessing and p.topk == 100
     assert p.metrics[:2] == ("strong_map", "overall_uap") and p.score_norm is None
     assert any(row["name"] == "sscd-copydays" for row in P.describe_protocols())
+
+
+def test_the_figures_are_recomputed_from_the_stored_predictions(copydays, tmp_path):
+    """The originals' rankings are stored (ids original:<reference>), so nothing computed is lost and both
+    figures can be checked from the predictions file and the dataset alone."""
+    import pandas as pd
+
+    from copybench.copydays import ORIGINALS_PREFIX, metrics_from_predictions
+    from copybench.run import write_predictions
+
+    ds, emb = copydays
+    qd, rd = _descriptors(ds, emb, ds.queries["path"]), _descriptors(ds, emb, ds.references["path"])
+    settings = RunSettings(protocol="sscd-copydays", n_boot=0)
+    result, preds = score_descriptors(ds, qd, rd, settings, detector_name="x", spec=None, weights={})
+    assert result.settings["original_queries"] == N_ORIG
+    assert sum(str(q).startswith(ORIGINALS_PREFIX) for q in preds.query_ids) == N_ORIG
+    path = write_predictions(tmp_path / "p.csv.gz", ds, preds.query_ids, preds.idx, preds.scores)
+    again = metrics_from_predictions(pd.read_csv(path, dtype={"query_id": str, "reference_id": str}), ds)
+    assert again["strong_map"] == pytest.approx(result.metrics["strong_map"], abs=1e-12)
+    assert again["overall_uap"] == pytest.approx(result.metrics["overall_uap"], abs=1e-12)
