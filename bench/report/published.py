@@ -132,6 +132,8 @@ def pair_published(result: Result, fig: PublishedFigure) -> Pairing:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return Pairing(False, None, "", f"this run has no {fig.metric} on subset {fig.subset!r}")
     reason = _setting_reason(result, fig)
+    if result.is_random:  # a figure is for the released weights; random ones say nothing about them
+        reason = "this run has random weights; the figure is for the released ones"
     counts = _count_note(result, fig, where)
     if not reason and counts:
         reason = f"another query/reference set ({counts})"

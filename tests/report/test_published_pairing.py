@@ -45,6 +45,13 @@ def test_a_small_disc21_import_is_not_paired_with_the_validation_figure():
     assert full.paired and full.reason == "" and full.measured == 0.44
 
 
+def test_a_random_weight_run_is_never_paired():
+    run = _result("isc", 25_000, 1_000_000)
+    run = Result(**{**run.__dict__, "detector": {"name": "sscd_disc_mixup", "weights": {"status": "random"}}})
+    got = pair_published(run, _sscd_disc())
+    assert not got.paired and "random weights" in got.reason
+
+
 def test_another_protocol_or_setting_is_listed_apart_with_the_reason():
     fig = _sscd_disc()
     native = pair_published(_result("native", 25_000, 1_000_000), fig)
