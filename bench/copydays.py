@@ -19,7 +19,14 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["ORIGINALS_PREFIX", "metrics_from_predictions", "original_rows", "overall_uap", "pooled_ap"]
+__all__ = [
+    "ORIGINALS_PREFIX",
+    "check_dataset",
+    "metrics_from_predictions",
+    "original_rows",
+    "overall_uap",
+    "pooled_ap",
+]
 
 ORIGINALS_PREFIX = "original:"  # query ids of the originals querying themselves (predictions file)
 
@@ -28,6 +35,19 @@ def original_rows(dataset) -> np.ndarray:
     """Reference rows of the Copydays originals: the references some query is a copy of (never a distractor)."""
     named = {r for q in dataset.query_ids for r in dataset.positives[q]}
     return np.array([i for i, r in enumerate(dataset.reference_ids) if r in named], dtype=np.int64)
+
+
+def check_dataset(protocol_name: str, dataset) -> np.ndarray:
+    """The originals' reference rows; ProtocolError when the dataset is not a Copydays import."""
+    from .protocols import ProtocolError
+
+    rows = original_rows(dataset)
+    if dataset.meta.get("format") != "copydays" or not rows.size:
+        raise ProtocolError(
+            f"--protocol {protocol_name}: dataset {dataset.name!r} is not a Copydays import "
+            "(copybench data import copydays DIR --out DATASET)"
+        )
+    return rows
 
 
 def pooled_ap(scores: np.ndarray, hits: np.ndarray, n_positives: int) -> float:

@@ -158,6 +158,10 @@ def evaluate_detector(
     from .protocols import apply_protocol
 
     protocol = settings.protocol_spec
+    if protocol.query_originals:  # before any extraction: SSCD's Copydays script needs a Copydays import
+        from .copydays import check_dataset
+
+        check_dataset(protocol.name, dataset)
     detector = apply_protocol(detector, protocol, similarity=settings.similarity)
     tokens = settings.similarity != "cosine" and detector.spec.output == "tokens"
     ext = _dataset_extractor(detector, settings, protocol, descriptor_dir, progress, engine)
@@ -232,10 +236,7 @@ def score_descriptors(
     hits, n_pos = _hits(dataset, idx)
     groups = family_groups(dataset, np.ones(len(keep), dtype=bool))
     metrics = evaluate(scores, hits, n_pos, groups=groups, n_boot=settings.n_boot, seed=settings.seed)
-    originals = None
-    if settings.protocol_spec.query_originals:
-        extra, originals = _copydays_metrics(settings, dataset, rd, engine, (scores, hits), metrics)
-        metrics["overall"].update(extra)
+    originals = _copydays_metrics(settings, dataset, rd, engine, (scores, hits), metrics)
     t3 = time.perf_counter()
     skipped = _skipped(rd, qd, metrics["overall"])
     result = Result(
@@ -283,27 +284,23 @@ def _with_originals(result: Result, preds: Predictions, originals: Predictions) 
     return result.replace(settings={**result.settings, "original_queries": len(originals.query_ids)}), both
 
 
-def _copydays_metrics(
-    settings: RunSettings, dataset, rd, engine, queries, metrics
-) -> tuple[dict, Predictions]:
-    """SSCD's Copydays figures (:mod:`copybench.copydays`): the originals query the references too."""
-    from .copydays import ORIGINALS_PREFIX, original_rows, overall_uap
-    from .protocols import ProtocolError
+def _copydays_metrics(settings: RunSettings, dataset, rd, engine, queries, metrics) -> Predictions | None:
+    """SSCD's Copydays figures (:mod:`copybench.copydays`), added to ``metrics``: the originals query the
+    references too; their rankings are returned. None (nothing added) under other protocols."""
+    if not settings.protocol_spec.query_originals:
+        return None
+    from .copydays import ORIGINALS_PREFIX, check_dataset, overall_uap
 
-    rows = original_rows(dataset)
-    if dataset.meta.get("format") != "copydays" or not rows.size:
-        raise ProtocolError(
-            f"--protocol {settings.protocol}: dataset {dataset.name!r} is not a Copydays import "
-            "(copybench data import copydays DIR OUT)"
-        )
+    rows = check_dataset(settings.protocol, dataset)
     originals = _subset(rd, np.isin(np.arange(len(rd.paths)), rows) & rd.ok)
     o_scores, o_idx, _ = _search_decoded(settings, originals, rd, None, engine)
     own = rows[np.isin(rows, np.flatnonzero(rd.ok))]
     o_hits = o_idx == own[:, None]  # an original's one positive is itself
     strong = metrics["groups"].get("strong", {}).get("map")
-    extra = {"strong_map": strong, "overall_uap": _finite_or_none(overall_uap(*queries, o_scores, o_hits))}
+    uap = _finite_or_none(overall_uap(*queries, o_scores, o_hits))
+    metrics["overall"].update({"strong_map": strong, "overall_uap": uap})
     ids = np.array([ORIGINALS_PREFIX + dataset.reference_ids[r] for r in own], dtype=object)
-    return extra, Predictions(ids, o_idx, o_scores)
+    return Predictions(ids, o_idx, o_scores)
 
 
 def _chunks_used(settings: RunSettings, qd) -> int | None:
