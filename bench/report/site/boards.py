@@ -192,6 +192,6 @@ def published_rows(board: Board):
         return [], []
     frame = frame[frame["published"].notna()].fillna("")
     records = frame.sort_values(["detector", "subset", "metric", "source"]).to_dict("records")
-    beside = [r for r in records if not r["counts"]]
-    apart = [r for r in records if r["counts"]]
+    beside = [r for r in records if r["paired"]]  # copybench.report.published.pair_published's rule
+    apart = [r for r in records if not r["paired"]]
     return beside, apart
