@@ -303,7 +303,7 @@ def _add_ranking_options(p: argparse.ArgumentParser) -> None:
     add_top_k(
         p,
         None,
-        "references kept per query; metrics use this ranking (default 100; fixed by --protocol dcr/isc/dino; "
+        "references kept per query; metrics use this ranking (default 100; fixed by every --protocol but native; "
         "--topk is deprecated)",
     )
     p.add_argument(

@@ -96,7 +96,8 @@ def add_table(sub) -> None:
         "--published",
         action="store_true",
         help="compare each result with the published figures of the same benchmark, subset, protocol, "
-        "detector and whitening/score-norm settings (difference = measured - published; terminal, md, csv)",
+        "detector, whitening/score-norm settings and query/reference counts (difference = measured - "
+        "published; the others listed apart with the reason; terminal, md, csv)",
     )
     p.add_argument(
         "--subset",
