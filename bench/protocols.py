@@ -293,6 +293,11 @@ def check_settings(protocol: str | Protocol, settings) -> None:
         raise ProtocolError(
             f"--protocol {p.name} evaluates at one scale; --multiscale is defined under --protocol native only"
         )
+    if p.query_originals and getattr(settings, "subset", None):
+        raise ProtocolError(
+            f"--protocol {p.name} scores the whole Copydays set (its overall µAP pools every query and the "
+            "originals); drop --subset (the strong figure is its strong_map)"
+        )
     if settings.dtype != "fp32" and not p.native:
         raise ProtocolError(f"--protocol {p.name} runs the models in fp32, as the original; drop --dtype")
 

@@ -133,6 +133,11 @@ def test_sscd_copydays_refuses_a_dataset_that_is_not_copydays(tmp_path, copydays
         ds.meta["format"] = "copydays"
 
 
+def test_sscd_copydays_refuses_a_query_subset():
+    with pytest.raises(P.ProtocolError, match="drop --subset"):
+        RunSettings(protocol="sscd-copydays", subset="strong")
+
+
 def test_sscd_copydays_is_a_listed_protocol_with_the_isc_preprocessing():
     p = P.get_protocol("sscd-copydays")
     assert p.preprocessing == P.get_protocol("isc").preprocessing and p.topk == 100
