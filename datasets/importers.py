@@ -36,8 +36,10 @@ from .dataset import (
     CopyDataset,
     compute_fingerprint,
     load_dataset,
+    split_ids,
     write_dataset_index,
 )
+from .duplicates import NEAR_DUPLICATE_BITS, Item, near_duplicates, refuse_exact_duplicates
 from .errors import SourceError
 from .sources import image_id, list_images
 
@@ -153,18 +155,13 @@ def import_dataset(
     if fmt not in FORMATS:
         raise SourceError(f"unknown dataset format {fmt!r}: known formats are {', '.join(FORMATS)}")
     src = Path(src).expanduser().resolve()
-    if fmt == "csv":
-        if not src.is_file():
-            raise SourceError(f"manifest not found: {src}")
-        refs, queries = _manifest(src)
-        root = src.parent
-    else:
-        if not src.is_dir():
-            raise SourceError(f"dataset folder not found: {src}")
-        refs, queries = {"disc21": _disc21, "copydays": _copydays, "folder": _folder}[fmt](src)
-        root = src
+    refs, queries, root = _read_layout(fmt, src)
+    own = len(refs)
     refs, sets = add_distractors(refs, distractors)
+    out = Path(out).expanduser().resolve()
+    _check_import_target(out, src)
     digests = _digests(root, refs, queries, progress)
+    near = _check_duplicates(root, refs, own, queries, digests, progress)
     counts = {
         "references": len(refs),
         "queries": len(queries),
@@ -178,8 +175,51 @@ def import_dataset(
             "images_root": str(root), "fingerprint": compute_fingerprint(identity, refs, queries, digests)}  # fmt: skip
     if sets:
         meta["distractor_sets"] = [{"path": d, "count": n} for d, n in sets]
-    out = Path(out).expanduser().resolve()
-    _check_import_target(out, src)
+        meta["near_duplicate_check"] = {"hash": "phash64", "max_bits": NEAR_DUPLICATE_BITS}
+        meta["near_duplicates"] = near
+    return _write_import(out, meta, refs, queries, digests)
+
+
+def _read_layout(fmt: str, src: Path) -> tuple[pd.DataFrame, pd.DataFrame, Path]:
+    """References, queries and the images root (paths in the tables are relative to it) of one layout."""
+    if fmt == "csv":
+        if not src.is_file():
+            raise SourceError(f"manifest not found: {src}")
+        return (*_manifest(src), src.parent)
+    if not src.is_dir():
+        raise SourceError(f"dataset folder not found: {src}")
+    return (*{"disc21": _disc21, "copydays": _copydays, "folder": _folder}[fmt](src), src)
+
+
+def _check_duplicates(
+    root: Path, refs: pd.DataFrame, own: int, queries: pd.DataFrame, digests: dict[str, str], progress: bool
+) -> list[dict]:
+    """Refuse exact duplicates (by the sha256 just computed); the near-duplicate distractors, logged."""
+    roles = ["reference"] * own + ["distractor"] * (len(refs) - own)
+    items = [Item(role, r, root / p, digests[f"R:{r}"])
+             for role, r, p in zip(roles, refs["reference_id"], refs["path"])]  # fmt: skip
+    items += [
+        Item("query", q, root / p, digests[f"Q:{q}"]) for q, p in zip(queries["query_id"], queries["path"])
+    ]
+    positives = {q: split_ids(r) for q, r in zip(queries["query_id"], queries["reference_id"])}
+    refuse_exact_duplicates(items, positives)
+    near = near_duplicates(items[own : len(refs)], items[:own], progress)
+    if near:
+        listed = "; ".join(
+            f"{p['distractor_path']} ~ {p['reference_path']} ({p['bits']} bits)" for p in near[:5]
+        )
+        log.warning(
+            "%d near-duplicate distractor(s) (pHash within %d bits of a reference: a resized or re-encoded copy "
+            "would be a true match the ground truth calls a miss): %s%s; listed in dataset.json "
+            "(near_duplicates): remove them from the distractor folders",
+            len(near), NEAR_DUPLICATE_BITS, listed, " ..." if len(near) > 5 else "",
+        )  # fmt: skip
+    return [{k: p[k] for k in ("distractor", "reference", "bits")} for p in near]
+
+
+def _write_import(
+    out: Path, meta: dict, refs: pd.DataFrame, queries: pd.DataFrame, digests: dict[str, str]
+) -> CopyDataset:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = make_temp_dir(out.parent, f".{out.name}.importing-")
     try:

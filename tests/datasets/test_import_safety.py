@@ -1,0 +1,123 @@
+"""Imports that cannot corrupt a benchmark: duplicates refused or reported, refusals that leave nothing behind
+and never remove an earlier index, one symlink policy, and datasets that cannot lose their integrity record."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import skimage.data
+from PIL import Image
+
+from copybench.cli import main
+from copybench.datasets import SourceError, import_dataset
+from copybench.datasets.duplicates import NEAR_DUPLICATE_BITS, phash64
+
+PHOTOS = {"astronaut": skimage.data.astronaut, "coffee": skimage.data.coffee, "chelsea": skimage.data.chelsea,
+          "rocket": skimage.data.rocket, "camera": skimage.data.camera}  # fmt: skip
+
+
+def _photo(path, name: str, side: int = 160) -> Image.Image:
+    img = Image.fromarray(PHOTOS[name]()).convert("RGB")
+    img.thumbnail((side, side))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path)
+    return img
+
+
+@pytest.fixture
+def mine(tmp_path):
+    """A csv-manifest benchmark of three references and two queries (flipped copies), plus a manifest."""
+    root = tmp_path / "mine"
+    for name in ("astronaut", "coffee", "chelsea"):
+        _photo(root / "refs" / f"{name}.png", name)
+    _mkdir(root / "q")
+    for name in ("astronaut", "coffee"):
+        flipped = Image.open(root / "refs" / f"{name}.png").transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        flipped.save(root / "q" / f"{name}.png")
+    rows = [("q/astronaut.png", "refs/astronaut.png"), ("q/coffee.png", "refs/coffee.png"),
+            ("", "refs/chelsea.png")]  # fmt: skip
+    pd.DataFrame(rows, columns=["query", "reference"]).to_csv(root / "ok.csv", index=False)
+    return root
+
+
+def _mkdir(path):
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def test_a_distractor_identical_to_a_reference_is_refused_naming_both(mine, tmp_path, capsys):
+    dx = _mkdir(tmp_path / "DX")
+    shutil.copy(mine / "refs" / "astronaut.png", dx / "dupref.png")
+    _photo(dx / "other.png", "rocket")
+    code = main(["data", "import", "csv", str(mine / "ok.csv"), "--distractors", str(dx), "--out",
+                 str(tmp_path / "out")])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "dupref.png" in err and "astronaut.png" in err and "byte-identical" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_two_identical_references_are_refused_naming_both(tmp_path):
+    src = tmp_path / "f"
+    _photo(src / "a.png", "coffee")
+    _mkdir(src / "sub")
+    shutil.copy(src / "a.png", src / "sub" / "copy_of_a.png")
+    with pytest.raises(SourceError, match=r"copy_of_a\.png.*byte-identical to .*a\.png"):
+        import_dataset("folder", src, tmp_path / "out", progress=False)
+
+
+def test_a_query_identical_to_a_reference_it_is_not_paired_with_is_refused(mine, tmp_path):
+    shutil.copy(mine / "refs" / "chelsea.png", mine / "q" / "astronaut.png")  # the query is chelsea's bytes
+    with pytest.raises(
+        SourceError, match=r"q/astronaut\.png.*byte-identical to .*chelsea\.png.*does not pair"
+    ):
+        import_dataset("csv", mine / "ok.csv", tmp_path / "out", progress=False)
+
+
+def test_a_query_identical_to_its_own_reference_is_a_copy_and_accepted(mine, tmp_path):
+    shutil.copy(
+        mine / "refs" / "coffee.png", mine / "q" / "coffee.png"
+    )  # Copydays' jpegqual/100 is like this
+    ds = import_dataset("csv", mine / "ok.csv", tmp_path / "out", progress=False)
+    assert ds.counts()["queries"] == 2
+
+
+def test_near_duplicate_distractors_are_reported_and_listed(mine, tmp_path, caplog):
+    dx = _mkdir(tmp_path / "DX")
+    ref = Image.open(mine / "refs" / "coffee.png")
+    ref.resize((ref.width // 2, ref.height // 2), Image.Resampling.BILINEAR).save(
+        dx / "small.jpg", quality=40
+    )
+    _photo(dx / "unrelated.png", "camera")
+    with caplog.at_level(logging.WARNING):
+        ds = import_dataset("csv", mine / "ok.csv", tmp_path / "out", progress=False, distractors=[dx])
+    pairs = ds.meta["near_duplicates"]
+    assert [(p["distractor"], p["reference"]) for p in pairs] == [("small", "refs__coffee")]
+    assert 0 <= pairs[0]["bits"] <= NEAR_DUPLICATE_BITS
+    assert ds.meta["near_duplicate_check"] == {"hash": "phash64", "max_bits": NEAR_DUPLICATE_BITS}
+    assert "near-duplicate" in caplog.text and "small.jpg" in caplog.text and "coffee.png" in caplog.text
+    assert json.loads((tmp_path / "out" / "dataset.json").read_text())["near_duplicates"] == pairs
+
+
+def test_phash_threshold_separates_copies_from_other_photos(tmp_path):
+    """The measurement behind NEAR_DUPLICATE_BITS, on five of the embedded photos: downscaled and re-encoded
+    copies stay within it of their photo, different photos stay far outside it."""
+    hashes = {}
+    for name in PHOTOS:
+        img = _photo(tmp_path / f"{name}.png", name, side=512)
+        hashes[name] = phash64(tmp_path / f"{name}.png")
+        for f, q in ((2, 90), (4, 50), (4, 20)):
+            img.resize((img.width // f, img.height // f), Image.Resampling.BILINEAR).save(
+                tmp_path / "c.jpg", quality=q
+            )
+            assert (phash64(tmp_path / "c.jpg") ^ hashes[name]).bit_count() <= NEAR_DUPLICATE_BITS // 2
+    names = sorted(hashes)
+    apart = [(hashes[a] ^ hashes[b]).bit_count() for i, a in enumerate(names) for b in names[i + 1 :]]
+    assert min(apart) >= 2 * NEAR_DUPLICATE_BITS
+    assert phash64(tmp_path / "missing.png") is None
+    np.testing.assert_equal(phash64(tmp_path / "coffee.png"), hashes["coffee"])  # deterministic
