@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -138,7 +139,9 @@ def load_dataset(path: str | Path) -> CopyDataset:
     images_root = (root / meta.get("images_root", ".")).resolve()
     check_manifests(root, meta)  # before anything is read from them: an edited manifest is refused
     # manifest paths may only name files in the dataset folder, its images root or its distractor folders
-    allowed = [images_root, root, *(Path(d["path"]) for d in meta.get("distractor_sets", []))]
+    # (distractor folders are recorded relative to the images root; older imports recorded them absolute)
+    sets = [Path(os.path.normpath(images_root / d["path"])) for d in meta.get("distractor_sets", [])]
+    allowed = [images_root, root, *sets]
     refs = _read_table(root / "references.csv", ["reference_id", "path"])
     queries = _read_table(root / "queries.csv", ["query_id", "path", "reference_id"])
     for table, name in ((refs, "references.csv"), (queries, "queries.csv")):

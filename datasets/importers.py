@@ -22,7 +22,9 @@ and hashed into the fingerprint like every other reference.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import re
 import shutil
 from collections.abc import Sequence
@@ -157,7 +159,7 @@ def import_dataset(
     src = Path(src).expanduser().resolve()
     refs, queries, root = _read_layout(fmt, src)
     own = len(refs)
-    refs, sets = add_distractors(refs, distractors)
+    refs, sets = add_distractors(refs, distractors, root)
     out = Path(out).expanduser().resolve()
     _check_import_target(out, src)
     digests = _digests(root, refs, queries, progress)
@@ -220,32 +222,38 @@ def _check_duplicates(
 def _write_import(
     out: Path, meta: dict, refs: pd.DataFrame, queries: pd.DataFrame, digests: dict[str, str]
 ) -> CopyDataset:
+    """Write the index beside ``out`` and load it back before it replaces anything: a refused or failed
+    import leaves an earlier index at ``out`` as it was, and removes every folder it created."""
+    made = [p for p in (out.parent, *out.parent.parents) if not p.exists()]
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = make_temp_dir(out.parent, f".{out.name}.importing-")
     try:
         by_path = {rel: digests[f"R:{r}"] for r, rel in zip(refs["reference_id"], refs["path"])}
         by_path.update({rel: digests[f"Q:{q}"] for q, rel in zip(queries["query_id"], queries["path"])})
         write_dataset_index(tmp, meta, refs, queries, file_digests=by_path)
+        load_dataset(tmp)  # every check a later run makes, before the old index is touched
         if out.exists():
-            (out / "dataset.json").unlink(missing_ok=True)
+            (out / "dataset.json").unlink(missing_ok=True)  # first: the old folder stops being a dataset
             shutil.rmtree(out)
         tmp.rename(out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        for folder in made:  # deepest first; only folders this import made, and only while still empty
+            with contextlib.suppress(OSError):
+                folder.rmdir()
         raise
     return load_dataset(out)
 
 
 def add_distractors(
-    refs: pd.DataFrame, folders: Sequence[str | Path]
+    refs: pd.DataFrame, folders: Sequence[str | Path], root: Path
 ) -> tuple[pd.DataFrame, list[tuple[str, int]]]:
-    """References plus the images of each distractor folder (absolute paths); (folder, count) per folder."""
+    """References plus the images of each distractor folder; (folder, count) per folder. Paths are relative
+    to the images ``root`` like every other path of the index (``../distractors/x.jpg``), so only
+    ``images_root`` names a folder of this machine and the whole tree can move."""
     taken = set(refs["reference_id"])
     rows, sets = [], []
-    for folder in folders:
-        folder = Path(folder).expanduser().resolve()
-        if not folder.is_dir():
-            raise SourceError(f"distractor folder not found: {folder}")
+    for folder in _distractor_folders(folders):
         paths = list_images(folder)
         if not paths:
             raise SourceError(f"distractor folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
@@ -259,11 +267,32 @@ def add_distractors(
                     "rename the file or move it into a subfolder"
                 )
             taken.add(rid)
-            rows.append({"reference_id": rid, "path": str(path)})
-        sets.append((str(folder), len(paths)))
+            rows.append({"reference_id": rid, "path": os.path.relpath(path, root)})
+        sets.append((os.path.relpath(folder, root), len(paths)))
     if not rows:
         return refs, sets
     return pd.concat([refs, pd.DataFrame(rows)], ignore_index=True), sets
+
+
+def _distractor_folders(folders: Sequence[str | Path]) -> list[Path]:
+    """The folders, resolved; one given twice, or inside another one given, is refused by name (its images
+    would be listed twice under two ids)."""
+    out: list[Path] = []
+    for given in folders:
+        folder = Path(given).expanduser().resolve()
+        if not folder.is_dir():
+            raise SourceError(f"distractor folder not found: {folder}")
+        for other in out:
+            if folder == other:
+                raise SourceError(f"--distractors {folder} given twice: give each folder once")
+            if other in folder.parents or folder in other.parents:
+                inner, outer = (folder, other) if other in folder.parents else (other, folder)
+                raise SourceError(
+                    f"--distractors {inner} is inside {outer}, also given: its images would be listed twice; "
+                    "give only the outer folder"
+                )
+        out.append(folder)
+    return out
 
 
 _MANIFEST_COLUMNS = ("query", "reference")
@@ -284,7 +313,7 @@ def _manifest(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     if "family" not in table:
         table["family"] = ""
     root = path.parent
-    ids: dict[str, str] = {}  # file -> id
+    ids: dict[str, str] = {}  # path relative to the manifest's folder -> id
     refs = _manifest_files(root, table["reference"], ids, path)
     queries = _manifest_files(root, table["query"], ids, path)
     positives: dict[str, set[str]] = {}
@@ -302,33 +331,41 @@ def _manifest(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
             )
     if not refs:
         raise SourceError(f"{path}: no references listed")
-    q_rows = [{"query_id": qid, "path": ids_path, "reference_id": "|".join(sorted(positives[qid])),
+    rel = {rid: path for path, rid in ids.items()}
+    q_rows = [{"query_id": qid, "path": rel[qid], "reference_id": "|".join(sorted(positives[qid])),
                "family": families[qid], "tier": "", "params": "{}"}
-              for ids_path, qid in sorted(queries.items(), key=lambda kv: kv[1])]  # fmt: skip
-    r_rows = [
-        {"reference_id": rid, "path": rpath} for rpath, rid in sorted(refs.items(), key=lambda kv: kv[1])
-    ]
+              for qid in sorted(set(queries.values()))]  # fmt: skip
+    r_rows = [{"reference_id": rid, "path": rel[rid]} for rid in sorted(set(refs.values()))]
     return pd.DataFrame(r_rows, columns=["reference_id", "path"]), pd.DataFrame(
         q_rows, columns=["query_id", "path", "reference_id", "family", "tier", "params"]
     )
 
 
 def _manifest_files(root: Path, cells, ids: dict[str, str], manifest: Path) -> dict[str, str]:
-    """{path as written: id} for the non-empty cells; every file must exist; a file is either role only."""
+    """{path as written: id} for the non-empty cells; every file must exist under ``root``; a file is either
+    role only. ``ids``: {path relative to root: id} over both roles, filled here."""
     out: dict[str, str] = {}
     for cell in cells:
         if not cell or cell in out:
             continue
-        file = (root / cell).resolve()
+        file = Path(os.path.normpath(root / cell))  # lexically: refused before the file is even looked at
+        if not file.is_relative_to(root):
+            raise SourceError(
+                f"{manifest}: {cell!r} points outside the manifest's folder {root}: refused before reading it "
+                "(a manifest names files under its own folder; put the manifest higher up)"
+            )
         if not file.is_file():
             raise SourceError(f"{manifest}: {cell!r} not found (paths are relative to {root})")
-        if str(file) in ids:
-            raise SourceError(f"{manifest}: {cell!r} is listed both as a query and as a reference")
-        rel = file.relative_to(root) if file.is_relative_to(root) else Path(*file.parts[1:])
+        rel = file.relative_to(root)
+        if str(rel) in ids:
+            if ids[str(rel)] not in out.values():
+                raise SourceError(f"{manifest}: {cell!r} is listed both as a query and as a reference")
+            out[cell] = ids[str(rel)]  # the same file written two ways (./a.jpg, a.jpg): one image
+            continue
         rid = re.sub(r"[^A-Za-z0-9._-]+", "_", str(rel.with_suffix("")).replace("/", "__"))
         if rid in out.values() or rid in ids.values():
             raise SourceError(f"{manifest}: two files map to the id {rid!r} ({cell!r}); rename one")
-        ids[str(file)] = rid
+        ids[str(rel)] = rid
         out[cell] = rid
     return out
 

@@ -121,3 +121,75 @@ def test_phash_threshold_separates_copies_from_other_photos(tmp_path):
     assert min(apart) >= 2 * NEAR_DUPLICATE_BITS
     assert phash64(tmp_path / "missing.png") is None
     np.testing.assert_equal(phash64(tmp_path / "coffee.png"), hashes["coffee"])  # deterministic
+
+
+@pytest.mark.parametrize("cell", ["../secret.png", "ABSOLUTE"])
+def test_a_manifest_pointing_outside_its_folder_is_refused_before_anything_is_read(
+    mine, tmp_path, monkeypatch, cell
+):
+    secret = _photo(tmp_path / "secret.png", "camera") and tmp_path / "secret.png"
+    cell = str(secret) if cell == "ABSOLUTE" else cell
+    rows = [("q/astronaut.png", "refs/astronaut.png"), ("", cell)]
+    pd.DataFrame(rows, columns=["query", "reference"]).to_csv(mine / "out.csv", index=False)
+    read = []
+    monkeypatch.setattr("copybench.datasets.importers.file_sha256", lambda p: read.append(p) or "0" * 64)
+    with pytest.raises(SourceError, match=r"out\.csv.*secret\.png.*outside the manifest's folder"):
+        import_dataset("csv", mine / "out.csv", tmp_path / "idx", progress=False)
+    assert read == [] and not (tmp_path / "idx").exists()
+
+
+def test_a_refused_import_keeps_the_earlier_index_and_leaves_nothing_it_created(mine, tmp_path, monkeypatch):
+    good = import_dataset("csv", mine / "ok.csv", tmp_path / "idx", progress=False)
+    before = {p.name: p.read_bytes() for p in (tmp_path / "idx").iterdir()}
+    pd.DataFrame([("", "../x.png")], columns=["query", "reference"]).to_csv(mine / "bad.csv", index=False)
+    _photo(tmp_path / "x.png", "rocket")
+    with pytest.raises(SourceError):
+        import_dataset("csv", mine / "bad.csv", tmp_path / "idx", progress=False)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "idx").iterdir()} == before
+    from copybench.datasets import load_dataset
+
+    assert load_dataset(tmp_path / "idx").fingerprint == good.fingerprint
+
+    def fail(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("copybench.datasets.importers.write_dataset_index", fail)
+    with pytest.raises(OSError, match="disk full"):
+        import_dataset("csv", mine / "ok.csv", tmp_path / "new" / "deeper" / "idx", progress=False)
+    assert not (tmp_path / "new").exists()  # the folders it made for --out are gone, the ones before it kept
+    with pytest.raises(OSError, match="disk full"):
+        import_dataset("csv", mine / "ok.csv", tmp_path / "idx", progress=False)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "idx").iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_distractor_paths_are_relative_so_the_whole_tree_can_move(mine, tmp_path):
+    dx = _mkdir(tmp_path / "DX")
+    _photo(dx / "sub" / "rocket.png", "rocket")
+    ds = import_dataset("csv", mine / "ok.csv", tmp_path / "idx", progress=False, distractors=[dx])
+    refs = pd.read_csv(tmp_path / "idx" / "references.csv", dtype=str)
+    assert not any(p.startswith("/") for p in refs["path"])
+    assert ds.meta["distractor_sets"] == [{"path": "../DX", "count": 1}]
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    for name in ("mine", "DX", "idx"):
+        shutil.move(tmp_path / name, moved / name)
+    meta = json.loads((moved / "idx" / "dataset.json").read_text())
+    (moved / "idx" / "dataset.json").write_text(json.dumps({**meta, "images_root": str(moved / "mine")}))
+    from copybench.datasets import load_dataset
+
+    again = load_dataset(moved / "idx")
+    assert again.fingerprint == ds.fingerprint
+    assert again.references.set_index("reference_id").loc["sub__rocket", "path"] == str(
+        moved / "DX/sub/rocket.png"
+    )
+
+
+def test_the_same_distractor_folder_twice_is_named_as_given_twice(mine, tmp_path):
+    dx = _mkdir(tmp_path / "DX")
+    _photo(dx / "rocket.png", "rocket")
+    with pytest.raises(SourceError, match=r"--distractors .*DX given twice"):
+        import_dataset("csv", mine / "ok.csv", tmp_path / "i", progress=False, distractors=[dx, f"{dx}/"])
+    _photo(dx / "inner" / "camera.png", "camera")
+    with pytest.raises(SourceError, match=r"DX/inner is inside .*DX, also given"):
+        import_dataset("csv", mine / "ok.csv", tmp_path / "i", progress=False, distractors=[dx, dx / "inner"])
