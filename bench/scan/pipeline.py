@@ -94,12 +94,24 @@ def _descriptor_array(desc, similarity: str) -> np.ndarray:
     return desc.vectors if similarity == "cosine" else desc.tokens
 
 
+def _require_positive_pairs(ds, dataset_dir: str | Path) -> None:
+    """A threshold at 90 % precision needs true copies to measure precision on: refuse before extracting."""
+    n_matched = sum(1 for p in ds.positives.values() if p)
+    if n_matched == 0:
+        raise ValueError(
+            f"--calibrate {dataset_dir} has no positive pairs ({len(ds.references)} references, "
+            f"{n_matched} of {len(ds.queries)} queries with a match): calibration needs a labelled "
+            "copy dataset (copybench data build, or data import with queries and their references)"
+        )
+
+
 def calibrate_threshold(dataset_dir: str | Path, extractor, *, similarity: str, k: int, device: str) -> dict:
     """Similarity threshold at 90% precision on the pooled top-k predictions of a labelled copy dataset."""
     from copybench.datasets.dataset import load_dataset
     from copybench.metrics import recall_at_precision
 
     ds = load_dataset(dataset_dir)
+    _require_positive_pairs(ds, dataset_dir)
     tokens = similarity != "cosine"
     rd = extractor.run(
         ds.references["path"].tolist(),

@@ -686,3 +686,23 @@ def test_import_is_light():
     code = "import sys, copybench.scan; print(sorted(m for m in ('torch', 'faiss', 'matplotlib') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_calibrating_on_a_references_only_dataset_says_it_has_no_positive_pairs(tmp_path):
+    from copybench.datasets import import_dataset
+
+    (tmp_path / "f").mkdir()
+    for i, name in enumerate(TRAIN_PHOTOS[:3]):
+        _photo(name).save(tmp_path / "f" / f"{i}.png")
+    import_dataset("folder", tmp_path / "f", tmp_path / "refs_only", progress=False)
+
+    class NeverRun:  # the refusal comes before any descriptor is computed
+        def run(self, *args, **kwargs):
+            raise AssertionError("extracted descriptors for a dataset that cannot calibrate")
+
+    with pytest.raises(
+        ValueError, match=r"refs_only has no positive pairs \(3 references, 0 of 0 queries with a match\)"
+    ):
+        scan_mod.calibrate_threshold(
+            tmp_path / "refs_only", NeverRun(), similarity="cosine", k=3, device="cpu"
+        )
