@@ -20,7 +20,6 @@ files themselves for integrity checks.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -32,7 +31,24 @@ import pandas as pd
 from copybench.io import atomic_write_text
 
 from .errors import DatasetError  # defined below integrity.py, which raises it too; offered here as before
-from .integrity import check_files, check_inside, check_manifests, manifest_digests, record_files
+from .integrity import (  # compute_fingerprint lives there (the load checks recompute it); offered here as before
+    check_files,
+    check_import_fingerprint,
+    check_inside,
+    check_manifests,
+    compute_fingerprint,
+    manifest_digests,
+    record_files,
+)
+
+__all__ = [
+    "CopyDataset",
+    "DatasetError",
+    "compute_fingerprint",
+    "load_dataset",
+    "split_ids",
+    "write_dataset_index",
+]
 
 DATASET_SCHEMA = 1
 DATASET_FILE = "dataset.json"
@@ -82,21 +98,6 @@ def split_ids(value: object) -> frozenset[str]:
     return frozenset(str(value).split("|"))
 
 
-def compute_fingerprint(
-    identity: dict, references: pd.DataFrame, queries: pd.DataFrame, digests: dict[str, str]
-) -> str:
-    """sha256 over the identity dict, the ground truth, stored params and the given content digests."""
-    h = hashlib.sha256()
-    h.update(json.dumps(identity, sort_keys=True).encode())
-    for rid in references["reference_id"]:
-        h.update(f"R|{rid}|{digests.get('R:' + rid, '')}\n".encode())
-    cols = ["query_id", "reference_id", "family", "tier", "params"]
-    for row in queries[cols].fillna("").itertuples(index=False):
-        qid = row[0]
-        h.update(("Q|" + "|".join(map(str, row)) + f"|{digests.get('Q:' + qid, '')}\n").encode())
-    return h.hexdigest()
-
-
 def write_dataset_index(
     root: str | Path,
     meta: dict,
@@ -144,6 +145,7 @@ def load_dataset(path: str | Path) -> CopyDataset:
     allowed = [images_root, root, *sets]
     refs = _read_table(root / "references.csv", ["reference_id", "path"])
     queries = _read_table(root / "queries.csv", ["query_id", "path", "reference_id"])
+    check_import_fingerprint(root, meta, refs, queries)
     for table, name in ((refs, "references.csv"), (queries, "queries.csv")):
         table["path"] = [str(check_inside(allowed, root / name, p)) for p in table["path"]]
     check_files(root, images_root)

@@ -43,11 +43,12 @@ from .dataset import (
 )
 from .duplicates import NEAR_DUPLICATE_BITS, Item, near_duplicates, refuse_exact_duplicates
 from .errors import SourceError
+from .integrity import IMPORT_FORMATS
 from .sources import image_id, list_images
 
 log = logging.getLogger(__name__)
 IMPORT_VERSION = 1
-FORMATS = ("disc21", "copydays", "folder", "csv")
+FORMATS = IMPORT_FORMATS
 
 
 def _images(folder: Path) -> dict[str, Path]:
@@ -174,6 +175,7 @@ def import_dataset(
         counts["distractor_references"] = sum(n for _, n in sets)
         identity["distractor_sets"] = [n for _, n in sets]
     meta = {"name": f"{fmt}:{src.stem if fmt == 'csv' else src.name}", "format": fmt, "counts": counts,
+            "import_version": IMPORT_VERSION,
             "images_root": str(root), "fingerprint": compute_fingerprint(identity, refs, queries, digests)}  # fmt: skip
     if sets:
         meta["distractor_sets"] = [{"path": d, "count": n} for d, n in sets]

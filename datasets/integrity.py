@@ -13,6 +13,8 @@ Every manifest path must stay inside the dataset folder or its recorded ``images
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 from dataclasses import dataclass
@@ -27,10 +29,31 @@ from .errors import DatasetError
 log = logging.getLogger(__name__)
 MANIFESTS = ("references.csv", "queries.csv", "files.csv")
 FILES = "files.csv"
+IMPORT_FORMATS = (
+    "disc21",
+    "copydays",
+    "folder",
+    "csv",
+)  # importers.FORMATS, without importing pandas-heavy code
 
 
 class DatasetChangedError(DatasetError):
     """The dataset's files no longer match what its fingerprint was computed from (message says what changed)."""
+
+
+def compute_fingerprint(
+    identity: dict, references: pd.DataFrame, queries: pd.DataFrame, digests: dict[str, str]
+) -> str:
+    """sha256 over the identity dict, the ground truth, stored params and the given content digests."""
+    h = hashlib.sha256()
+    h.update(json.dumps(identity, sort_keys=True).encode())
+    for rid in references["reference_id"]:
+        h.update(f"R|{rid}|{digests.get('R:' + rid, '')}\n".encode())
+    cols = ["query_id", "reference_id", "family", "tier", "params"]
+    for row in queries[cols].fillna("").itertuples(index=False):
+        qid = row[0]
+        h.update(("Q|" + "|".join(map(str, row)) + f"|{digests.get('Q:' + qid, '')}\n").encode())
+    return h.hexdigest()
 
 
 def check_inside(allowed: list[Path], manifest: Path, rel: str) -> Path:
@@ -69,13 +92,12 @@ def manifest_digests(root: Path) -> dict[str, str]:
 def check_manifests(root: Path, meta: dict) -> None:
     """Refuse a dataset whose manifests differ from the ones its fingerprint was computed from."""
     recorded = meta.get("integrity")
-    if recorded is None:
-        log.warning(
-            "%s: no integrity record (written by an older copybench): edits to its manifests or images "
-            "cannot be detected; rebuild or re-import it",
-            root,
+    if not recorded:  # removed, or written before integrity records: what it describes cannot be checked
+        raise DatasetChangedError(
+            f"{root / 'dataset.json'}: no integrity record, so edits to its manifests or images since its "
+            f"fingerprint {meta.get('fingerprint', '')[:12]} was computed cannot be detected: refused; rebuild "
+            f"or re-import it (copybench data build / data import fingerprint it afresh)"
         )
-        return
     for name, want in sorted(recorded.items()):
         path = root / name
         if not path.is_file():
@@ -85,6 +107,32 @@ def check_manifests(root: Path, meta: dict) -> None:
                 f"{path}: changed after the dataset was written (sha256 differs from dataset.json), so the "
                 f"fingerprint {meta.get('fingerprint', '')[:12]} no longer describes it: {_rebuild(root)}"
             )
+
+
+def check_import_fingerprint(root: Path, meta: dict, refs: pd.DataFrame, queries: pd.DataFrame) -> None:
+    """Recompute an imported dataset's fingerprint from its manifests and the sha256 in files.csv, and refuse
+    a mismatch: an edited ground truth is caught even where the integrity record was rewritten to match.
+    (A built dataset's fingerprint hashes its source pixels, checked through files.csv instead.)"""
+    if meta.get("format") not in IMPORT_FORMATS or "recipe" in meta or not (root / FILES).is_file():
+        return
+    files = pd.read_csv(root / FILES, dtype={"path": str, "sha256": str}, keep_default_na=False)
+    sha = dict(zip(files["path"], files["sha256"]))
+    digests = {f"R:{r}": sha.get(p, "") for r, p in zip(refs["reference_id"], refs["path"])}
+    digests.update({f"Q:{q}": sha.get(p, "") for q, p in zip(queries["query_id"], queries["path"])})
+    # imports written before import_version was recorded in dataset.json were all version 1
+    version = meta.get("import_version", 1)
+    identity = {"format": meta["format"], "import_version": version, "counts": meta.get("counts")}
+    if meta.get("distractor_sets"):
+        identity["distractor_sets"] = [d["count"] for d in meta["distractor_sets"]]
+    full = queries.assign(family=queries.get("family", ""), tier=queries.get("tier", ""))
+    full = full.assign(params=queries.get("params", "{}"))
+    recomputed = compute_fingerprint(identity, refs, full, digests)
+    if recomputed != meta.get("fingerprint"):
+        raise DatasetChangedError(
+            f"{root}: fingerprint {str(meta.get('fingerprint'))[:12]} does not match what its references.csv, "
+            f"queries.csv and files.csv describe ({recomputed[:12]}): they were edited after the import: "
+            f"{_rebuild(root)}"
+        )
 
 
 def _rebuild(root: Path) -> str:
@@ -147,19 +195,18 @@ class VerifyReport:
 
 
 def verify_dataset(path: str | Path) -> VerifyReport:
-    """Hash every manifest and every image of a dataset and compare them with the records written with it."""
-    import json
-
+    """Hash every manifest and every image of a dataset and compare them with the records written with it (and,
+    for an import, its fingerprint with the one its manifests give)."""
     root = Path(path).expanduser().resolve()
     meta = json.loads((root / "dataset.json").read_text())
     images_root = (root / meta.get("images_root", ".")).resolve()
     problems: list[str] = []
     try:
-        check_manifests(root, meta)
+        check_manifests(root, meta)  # refuses a missing integrity record too
+        tables = [pd.read_csv(root / n, dtype=str, keep_default_na=False) for n in MANIFESTS[:2]]
+        check_import_fingerprint(root, meta, *tables)
     except DatasetChangedError as exc:
         problems.append(str(exc))
-    if meta.get("integrity") is None:
-        problems.append(f"{root}: no integrity record (written by an older copybench)")
     changes = changed_files(root, images_root, full=True)
     problems += [f"{c.path}: {c.what}" for c in changes]
     n = len(pd.read_csv(root / FILES)) if (root / FILES).is_file() else 0

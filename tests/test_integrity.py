@@ -585,3 +585,50 @@ def test_all_caches_live_under_one_root(tmp_path, monkeypatch):
     assert (tmp_path / "flag" / "u2netp-masks").is_dir() and not (tmp_path / "root").exists()
     monkeypatch.delenv("COPYBENCH_CACHE")
     assert cache_root() == Path.home() / ".cache" / "copybench"
+
+
+def test_a_dataset_without_its_integrity_record_is_refused_never_scored_under_its_old_fingerprint(
+    tiny_dataset, tmp_path, capsys
+):
+    import json
+
+    from copybench.datasets.integrity import DatasetChangedError
+
+    meta_file = tiny_dataset / "dataset.json"
+    meta = json.loads(meta_file.read_text())
+    meta_file.write_text(json.dumps({k: v for k, v in meta.items() if k != "integrity"}))
+    _edit_csv(tiny_dataset / "queries.csv", "Q000,queries/Q000.png,R000", "Q000,queries/Q000.png,R001")
+    with pytest.raises(DatasetChangedError, match=r"no integrity record.*rebuild or re-import"):
+        load_dataset(tiny_dataset)  # was a warning, then scored under the old fingerprint
+    capsys.readouterr()
+    code = _cli("run", "--dataset", tiny_dataset, "--detectors", "pixel_gray_8", "--results", tmp_path / "r",
+                "--no-cache", "--n-boot", "0")  # fmt: skip
+    assert code == 2 and "no integrity record" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists() or not list((tmp_path / "r").rglob("*.json"))
+    assert _cli("data", "verify", tiny_dataset) == 1
+
+
+def test_an_imported_ground_truth_edited_with_forged_records_is_refused(tiny_dataset, tmp_path, capsys):
+    """The integrity record can be rewritten by whoever edits the manifests; an import's fingerprint is
+    recomputed from its manifests and files.csv on load, so an edited ground truth still cannot pass."""
+    import json
+
+    import pandas as pd
+
+    from copybench.datasets import import_dataset
+    from copybench.datasets.integrity import DatasetChangedError, manifest_digests
+
+    rows = [(f"queries/Q{i:03d}.png", f"references/R{i:03d}.png") for i in range(8)]
+    pd.DataFrame(rows, columns=["query", "reference"]).to_csv(tiny_dataset / "m.csv", index=False)
+    ds = import_dataset("csv", tiny_dataset / "m.csv", tmp_path / "idx", progress=False)
+    assert load_dataset(tmp_path / "idx").fingerprint == ds.fingerprint
+    _edit_csv(tmp_path / "idx" / "queries.csv", "queries__Q000,queries/Q000.png,references__R000",
+              "queries__Q000,queries/Q000.png,references__R001")  # fmt: skip
+    meta = json.loads((tmp_path / "idx" / "dataset.json").read_text())
+    meta["integrity"] = manifest_digests(tmp_path / "idx")  # forged to match the edit
+    (tmp_path / "idx" / "dataset.json").write_text(json.dumps(meta))
+    with pytest.raises(DatasetChangedError, match=r"fingerprint .* does not match .*queries\.csv"):
+        load_dataset(tmp_path / "idx")
+    capsys.readouterr()
+    assert _cli("data", "verify", tmp_path / "idx") == 1
+    assert "does not match" in capsys.readouterr().out
