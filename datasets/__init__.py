@@ -75,12 +75,17 @@ def import_dataset(
     out: str | Path,
     progress: bool = True,
     distractors: Sequence[str | Path] = (),
+    allow_outside_links: bool = False,
 ) -> CopyDataset:
     """Index a real dataset (``fmt``: disc21, copydays, folder or csv manifest) at ``src`` into a dataset folder
-    ``out``; every image under each ``distractors`` folder is added as a distractor reference."""
+    ``out``; every image under each ``distractors`` folder is added as a distractor reference. Symbolic links
+    are followed and recorded (links.csv); one resolving outside ``src`` and the distractor folders is refused
+    unless ``allow_outside_links``."""
     from .importers import import_dataset as _import
 
-    return _import(fmt, src, out, progress=progress, distractors=distractors)
+    return _import(
+        fmt, src, out, progress=progress, distractors=distractors, allow_outside_links=allow_outside_links
+    )
 
 
 def select_subset(dataset: CopyDataset, name: str) -> CopyDataset:

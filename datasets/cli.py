@@ -27,7 +27,12 @@ def cmd_data_import(args) -> int:
     from copybench.datasets import import_dataset
 
     ds = import_dataset(
-        args.format, args.src, args.out, progress=not args.quiet, distractors=args.distractors or ()
+        args.format,
+        args.src,
+        args.out,
+        progress=not args.quiet,
+        distractors=args.distractors or (),
+        allow_outside_links=args.allow_outside_links,
     )
     _report_dataset(ds)
     return EXIT_OK
@@ -84,6 +89,11 @@ def register_cli(sub) -> None:
         "~/.cache/copybench)",
     )
     p.set_defaults(func=cmd_data_build)
+    _add_data_import(data)
+    _add_data_verify(data)
+
+
+def _add_data_import(data) -> None:
     p = data.add_parser(
         "import",
         help="import a real dataset layout (disc21, copydays, folder, csv manifest)",
@@ -105,10 +115,15 @@ def register_cli(sub) -> None:
         help="folder of distractor reference images (recursive; repeatable), e.g. Copydays + 10k distractors",
     )
     p.add_argument(
+        "--allow-outside-links",
+        action="store_true",
+        help="index files behind symbolic links that resolve outside SRC and the --distractors folders "
+        "(refused by default; links inside them are always followed); every link is recorded in links.csv",
+    )
+    p.add_argument(
         "--out", required=True, help="folder for the index (dataset.json, queries.csv, references.csv)"
     )
     p.set_defaults(func=cmd_data_import)
-    _add_data_verify(data)
 
 
 def _add_data_verify(data) -> None:

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from copybench.io import IMAGE_SUFFIXES, file_sha256, make_temp_dir
+from copybench.io import IMAGE_SUFFIXES, atomic_write_text, file_sha256, make_temp_dir
 
 from .dataset import (
     CopyDataset,
@@ -43,8 +43,9 @@ from .dataset import (
 )
 from .duplicates import NEAR_DUPLICATE_BITS, Item, near_duplicates, refuse_exact_duplicates
 from .errors import SourceError
-from .integrity import IMPORT_FORMATS
-from .sources import image_id, list_images
+from .integrity import IMPORT_FORMATS, LINKS_FILE
+from .links import LinkPolicy, walk_images
+from .sources import image_id
 
 log = logging.getLogger(__name__)
 IMPORT_VERSION = 1
@@ -107,7 +108,7 @@ _COPYDAYS_FAMILY = (("crop", "crop"), ("jpeg", "jpeg"), ("strong", "strong"))
 
 def _copydays(src: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     refs, queries = {}, []
-    for path in list_images(src):
+    for path in walk_images(src):
         rel = path.relative_to(src)
         if not re.fullmatch(r"\d{6}", path.stem):
             log.warning("copydays: ignoring %s (not a 6-digit Copydays name)", rel)
@@ -138,7 +139,7 @@ def _copydays(src: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
 def _folder(src: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     taken: set[str] = set()
     rows = [
-        {"reference_id": image_id(p, src, taken), "path": str(p.relative_to(src))} for p in list_images(src)
+        {"reference_id": image_id(p, src, taken), "path": str(p.relative_to(src))} for p in walk_images(src)
     ]
     if not rows:
         raise SourceError(f"{src}: no images ({', '.join(IMAGE_SUFFIXES)})")
@@ -152,17 +153,24 @@ def import_dataset(
     out: str | Path,
     progress: bool = True,
     distractors: Sequence[str | Path] = (),
+    allow_outside_links: bool = False,
 ) -> CopyDataset:
     """Index the dataset at ``src`` (``fmt``: disc21, copydays, folder, csv) into the dataset folder ``out``,
-    with the images under each ``distractors`` folder added as distractor references."""
+    with the images under each ``distractors`` folder added as distractor references. Symbolic links are
+    followed and recorded; one resolving outside ``src`` and the distractor folders is refused unless
+    ``allow_outside_links`` (see :mod:`copybench.datasets.links`)."""
     if fmt not in FORMATS:
         raise SourceError(f"unknown dataset format {fmt!r}: known formats are {', '.join(FORMATS)}")
     src = Path(src).expanduser().resolve()
     refs, queries, root = _read_layout(fmt, src)
     own = len(refs)
-    refs, sets = add_distractors(refs, distractors, root)
+    folders = _distractor_folders(distractors)
+    refs, sets = add_distractors(refs, folders, root)
     out = Path(out).expanduser().resolve()
     _check_import_target(out, src)
+    links = LinkPolicy([root, *folders], allow_outside_links)
+    for rel in (*refs["path"], *queries["path"]):  # before any file is read
+        links.admit(Path(os.path.normpath(root / rel)))
     digests = _digests(root, refs, queries, progress)
     near = _check_duplicates(root, refs, own, queries, digests, progress)
     counts = {
@@ -181,7 +189,9 @@ def import_dataset(
         meta["distractor_sets"] = [{"path": d, "count": n} for d, n in sets]
         meta["near_duplicate_check"] = {"hash": "phash64", "max_bits": NEAR_DUPLICATE_BITS}
         meta["near_duplicates"] = near
-    return _write_import(out, meta, refs, queries, digests)
+    if links.links:
+        meta["links"] = {"count": len(links.links), "outside_allowed": allow_outside_links}
+    return _write_import(out, meta, refs, queries, digests, links.rows(root))
 
 
 def _read_layout(fmt: str, src: Path) -> tuple[pd.DataFrame, pd.DataFrame, Path]:
@@ -222,7 +232,12 @@ def _check_duplicates(
 
 
 def _write_import(
-    out: Path, meta: dict, refs: pd.DataFrame, queries: pd.DataFrame, digests: dict[str, str]
+    out: Path,
+    meta: dict,
+    refs: pd.DataFrame,
+    queries: pd.DataFrame,
+    digests: dict[str, str],
+    links: list[dict],
 ) -> CopyDataset:
     """Write the index beside ``out`` and load it back before it replaces anything: a refused or failed
     import leaves an earlier index at ``out`` as it was, and removes every folder it created."""
@@ -232,6 +247,10 @@ def _write_import(
     try:
         by_path = {rel: digests[f"R:{r}"] for r, rel in zip(refs["reference_id"], refs["path"])}
         by_path.update({rel: digests[f"Q:{q}"] for q, rel in zip(queries["query_id"], queries["path"])})
+        if links:  # before the index: its integrity record covers links.csv too
+            atomic_write_text(
+                tmp / LINKS_FILE, pd.DataFrame(links, columns=["path", "target"]).to_csv(index=False)
+            )
         write_dataset_index(tmp, meta, refs, queries, file_digests=by_path)
         load_dataset(tmp)  # every check a later run makes, before the old index is touched
         if out.exists():
@@ -248,15 +267,15 @@ def _write_import(
 
 
 def add_distractors(
-    refs: pd.DataFrame, folders: Sequence[str | Path], root: Path
+    refs: pd.DataFrame, folders: Sequence[Path], root: Path
 ) -> tuple[pd.DataFrame, list[tuple[str, int]]]:
     """References plus the images of each distractor folder; (folder, count) per folder. Paths are relative
     to the images ``root`` like every other path of the index (``../distractors/x.jpg``), so only
     ``images_root`` names a folder of this machine and the whole tree can move."""
     taken = set(refs["reference_id"])
     rows, sets = [], []
-    for folder in _distractor_folders(folders):
-        paths = list_images(folder)
+    for folder in folders:
+        paths = walk_images(folder)
         if not paths:
             raise SourceError(f"distractor folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
         for path in paths:
@@ -372,7 +391,7 @@ def _manifest_files(root: Path, cells, ids: dict[str, str], manifest: Path) -> d
     return out
 
 
-INDEX_FILES = frozenset({"dataset.json", "queries.csv", "references.csv", "files.csv"})
+INDEX_FILES = frozenset({"dataset.json", "queries.csv", "references.csv", "files.csv", LINKS_FILE})
 
 
 def _check_import_target(out: Path, src: Path) -> None:

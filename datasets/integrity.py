@@ -27,7 +27,8 @@ from copybench.io import atomic_write_text, file_sha256
 from .errors import DatasetError
 
 log = logging.getLogger(__name__)
-MANIFESTS = ("references.csv", "queries.csv", "files.csv")
+LINKS_FILE = "links.csv"  # the symbolic links an import followed (see links.py)
+MANIFESTS = ("references.csv", "queries.csv", "files.csv", LINKS_FILE)
 FILES = "files.csv"
 IMPORT_FORMATS = (
     "disc21",

@@ -193,3 +193,69 @@ def test_the_same_distractor_folder_twice_is_named_as_given_twice(mine, tmp_path
     _photo(dx / "inner" / "camera.png", "camera")
     with pytest.raises(SourceError, match=r"DX/inner is inside .*DX, also given"):
         import_dataset("csv", mine / "ok.csv", tmp_path / "i", progress=False, distractors=[dx, dx / "inner"])
+
+
+def _copydays(root, store):
+    """A Copydays layout whose original/ is a symbolic link to a folder kept elsewhere (``store``)."""
+    for b, name in enumerate(("astronaut", "coffee")):
+        orig = _photo(store / f"{2000 + b:04d}00.jpg", name)
+        _mkdir(root / "strong")
+        orig.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(root / "strong" / f"{2000 + b:04d}01.jpg")
+    (root / "original").symlink_to(store, target_is_directory=True)
+
+
+def test_copydays_with_a_linked_original_folder_follows_the_link_by_permission_and_records_it(tmp_path):
+    _copydays(tmp_path / "copydays", tmp_path / "elsewhere" / "original")
+    with pytest.raises(
+        SourceError,
+        match=r"original/200000\.jpg: it lies behind the symbolic link .*copydays/original -> .*elsewhere/original, "
+        r"outside the folders named .*copydays\): refused; pass --allow-outside-links",
+    ):  # was: the linked folder ignored, then "no Copydays originals"
+        import_dataset("copydays", tmp_path / "copydays", tmp_path / "idx", progress=False)
+    ds = import_dataset(
+        "copydays", tmp_path / "copydays", tmp_path / "idx", progress=False, allow_outside_links=True
+    )
+    assert ds.counts() == {"references": 2, "queries": 2, "distractors": 0}
+    links = pd.read_csv(tmp_path / "idx" / "links.csv", dtype=str)
+    assert links.to_dict("records") == [
+        {"path": "original", "target": str(tmp_path / "elsewhere" / "original")}
+    ]
+    assert ds.meta["links"] == {"count": 1, "outside_allowed": True}
+    (tmp_path / "idx" / "links.csv").write_text("path,target\n")  # the record is under the integrity check
+    with pytest.raises(ValueError, match="links.csv: changed after the dataset was written"):
+        from copybench.datasets import load_dataset
+
+        load_dataset(tmp_path / "idx")
+
+
+def test_links_into_named_folders_are_followed_and_link_cycles_end(tmp_path):
+    src = tmp_path / "f"
+    _photo(src / "real" / "a.png", "coffee")
+    (src / "real" / "loop").symlink_to(src / "real")  # a link cycle must not loop forever
+    _photo(tmp_path / "dx" / "d.png", "rocket")
+    (src / "b.png").symlink_to(tmp_path / "dx" / "d.png")  # into a distractor folder the user named
+    with pytest.raises(SourceError, match=r"dx/d\.png .*byte-identical to .*f/b\.png"):  # followed: same file
+        import_dataset("folder", src, tmp_path / "idx", progress=False, distractors=[tmp_path / "dx"])
+    with pytest.raises(SourceError, match=r"f/b\.png: it lies behind the symbolic link"):  # dx not named now
+        import_dataset("folder", src, tmp_path / "idx", progress=False)
+    (src / "b.png").unlink()
+    ds = import_dataset("folder", src, tmp_path / "idx", progress=False)
+    assert ds.reference_ids == ["real__a"] and "links" not in ds.meta
+    assert not (tmp_path / "idx" / "links.csv").exists()
+
+
+def test_a_manifest_linking_out_of_its_folder_is_refused_before_hashing(mine, tmp_path, monkeypatch, capsys):
+    _photo(tmp_path / "secret.png", "camera")
+    (mine / "refs" / "link.png").symlink_to(tmp_path / "secret.png")
+    rows = [("q/astronaut.png", "refs/astronaut.png"), ("", "refs/link.png")]
+    pd.DataFrame(rows, columns=["query", "reference"]).to_csv(mine / "l.csv", index=False)
+    read = []
+    monkeypatch.setattr("copybench.datasets.importers.file_sha256", lambda p: read.append(p) or "0" * 64)
+    with pytest.raises(SourceError, match=r"refs/link\.png: it lies behind the symbolic link"):
+        import_dataset("csv", mine / "l.csv", tmp_path / "idx", progress=False)
+    assert read == []
+    monkeypatch.undo()
+    argv = ["data", "import", "csv", str(mine / "l.csv"), "--out", str(tmp_path / "idx")]
+    assert main(argv) == 2 and "--allow-outside-links" in capsys.readouterr().err
+    assert main([*argv, "--allow-outside-links"]) == 0
+    assert "secret.png" in (tmp_path / "idx" / "links.csv").read_text()
