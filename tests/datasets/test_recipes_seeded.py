@@ -76,7 +76,7 @@ def test_unknown_recipe(name, tmp_path):
 @pytest.mark.parametrize("family", _all_families())
 def test_every_recipe_builds_from_embedded(family, tmp_path):
     ds = build_dataset(f"{family}-xs", tmp_path / family, n_queries=6, seed=3, progress=False)
-    assert ds.counts() == {"references": 20, "queries": 6, "distractors": 1}
+    assert ds.counts() == {"references": 19, "queries": 6, "distractors": 1}
     for p in ds.queries["path"]:
         assert np.asarray(Image.open(p)).dtype == np.uint8
     assert (ds.root / "contact_sheet.png").is_file() and ds.meta["images_root"] == "."

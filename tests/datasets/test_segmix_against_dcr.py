@@ -205,6 +205,12 @@ def test_embedded_background_pool():
     assert len(bgs) >= 12 and not ref_ids & {b.id for b in bgs}
     assert {s.id for s in held} <= {b.id for b in bgs}
     assert len({b.digest() for b in bgs}) == len(bgs)  # all different images
+    # whole photos are held out, never a part of a reference's photo: a paste onto the other half of a
+    # reference's photo came back with that reference as the (counted wrong) rank-1
+    photos = [
+        {s.origin.split("[")[0] for s in group} for group in (refs, (*held, *bgs))
+    ]  # "...retina[tile 0,1]"
+    assert not photos[0] & photos[1]
 
 
 @pytest.fixture(scope="module")
