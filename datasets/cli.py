@@ -56,7 +56,20 @@ def _report_dataset(ds) -> None:
         f"[green]dataset[/green] {ds.name} at {ds.root}: {c['references']} references"
         + (f" ({c['distractor_references']} distractor references)" if c.get("distractor_references") else "")
         + f", {c['queries']} queries ({c['distractors']} distractors), fingerprint {ds.fingerprint[:12]}"
+        + _import_notes(ds.meta)
     )
+
+
+def _import_notes(meta: dict) -> str:
+    """What an import found worth a second look: near-duplicate distractors, links it followed."""
+    notes = []
+    if meta.get("near_duplicates"):
+        notes.append(
+            f"[yellow]{len(meta['near_duplicates'])} near-duplicate distractor(s)[/yellow] (dataset.json)"
+        )
+    if meta.get("links"):
+        notes.append(f"{meta['links']['count']} symbolic link(s) followed (links.csv)")
+    return "; " + "; ".join(notes) if notes else ""
 
 
 def register_cli(sub) -> None:
@@ -104,7 +117,10 @@ def _add_data_import(data) -> None:
         "same 4-digit block id in crops/<percent>/, jpegqual/<quality>/, strong/ (copy type = family, "
         "subfolder = tier). folder: every image is a reference, no queries. csv: a manifest with columns "
         "query,reference[,family], one row per pair, an empty reference for a query without a match, paths "
-        "relative to the manifest. --distractors DIR adds every image under DIR as a distractor reference.",
+        "relative to the manifest. --distractors DIR adds every image under DIR as a distractor reference. "
+        "Byte-identical references (distractors included), or a query identical to a reference it is not paired "
+        "with, are refused with both files named; distractors within 10 bits (64-bit pHash) of a reference are "
+        "reported and listed in dataset.json. Symbolic links are followed and recorded in links.csv.",
     )
     p.add_argument("format", choices=("disc21", "copydays", "folder", "csv"), help="dataset layout")
     p.add_argument("src", help="the dataset's root folder (csv: the manifest file)")

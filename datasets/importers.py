@@ -170,7 +170,7 @@ def import_dataset(
     _check_import_target(out, src)
     links = LinkPolicy([root, *folders], allow_outside_links)
     for rel in (*refs["path"], *queries["path"]):  # before any file is read
-        links.admit(Path(os.path.normpath(root / rel)))
+        links.admit(_under(root, rel))
     digests = _digests(root, refs, queries, progress)
     near = _check_duplicates(root, refs, own, queries, digests, progress)
     counts = {
@@ -210,10 +210,11 @@ def _check_duplicates(
 ) -> list[dict]:
     """Refuse exact duplicates (by the sha256 just computed); the near-duplicate distractors, logged."""
     roles = ["reference"] * own + ["distractor"] * (len(refs) - own)
-    items = [Item(role, r, root / p, digests[f"R:{r}"])
+    items = [Item(role, r, _under(root, p), digests[f"R:{r}"])
              for role, r, p in zip(roles, refs["reference_id"], refs["path"])]  # fmt: skip
     items += [
-        Item("query", q, root / p, digests[f"Q:{q}"]) for q, p in zip(queries["query_id"], queries["path"])
+        Item("query", q, _under(root, p), digests[f"Q:{q}"])
+        for q, p in zip(queries["query_id"], queries["path"])
     ]
     positives = {q: split_ids(r) for q, r in zip(queries["query_id"], queries["reference_id"])}
     refuse_exact_duplicates(items, positives)
@@ -229,6 +230,11 @@ def _check_duplicates(
             len(near), NEAR_DUPLICATE_BITS, listed, " ..." if len(near) > 5 else "",
         )  # fmt: skip
     return [{k: p[k] for k in ("distractor", "reference", "bits")} for p in near]
+
+
+def _under(root: Path, rel: str) -> Path:
+    """The file ``rel`` of the index (distractors: ``../DX/a.jpg``) as a plain path, for messages and reading."""
+    return Path(os.path.normpath(root / rel))
 
 
 def _write_import(

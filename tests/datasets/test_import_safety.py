@@ -104,6 +104,29 @@ def test_near_duplicate_distractors_are_reported_and_listed(mine, tmp_path, capl
     assert json.loads((tmp_path / "out" / "dataset.json").read_text())["near_duplicates"] == pairs
 
 
+def test_data_import_reports_near_duplicates_and_links_in_its_summary(mine, tmp_path, capsys, caplog):
+    dx = _mkdir(tmp_path / "DX")
+    Image.open(mine / "refs" / "astronaut.png").save(dx / "same_pixels.jpg", quality=60)  # re-encoded copy
+    (mine / "refs" / "chelsea_link.png").symlink_to(mine / "refs" / "chelsea.png")
+    rows = [("q/astronaut.png", "refs/astronaut.png"), ("", "refs/chelsea_link.png")]
+    pd.DataFrame(rows, columns=["query", "reference"]).to_csv(mine / "l.csv", index=False)
+    argv = [
+        "-q",
+        "data",
+        "import",
+        "csv",
+        str(mine / "l.csv"),
+        "--distractors",
+        str(dx),
+        "--out",
+        str(tmp_path / "o"),
+    ]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "1 near-duplicate distractor(s)" in err and "1 symbolic link(s) followed" in err
+    assert "same_pixels.jpg" in caplog.text and "astronaut.png" in caplog.text  # the warning names both files
+
+
 def test_phash_threshold_separates_copies_from_other_photos(tmp_path):
     """The measurement behind NEAR_DUPLICATE_BITS, on five of the embedded photos: downscaled and re-encoded
     copies stay within it of their photo, different photos stay far outside it."""
