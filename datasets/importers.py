@@ -1,7 +1,11 @@
 """Indexing real copy-detection datasets in place: DISC21, Copydays and a plain image folder.
 
-The dataset folder written holds only the index (``images_root`` is the absolute source folder); its
-fingerprint hashes the image files' bytes, so results are keyed by what the files really are.
+The dataset folder written holds only the index (``images_root`` is the absolute source folder, every other
+path is relative to it); its fingerprint hashes the image files' bytes, so results are keyed by what the files
+really are. Before anything is written, what would corrupt the ground truth is refused or reported
+(:mod:`.duplicates`: byte-identical references, a query identical to a reference it is not paired with,
+near-duplicate distractors) and symbolic links are checked and recorded (:mod:`.links`). The new index is
+loaded back before it replaces an earlier one at ``out``, so a refused import changes nothing there.
 
 - DISC21: a query folder (``*quer*``), a reference folder (``*ref*``) and a ground-truth CSV
   ``query_id,reference_id`` (``*ground_truth*.csv`` or ``*gt*.csv``); an empty reference means no match. Ids
@@ -11,13 +15,15 @@ fingerprint hashes the image files' bytes, so results are keyed by what the file
 - folder: every image is a reference; no queries.
 - csv: a manifest of the user's own benchmark, one row per (query, reference) pair: columns ``query``,
   ``reference`` (empty: the query has no match) and optional ``family``; paths are relative to the manifest's
-  folder or absolute. A row with an empty query lists a reference only. Ids are the paths without extension.
+  folder, or absolute inside it (one leaving it is refused before any file is read). A row with an empty query
+  lists a reference only. Ids are the paths without extension.
 
 Every format takes distractor references (``distractors``: folders, searched recursively): images added to the
 reference set that match no query, e.g. Copydays + 10k distractors or DISC21 queries against 1M references.
 Their ids are their paths under their folder (stems at the top level); one that clashes with another
-reference id is refused by name. They are counted (``distractor_references``), listed in ``dataset.json``
-and hashed into the fingerprint like every other reference.
+reference id is refused by name, as is a folder given twice or inside another one given. They are counted
+(``distractor_references``), listed in ``dataset.json`` and hashed into the fingerprint like every other
+reference.
 """
 
 from __future__ import annotations
