@@ -282,3 +282,17 @@ def test_a_manifest_linking_out_of_its_folder_is_refused_before_hashing(mine, tm
     assert main(argv) == 2 and "--allow-outside-links" in capsys.readouterr().err
     assert main([*argv, "--allow-outside-links"]) == 0
     assert "secret.png" in (tmp_path / "idx" / "links.csv").read_text()
+
+
+def test_disc21_with_a_linked_reference_folder_follows_the_same_policy(tmp_path):
+    src, store = tmp_path / "disc", tmp_path / "store" / "references"
+    for i, name in enumerate(("astronaut", "coffee")):
+        ref = _photo(store / f"R{i:06d}.jpg", name)
+        _mkdir(src / "queries")
+        ref.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(src / "queries" / f"Q{i:05d}.jpg")
+    (src / "references").symlink_to(store, target_is_directory=True)
+    (src / "gt.csv").write_text("query_id,reference_id\nQ00000,R000000\nQ00001,R000001\n")
+    with pytest.raises(SourceError, match=r"references/R000000\.jpg: it lies behind the symbolic link"):
+        import_dataset("disc21", src, tmp_path / "idx", progress=False)
+    ds = import_dataset("disc21", src, tmp_path / "idx", progress=False, allow_outside_links=True)
+    assert ds.counts()["references"] == 2 and ds.meta["links"] == {"count": 1, "outside_allowed": True}
