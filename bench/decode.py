@@ -7,13 +7,15 @@ Extractor, and the Extractor through one of these, so what ``copybench throughpu
   or 1/8 scale by libjpeg's DCT scaling when the model needs far fewer pixels (never below
   :attr:`Preprocess.min_decode_side`). Workers group same-shape images into stacked batches; on CUDA the batches
   arrive in pinned memory and are copied asynchronously.
-- ``device`` (GPU): workers only read file bytes; JPEGs are decoded batched on the device with nvjpeg
-  (``torchvision.io.decode_jpeg``) and resized there. ``ahead`` batches decode in background threads, each on its
-  own CUDA stream, while the model runs the oldest one. A file nvjpeg cannot decode (PNG, CMYK, a corrupt JPEG)
+- ``device`` (GPU): threads in this process read the file bytes and route each file by its JPEG markers
+  (:mod:`copybench.feed`); JPEGs are decoded batched on the device with nvjpeg (``torchvision.io.decode_jpeg``) and
+  resized there, one batch ahead of the model on a side CUDA stream (``ahead`` batches, each on its own stream),
+  with no host synchronisation per batch. A file nvjpeg cannot decode (PNG, CMYK, an EXIF-rotated or corrupt JPEG)
   goes through the CPU decoder alone, so a bad file costs only itself. On a CPU device the same code decodes with
   torchvision's libjpeg (how the tests check this path without a GPU).
-- ``nvimgcodec`` (GPU): like ``device`` with NVIDIA nvImageCodec, which uses the GPU's hardware JPEG decoder where it
-  has one (A100, H100, H200); from the optional ``gpu`` extra.
+- ``nvimgcodec`` (GPU): like ``device`` with NVIDIA nvImageCodec and the backends it picks; ``nvimgcodec-hw``
+  restricts it to the GPU's hardware JPEG decoders (A100, H100, H200), which leave the SMs to the model. From the
+  optional ``gpu`` extra.
 - ``auto``: ``device`` on CUDA when nvjpeg decodes there, else ``workers``.
 
 Decoders differ in the last bit of some pixels (IDCT and chroma upsampling), so the strategy enters the
@@ -27,7 +29,6 @@ import logging
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # torch and Pillow load when a decoder runs: the CLI imports this module for DECODES
@@ -36,8 +37,10 @@ if TYPE_CHECKING:  # torch and Pillow load when a decoder runs: the CLI imports 
     from .preprocess import Preprocess
 
 log = logging.getLogger(__name__)
-DECODES = ("auto", "workers", "device", "nvimgcodec")
-DECODE_AHEAD = 3  # batches decoding on the device while the model runs: enough to hide decode behind compute
+DECODES = ("auto", "workers", "device", "nvimgcodec", "nvimgcodec-hw")
+# batches decoding on side streams while the model runs: one hides the decode behind the model when both fit on the
+# device; more streams compete with the model for the SMs (nvjpeg runs on them)
+DECODE_AHEAD = 1
 
 
 @dataclass(frozen=True)
@@ -77,14 +80,14 @@ def resolve_decode(decode: str, device: torch.device) -> str:
             log.warning("GPU JPEG decoding unavailable (%s): decoding on CPU workers", reason)
             return "workers"
         return "device"
-    if decode == "nvimgcodec":
+    if decode.startswith("nvimgcodec"):
         if device.type != "cuda":
-            raise ValueError("decode 'nvimgcodec' needs a CUDA device")
+            raise ValueError(f"decode {decode!r} needs a CUDA device")
         try:
             from nvidia import nvimgcodec  # noqa: F401
         except ImportError as exc:
             raise ValueError(
-                "decode 'nvimgcodec' needs nvImageCodec: pip install 'copybench[gpu]' (the gpu extra)"
+                f"decode {decode!r} needs nvImageCodec: pip install 'copybench[gpu]' (the gpu extra)"
             ) from exc
     return decode
 
@@ -140,7 +143,14 @@ def pillow_decode_key(draft: bool) -> str:
 
 
 def make_decoder(
-    strategy: str, preprocess: Preprocess, *, device, batch_size: int, num_workers: int, draft=True
+    strategy: str,
+    preprocess: Preprocess,
+    *,
+    device,
+    batch_size: int,
+    num_workers: int,
+    draft=True,
+    ahead: int = DECODE_AHEAD,
 ):
     """The feeder for a resolved strategy name: on a CPU device the workers path decodes in threads (see
     :class:`ThreadDecode`), on a GPU in worker processes."""
@@ -154,7 +164,12 @@ def make_decoder(
             preprocess, batch_size=batch_size, num_workers=num_workers, device=device, draft=draft
         )
     return DeviceDecode(
-        preprocess, batch_size=batch_size, num_workers=num_workers, device=device, backend=strategy
+        preprocess,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        device=device,
+        backend=strategy,
+        ahead=ahead,
     )
 
 
@@ -251,52 +266,24 @@ class ThreadDecode:
 
 
 # ----------------------------------------------------------------------------------------------- device decode
-class _FileBytes:
-    """Workers only read: (row, bytes or None, error or None)."""
+def _as_tensor(data) -> torch.Tensor:
+    """A uint8 tensor viewing ``data`` without a copy: the feeder's buffers are writable numpy arrays; bytes from
+    elsewhere (the Ray engine's read tasks) are read-only, which the decoders never write to."""
+    import warnings
 
-    def __init__(self, paths: list[str], rows: list[int]) -> None:
-        self.paths, self.rows = paths, rows
+    import numpy as np
+    import torch
 
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getitem__(self, i: int):
-        row = self.rows[i]
-        try:
-            # plain bytes, not tensors: many small shared-memory tensors per batch exhaust file descriptors
-            data = Path(self.paths[row]).read_bytes()
-        except OSError as exc:
-            return row, None, f"{self.paths[row]}: cannot read ({exc})"
-        if not data:
-            return row, None, f"{self.paths[row]}: empty file (0 bytes)"
-        return row, data, None
-
-
-def _is_jpeg(data: bytes) -> bool:
-    return data[:2] == b"\xff\xd8"
-
-
-def _device_decodable(data: bytes) -> bool:
-    """A JPEG the device decoders give the same pixels for as Pillow: upright (the device ignores EXIF
-    orientation) and within the pixel limit; others go to the CPU path, which rotates or refuses them by name."""
-    import io
-
-    from PIL import Image
-
-    from .preprocess import check_pixels, exif_rotated
-
-    if not _is_jpeg(data):
-        return False
-    try:
-        with Image.open(io.BytesIO(data)) as img:  # header only: no pixels are decoded here
-            check_pixels("", img.size)
-            return not exif_rotated(img)
-    except (OSError, ValueError, SyntaxError):  # ImageReadError is an OSError
-        return False
+    if isinstance(data, np.ndarray) and data.flags.writeable:
+        return torch.from_numpy(data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "non-writable buffer": the decoders only read it
+        return torch.frombuffer(data, dtype=torch.uint8)
 
 
 class DeviceDecode:
-    """File bytes read in workers, JPEGs decoded batched on the device (nvjpeg or nvImageCodec), resized there."""
+    """File bytes read by threads in this process (:mod:`copybench.feed`), JPEGs decoded batched on the device
+    (nvjpeg or nvImageCodec) and resized there, ``ahead`` batches ahead of the model on side streams."""
 
     def __init__(
         self,
@@ -317,51 +304,59 @@ class DeviceDecode:
         self._params = None
         self.paths: list[str] = []
 
+    def fed(self, paths: list[str], rows: list[int]):
+        """Read, routed batches (:class:`copybench.feed.Fed`): the feeding alone, without decoding."""
+        from .feed import feed
+
+        return feed(paths, rows, batch_size=self.batch_size, threads=max(2, self.num_workers))
+
     def batches(self, paths: list[str], rows: list[int]) -> Iterator[Batch]:
+        """Decoded batches in order: batch n+1 decodes in a background thread on a side stream while the caller
+        runs the model on batch n, and nothing here waits for the device."""
         from concurrent.futures import ThreadPoolExecutor
 
         import torch
 
         self.paths = paths
-        loader = torch.utils.data.DataLoader(
-            _FileBytes(paths, rows),
-            batch_size=self.batch_size,
-            num_workers=self.num_workers,
-            collate_fn=list,
-            prefetch_factor=4 if self.num_workers else None,
-        )
         cuda = self.device.type == "cuda"
         streams = [torch.cuda.Stream(self.device) if cuda else None for _ in range(self.ahead)]
         pending: deque = deque()
-        with ThreadPoolExecutor(self.ahead) as pool:
-            for n, items in enumerate(loader):
-                pending.append(pool.submit(self._decode_batch, items, streams[n % self.ahead]))
+        with ThreadPoolExecutor(self.ahead, thread_name_prefix="copybench-decode") as pool:
+            for n, fed in enumerate(self.fed(paths, rows)):
+                pending.append(pool.submit(self.decode_fed, fed, streams[n % self.ahead]))
                 if len(pending) > self.ahead:
                     yield pending.popleft().result()
             while pending:
                 yield pending.popleft().result()
 
-    def _decode_batch(self, items, stream) -> Batch:
-        """Decode and resize one batch on ``stream``; record an event the model's stream waits for."""
+    def decode_fed(self, fed, stream) -> Batch:
+        """Decode and resize one routed batch on ``stream``; record an event the model's stream waits for."""
         import torch
 
-        failures = [(row, err) for row, _, err in items if err is not None]
-        good = [(row, data) for row, data, err in items if err is None]
         ctx = torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext()
         with torch.inference_mode(), ctx:
-            images, bad = self._decode_all(good)
+            images, bad = self._decode_routed(list(fed.device), list(fed.cpu))
             groups = tuple(
-                (rows, self.preprocess.resize(x)) for rows, x in stack_groups(list(images.items()))
+                (rows, self.preprocess.resize(x)) for rows, x in stack_groups(sorted(images.items()))
             )
             event = None
             if stream is not None:
                 event = torch.cuda.Event()
                 event.record(stream)
-        return Batch(groups, tuple(failures + bad), len(items), event)
+        return Batch(groups, tuple(fed.failures) + tuple(bad), fed.size, event)
 
-    def _decode_all(self, good: list[tuple[int, bytes]]) -> tuple[dict[int, torch.Tensor], list]:
-        """row -> uint8 (3, H, W) on the device, in row order; files the device cannot decode go to the CPU."""
-        jpegs = [(row, data) for row, data in good if _device_decodable(data)]
+    def _decode_batch(self, items, stream) -> Batch:
+        """(row, bytes or None, error or None) items, routed here: the Ray engine's entry point."""
+        from .feed import Fed, device_decodable
+
+        good = [(row, data) for row, data, err in items if err is None]
+        dev = tuple((row, d) for row, d in good if device_decodable(d))
+        cpu = tuple((row, d) for row, d in good if not device_decodable(d))
+        failures = tuple((row, err) for row, _, err in items if err is not None)
+        return self.decode_fed(Fed(dev, cpu, failures, len(items)), stream)
+
+    def _decode_routed(self, jpegs: list, others: list) -> tuple[dict[int, torch.Tensor], list]:
+        """row -> uint8 (3, H, W) on the device; files the device cannot decode go to the CPU, named if bad."""
         decoded: dict[int, torch.Tensor] = {}
         if jpegs:
             try:
@@ -370,15 +365,13 @@ class DeviceDecode:
                 log.debug("batched device decode failed (%s); decoding one by one", exc)
                 decoded = self._decode_one_by_one(jpegs)
         bad = []
-        for row, _ in good:
-            if row in decoded:
-                continue
-            img, err = self._cpu_fallback(row)
+        for row, data in [(r, d) for r, d in jpegs if r not in decoded] + others:
+            img, err = self._cpu_fallback(row, data)
             if err is not None:
                 bad.append((row, err))
             else:
                 decoded[row] = img
-        return {row: decoded[row] for row, _ in good if row in decoded}, bad
+        return decoded, bad
 
     def _decode_one_by_one(self, jpegs) -> dict[int, torch.Tensor]:
         out = {}
@@ -387,44 +380,64 @@ class DeviceDecode:
                 out[row] = self._decode_jpegs([data])[0]
         return out
 
-    def _cpu_fallback(self, row: int) -> tuple[torch.Tensor | None, str | None]:
-        """Full-size Pillow decode of one file (same pixels as the device decoders, no reduced-size draft)."""
+    def _cpu_fallback(self, row: int, data=None) -> tuple[torch.Tensor | None, str | None]:
+        """Full-size Pillow decode of one file's bytes (same pixels as the device decoders, no draft)."""
         from .preprocess import ImageReadError, pil_to_tensor, read_image
 
         path = self.paths[row]
         try:
-            img = read_image(path, rgb=self.preprocess.rgb_conversion)
+            img = read_image(path, data=data, rgb=self.preprocess.rgb_conversion)
             return pil_to_tensor(img).to(self.device), None
         except ImageReadError as exc:
             return None, str(exc)
         except Exception as exc:  # noqa: BLE001 - one odd file must not kill the run
             return None, f"{path}: {type(exc).__name__}: {exc}"
 
-    def _decode_jpegs(self, datas: list[bytes]) -> list[torch.Tensor]:
-        if self.backend == "nvimgcodec":
+    def _decode_jpegs(self, datas: list) -> list[torch.Tensor]:
+        if self.backend.startswith("nvimgcodec"):
             return self._decode_nvimgcodec(datas)
-        import torch
         from torchvision.io import ImageReadMode, decode_jpeg
 
-        tensors = [torch.frombuffer(bytearray(d), dtype=torch.uint8) for d in datas]
-        return decode_jpeg(tensors, mode=ImageReadMode.RGB, device=self.device)
+        return decode_jpeg([_as_tensor(d) for d in datas], mode=ImageReadMode.RGB, device=self.device)
 
-    def _decode_nvimgcodec(self, datas: list[bytes]) -> list[torch.Tensor]:
-        """Batched decode with nvImageCodec (hardware JPEG decoder where present) to (3, H, W) device tensors."""
+    def _decode_nvimgcodec(self, datas: list) -> list[torch.Tensor]:
+        """Batched decode with nvImageCodec (``nvimgcodec-hw``: its hardware JPEG backend only) to (3, H, W)."""
+        import numpy as np
         import torch
         from nvidia import nvimgcodec
 
         if self._nvimgcodec is None:
-            self._nvimgcodec = nvimgcodec.Decoder(device_id=self.device.index or 0)
-            # as Pillow's decode: pixels in file order (no EXIF rotation), 8-bit RGB
-            self._params = nvimgcodec.DecodeParams(
-                apply_exif_orientation=False, color_spec=nvimgcodec.ColorSpec.RGB
-            )
-        stream = torch.cuda.current_stream(
-            self.device
-        ).cuda_stream  # this batch's side stream: its event covers it
-        images = self._nvimgcodec.decode(datas, params=self._params, cuda_stream=stream)
+            self._nvimgcodec, self._params = nvimgcodec_decoder(self.backend, self.device.index or 0)
+        stream = torch.cuda.current_stream(self.device).cuda_stream  # this batch's side stream
+        sources = [
+            nvimgcodec.CodeStream(d if isinstance(d, np.ndarray) else np.frombuffer(d, np.uint8))
+            for d in datas
+        ]
+        images = self._nvimgcodec.decode(sources, params=self._params, cuda_stream=stream)
         if any(img is None for img in images):
             raise ValueError("nvImageCodec could not decode every image of the batch")
-        # HWC device memory shared through DLPack (no copy), viewed as CHW like torchvision's decoders
-        return [torch.from_dlpack(img)[..., :3].permute(2, 0, 1) for img in images]
+        return [
+            _chw(torch.from_dlpack(img), img.sample_format == nvimgcodec.SampleFormat.P_RGB) for img in images
+        ]
+
+
+def _chw(x: torch.Tensor, planar: bool) -> torch.Tensor:
+    """A decoded image as (3, H, W): planar output as it is, interleaved (H, W, C) viewed channels-first."""
+    return x if planar else x[..., :3].permute(2, 0, 1)
+
+
+def nvimgcodec_decoder(backend: str, device_id: int):
+    """(Decoder, DecodeParams) for ``nvimgcodec`` (every backend nvImageCodec picks) or ``nvimgcodec-hw`` (the
+    GPU's hardware JPEG decoders only: A100, H100, H200). Planar sRGB, no EXIF rotation: Pillow's pixels, CHW."""
+    from nvidia import nvimgcodec
+
+    backends = None
+    if backend == "nvimgcodec-hw":
+        backends = [nvimgcodec.Backend(nvimgcodec.BackendKind.HW_GPU_ONLY)]
+    decoder = nvimgcodec.Decoder(device_id=device_id, backends=backends)
+    params = nvimgcodec.DecodeParams(
+        apply_exif_orientation=False,
+        color_spec=nvimgcodec.ColorSpec.SRGB,  # 0.9.0 has SRGB, no RGB
+        sample_format=nvimgcodec.SampleFormat.P_RGB,
+    )
+    return decoder, params
