@@ -428,16 +428,21 @@ def _chw(x: torch.Tensor, planar: bool) -> torch.Tensor:
 
 def nvimgcodec_decoder(backend: str, device_id: int):
     """(Decoder, DecodeParams) for ``nvimgcodec`` (every backend nvImageCodec picks) or ``nvimgcodec-hw`` (the
-    GPU's hardware JPEG decoders only: A100, H100, H200). Planar sRGB, no EXIF rotation: Pillow's pixels, CHW."""
+    GPU's hardware JPEG decoders only: A100, H100, H200)."""
     from nvidia import nvimgcodec
 
     backends = None
     if backend == "nvimgcodec-hw":
         backends = [nvimgcodec.Backend(nvimgcodec.BackendKind.HW_GPU_ONLY)]
-    decoder = nvimgcodec.Decoder(device_id=device_id, backends=backends)
-    params = nvimgcodec.DecodeParams(
+    return nvimgcodec.Decoder(device_id=device_id, backends=backends), nvimgcodec_params()
+
+
+def nvimgcodec_params():
+    """Decode parameters giving Pillow's pixels: 8-bit sRGB, no EXIF rotation, planar (3, H, W) like torchvision."""
+    from nvidia import nvimgcodec
+
+    return nvimgcodec.DecodeParams(
         apply_exif_orientation=False,
         color_spec=nvimgcodec.ColorSpec.SRGB,  # 0.9.0 has SRGB, no RGB
         sample_format=nvimgcodec.SampleFormat.P_RGB,
     )
-    return decoder, params
