@@ -70,9 +70,36 @@ def _print_results(results: list) -> None:
     if not console.is_terminal:  # logs and captured output: keep the whole table readable
         console.width = 260
     console.print(table)
+    if any(r.measurements[0].get("stages") for r in results):
+        console.print(_stages_table(results))
     err = Console(stderr=True)
     for r in results:
         err.print(f"wrote {r.source}", highlight=False)
+
+
+def _stages_table(results: list):
+    """One row per result measured with --stages: each stage's rate alone, end to end, and the slowest stage."""
+    from rich.table import Table
+
+    from .stages import STAGES
+
+    table = Table(title="--stages: img/s of each stage alone, median (IQR); end to end from the same run")
+    for col in ("detector", "decode", *(s.replace("_", " ") for s in STAGES), "e2e", "slowest stage"):
+        table.add_column(col, no_wrap=col == "detector")
+    for r in results:
+        m = r.measurements[0]
+        stages = m.get("stages") or {}
+        cells = [_fmt(stages[s]["ips"], stages[s]["ips_iqr"]) if s in stages else "-" for s in STAGES]
+        slowest = min(stages, key=lambda s: stages[s]["ips"]) if stages else "-"
+        table.add_row(
+            r.detector_name + (" (random weights)" if r.is_random else ""),
+            m["e2e_decode"],
+            *cells,
+            _fmt(m["e2e_ips"], m["e2e_ips_iqr"]),
+            slowest.replace("_", " "),
+            style="red" if r.is_random else None,
+        )
+    return table
 
 
 def cmd_throughput(args) -> int:
@@ -91,6 +118,8 @@ def cmd_throughput(args) -> int:
         topk=args.topk,
         num_workers=args.workers,
         decode=args.decode,
+        decode_ahead=args.decode_ahead,
+        stages=args.stages,
         reference=args.reference,
         repeats=args.repeats,
         min_time=args.min_time,
@@ -148,7 +177,19 @@ def register_cli(subparsers) -> None:
         "--decode",
         default=d.decode,
         choices=DECODES,
-        help="the Extractor's decode strategy: workers (CPU), device (nvjpeg), nvimgcodec; auto = device on CUDA",
+        help="the Extractor's decode strategy: workers (CPU), device (nvjpeg), nvimgcodec, nvimgcodec-hw (its "
+        "hardware JPEG decoders only); auto = device on CUDA",
+    )
+    p.add_argument(
+        "--decode-ahead",
+        type=int,
+        default=d.decode_ahead,
+        help=f"batches the GPU decoders work ahead of the model, one side stream each (default {d.decode_ahead})",
+    )
+    p.add_argument(
+        "--stages",
+        action="store_true",
+        help="also time each stage alone (read, route, hand-off, feed, decode, resize, model, copy back)",
     )
     p.add_argument(
         "--repeats", type=int, default=d.repeats, help="interleaved timed rounds after the warm-up round"

@@ -177,9 +177,16 @@ def measure_detector(
         cache_dir=None,
         progress=False,
         decode=settings.decode,
+        decode_ahead=settings.decode_ahead,
     )
     m: dict = {"dtype": settings.dtype, "batch_size": batch_size, "e2e_decode": extractor.decode}
     m.update(time_extraction(detector, extractor, paths, settings, batch_size))
+    if settings.stages:
+        from .stages import time_stages
+
+        steps = math.ceil(len(paths) / batch_size)
+        model = model_pass(detector, settings, batch_size, steps)
+        m["stages"] = time_stages(extractor, paths, settings, model, steps * batch_size)
     m.update(time_retrieval(m.pop("queries"), references, settings))
     m["peak_host_mb"] = peak_host_mb()
     return m

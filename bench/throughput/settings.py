@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from ..decode import DECODES
+from ..decode import DECODE_AHEAD, DECODES
 
 CAVEAT = "speed is comparable only between rows measured on the same machine and device"
 
@@ -25,6 +25,8 @@ class ThroughputSettings:
     topk: int = 10
     num_workers: int | None = None  # None: all cores but one
     decode: str = "auto"
+    decode_ahead: int = DECODE_AHEAD  # batches the GPU decoders work ahead of the model, one side stream each
+    stages: bool = False  # also time each pipeline stage alone (copybench.throughput.stages)
     reference: bool = False
     repeats: int = 3  # interleaved rounds after the warm-up round
     min_time: float = 1.0  # seconds of timed rounds, at least
@@ -41,6 +43,7 @@ class ThroughputSettings:
             ("--n-images", self.n_images),
             ("--n-references", self.n_references),
             ("--repeats", self.repeats),
+            ("--decode-ahead", self.decode_ahead),
         ):
             if value < 1:
                 raise ValueError(f"{flag} must be positive, got {value}")

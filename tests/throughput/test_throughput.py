@@ -135,6 +135,36 @@ def test_cli_throughput_end_to_end(tmp_path, capsys):
     assert main(["table", str(tmp_path)]) == 0
 
 
+@pytest.mark.parametrize("decode", ["device", "workers"])
+def test_cli_throughput_stages_end_to_end(tmp_path, capsys, decode):
+    from PIL import Image
+
+    from copybench.throughput.stages import STAGES
+
+    images = tmp_path / "images"
+    write_synthetic_jpegs(images, 5, size=(96, 64))
+    Image.open(images / "synthetic_000000.jpg").save(images / "lossless.png")  # not for the device decoder
+    args = ["throughput", "--detectors", "pixel_gray_16", "--images", str(images), "--batch-size", "4"]
+    args += ["--n-references", "300", "--repeats", "2", "--min-time", "0", "--workers", "1", "--stages"]
+    assert main([*args, "--decode", decode, "--results", str(tmp_path / "r")]) == 0
+    (path,) = (tmp_path / "r").rglob("*.json")
+    result = read_result(path)
+    m, settings = result.measurements[0], result.settings
+    assert settings["stages"] is True and m["e2e_decode"] == decode
+    # the CPU workers resize what they decode: no resize stage of their own
+    want = [s for s in STAGES if not (decode == "workers" and s == "resize")]
+    assert sorted(m["stages"]) == sorted(want)  # result files sort their keys
+    for name, stage in m["stages"].items():
+        assert math.isfinite(stage["ips"]) and stage["ips"] > 0, name
+        assert stage["ips_iqr"][0] <= stage["ips"] <= stage["ips_iqr"][1], name
+    items = {name: stage["items"] for name, stage in m["stages"].items()}
+    assert items["read"] == items["route"] == items["feed"] == 6
+    assert items["decode"] == (5 if decode == "device" else 6)  # the PNG is Pillow's on the device path
+    assert items["model"] == items["copy_back"] == 8  # two batches of 4
+    out = capsys.readouterr().out
+    assert "--stages" in out and "slowest stage" in out and "copy back" in out
+
+
 def test_bad_settings_are_refused():
     with pytest.raises(ValueError, match="decode"):
         ThroughputSettings(decode="gpu")
@@ -142,6 +172,8 @@ def test_bad_settings_are_refused():
         throughput(["pixel_gray_16"], settings=ThroughputSettings(decode="nvimgcodec", **TINY))
     with pytest.raises(ValueError, match="batch"):
         ThroughputSettings(batch_sizes=(0,))
+    with pytest.raises(ValueError, match="--decode-ahead"):
+        ThroughputSettings(decode_ahead=0)
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA"):
             throughput(["pixel_gray_16"], settings=ThroughputSettings(device="cuda", **TINY))
@@ -159,11 +191,13 @@ def test_throughput_on_cuda(tmp_path):
         repeats=2,
         min_time=0.2,
         reference=True,
+        stages=True,
     )
     (r,) = throughput(["efficientnet_lite0"], settings=settings, results=tmp_path, allow_random=True)
     m = read_result(r.source).measurements[0]
     _positive_finite(m)
     assert m["e2e_decode"] == "device"
+    assert all(m["stages"][s]["ips"] > 0 for s in ("read", "route", "decode", "resize", "model", "copy_back"))
     assert all(v > 0 for v in m["peak_device_mb"].values())
 
 
