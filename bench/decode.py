@@ -266,6 +266,11 @@ class ThreadDecode:
 
 
 # ----------------------------------------------------------------------------------------------- device decode
+def handoff(fed, stream=None) -> list[torch.Tensor]:
+    """The device decoder's input of a routed batch without decoding it: its JPEGs as uint8 tensor views."""
+    return [_as_tensor(d) for _, d in fed.device]
+
+
 def _as_tensor(data) -> torch.Tensor:
     """A uint8 tensor viewing ``data`` without a copy: the feeder's buffers are writable numpy arrays; bytes from
     elsewhere (the Ray engine's read tasks) are read-only, which the decoders never write to."""
@@ -313,17 +318,23 @@ class DeviceDecode:
     def batches(self, paths: list[str], rows: list[int]) -> Iterator[Batch]:
         """Decoded batches in order: batch n+1 decodes in a background thread on a side stream while the caller
         runs the model on batch n, and nothing here waits for the device."""
+        self.paths = paths
+        yield from self.pipeline(paths, rows, self.decode_fed)
+
+    def pipeline(self, paths: list[str], rows: list[int], decode) -> Iterator:
+        """``decode(fed, stream)`` of each read, routed batch, run in background threads ``ahead`` batches ahead
+        of the caller (one side stream each on CUDA), results in order. :meth:`batches` decodes; the feeder
+        benchmark hands the bytes over without decoding."""
         from concurrent.futures import ThreadPoolExecutor
 
         import torch
 
-        self.paths = paths
         cuda = self.device.type == "cuda"
         streams = [torch.cuda.Stream(self.device) if cuda else None for _ in range(self.ahead)]
         pending: deque = deque()
         with ThreadPoolExecutor(self.ahead, thread_name_prefix="copybench-decode") as pool:
             for n, fed in enumerate(self.fed(paths, rows)):
-                pending.append(pool.submit(self.decode_fed, fed, streams[n % self.ahead]))
+                pending.append(pool.submit(decode, fed, streams[n % self.ahead]))
                 if len(pending) > self.ahead:
                     yield pending.popleft().result()
             while pending:

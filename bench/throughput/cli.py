@@ -173,6 +173,17 @@ def register_cli(subparsers) -> None:
     p.add_argument(
         "--workers", type=int, default=None, help="DataLoader workers (default: all cores but one)"
     )
+    _add_decode_options(p, d)
+    p.add_argument(
+        "--repeats", type=int, default=d.repeats, help="interleaved timed rounds after the warm-up round"
+    )
+    p.add_argument("--min-time", type=float, default=d.min_time, help="seconds of timed rounds, at least")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.set_defaults(func=cmd_throughput)
+
+
+def _add_decode_options(p, d: ThroughputSettings) -> None:
+    """--decode, --decode-ahead and --stages: how the end-to-end pass is fed, and whether each stage is timed."""
     p.add_argument(
         "--decode",
         default=d.decode,
@@ -191,9 +202,3 @@ def register_cli(subparsers) -> None:
         action="store_true",
         help="also time each stage alone (read, route, hand-off, feed, decode, resize, model, copy back)",
     )
-    p.add_argument(
-        "--repeats", type=int, default=d.repeats, help="interleaved timed rounds after the warm-up round"
-    )
-    p.add_argument("--min-time", type=float, default=d.min_time, help="seconds of timed rounds, at least")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.set_defaults(func=cmd_throughput)

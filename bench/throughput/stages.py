@@ -7,7 +7,8 @@ with the threads the Extractor uses, over the same images as the end-to-end pass
 - ``route``: the JPEG marker walk that sends a file to the device decoder or to Pillow
   (:func:`copybench.feed.device_decodable`), one thread (it holds the GIL).
 - ``handoff``: buffers viewed as tensors and handed, batch by batch, to the decoding thread.
-- ``feed``: the three above as the pipeline overlaps them (:meth:`copybench.decode.DeviceDecode.fed`).
+- ``feed``: the three above as the pipeline overlaps them (:meth:`copybench.decode.DeviceDecode.pipeline`,
+  decoding nothing).
 - ``decode``: the Extractor's decoder on in-memory bytes: batched nvjpeg / nvImageCodec for the GPU strategies
   (device-decodable files only), Pillow in threads for ``workers`` (the CPU decode path, reduced-size where the
   Extractor drafts), torchvision's libjpeg for ``device`` on a CPU.
@@ -92,7 +93,7 @@ def stage_passes(extractor, paths: list[str], model_pass, n_model: int) -> dict:
 
     import torch
 
-    from ..decode import DeviceDecode, _as_tensor, stack_groups
+    from ..decode import DeviceDecode, _as_tensor, handoff, stack_groups
     from ..feed import device_decodable, read_file
 
     x = _inputs(extractor, paths)
@@ -105,14 +106,14 @@ def stage_passes(extractor, paths: list[str], model_pass, n_model: int) -> dict:
         with ThreadPoolExecutor(threads) as pool:
             list(pool.map(read_file, paths, chunksize=max(1, len(paths) // threads)))
 
-    def handoff():
+    def hand_off():
         with ThreadPoolExecutor(1) as decoder:
             for chunk in _batched(x["datas"], batch):
                 decoder.submit(lambda c: [_as_tensor(d) for d in c], chunk).result()
 
     def feed():
-        for fed in feeder.fed(paths, list(range(len(paths)))):
-            [_as_tensor(d) for _, d in fed.device]
+        for _ in feeder.pipeline(paths, list(range(len(paths))), handoff):
+            pass
 
     decode, n_decode = _decode_fn(extractor, paths, x["datas"], x["routes"])
     groups = [stack_groups(c) for c in _batched(x["decoded"], batch)] if extractor.decode != "workers" else []
@@ -133,7 +134,7 @@ def stage_passes(extractor, paths: list[str], model_pass, n_model: int) -> dict:
     passes = {
         "read": (read, len(paths)),
         "route": (lambda: [device_decodable(d) for d in x["datas"]], len(paths)),
-        "handoff": (handoff, len(paths)),
+        "handoff": (hand_off, len(paths)),
         "feed": (feed, len(paths)),
         "decode": (decode, n_decode),
         "resize": (resize, sum(len(r) for g in groups for r, _ in g)),
