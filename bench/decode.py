@@ -308,12 +308,16 @@ class DeviceDecode:
         self._nvimgcodec = None
         self._params = None
         self.paths: list[str] = []
+        from .feed import SlabPool
+
+        self._slabs = SlabPool()  # kept with this decoder: a second run reads into memory already touched
 
     def fed(self, paths: list[str], rows: list[int]):
         """Read, routed batches (:class:`copybench.feed.Fed`): the feeding alone, without decoding."""
         from .feed import feed
 
-        return feed(paths, rows, batch_size=self.batch_size, threads=max(2, self.num_workers))
+        threads = max(2, self.num_workers)
+        return feed(paths, rows, batch_size=self.batch_size, threads=threads, slabs=self._slabs)
 
     def batches(self, paths: list[str], rows: list[int]) -> Iterator[Batch]:
         """Decoded batches in order: batch n+1 decodes in a background thread on a side stream while the caller

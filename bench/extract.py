@@ -108,6 +108,7 @@ class Extractor:
         if decode_ahead < 1:
             raise ValueError(f"decode_ahead must be at least 1, got {decode_ahead}")
         self.decode_ahead = decode_ahead
+        self._feeders: dict = {}
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.preprocess = Preprocess(detector.spec)
         self.decode = resolve_decode(decode, self.device)
@@ -200,16 +201,25 @@ class Extractor:
 
     def batches(self, paths: list[str], rows: list[int]):
         """Resized uint8 :class:`~copybench.decode.Batch` es of ``rows``, decoded by this extractor's strategy."""
-        feeder = make_decoder(
-            self.decode,
-            self.preprocess,
-            device=self.device,
-            batch_size=self.batch_size,
-            num_workers=self.num_workers,
-            draft=self.draft,
-            ahead=self.decode_ahead,
-        )
-        return feeder.batches(paths, rows)
+        return self.feeder().batches(paths, rows)
+
+    def feeder(self):
+        """This extractor's decoder, kept across runs while its settings stand: a GPU decoder is created once and
+        the device path's read buffers are used again."""
+        key = (self.decode, self.batch_size, self.num_workers, self.draft, self.decode_ahead)
+        if key not in self._feeders:
+            self._feeders = {
+                key: make_decoder(
+                    self.decode,
+                    self.preprocess,
+                    device=self.device,
+                    batch_size=self.batch_size,
+                    num_workers=self.num_workers,
+                    draft=self.draft,
+                    ahead=self.decode_ahead,
+                )
+            }
+        return self._feeders[key]
 
     def _extract_rows(self, paths, rows, store: ShardStore, tokens: bool, label: str) -> None:
         from .progress import progress_bar

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -155,3 +156,35 @@ def test_feed_yields_batches_in_order_with_routes_and_failures(files, tmp_path):
         for b in batches:
             for r, data in b.device + b.cpu:
                 assert data.tobytes() == files[names[r]].read_bytes()
+
+
+def test_slab_pool_never_hands_out_a_slab_still_viewed():
+    import torch
+
+    from copybench.feed import SlabPool
+
+    pool = SlabPool()
+    a = pool.take(100)
+    a[:] = 7
+    view = torch.from_numpy(a[10:20])  # a decoder's tensor over part of the first slab
+    del a
+    b = pool.take(80)
+    b[:] = 9
+    assert int(view.sum()) == 70 and len(pool._slabs) == 2  # a second slab: the first is still read
+    del view, b
+    c = pool.take(90)
+    assert len(pool._slabs) == 2 and c.size == 90  # nothing views them now: one is used again
+    d = pool.take(1000)  # larger than every free slab: the free, too small ones are let go
+    assert d.size == 1000 and len(pool._slabs) == 2 and any(c.base is s for s in pool._slabs)
+
+
+def test_feed_reads_into_reused_slabs_with_the_right_bytes(files):
+    from copybench.feed import SlabPool
+
+    paths = [str(p) for p in files.values()] * 3
+    pool = SlabPool()
+    for _ in range(3):  # later passes read into the slabs of earlier ones
+        for b in feed(paths, list(range(len(paths))), batch_size=4, threads=2, slabs=pool):
+            for r, data in b.device + b.cpu:
+                assert data.tobytes() == Path(paths[r]).read_bytes()
+    assert len(pool._slabs) <= 8
