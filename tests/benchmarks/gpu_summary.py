@@ -34,6 +34,15 @@ def _throughput_lines(results, folder: str) -> tuple[list[str], bool]:
             + (f", reference {m['reference_e2e_ips']:,.0f} img/s" if m.get("reference_e2e_ips") else "")
             + f", retrieval {m['retrieval_qps']:,.0f} q/s, peak device MB {m.get('peak_device_mb')}"
         )
+        if m.get("stages"):  # --stages: each stage alone, in pipeline order, and the slowest
+            from copybench.throughput.stages import STAGES
+
+            rates = {s: m["stages"][s]["ips"] for s in STAGES if s in m["stages"]}
+            lines.append(
+                f"[{folder}]   stages img/s: "
+                + ", ".join(f"{s} {v:,.0f}" for s, v in rates.items())
+                + f"; slowest {min(rates, key=rates.get)}; end to end {m['e2e_ips']:,.0f}"
+            )
     return lines, ok
 
 
