@@ -364,9 +364,9 @@ class DeviceDecode:
         """(row, bytes or None, error or None) items, routed here: the Ray engine's entry point."""
         from .feed import Fed, device_decodable
 
-        good = [(row, data) for row, data, err in items if err is None]
-        dev = tuple((row, d) for row, d in good if device_decodable(d))
-        cpu = tuple((row, d) for row, d in good if not device_decodable(d))
+        good = [(row, data, device_decodable(data)) for row, data, err in items if err is None]
+        dev = tuple((row, d) for row, d, ok in good if ok)
+        cpu = tuple((row, d) for row, d, ok in good if not ok)
         failures = tuple((row, err) for row, _, err in items if err is not None)
         return self.decode_fed(Fed(dev, cpu, failures, len(items)), stream)
 
