@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -305,8 +306,9 @@ class DeviceDecode:
         self.preprocess, self.batch_size, self.num_workers = preprocess, batch_size, num_workers
         self.device, self.backend, self.ahead = torch.device(device), backend, max(1, ahead)
         self.name = backend
-        self._nvimgcodec = None
-        self._params = None
+        self._local = (
+            threading.local()
+        )  # each decode thread's own nvImageCodec decoder: none shared by threads
         self.paths: list[str] = []
         from .feed import SlabPool
 
@@ -421,19 +423,34 @@ class DeviceDecode:
         import torch
         from nvidia import nvimgcodec
 
-        if self._nvimgcodec is None:
-            self._nvimgcodec, self._params = nvimgcodec_decoder(self.backend, self.device.index or 0)
-        stream = torch.cuda.current_stream(self.device).cuda_stream  # this batch's side stream
+        cuda = self.device.type == "cuda"
+        if getattr(self._local, "nvimgcodec", None) is None:
+            device_id = (self.device.index or 0) if cuda else None
+            self._local.nvimgcodec = nvimgcodec_decoder(self.backend, device_id)
+        decoder, params = self._local.nvimgcodec
+        stream = torch.cuda.current_stream(self.device).cuda_stream if cuda else 0  # this batch's side stream
         sources = [
             nvimgcodec.CodeStream(d if isinstance(d, np.ndarray) else np.frombuffer(d, np.uint8))
             for d in datas
         ]
-        images = self._nvimgcodec.decode(sources, params=self._params, cuda_stream=stream)
+        images = decoder.decode(sources, params=params, cuda_stream=stream)
         if any(img is None for img in images):
             raise ValueError("nvImageCodec could not decode every image of the batch")
         return [
-            _chw(torch.from_dlpack(img), img.sample_format == nvimgcodec.SampleFormat.P_RGB) for img in images
+            _chw(_image_tensor(img), img.sample_format == nvimgcodec.SampleFormat.P_RGB) for img in images
         ]
+
+
+def _image_tensor(img) -> torch.Tensor:
+    """An nvImageCodec image as a tensor without a copy: device memory through DLPack, host memory (its CPU
+    backend) through the array interface (its DLPack export asks the CUDA runtime, absent without a GPU)."""
+    import numpy as np
+    import torch
+    from nvidia import nvimgcodec
+
+    if img.buffer_kind == nvimgcodec.ImageBufferKind.STRIDED_HOST:
+        return torch.from_numpy(np.asarray(img))
+    return torch.from_dlpack(img)
 
 
 def _chw(x: torch.Tensor, planar: bool) -> torch.Tensor:
@@ -441,11 +458,17 @@ def _chw(x: torch.Tensor, planar: bool) -> torch.Tensor:
     return x if planar else x[..., :3].permute(2, 0, 1)
 
 
-def nvimgcodec_decoder(backend: str, device_id: int):
+def nvimgcodec_decoder(backend: str, device_id: int | None):
     """(Decoder, DecodeParams) for ``nvimgcodec`` (every backend nvImageCodec picks) or ``nvimgcodec-hw`` (the
-    GPU's hardware JPEG decoders only: A100, H100, H200)."""
+    GPU's hardware JPEG decoders only: A100, H100, H200). ``device_id`` None: its CPU backend (how the tests run
+    this path without a GPU)."""
     from nvidia import nvimgcodec
 
+    if device_id is None:
+        cpu = [nvimgcodec.Backend(nvimgcodec.BackendKind.CPU_ONLY)]
+        return nvimgcodec.Decoder(
+            device_id=nvimgcodec.NVIMGCODEC_DEVICE_CPU_ONLY, backends=cpu
+        ), nvimgcodec_params()
     backends = None
     if backend == "nvimgcodec-hw":
         backends = [nvimgcodec.Backend(nvimgcodec.BackendKind.HW_GPU_ONLY)]

@@ -311,3 +311,24 @@ def test_nvimgcodec_params_give_pillows_pixels_on_its_cpu_backend(tmp_path):
         want = torch.from_numpy(np.array(im.convert("RGB"))).permute(2, 0, 1)
     assert x.shape == want.shape == (3, 48, 64)
     assert (x.int() - want.int()).abs().max() <= 1  # libjpeg-turbo both sides: IDCT rounding at most
+
+
+def test_nvimgcodec_path_on_its_cpu_backend_equals_the_cpu_path(tmp_path):
+    """The whole nvImageCodec decode path (code streams, batched decode, DLPack views, CHW, resize, fallbacks by
+    name) run on nvImageCodec's CPU backend: the descriptors of the Pillow path, the same files skipped."""
+    pytest.importorskip("nvidia.nvimgcodec")
+    paths = _mixed_folder(tmp_path)
+    det = create_detector("pixel_rgb_16")
+    pre = Preprocess(det.spec)
+    dev = DeviceDecode(pre, batch_size=4, num_workers=0, device="cpu", backend="nvimgcodec")
+    decoded = []
+    real = dev._decode_nvimgcodec
+    dev._decode_nvimgcodec = lambda datas: decoded.extend(real(datas)) or decoded[-len(datas) :]
+    batches = list(dev.batches(paths, list(range(len(paths)))))
+    got = {r: x for b in batches for rows, xs in b.groups for r, x in zip(rows, xs)}
+    assert sorted(got) == list(range(8)) and sorted(r for b in batches for r, _ in b.failures) == [8, 9]
+    assert len(decoded) == 6  # five RGB JPEGs and the grayscale one by nvImageCodec, not by the fallback
+    cpu = Extractor(det, num_workers=0, progress=False, decode="workers", draft=False)
+    for r, x in got.items():
+        ref = next(iter(cpu.feeder().batches(paths, [r]))).groups[0][1][0]
+        assert x.shape == ref.shape and (x.int() - ref.int()).abs().max() <= 1, paths[r]
