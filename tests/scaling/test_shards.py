@@ -1,0 +1,208 @@
+"""Shard inputs, the descriptor store, sharded extraction and resumable search, in this process (no Ray).
+
+Tiny WebDataset tars and a Parquet file are written here with the stdlib and pyarrow; the detector is
+``pixel_gray_16`` (weight-free), so descriptors are checked against the local Extractor on the same images.
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from copybench.scaling.descstore import DescriptorStore, StoreError, shard_id
+from copybench.scaling.shardextract import (
+    DetectorRunner,
+    SyntheticRunner,
+    duplicate_keys,
+    extract_shards,
+    synthetic_shards,
+)
+from copybench.scaling.shards import (
+    ShardError,
+    expand_braces,
+    is_shard_spec,
+    list_shards,
+    read_shard,
+)
+from copybench.scaling.shardsearch import search_store, split_gid
+
+
+def _jpeg(seed: int) -> bytes:
+    rng = np.random.default_rng(seed)
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (24, 24, 3), dtype=np.uint8)).save(buf, "JPEG")
+    return buf.getvalue()
+
+
+def _tar(path: Path, samples: dict[str, dict[str, bytes]]) -> Path:
+    with tarfile.open(path, "w") as tar:
+        for key, members in samples.items():
+            for ext, data in members.items():
+                info = tarfile.TarInfo(f"{key}.{ext}")
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+@pytest.fixture
+def shards(tmp_path) -> Path:
+    root = tmp_path / "shards"
+    root.mkdir()
+    for s in range(3):
+        _tar(
+            root / f"{s:05d}.tar",
+            {f"s{s}_{i:03d}": {"jpg": _jpeg(10 * s + i), "json": b"{}"} for i in range(4)},
+        )
+    return root
+
+
+def _extractor():
+    from copybench.detectors import create_detector
+    from copybench.extract import Extractor
+
+    return Extractor(create_detector("pixel_gray_16"), batch_size=3, num_workers=0, progress=False)
+
+
+def test_brace_patterns_expand_as_webdataset_names_them():
+    assert expand_braces("a/{000..002}.tar") == ["a/000.tar", "a/001.tar", "a/002.tar"]
+    assert expand_braces("{x,y}-{8..10}.parquet") == [
+        "x-8.parquet", "x-9.parquet", "x-10.parquet", "y-8.parquet", "y-9.parquet", "y-10.parquet",
+    ]  # fmt: skip
+    with pytest.raises(ShardError, match="backwards"):
+        expand_braces("{5..1}.tar")
+    assert is_shard_spec("s3://bucket/x.tar") and is_shard_spec("shards/{0..3}.tar")
+    assert not is_shard_spec("some/folder/of/images")
+
+
+def test_list_shards_by_pattern_folder_and_uri(shards):
+    by_pattern = list_shards(f"{shards}/{{00000..00002}}.tar")
+    assert [r.name for r in by_pattern] == ["00000.tar", "00001.tar", "00002.tar"]
+    assert list_shards(shards) == by_pattern
+    uri = list_shards(f"file://{shards}/00001.tar")[0]
+    assert uri.uri.startswith("file://") and uri.size == by_pattern[1].size
+    with pytest.raises(ShardError, match="00003.tar: no such shard"):
+        list_shards(f"{shards}/{{00000..00003}}.tar")
+    with pytest.raises(ShardError, match="unreadable URI"):
+        list_shards("nosuchscheme://bucket/x.tar")
+
+
+def test_bad_samples_are_named_and_counted(tmp_path):
+    path = _tar(
+        tmp_path / "bad.tar",
+        {"a": {"jpg": _jpeg(1)}, "b": {"json": b"{}", "txt": b"caption"}, "c": {"png": _jpeg(2)}},
+    )
+    s = read_shard(list_shards(path)[0])
+    assert s.keys == ["a", "c"]
+    assert [k for k, _ in s.errors] == ["b"] and "sample without an image (has json, txt)" in s.errors[0][1]
+    raw = path.read_bytes()
+    cut = tmp_path / "cut.tar"
+    a_end = 512 + -(-len(_jpeg(1)) // 512) * 512  # header and data of "a"
+    cut.write_bytes(raw[: a_end + 100])  # then part of the next header
+    t = read_shard(list_shards(cut)[0])
+    assert t.keys == ["a"]
+    assert len(t.errors) == 1 and "truncated or corrupt tar after 1 samples" in t.errors[0][1]
+
+
+def test_parquet_shards_with_image_bytes(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table({"key": ["p0", "p1", "p2"], "jpg": [_jpeg(5), b"", _jpeg(6)]})
+    pq.write_table(table, tmp_path / "x.parquet")
+    s = read_shard(list_shards(tmp_path / "x.parquet")[0])
+    assert s.keys == ["p0", "p2"] and s.data[0] == _jpeg(5)
+    assert s.errors == [("p1", f"{tmp_path / 'x.parquet'}:p1: sample without an image (empty 'jpg')")]
+
+
+def test_extraction_writes_each_shard_once_and_equals_the_local_extractor(shards, tmp_path):
+    ext = _extractor()
+    refs = list_shards(shards)
+    store = DescriptorStore(tmp_path / "store", "k")
+    first = extract_shards(refs, store, DetectorRunner.from_extractor(ext))
+    assert (first.computed, first.reused, first.rows, first.n_errors) == (3, 0, 12, 0)
+    # the same images as files through the local Extractor: the same descriptors
+    files = []
+    for s in range(3):
+        for i in range(4):
+            files.append(tmp_path / f"{s}_{i}.jpg")
+            files[-1].write_bytes(_jpeg(10 * s + i))
+    local = ext.run([str(f) for f in files])
+    stored = np.concatenate([store.read(sh["id"]) for sh in first.shards])
+    np.testing.assert_allclose(stored, local.vectors, atol=1e-6)
+    again = extract_shards(refs, store, DetectorRunner.from_extractor(ext))
+    assert (again.computed, again.reused) == (0, 3) and again.shards == first.shards
+
+
+def test_a_changed_shard_invalidates_only_its_own_descriptors(shards, tmp_path):
+    ext, store = _extractor(), DescriptorStore(tmp_path / "store", "k")
+    first = extract_shards(list_shards(shards), store, DetectorRunner.from_extractor(ext))
+    _tar(shards / "00001.tar", {f"new{i}": {"jpg": _jpeg(100 + i)} for i in range(2)})
+    second = extract_shards(list_shards(shards), store, DetectorRunner.from_extractor(ext))
+    assert second.changed == [str(shards / "00001.tar")]
+    assert (second.computed, second.reused) == (1, 2)
+    assert second.shards[0] == first.shards[0] and second.shards[2] == first.shards[2]
+    assert second.shards[1]["rows"] == 2
+    # touched but unchanged bytes: re-hashed, still reused
+    import os
+
+    os.utime(shards / "00000.tar", ns=(1, 1))
+    third = extract_shards(list_shards(shards), store, DetectorRunner.from_extractor(ext))
+    assert (third.computed, third.changed) == (0, [])
+
+
+def test_a_damaged_descriptor_shard_is_named(shards, tmp_path):
+    ext, store = _extractor(), DescriptorStore(tmp_path / "store", "k")
+    res = extract_shards(list_shards(shards), store, DetectorRunner.from_extractor(ext))
+    sid = res.shards[0]["id"]
+    npy = tmp_path / "store" / "k" / f"{sid}.npy"
+    data = bytearray(npy.read_bytes())
+    data[-1] ^= 0xFF
+    npy.write_bytes(bytes(data))
+    with pytest.raises(StoreError, match=f"shard {sid} does not match its checksum"):
+        store.read(sid)
+
+
+def test_duplicate_keys_across_shards_are_named(tmp_path):
+    root = tmp_path / "d"
+    root.mkdir()
+    _tar(root / "a.tar", {"x": {"jpg": _jpeg(1)}, "y": {"jpg": _jpeg(2)}})
+    _tar(root / "b.tar", {"y": {"jpg": _jpeg(3)}, "z": {"jpg": _jpeg(4)}})
+    store = DescriptorStore(tmp_path / "store", "k")
+    res = extract_shards(list_shards(root), store, DetectorRunner.from_extractor(_extractor()))
+    n, msgs = duplicate_keys(store, [s["id"] for s in res.shards])
+    assert n == 1 and msgs == [
+        f"duplicate key 'y' in shards {shard_id(str(root / 'a.tar'))}, {shard_id(str(root / 'b.tar'))}"
+    ]
+
+
+def test_search_over_the_store_equals_brute_force_and_resumes_with_missing_pairs_only(tmp_path, monkeypatch):
+    import copybench.scaling.shardsearch as ss
+
+    monkeypatch.setattr(ss, "QUERY_BLOCK", 7)
+    store = DescriptorStore(tmp_path / "store", "syn")
+    res = extract_shards(synthetic_shards(230, 50), store, SyntheticRunner(dims=16, seed=3))
+    allv = np.concatenate([store.read(s["id"]) for s in res.shards])
+    q = np.random.default_rng(0).standard_normal((20, 16)).astype(np.float32)
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    s, g, stats = search_store(q, store, res.shards, 4)
+    assert (stats.pairs, stats.computed, stats.reused) == (3 * 5, 15, 0)
+    shard, row = split_gid(g)
+    offsets = np.cumsum([0] + [sh["rows"] for sh in res.shards])
+    flat = offsets[shard] + row
+    want = np.argsort(-(q @ allv.T), axis=1, kind="stable")[:, :4]
+    np.testing.assert_array_equal(flat, want)
+    np.testing.assert_allclose(s, np.take_along_axis(q @ allv.T, want, 1), atol=1e-5)
+    # a killed run: remove some partials, rerun computes only those and gives the same result
+    parts = sorted((tmp_path / "store" / "syn").glob("search-*/*.npz"))
+    for p in parts[::4]:
+        p.unlink()
+    parts[1].write_bytes(b"garbage")  # a half-written partial from a kill -9
+    s2, g2, stats2 = search_store(q, store, res.shards, 4)
+    assert stats2.computed == len(parts[::4]) + 1 and stats2.reused == 15 - stats2.computed
+    np.testing.assert_array_equal(g2, g)
+    np.testing.assert_array_equal(s2, s)
