@@ -62,7 +62,10 @@ def portable_summary(summary: dict, out: Path) -> dict:
 
     published = copy.deepcopy(summary)
     published["out"] = "."
-    published["inputs"] = {k: portable_path(v, out) for k, v in summary["inputs"].items()}
+    # a URI (s3://, file://) is no path of this machine: published as given
+    published["inputs"] = {
+        k: v if "://" in v else portable_path(v, out) for k, v in summary["inputs"].items()
+    }
     calibration = published["threshold"].get("calibration")
     if calibration:
         calibration["path"] = portable_path(calibration["path"], out)
@@ -74,6 +77,8 @@ def portable_summary(summary: dict, out: Path) -> dict:
 def _portable_skip(skip: dict, out: Path) -> dict:
     from copybench.io import portable_path
 
+    if "://" in skip["path"]:
+        return skip
     relative = portable_path(skip["path"], out)
     return {**skip, "path": relative, "error": str(skip.get("error", "")).replace(skip["path"], relative)}
 

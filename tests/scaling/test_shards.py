@@ -206,3 +206,43 @@ def test_search_over_the_store_equals_brute_force_and_resumes_with_missing_pairs
     assert stats2.computed == len(parts[::4]) + 1 and stats2.reused == 15 - stats2.computed
     np.testing.assert_array_equal(g2, g)
     np.testing.assert_array_equal(s2, s)
+
+
+def test_scan_on_tar_shards_end_to_end(shards, tmp_path, capsys):
+    """``copybench scan --train PATTERN``: matches named SHARD:KEY, the exact copy found, images copied out."""
+    import json
+
+    from copybench.cli import main
+
+    gen = tmp_path / "gen"
+    gen.mkdir()
+    (gen / "copy.jpg").write_bytes(_jpeg(21))  # shard 2, sample 1
+    (gen / "broken.jpg").write_bytes(b"not a jpeg")
+    out = tmp_path / "scan"
+    argv = ["-q", "scan", "--generated", str(gen), "--train", f"{shards}/{{00000..00002}}.tar"]
+    argv += ["--detector", "pixel_gray_16", "--threshold", "0.99", "--out", str(out), "--top-k", "2"]
+    argv += ["--descriptor-dir", str(tmp_path / "store")]
+    assert main(argv) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    top = summary["flagged"][0]
+    assert top["train"] == "00002.tar:s2_001" and top["similarity"] == pytest.approx(1.0, abs=1e-5)
+    assert summary["counts"]["train_indexed"] == 12 and summary["shards"]["n"] == 3
+    assert summary["search"] == {"kind": "exact", "pairs": 3, "computed": 3, "reused": 0}
+    assert [s["role"] for s in summary["skipped"]] == ["generated"]
+    copied = list((out / "train-samples" / "00002.tar").glob("s2_001.jpg"))
+    assert len(copied) == 1 and copied[0].read_bytes() == _jpeg(21)
+    # rerun: every descriptor shard and search pair is reused
+    assert main([*argv[:-6], "--out", str(tmp_path / "scan2"), *argv[-4:]]) == 0
+    again = json.loads((tmp_path / "scan2" / "summary.json").read_text())
+    assert again["search"]["reused"] == 3 and again["shards"]["reused"] == 3
+    assert again["replication_rate"] == summary["replication_rate"]
+
+
+def test_scan_names_a_missing_shard_and_exits_2(shards, tmp_path, capsys):
+    from copybench.cli import main
+
+    argv = ["scan", "--generated", str(shards), "--train", f"{shards}/{{00000..00004}}.tar"]
+    argv += ["--detector", "pixel_gray_16", "--threshold", "0.9", "--out", str(tmp_path / "o")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "00003.tar: no such shard" in err
