@@ -145,7 +145,11 @@ def process_shard(ref: ShardRef, store: DescriptorStore, runner, dtype: str = "f
     samples = runner.read(ref)
     vectors, keys, failed = runner.describe(samples)
     errors = [msg for _, msg in samples.errors] + failed
+    import os
+    import socket
+
     meta = {
+        "writer": f"{socket.gethostname()}:{os.getpid()}",  # the process that computed and wrote it
         "keys": keys,
         "errors": errors,
         "n_errors": len(errors),
@@ -164,6 +168,7 @@ def _summary(rec: dict, errors: list[str]) -> dict:
         "desc_sha256": rec["sha256"],
         "bytes": rec["bytes"],
         "n_errors": rec["n_errors"],
+        "writer": rec["writer"],
         "errors": errors[:ERRORS_RETURNED],
     }
 

@@ -246,3 +246,24 @@ def test_scan_names_a_missing_shard_and_exits_2(shards, tmp_path, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "00003.tar: no such shard" in err
+
+
+def test_an_address_where_nothing_listens_fails_fast_with_one_line(tmp_path, capsys):
+    """#22.9: Ray retries a dead --address for minutes; copybench names the cause at once and exits 2."""
+    import socket
+    import time
+
+    from copybench.cli import main
+
+    with socket.socket() as s:  # a port nothing listens on: bound, never listening
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        argv = ["scan", "--generated", str(tmp_path), "--train", str(tmp_path), "--detector", "pixel_gray_16"]
+        argv += ["--threshold", "0.9", "--out", str(tmp_path / "o"), "--engine", "ray"]
+        t0 = time.perf_counter()
+        assert main([*argv, "--address", f"127.0.0.1:{port}"]) == 2
+        assert time.perf_counter() - t0 < 30
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"--address 127.0.0.1:{port}: no Ray cluster answers there" in err[0], err
+    assert main([*argv, "--address", "nonsense"]) == 2
+    assert "expected HOST:PORT" in capsys.readouterr().err
