@@ -267,3 +267,73 @@ def test_an_address_where_nothing_listens_fails_fast_with_one_line(tmp_path, cap
     assert len(err) == 1 and f"--address 127.0.0.1:{port}: no Ray cluster answers there" in err[0], err
     assert main([*argv, "--address", "nonsense"]) == 2
     assert "expected HOST:PORT" in capsys.readouterr().err
+
+
+def test_ann_reports_recall_and_the_exact_rate_beside_its_own(tmp_path):
+    from copybench.scaling.ann import AnnOptions, ann_scan, recall_at_k
+
+    assert recall_at_k(np.array([[1, 2, -1]]), np.array([[2, 3, -1]])) == 0.5  # 1 of the 2 real ids
+    store = DescriptorStore(tmp_path / "store", "syn")
+    res = extract_shards(synthetic_shards(2000, 500), store, SyntheticRunner(dims=16, seed=4))
+    allv = np.concatenate([store.read(s["id"]) for s in res.shards])
+    q = allv[::50] + 0.01 * np.random.default_rng(1).standard_normal((40, 16)).astype(np.float32)
+    opts = AnnOptions("ivf-flat", nlist=16, nprobe=16, sample=10)  # every list probed: exact
+    s, i, info = ann_scan(q, store, res.shards, 3, opts, 0.9, ">=", None)
+    assert info["recall_at_k"] == 1.0 and info["sample"] == {"n": 10, "of": 40, "seed": 0}
+    rates = info["replication_rate_sample"]
+    assert rates["ann"]["flagged"] == rates["exact"]["flagged"] == 10
+    few = ann_scan(
+        q, store, res.shards, 3, AnnOptions("ivf-flat", nlist=64, nprobe=1, sample=40), 0.9, ">=", None
+    )
+    assert (
+        few[2]["recall_at_k"] < 1.0
+    )  # one list of 64: neighbours are missed, and the summary says how often
+
+
+KILLED_SEARCH = """
+import sys, time
+import numpy as np
+import copybench.scaling.shardsearch as ss
+from copybench.scaling.descstore import DescriptorStore
+from copybench.scaling.shardextract import SyntheticRunner, extract_shards, synthetic_shards
+
+slow = ss.search_shard_blocks
+def slowly(*a, **kw):
+    time.sleep(0.2)  # fault injection: time for the parent to kill -9 this driver between pairs
+    return slow(*a, **kw)
+ss.search_shard_blocks = slowly
+store = DescriptorStore(sys.argv[1], "syn")
+res = extract_shards(synthetic_shards(4000, 100), store, SyntheticRunner(dims=8, seed=5))
+q = np.random.default_rng(3).standard_normal((30, 8)).astype(np.float32)
+ss.search_store(q, store, res.shards, 4)
+"""
+
+
+@pytest.mark.slow
+def test_a_search_killed_with_sigkill_resumes_with_the_missing_pairs_only(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = tmp_path / "store"
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_SEARCH, str(root)])
+    deadline = time.time() + 120
+    while len(list(root.glob("syn/search-*/*.npz"))) < 5 and time.time() < deadline:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = len(list(root.glob("syn/search-*/*.npz")))
+    assert 5 <= done < 40
+    store = DescriptorStore(root, "syn")
+    res = extract_shards(synthetic_shards(4000, 100), store, SyntheticRunner(dims=8, seed=5))
+    assert res.reused == 40
+    q = np.random.default_rng(3).standard_normal((30, 8)).astype(np.float32)
+    s, g, stats = search_store(q, store, res.shards, 4)
+    assert stats.reused == done and stats.computed == 40 - done
+    fresh = DescriptorStore(tmp_path / "fresh", "syn")
+    res2 = extract_shards(synthetic_shards(4000, 100), fresh, SyntheticRunner(dims=8, seed=5))
+    s2, g2, _ = search_store(q, fresh, res2.shards, 4)
+    np.testing.assert_array_equal(g, g2)
+    np.testing.assert_array_equal(s, s2)
