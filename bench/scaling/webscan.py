@@ -203,6 +203,25 @@ def _finish(out, det, inputs, settings, gen, train, store, found: _Found, timing
     return write_outputs(out, summary, matches, found.scores[:, 0], found.base)
 
 
+def changed_since_listed(refs) -> list[str]:
+    """Shards whose size or mtime moved while the scan ran (their descriptors describe the bytes read then;
+    the next run re-hashes them and recomputes only those that really changed)."""
+    from copybench.scaling.shards import ShardError, stat_shard
+
+    moved = []
+    for ref in refs:
+        try:
+            now = stat_shard(ref)
+        except ShardError as exc:
+            moved.append(f"{ref.uri}: {exc}")
+            continue
+        if (now.size, now.mtime_ns) != (ref.size, ref.mtime_ns):
+            moved.append(f"{ref.uri}: changed during the scan (size {ref.size} -> {now.size})")
+    for m in moved:
+        log.warning("%s", m)
+    return moved
+
+
 def _shard_block(train: ShardSide, store, dup_n: int, dup_msgs: list[str]) -> dict:
     from copybench.scaling.shards import fingerprint
 
@@ -213,6 +232,7 @@ def _shard_block(train: ShardSide, store, dup_n: int, dup_msgs: list[str]) -> di
         "computed": train.x.computed,
         "reused": train.x.reused,
         "changed": train.x.changed,
+        "changed_during_scan": changed_since_listed(train.refs),
         "problems": train.x.n_errors,
         "duplicate_keys": dup_n,
         "duplicates": dup_msgs,

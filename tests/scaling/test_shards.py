@@ -236,6 +236,11 @@ def test_scan_on_tar_shards_end_to_end(shards, tmp_path, capsys):
     again = json.loads((tmp_path / "scan2" / "summary.json").read_text())
     assert again["search"]["reused"] == 3 and again["shards"]["reused"] == 3
     assert again["replication_rate"] == summary["replication_rate"]
+    # opt-in ANN through the CLI: the index's search, its recall and the exact rate on the sample beside it
+    assert main([*argv[:-6], "--out", str(tmp_path / "ann"), *argv[-4:], "--ann", "ivf-flat"]) == 0
+    ann = json.loads((tmp_path / "ann" / "summary.json").read_text())
+    assert ann["search"] == {"kind": "ivf-flat"} and ann["ann"]["recall_at_k"] == 1.0  # every list probed
+    assert ann["ann"]["replication_rate_sample"]["exact"]["flagged"] == 1
 
 
 def test_scan_names_a_missing_shard_and_exits_2(shards, tmp_path, capsys):
@@ -278,7 +283,7 @@ def test_ann_reports_recall_and_the_exact_rate_beside_its_own(tmp_path):
     allv = np.concatenate([store.read(s["id"]) for s in res.shards])
     q = allv[::50] + 0.01 * np.random.default_rng(1).standard_normal((40, 16)).astype(np.float32)
     opts = AnnOptions("ivf-flat", nlist=16, nprobe=16, sample=10)  # every list probed: exact
-    s, i, info = ann_scan(q, store, res.shards, 3, opts, 0.9, ">=", None)
+    _, _, info = ann_scan(q, store, res.shards, 3, opts, 0.9, ">=", None)
     assert info["recall_at_k"] == 1.0 and info["sample"] == {"n": 10, "of": 40, "seed": 0}
     rates = info["replication_rate_sample"]
     assert rates["ann"]["flagged"] == rates["exact"]["flagged"] == 10
@@ -337,3 +342,14 @@ def test_a_search_killed_with_sigkill_resumes_with_the_missing_pairs_only(tmp_pa
     s2, g2, _ = search_store(q, fresh, res2.shards, 4)
     np.testing.assert_array_equal(g, g2)
     np.testing.assert_array_equal(s, s2)
+
+
+def test_a_shard_rewritten_during_the_scan_is_named(shards):
+    from copybench.scaling.webscan import changed_since_listed
+
+    refs = list_shards(shards)
+    _tar(shards / "00002.tar", {"other": {"jpg": _jpeg(99)}})
+    (shards / "00001.tar").unlink()
+    moved = changed_since_listed(refs)
+    assert len(moved) == 2
+    assert "00001.tar: no such shard" in moved[0] and "00002.tar: changed during the scan" in moved[1]
