@@ -358,7 +358,7 @@ def _add_measure_parsers(sub) -> None:
     p.add_argument("--queries", type=int, default=256)
     p.add_argument("--rows-per-shard", type=int, default=50_000)
     p.add_argument("--out", required=True, help="result file (JSON)")
-    p = sub.add_parser("measure-driver-one", help=argparse.SUPPRESS)
+    p = sub.add_parser("measure-driver-one", help="one size of measure-driver (run by it in a fresh process)")
     p.add_argument("rows", type=int)
     p.add_argument("store")
     p.add_argument("--options", default="{}")

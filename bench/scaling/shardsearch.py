@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from copybench.retrieval import merge_topk
-from copybench.scaling.descstore import DescriptorStore
+from copybench.scaling.descstore import DescriptorStore, StoreError
 from copybench.scaling.records import MAX_RETRIES
 
 log = logging.getLogger(__name__)
@@ -86,7 +86,11 @@ def search_shard_blocks(
     """One search task: the missing query blocks of one reference shard, each partial stored as it is done."""
     from copybench.retrieval import search
 
-    ref = np.ascontiguousarray(store.read(shard["id"], shard["desc_sha256"]), dtype=np.float32)
+    try:
+        ref = np.ascontiguousarray(store.read(shard["id"], shard["desc_sha256"]), dtype=np.float32)
+    except StoreError as exc:  # never searched; discarded so that the next run extracts that shard again
+        store.discard(shard["id"])
+        raise StoreError(f"{exc}; discarded: rerun to extract that shard again") from exc
     for b in blocks:
         q = np.ascontiguousarray(queries[b * QUERY_BLOCK : (b + 1) * QUERY_BLOCK], dtype=np.float32)
         s, i = search(q, ref, min(k, max(len(ref), 1)), device=device) if len(ref) else _empty(len(q), k)

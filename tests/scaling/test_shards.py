@@ -165,6 +165,12 @@ def test_a_damaged_descriptor_shard_is_named(shards, tmp_path):
     npy.write_bytes(bytes(data))
     with pytest.raises(StoreError, match=f"shard {sid} does not match its checksum"):
         store.read(sid)
+    q = np.ones((1, 256), np.float32)  # pixel_gray_16: 16 x 16 gray
+    with pytest.raises(StoreError, match="discarded: rerun to extract that shard again"):
+        search_store(q, store, res.shards, 1)
+    again = extract_shards(list_shards(shards), store, DetectorRunner.from_extractor(ext))
+    assert (again.computed, again.reused) == (1, 2)  # only the damaged shard
+    assert store.read(sid).shape == (4, 256)
 
 
 def test_duplicate_keys_across_shards_are_named(tmp_path):
