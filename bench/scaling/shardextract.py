@@ -95,7 +95,7 @@ class DetectorRunner:
                 "row": np.arange(len(ks)),
                 "job": np.zeros(len(ks), dtype=np.int64),
                 "path": np.array([f"{s.ref.uri}:{k}" for k in ks], dtype=object),
-                "data": np.array(s.data[start : start + step] + [b""], dtype=object)[:-1],
+                "data": np.array(s.data[start : start + step], dtype=object),
                 "read_error": np.array([""] * len(ks), dtype=object),
             }
             res = actor(batch)
@@ -235,8 +235,8 @@ def _compute(todo: list[ShardRef], store: DescriptorStore, runner, engine, dtype
     from ray.util import ActorPool
 
     engine.connect()
-    n = min(len(todo), engine.n_workers(getattr(engine, "device", "cpu")))
-    gpu = str((getattr(runner, "options", None) or {}).get("device", "cpu")).startswith("cuda")
+    device = str((getattr(runner, "options", None) or {}).get("device", "cpu"))
+    n, gpu = min(len(todo), engine.n_workers(device)), device.startswith("cuda")
     cls = ray.remote(_ShardWorker).options(
         num_cpus=0 if gpu else engine.cpus_per_worker,
         num_gpus=1 if gpu else 0,
