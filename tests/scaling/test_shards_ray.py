@@ -69,3 +69,14 @@ def test_scan_on_shards_with_ray_equals_the_local_scan(cluster, tmp_path):
     for key in ("replication_rate", "flagged", "similarity_stats", "counts"):
         assert runs["ray"][key] == runs["local"][key], key
     assert runs["ray"]["replication_rate"]["flagged"] == 3
+
+
+def test_driver_memory_measurement_runs_the_real_path(cluster, tmp_path):
+    from copybench.scaling.measure import measure_driver
+
+    r = measure_driver(2000, str(tmp_path), rows_per_shard=500, dims=8, queries=5, workers=2, k=3)
+    assert (r["rows"], r["shards"], r["extract"]["computed"], r["search"]["pairs"]) == (2000, 4, 4, 4)
+    assert r["matches_found"] == 5 * 3
+    assert r["descriptor_bytes"] == 4 * (128 + 500 * 8 * 2)  # .npy header + fp16 rows, per shard
+    mem = r["driver_rss_mb"]
+    assert 0 < mem["peak_before_ray"] <= mem["peak_after_extract"] <= mem["peak_after_search"]
