@@ -80,3 +80,39 @@ def test_driver_memory_measurement_runs_the_real_path(cluster, tmp_path):
     assert r["descriptor_bytes"] == 4 * (128 + 500 * 8 * 2)  # .npy header + fp16 rows, per shard
     mem = r["driver_rss_mb"]
     assert 0 < mem["peak_before_ray"] <= mem["peak_after_extract"] <= mem["peak_after_search"]
+
+
+def test_an_actor_killed_mid_extraction_costs_only_its_shard(cluster, tmp_path):
+    """SIGKILL one shard actor as soon as it has written a shard: it is restarted, the shard it held is redone,
+    and the store ends with every shard, byte for byte the ones this process computes."""
+    import signal
+    import threading
+    import time
+
+    store = DescriptorStore(tmp_path / "store", "syn")
+    refs = synthetic_shards(60 * 20_000, 20_000)
+    killed: list[int] = []
+
+    def kill_first_writer() -> None:
+        deadline = time.time() + 120
+        while time.time() < deadline and not killed:
+            for rec in (tmp_path / "store" / "syn").glob("*.json"):
+                pid = int(json.loads(rec.read_text())["writer"].rsplit(":", 1)[1])
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+                return
+            time.sleep(0.01)
+
+    killer = threading.Thread(target=kill_first_writer)
+    killer.start()
+    res = extract_shards(refs, store, SyntheticRunner(dims=64, seed=2), engine=RayEngine(workers=2))
+    killer.join()
+    assert killed and res.computed == 60 and res.rows == 60 * 20_000
+    writers = {int(s["writer"].rsplit(":", 1)[1]) for s in res.shards}
+    # the killed actor's shards were finished by the others (one it wrote may be rewritten by its retry)
+    assert writers - {killed[0]}
+    for s in res.shards:
+        store.read(s["id"], s["desc_sha256"])  # every shard whole and matching its checksum
+    local = DescriptorStore(tmp_path / "local", "syn")
+    want = extract_shards(refs[:60:7], local, SyntheticRunner(dims=64, seed=2))
+    assert [s["desc_sha256"] for s in want.shards] == [s["desc_sha256"] for s in res.shards[:60:7]]
