@@ -359,3 +359,22 @@ def test_a_shard_rewritten_during_the_scan_is_named(shards):
     moved = changed_since_listed(refs)
     assert len(moved) == 2
     assert "00001.tar: no such shard" in moved[0] and "00002.tar: changed during the scan" in moved[1]
+
+
+def test_generated_shards_and_a_uri_store(shards, tmp_path):
+    """--generated as a shard too, the store written through a file:// URI: the copy is found by name."""
+    import json
+
+    from copybench.cli import main
+
+    gen = _tar(tmp_path / "gen.tar", {"copy": {"jpg": _jpeg(13)}, "other": {"jpg": _jpeg(500)}})
+    out = tmp_path / "scan"
+    argv = ["-q", "scan", "--generated", str(gen), "--train", str(shards), "--detector", "pixel_gray_16"]
+    argv += ["--threshold", "0.99", "--out", str(out), "--descriptor-dir", f"file://{tmp_path}/uristore"]
+    assert main(argv) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["flagged"] == [
+        {"generated": "gen.tar:copy", "train": "00001.tar:s1_003", "similarity": pytest.approx(1.0, abs=1e-5)}
+    ]
+    assert summary["counts"]["generated_scanned"] == 2
+    assert len(list((tmp_path / "uristore").glob("*/*.npy"))) == 4  # three training shards and gen.tar
