@@ -7,6 +7,9 @@ train-vs-train baseline adds ``baseline`` queries) and both rates are per device
 throughput`` result files (end-to-end extraction images/s; retrieval queries/s x its reference count).
 Work is split evenly (Ray Data hands batches to whichever actor is free; search is one task per reference
 shard), so time falls as 1/N after a fixed start-up. Descriptors are stored in fp16: ``dims * 2`` bytes each.
+With shard inputs the plan also gives the input volume and the read bandwidth that keeps N devices busy (bytes
+per image measured on the user's shards), the descriptor store's read volume, and the opt-in IVF index
+(:class:`AnnPlan`: the probed share of the search and the index's size).
 
 ``simulate`` checks that claim on one machine: the same images extracted by K = 1, 2, ... detector actors
 (each a CPU slice, each given a share of the batches), with per-worker busy rates and wall times; the K = 1
