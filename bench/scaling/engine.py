@@ -41,8 +41,34 @@ from copybench.scaling.records import (
 
 log = logging.getLogger(__name__)
 
+CONNECT_TIMEOUT_S = 10.0  # how long --address may stay silent before the run stops with a named error
+
 
 # ---------------------------------------------------------------------------------------------- engine
+class ClusterUnreachable(ValueError):
+    """``--address`` names no Ray cluster that answers (a bad input: exit 2)."""
+
+
+def check_address(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+    """Fail within ``timeout_s`` when nothing listens at HOST:PORT: Ray itself retries for minutes, logging."""
+    import socket
+
+    if address in ("auto", "local") or "://" in address:  # ray:// (client) and auto: Ray answers at once
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ClusterUnreachable(f"--address {address}: expected HOST:PORT (e.g. 10.0.0.1:6379) or auto")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            return
+    except OSError as exc:
+        why = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
+        raise ClusterUnreachable(
+            f"--address {address}: no Ray cluster answers there ({why}); start one with `ray start --head` "
+            "or leave --address out to start a local one"
+        ) from exc
+
+
 class RayEngine:
     """A connection to a Ray cluster (``address``; a new local one when None), used as a context manager."""
 
@@ -83,7 +109,11 @@ class RayEngine:
             _quiet_ray_data()
             return
         if self.address:
-            ray.init(address=self.address, log_to_driver=False, logging_level=logging.WARNING)
+            check_address(self.address)
+            try:
+                ray.init(address=self.address, log_to_driver=False, logging_level=logging.WARNING)
+            except ConnectionError as exc:  # "auto" with no cluster on this machine, a GCS that went away
+                raise ClusterUnreachable(f"--address {self.address}: {exc}") from exc
         else:
             ray.init(
                 num_cpus=self.num_cpus,

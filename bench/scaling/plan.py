@@ -7,6 +7,9 @@ train-vs-train baseline adds ``baseline`` queries) and both rates are per device
 throughput`` result files (end-to-end extraction images/s; retrieval queries/s x its reference count).
 Work is split evenly (Ray Data hands batches to whichever actor is free; search is one task per reference
 shard), so time falls as 1/N after a fixed start-up. Descriptors are stored in fp16: ``dims * 2`` bytes each.
+With shard inputs the plan also gives the input volume and the read bandwidth that keeps N devices busy (bytes
+per image measured on the user's shards), the descriptor store's read volume, and the opt-in IVF index
+(:class:`AnnPlan`: the probed share of the search and the index's size).
 
 ``simulate`` checks that claim on one machine: the same images extracted by K = 1, 2, ... detector actors
 (each a CPU slice, each given a share of the batches), with per-worker busy rates and wall times; the K = 1
@@ -15,7 +18,9 @@ run gives the start-up and the per-worker rate, from which the model predicts th
 
 from __future__ import annotations
 
+import argparse
 import json
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -38,8 +43,26 @@ class DeviceRates:
 
 
 @dataclass(frozen=True)
+class AnnPlan:
+    """The opt-in IVF index: lists, lists probed per query, and bytes per vector (0: IVF-Flat, fp32)."""
+
+    nlist: int
+    nprobe: int = 16
+    pq_m: int = 0
+
+    def visited(self, n_train: int) -> float:
+        """Share of the training set one query compares with (probed lists of an even split)."""
+        return min(1.0, self.nprobe / self.nlist) if n_train else 0.0
+
+    def index_gb(self, n_train: int, dims: int) -> float:
+        """The index in memory: codes (or fp32 vectors) plus the 8-byte ids, and the centroids."""
+        per = (self.pq_m if self.pq_m else 4 * dims) + 8
+        return (n_train * per + self.nlist * dims * 4) / 1e9
+
+
+@dataclass(frozen=True)
 class ScanPlan:
-    """Predicted wall time, device hours and descriptor storage of one scan on ``n_workers`` devices."""
+    """Predicted wall time, device hours, descriptor storage and data volumes of one scan on ``n_workers``."""
 
     n_train: int
     n_generated: int
@@ -49,6 +72,10 @@ class ScanPlan:
     wall_h: float
     device_hours: float
     storage_gb: float
+    input_gb: float = float("nan")  # shard bytes read (bytes per image x images); NaN: not given
+    input_gbps: float = float("nan")  # read bandwidth that keeps n_workers extracting at their rate
+    store_read_gb: float = 0.0  # descriptor store read back: the search, the baseline (and the ANN build)
+    index_gb: float = 0.0  # ANN index size (0: exact search)
 
 
 def read_rates(path: str | Path) -> DeviceRates:
@@ -76,11 +103,18 @@ def plan_scan(
     *,
     baseline: int = 10_000,
     startup_s: float = 0.0,
+    bytes_per_image: float | None = None,
+    ann: AnnPlan | None = None,
 ) -> ScanPlan:
-    """The model's prediction for one scan (see the module docstring)."""
+    """The model's prediction for one scan (see the module docstring). With ``ann`` the generated images
+    compare with the probed share of the training set (plus the centroids); the baseline stays exact."""
     extract_s = (n_train + n_generated) / (n_workers * rates.extract_ips)
-    search_s = (n_generated + min(baseline, n_train)) * n_train / (n_workers * rates.pairs_per_s)
+    base = min(baseline, n_train)
+    gen_pairs = n_generated * (n_train if ann is None else n_train * ann.visited(n_train) + ann.nlist)
+    search_s = (gen_pairs + base * n_train) / (n_workers * rates.pairs_per_s)
     wall_s = startup_s + extract_s + search_s
+    store_gb = n_train * rates.dims * 2 / 1e9
+    bpi = float("nan") if bytes_per_image is None else bytes_per_image
     return ScanPlan(
         n_train=n_train,
         n_generated=n_generated,
@@ -90,6 +124,11 @@ def plan_scan(
         wall_h=wall_s / 3600,
         device_hours=n_workers * wall_s / 3600,
         storage_gb=(n_train + n_generated) * rates.dims * 2 / 1e9,
+        input_gb=(n_train + n_generated) * bpi / 1e9,
+        input_gbps=n_workers * rates.extract_ips * bpi / 1e9,
+        # each search reads every reference shard once (all query blocks per task); the ANN build once more
+        store_read_gb=store_gb * (2 + (ann is not None)),
+        index_gb=ann.index_gb(n_train, rates.dims) if ann else 0.0,
     )
 
 
@@ -211,20 +250,43 @@ def plan_table(
     *,
     price: float | None = None,
     startup_s: float = 0.0,
+    bytes_per_image: float | None = None,
+    ann: AnnPlan | None = None,
 ) -> str:
     """Markdown table of ``plan_scan`` over training-set sizes and device counts (cost when ``price`` per
-    device-hour is given)."""
+    device-hour is given; input volume and bandwidth when ``bytes_per_image`` is; the index with ``ann``)."""
     head = "| training set | devices | extraction | search | wall time | device-hours | descriptors (fp16) |"
-    lines = [head + (" cost |" if price else ""), "|---" * (7 + bool(price)) + "|"]
+    head += " store read | input read | input GB/s needed |" + (" ANN index |" if ann else "")
+    lines = [head + (" cost |" if price else ""), "|---" * (10 + bool(ann) + bool(price)) + "|"]
     for name, n in sizes.items():
         for g in gpus:
-            p = plan_scan(rates, n, n_generated, g, startup_s=startup_s)
+            p = plan_scan(
+                rates, n, n_generated, g, startup_s=startup_s, bytes_per_image=bytes_per_image, ann=ann
+            )
             row = (
                 f"| {name} | {g} | {_hm(p.extract_h)} | {_hm(p.search_h)} | {_hm(p.wall_h)} | "
-                f"{p.device_hours:,.1f} | {p.storage_gb:,.1f} GB |"
+                f"{p.device_hours:,.1f} | {p.storage_gb:,.1f} GB | {p.store_read_gb:,.1f} GB | "
+                f"{_gb(p.input_gb)} | {_gb(p.input_gbps, '/s')} |"
+                + (f" {p.index_gb:,.1f} GB |" if ann else "")
             )
             lines.append(row + (f" ${p.device_hours * price:,.0f} |" if price else ""))
     return "\n".join(lines)
+
+
+def _gb(v: float, unit: str = "") -> str:
+    return "not measured" if math.isnan(v) else f"{v:,.2f} GB{unit}"
+
+
+def shard_bytes_per_image(spec: str, max_shards: int = 4) -> tuple[float, int]:
+    """Measured input volume: bytes per sample over the first ``max_shards`` shards (read whole), and the
+    samples counted."""
+    from copybench.scaling.shards import list_shards, read_shard
+
+    refs = list_shards(spec)[:max_shards]
+    n = sum(len(read_shard(r).keys) for r in refs)
+    if n == 0:
+        raise ValueError(f"{spec}: no readable sample in the first {len(refs)} shard(s)")
+    return sum(r.size for r in refs) / n, n
 
 
 def _hm(hours: float) -> str:
@@ -237,8 +299,6 @@ def _hm(hours: float) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m copybench.scaling simulate|plan``: run the simulation, or print the plan table."""
-    import argparse
-
     parser = argparse.ArgumentParser(prog="python -m copybench.scaling")
     sub = parser.add_subparsers(dest="what", required=True)
     p = sub.add_parser("simulate", help="extract a dataset with K Ray actors for each K; write a result file")
@@ -253,7 +313,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--gpus", default="1,8,64,256")
     p.add_argument("--price", type=float, default=None, help="price of one device-hour, for a cost column")
     p.add_argument("--simulation", default=None, help="a simulation result: its measured start-up is added")
+    p.add_argument("--shards", default=None, help="training shards: bytes per image measured on the first 4")
+    p.add_argument("--bytes-per-image", type=float, default=None, help="input bytes per image, if known")
+    p.add_argument("--ann-nlist", type=int, default=None, help="plan the ANN option with this many IVF lists")
+    p.add_argument("--ann-nprobe", type=int, default=16)
+    p.add_argument("--ann-pq-m", type=int, default=0, help="IVF-PQ bytes per vector (0: IVF-Flat)")
+    _add_measure_parsers(sub)
     args = parser.parse_args(argv)
+    if args.what in ("measure-driver", "measure-driver-one"):
+        return _measure(args)
     if args.what == "simulate":
         workers = tuple(int(w) for w in args.workers.split(","))
         summary = simulate(args.dataset, args.detector, workers=workers, repeats=args.repeats)
@@ -265,7 +333,51 @@ def main(argv: list[str] | None = None) -> int:
     gpus = tuple(int(g) for g in args.gpus.split(","))
     startup = json.loads(Path(args.simulation).read_text())["model"]["startup_s"] if args.simulation else 0.0
     sizes = {"12M": 12_000_000, "2B": 2_000_000_000}
-    print(plan_table(rates, sizes, args.generated, gpus, price=args.price, startup_s=startup))
+    bpi = args.bytes_per_image
+    if args.shards:
+        bpi, n = shard_bytes_per_image(args.shards)
+        print(f"input: {bpi:,.0f} bytes per image, measured on {n} samples of {args.shards}")
+    ann = AnnPlan(args.ann_nlist, args.ann_nprobe, args.ann_pq_m) if args.ann_nlist else None
+    print(
+        plan_table(
+            rates,
+            sizes,
+            args.generated,
+            gpus,
+            price=args.price,
+            startup_s=startup,
+            bytes_per_image=bpi,
+            ann=ann,
+        )
+    )
+    return 0
+
+
+def _add_measure_parsers(sub) -> None:
+    p = sub.add_parser("measure-driver", help="driver peak RSS at several synthetic training-set sizes")
+    p.add_argument("--rows", default="100000,1000000", help="descriptor counts, comma-separated")
+    p.add_argument("--store", required=True, help="descriptor store folder (or URI) for the synthetic shards")
+    p.add_argument("--workers", type=int, default=3)
+    p.add_argument("--queries", type=int, default=256)
+    p.add_argument("--rows-per-shard", type=int, default=50_000)
+    p.add_argument("--out", required=True, help="result file (JSON)")
+    p = sub.add_parser("measure-driver-one", help="one size of measure-driver (run by it in a fresh process)")
+    p.add_argument("rows", type=int)
+    p.add_argument("store")
+    p.add_argument("--options", default="{}")
+
+
+def _measure(args) -> int:
+    from copybench.scaling.measure import measure_driver, measure_sizes
+
+    if args.what == "measure-driver-one":
+        print(json.dumps(measure_driver(args.rows, args.store, **json.loads(args.options))))
+        return 0
+    options = {"workers": args.workers, "queries": args.queries, "rows_per_shard": args.rows_per_shard}
+    summary = measure_sizes([int(r) for r in args.rows.split(",")], args.store, args.out, **options)
+    for r in summary["runs"]:
+        print(f"{r['rows']:>12,d} descriptors: driver peak {r['driver_rss_mb']['peak_after_search']:.0f} MB")
+    print(f"peak spread {summary['peak_spread_mb']:.0f} MB (target < {summary['target_mb']} MB)")
     return 0
 
 

@@ -17,14 +17,24 @@ def register_cli(subparsers) -> None:
     _add_scan_inputs(p)
     _add_scan_model_options(p)
     _add_scan_statistics_options(p)
+    _add_ann_options(p)
     add_engine_options(p)
     p.set_defaults(func=cmd_scan)
 
 
 def _add_scan_inputs(p) -> None:
     """What is scanned against what, how similarity is scored and thresholded, where outputs go."""
-    p.add_argument("--generated", required=True, help="folder of generated images (searched recursively)")
-    p.add_argument("--train", required=True, help="folder of training images (searched recursively)")
+    p.add_argument(
+        "--generated",
+        required=True,
+        help="folder of generated images (searched recursively), or shards as --train takes them",
+    )
+    p.add_argument(
+        "--train",
+        required=True,
+        help="folder of training images (searched recursively), or WebDataset .tar / Parquet shards: a path, "
+        "a folder of shards, a brace pattern (shards/{00000..00127}.tar) or a URI (s3://, gs://, file://)",
+    )
     p.add_argument(
         "--detector", required=True, help="registered detector name (see `copybench list detectors`)"
     )
@@ -93,11 +103,55 @@ def _add_scan_statistics_options(p) -> None:
     )
 
 
+def _add_ann_options(p) -> None:
+    """The opt-in approximate index (shard inputs only); exact search stays the default."""
+    p.add_argument(
+        "--ann",
+        default=None,
+        choices=("ivf-flat", "ivf-pq"),
+        help="search shard inputs with a faiss IVF index instead of exactly; its recall@k and the exact "
+        "replication rate on --ann-sample generated images are reported beside it",
+    )
+    p.add_argument("--ann-nlist", type=int, default=None, help="IVF lists (default 4 sqrt(N))")
+    p.add_argument("--ann-nprobe", type=int, default=16, help="IVF lists searched per query (default 16)")
+    p.add_argument("--ann-pq-m", type=int, default=32, help="IVF-PQ bytes per descriptor (default 32)")
+    p.add_argument(
+        "--ann-sample",
+        type=int,
+        default=1000,
+        help="generated images also searched exactly to measure the index (default 1000)",
+    )
+
+
+def _scan_function(args):
+    """``scan``, or ``scan_shards`` when an input names shards (with the ANN options, which need them)."""
+    from copybench.scaling.shards import is_shard_spec
+
+    if not (is_shard_spec(args.train) or is_shard_spec(args.generated)):
+        if args.ann:
+            raise ValueError("--ann needs shard inputs (--train as .tar / Parquet shards)")
+        from copybench.scan.pipeline import scan
+
+        return scan
+    if not is_shard_spec(args.train):
+        raise ValueError(f"--train {args.train}: shard --generated inputs need shard --train inputs too")
+    from functools import partial
+
+    from copybench.scaling.webscan import scan_shards
+
+    ann = None
+    if args.ann:
+        from copybench.scaling.ann import AnnOptions
+
+        ann = AnnOptions(args.ann, args.ann_nlist, args.ann_nprobe, args.ann_pq_m, None, args.ann_sample)
+    return partial(scan_shards, ann=ann)
+
+
 def cmd_scan(args) -> int:
     """Run the scan and print its summary."""
     from copybench.scaling.engine import engine_from_args
-    from copybench.scan.pipeline import scan
 
+    scan = _scan_function(args)
     with engine_from_args(args) as engine:
         summary = scan(
             args.generated,

@@ -62,7 +62,10 @@ def portable_summary(summary: dict, out: Path) -> dict:
 
     published = copy.deepcopy(summary)
     published["out"] = "."
-    published["inputs"] = {k: portable_path(v, out) for k, v in summary["inputs"].items()}
+    # a URI (s3://, file://) is no path of this machine: published as given
+    published["inputs"] = {
+        k: v if "://" in v else portable_path(v, out) for k, v in summary["inputs"].items()
+    }
     calibration = published["threshold"].get("calibration")
     if calibration:
         calibration["path"] = portable_path(calibration["path"], out)
@@ -74,6 +77,8 @@ def portable_summary(summary: dict, out: Path) -> dict:
 def _portable_skip(skip: dict, out: Path) -> dict:
     from copybench.io import portable_path
 
+    if "://" in skip["path"]:
+        return skip
     relative = portable_path(skip["path"], out)
     return {**skip, "path": relative, "error": str(skip.get("error", "")).replace(skip["path"], relative)}
 
@@ -311,6 +316,23 @@ def _stats_table(summary: dict) -> str:
     )
 
 
+def _ann_rows(summary: dict) -> list[tuple[str, str]]:
+    """An approximate search's check beside its rate: recall@k and both rates on the exactly searched sample."""
+    a = summary.get("ann")
+    if not a:
+        return []
+    ex, ap = a["replication_rate_sample"]["exact"], a["replication_rate_sample"]["ann"]
+    n = f"{a['sample']['n']} sampled generated images"
+    return [
+        ("search", f"APPROXIMATE ({a['index']}, nlist {a['nlist']}, nprobe {a['options']['nprobe']})"),
+        (f"recall@{a['k']} vs exact", f"{a['recall_at_k']:.4f} on {n}"),
+        (
+            "rate on the sample",
+            f"exact {ex['value']:.2%} ({ex['flagged']}), ANN {ap['value']:.2%} ({ap['flagged']})",
+        ),
+    ]
+
+
 def _headline(summary: dict) -> str:
     r, t, c, b = summary["replication_rate"], summary["threshold"], summary["counts"], summary["baseline"]
     cal = t["calibration"]
@@ -329,6 +351,7 @@ def _headline(summary: dict) -> str:
         f"{html.escape(str(summary['settings'].get('protocol', 'native')))}). "
         f"Training images indexed: {c['train_indexed']} of {c['train_found']}; generated scanned: "
         f"{c['generated_scanned']} of {c['generated_found']}. Baseline over {sample} training images.</p>"
+        + "".join(f"<p><b>{html.escape(k)}</b>: {html.escape(v)}</p>" for k, v in _ann_rows(summary))
     )
 
 
@@ -436,6 +459,7 @@ def print_summary(summary: dict, console) -> None:
         ("protocol", str(summary["settings"].get("protocol", "native"))),
         ("flagged", f"{r['flagged']} of {r['n']}"),
         ("replication rate", f"{r['value']:.2%}  95% CI [{r['ci95'][0]:.2%}, {r['ci95'][1]:.2%}] (Wilson)"),
+        *_ann_rows(summary),
     ):
         head.add_row(k, v)
     console.print(head)

@@ -53,3 +53,21 @@ def test_simulation_fit_predicts_from_the_single_worker_run():
     # with K=2's own rate (50 images in 10.4 busy seconds over 2 workers): 2 s + 10.4 / 2 s
     assert check["predicted_with_own_rates_s"] == pytest.approx(2.0 + 5.2)
     assert check["per_worker_images_per_s"] == pytest.approx(50 / 10.4)
+
+
+def test_plan_volumes_and_the_ann_option_by_hand():
+    from copybench.scaling.plan import AnnPlan
+
+    rates = DeviceRates("dev", "det", 512, extract_ips=100.0, pairs_per_s=1e6, source="")
+    p = plan_scan(rates, n_train=1000, n_generated=100, n_workers=2, baseline=10, bytes_per_image=20_000)
+    assert p.input_gb == pytest.approx(1100 * 20_000 / 1e9)
+    assert p.input_gbps == pytest.approx(2 * 100 * 20_000 / 1e9)  # two devices at 100 images/s each
+    assert p.store_read_gb == pytest.approx(2 * 1000 * 512 * 2 / 1e9)  # search + baseline read the store once
+    ann = AnnPlan(nlist=100, nprobe=10, pq_m=32)
+    a = plan_scan(rates, n_train=1000, n_generated=100, n_workers=2, baseline=10, ann=ann)
+    # generated: 100 x (1000 x 10/100 + 100 centroids) pairs; baseline exact: 10 x 1000
+    assert a.search_h * 3600 == pytest.approx((100 * (100 + 100) + 10 * 1000) / 2e6)
+    assert a.index_gb == pytest.approx((1000 * (32 + 8) + 100 * 512 * 4) / 1e9)
+    assert a.store_read_gb == pytest.approx(3 * 1000 * 512 * 2 / 1e9)
+    table = plan_table(rates, {"12M": 12_000_000}, 100, (1,), bytes_per_image=None, ann=ann)
+    assert "not measured" in table and "ANN index" in table
