@@ -23,12 +23,6 @@ Z95 = 1.959963984540054  # two-sided 95% normal quantile
 BLOCK_BYTES = 256 << 20  # float32 bytes of one descriptor block held in memory during search
 
 
-Z95 = 1.959963984540054  # two-sided 95% normal quantile
-
-
-BLOCK_BYTES = 256 << 20  # float32 bytes of one descriptor block held in memory during search
-
-
 def find_images(folder: str | Path, role: str) -> list[str]:
     """Image files under ``folder`` (recursive, suffixes in IMAGE_SUFFIXES), absolute and sorted."""
     root = Path(folder).expanduser().resolve()
