@@ -22,12 +22,17 @@ from __future__ import annotations
 
 import fnmatch
 import importlib
+import importlib.machinery
+import importlib.util
 import logging
 import math
+import os
+import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
+from types import ModuleType
 
 log = logging.getLogger(__name__)
 
@@ -254,11 +259,46 @@ def _load_plugins() -> None:
             log.warning("detector plugin %s (%s) failed to load: %s", ep.name, ep.value, exc)
 
 
-def _load_ad_hoc(name: str) -> _Entry:
-    """``module:factory``: import it; a decorated factory brings its own spec."""
-    module_name, _, attr = name.partition(":")
+def _import_from_cwd(module_name: str) -> ModuleType:
+    """Import ``module_name`` from the import path, else its top-level package from the working folder.
+
+    The README's plugin is a folder ``my_detectors/`` beside the user: ``python -m`` and notebooks have the
+    working folder on ``sys.path``, the ``copybench`` console script does not. Only this one package is
+    looked up there (``sys.path`` is left alone, so a stray file in the working folder never shadows a
+    library elsewhere); once it is in ``sys.modules`` its submodules and relative imports resolve as usual."""
     try:
-        factory = getattr(importlib.import_module(module_name), attr)
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        top = module_name.partition(".")[0]
+        if exc.name != top or top in sys.modules:
+            raise
+        found = importlib.machinery.PathFinder.find_spec(top, [os.getcwd()])
+        if found is None or found.loader is None:
+            raise
+        module = importlib.util.module_from_spec(found)
+        sys.modules[top] = module
+        try:
+            found.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[top]
+            raise
+        log.debug("imported %s from the working folder %s", top, found.origin)
+        return importlib.import_module(module_name)
+
+
+def _load_ad_hoc(name: str) -> _Entry:
+    """``module:factory``: import it (from the import path, or the working folder); a decorated factory
+    brings its own spec."""
+    module_name, _, attr = name.partition(":")
+    before = set(_REGISTRY)
+    try:
+        factory = getattr(_import_from_cwd(module_name), attr)
+    except ModuleNotFoundError as exc:
+        raise UnknownDetectorError(
+            f"cannot load detector {name!r}: {exc} (a `module:factory` name is imported from the Python path "
+            f"or from a package or module `{module_name.partition('.')[0]}` in the working folder, "
+            f"{os.getcwd()})"
+        ) from exc
     except (ImportError, AttributeError) as exc:
         raise UnknownDetectorError(f"cannot load detector {name!r}: {exc}") from exc
     spec = getattr(factory, "copybench_spec", None)
@@ -266,6 +306,8 @@ def _load_ad_hoc(name: str) -> _Entry:
         raise UnknownDetectorError(
             f"{name!r} is not a registered detector factory: decorate it with @register_detector(DetectorSpec(...))"
         )
+    for added in set(_REGISTRY) - before:  # registered by this import: not a built-in
+        _REGISTRY[added].origin = f"ad hoc {module_name}"
     return _REGISTRY.get(spec.name) or _Entry(spec, factory, f"ad hoc {name}")
 
 

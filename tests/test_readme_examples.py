@@ -8,6 +8,7 @@ and is marked slow: ``.venv/bin/python -m pytest -m slow tests/test_readme_examp
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import subprocess
@@ -223,3 +224,23 @@ def _prepare(command: str, workdir: Path) -> str:
         if not torch.cuda.is_available():
             command = command.replace("--device cuda", "--device cpu")
     return command
+
+
+def test_readme_plugin_runs_through_the_console_script(workdir, tiny_dataset):
+    """The detectors page's plugin, as a user follows it: `my_detectors/__init__.py` in the working folder (not the
+    repository, not on sys.path), then the installed `copybench` console script with `module:factory`.
+    `python -m` would put the working folder on sys.path and hide the bug, so the console script runs here."""
+    plugin = next(b for b in _python_blocks() if b.startswith("# my_detectors/__init__.py"))
+    (workdir / "my_detectors").mkdir()
+    (workdir / "my_detectors" / "__init__.py").write_text(plugin)
+    name = re.search(r"--detectors (my_detectors:\w+)`", TEXTS["docs/detectors.md"]).group(1)
+    script = Path(sys.executable).parent / "copybench"
+    args = [str(script), "-q", "run", "--dataset", str(tiny_dataset), "--detectors", name]
+    done = subprocess.run(
+        [*args, "--results", "plugin-results"], cwd=workdir, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    written = [json.loads(p.read_text()) for p in (workdir / "plugin-results").rglob("*.json")]
+    assert [r["detector"]["name"] for r in written] == ["edge_hist_128"]
+    assert written[0]["detector"]["meta"]["origin"] == "ad hoc my_detectors"  # not labelled a built-in
+    assert "micro_ap" in written[0]["metrics"]

@@ -74,3 +74,44 @@ def test_plugin_absent_without_install():
     from copybench.detectors import list_detectors
 
     assert "edge_hist_128" not in list_detectors()
+
+
+AD_HOC = """
+from copybench.detectors import DetectorSpec, register_detector
+from . import helper
+
+@register_detector(DetectorSpec(name="cwd_probe_8", dims=8, input_size=16))
+def cwd_probe_8(path):
+    return helper.VALUE
+"""
+
+
+def test_module_factory_is_found_in_the_working_folder_without_touching_sys_path(tmp_path, monkeypatch):
+    from copybench.detectors.registry import get_entry, unregister_detector
+
+    pkg = tmp_path / "cwd_probe_pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text(AD_HOC)
+    (pkg / "helper.py").write_text("VALUE = 'made here'\n")  # a relative import inside the package works
+    monkeypatch.chdir(tmp_path)
+    path_before = list(sys.path)
+    try:
+        entry = get_entry("cwd_probe_pkg:cwd_probe_8")
+        assert entry.spec.name == "cwd_probe_8" and entry.factory(None) == "made here"
+        assert entry.origin == "ad hoc cwd_probe_pkg"
+        assert sys.path == path_before
+    finally:
+        unregister_detector("cwd_probe_8")
+        for mod in ("cwd_probe_pkg", "cwd_probe_pkg.helper"):
+            sys.modules.pop(mod, None)
+
+
+def test_module_factory_missing_names_the_working_folder(tmp_path, monkeypatch):
+    from copybench.detectors.registry import UnknownDetectorError, get_entry
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UnknownDetectorError) as err:
+        get_entry("no_such_pkg_here:factory")
+    message = str(err.value)
+    assert "No module named 'no_such_pkg_here'" in message
+    assert "working folder" in message and str(tmp_path) in message
