@@ -46,6 +46,7 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 RESIZE_POLICIES = ("square", "short_crop", "short")
 RGB_CONVERSIONS = ("viewer", "convert")  # see DetectorSpec.rgb_conversion
 ENTRY_POINT_GROUP = "copybench.detectors"
+HEX = "0123456789abcdef"
 
 
 class UnknownDetectorError(KeyError):
@@ -123,6 +124,13 @@ class DetectorSpec:
             raise ValueError(
                 f"detector {self.name!r}: rgb_conversion must be one of {RGB_CONVERSIONS}, "
                 f"got {self.rgb_conversion!r}"
+            )
+        if self.sha256 is not None and not (
+            isinstance(self.sha256, str) and len(self.sha256) == 64 and set(self.sha256) <= set(HEX)
+        ):
+            raise ValueError(
+                f"detector {self.name!r}: sha256 must be the file's full sha256, 64 hex digits in lower case, "
+                f"got {self.sha256!r}"
             )
         if not 0.0 < self.crop_pct <= 1.0:
             raise ValueError(f"detector {self.name!r}: crop_pct must be in (0, 1], got {self.crop_pct!r}")

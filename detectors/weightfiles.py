@@ -50,9 +50,14 @@ class Expected:
 
     sha256: str
     origin: str  # "published", "published prefix" or "pinned <date> in <lock file>"
+    size: int | None = None  # bytes, as pinned (a lock entry records it)
 
     def matches(self, digest: str) -> bool:
-        return digest.startswith(self.sha256)
+        # only a prefix a publisher put in the file name is compared as a prefix; every full hash exactly
+        return digest.startswith(self.sha256) if self.origin == "published prefix" else digest == self.sha256
+
+
+SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
 def is_url(weights: str) -> bool:
@@ -118,16 +123,39 @@ def expected_sha256(url: str, published: str | None = None) -> Expected | None:
     if published:
         return Expected(published, "published")
     entry = read_lock().get(url)
-    if entry:
-        rev = f" from revision {entry['revision']}" if entry.get("revision") else ""
-        return Expected(entry["sha256"], f"pinned {entry.get('pinned', '')}{rev} in {lock_path()}")
+    if entry is not None:
+        return _pinned(url, entry)
     prefix = re.search(r"-([0-9a-f]{8,64})\.[a-z.]+$", url.rsplit("/", 1)[-1])
     return Expected(prefix[1], "published prefix") if prefix else None
+
+
+def _pinned(url: str, entry: object) -> Expected:
+    """A lock entry as the check it stands for; an entry that is not a full sha256 (empty, truncated, edited)
+    or whose size is not a byte count is refused: it would otherwise match anything."""
+    sha = entry.get("sha256") if isinstance(entry, dict) else None
+    size = entry.get("size") if isinstance(entry, dict) else None
+    if not isinstance(sha, str) or not SHA256_HEX.fullmatch(sha):
+        raise WeightsHashError(
+            f"weights lock file {lock_path()}: the entry for {url} has sha256 {sha!r}, not 64 hex digits "
+            f"(lower case): fix or delete that entry, then fetch again to pin it"
+        )
+    if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
+        raise WeightsHashError(
+            f"weights lock file {lock_path()}: the entry for {url} has size {size!r}, not a byte count: "
+            f"fix or delete that entry"
+        )
+    rev = f" from revision {entry['revision']}" if entry.get("revision") else ""
+    return Expected(sha, f"pinned {entry.get('pinned', '')}{rev} in {lock_path()}", size)
 
 
 def verify_file(url: str, path: Path, digest: str, published: str | None = None) -> Expected | None:
     """Raise WeightsHashError when ``path`` (hashing to ``digest``) fails the check for ``url``."""
     want = expected_sha256(url, published)
+    if want is not None and want.size is not None and path.stat().st_size != want.size:
+        raise WeightsHashError(
+            f"{path} is {path.stat().st_size} bytes, but {url} was pinned at {want.size} bytes "
+            f"({want.origin}): refusing it. Delete the file and fetch it again."
+        )
     if want is not None and not want.matches(digest):
         raise WeightsHashError(
             f"{path} has sha256 {digest}, but {url} must hash to {want.sha256} ({want.origin}): refusing it. "

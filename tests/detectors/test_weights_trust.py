@@ -3,6 +3,8 @@ hub revisions and the paths they resolve to stay inside the Hugging Face cache."
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import shutil
 from pathlib import Path
@@ -59,3 +61,66 @@ def test_the_packaged_file_as_shipped_loads_with_its_sha256(tmp_path, monkeypatc
     assert det.weights.sha256 == get_spec("efficientnet_lite0").sha256
     (row,) = list_weights("efficientnet_lite0")
     assert row.status == "package" and "matches" in row.check
+
+
+# --- #29.4: lock pins are full sha256s compared exactly, and the recorded size is checked ---------------------
+URL = "https://example.invalid/weights/model.pth"
+
+
+@pytest.fixture
+def pinned(tmp_path, monkeypatch) -> tuple[Path, Path]:
+    """A file pinned in a temp lock: (file, lock)."""
+    from copybench.detectors.weightfiles import pin
+
+    lock = tmp_path / "weights.lock.json"
+    monkeypatch.setenv("COPYBENCH_WEIGHTS_LOCK", str(lock))
+    path = tmp_path / "model.pth"
+    path.write_bytes(b"weights" * 100)
+    pin(URL, path, hashlib.sha256(path.read_bytes()).hexdigest())
+    return path, lock
+
+
+def _edit_lock(lock: Path, **fields) -> None:
+    data = json.loads(lock.read_text())
+    data["files"][URL].update(fields)
+    lock.write_text(json.dumps(data))
+
+
+def test_a_pinned_file_passes_its_check(pinned):
+    from copybench.detectors.weightfiles import verify_file
+
+    path, _ = pinned
+    want = verify_file(URL, path, hashlib.sha256(path.read_bytes()).hexdigest())
+    assert want is not None and want.origin.startswith("pinned")
+
+
+@pytest.mark.parametrize("bad", ["", "0", "TRUNCATED", "upper", "63"])
+def test_an_empty_or_truncated_pin_is_refused_not_matched(pinned, bad):
+    from copybench.detectors.weightfiles import verify_file
+
+    path, lock = pinned
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    value = {"": "", "0": digest[:1], "TRUNCATED": digest[:12], "upper": digest.upper(), "63": digest[:63]}[
+        bad
+    ]
+    _edit_lock(lock, sha256=value)
+    with pytest.raises(WeightsHashError) as err:
+        verify_file(URL, path, digest)
+    assert str(lock) in str(err.value) and URL in str(err.value) and "64 hex" in str(err.value)
+
+
+def test_a_file_of_another_size_than_pinned_is_refused(pinned):
+    from copybench.detectors.weightfiles import verify_file
+
+    path, lock = pinned
+    _edit_lock(lock, size=path.stat().st_size + 1)
+    with pytest.raises(WeightsHashError) as err:
+        verify_file(URL, path, hashlib.sha256(path.read_bytes()).hexdigest())
+    assert f"{path.stat().st_size} bytes" in str(err.value) and str(path) in str(err.value)
+
+
+def test_a_published_sha256_must_be_64_hex_digits():
+    from copybench.detectors import DetectorSpec
+
+    with pytest.raises(ValueError, match="64 hex"):
+        DetectorSpec(name="bad_sha", dims=4, input_size=8, weights=URL, sha256="abc123")
