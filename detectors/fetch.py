@@ -14,8 +14,8 @@ from pathlib import Path
 from copybench.io import file_sha256
 
 from .bars import hub_bars
+from .hub import check_hub_name, is_hub_name
 from .hub import fetch as fetch_hub
-from .hub import is_hub_name
 from .locate import find_weights
 from .registry import (
     DetectorSpec,
@@ -92,6 +92,7 @@ def expand_names(patterns: list[str]) -> list[str]:
         if item == "baselines":
             names += BASELINES
         elif is_hub_name(item):
+            check_hub_name(item)  # malformed: refused before anything is fetched or named after it
             names.append(item)  # resolved (and for hf-hub: / hf:, downloaded) by its library when fetched
         elif any(ch in item for ch in "*?[") and ":" not in item:
             found = list_detectors(item)
