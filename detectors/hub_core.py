@@ -107,7 +107,7 @@ def check_hub_name(name: str) -> None:
     prefix, _, ident = name.partition(":")
     if len(name) > MAX_HUB_NAME:
         raise UnknownDetectorError(
-            f"hub name {shown(name)} is too long ({len(name)} characters, at most {MAX_HUB_NAME})"
+            f"hub name {name[:60]!r}... is too long ({len(name)} characters, at most {MAX_HUB_NAME})"
         )
     if not ident:
         raise UnknownDetectorError(f"hub name {shown(name)} names no model")
