@@ -4,6 +4,7 @@ registries, :func:`copybench.run.run_benchmark` and :mod:`copybench.check`)."""
 from __future__ import annotations
 
 import argparse
+import re
 
 from .cliutil import (
     EXIT_BAD_INPUT,
@@ -206,19 +207,34 @@ def cmd_run(args) -> int:
     return EXIT_BAD_INPUT if failed else EXIT_OK
 
 
+MISSING = "WeightsMissingError: "
+
+
+def _outcome_message(o, n_missing: int) -> str:
+    """A failure the user can fix reads as a sentence, not an exception class; with several detectors missing
+    weights, their lines point at the one fetch command printed below them."""
+    if not o.message.startswith(MISSING):
+        return o.message
+    message = o.message.removeprefix(MISSING)
+    if n_missing > 1:
+        message = re.sub(r"`copybench weights fetch [^`]+`", "the command below", message)
+    return message
+
+
 def _print_outcomes(outcomes) -> None:
     console = err_console()
+    missing = [o.detector for o in outcomes if o.message.startswith(MISSING)]
     for o in outcomes:
         colour = {"done": "green", "skipped": "cyan", "failed": "red"}[o.status]
         where = f" -> {o.path}" if o.path else ""
-        console.print(f"[{colour}]{o.status:8}[/{colour}] {o.detector}{where} {o.message}".rstrip())
+        text = f"{o.detector}{where} {_outcome_message(o, len(missing))}".rstrip()
+        console.print(f"[{colour}]{o.status:8}[/{colour}] {text}")
         if o.result and o.result.skipped:
             console.print(
                 f"          {len(o.result.skipped)} unreadable image(s) skipped: "
                 + ", ".join(s["path"] for s in o.result.skipped[:5])
             )
-    missing = [o.detector for o in outcomes if o.message.startswith("WeightsMissingError")]
-    if missing:  # one command for everything missing, not one hunt per detector
+    if len(missing) > 1:  # one command for everything missing, not one hunt per detector
         console.print(f"fetch the missing weights with: copybench weights fetch {' '.join(missing)}")
 
 

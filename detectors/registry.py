@@ -331,9 +331,20 @@ def get_entry(name: str) -> _Entry:
     _load_plugins()
     if name in _REGISTRY:
         return _REGISTRY[name]
-    close = [n for n in _REGISTRY if name.split("_")[0] in n][:5]
+    close = close_names(name, list(_REGISTRY))
     hint = f"; close names: {', '.join(close)}" if close else ""
     raise UnknownDetectorError(f"unknown detector {name!r}{hint} (see `copybench list detectors`)")
+
+
+def close_names(name: str, names: list[str], n: int = 5) -> list[str]:
+    """Up to ``n`` registered names a typo most likely meant, the closest first (difflib's similarity ratio),
+    then names sharing its family prefix (``dino_...``) to fill the list."""
+    import difflib
+
+    close = difflib.get_close_matches(name, names, n=n, cutoff=0.6)
+    family = name.split("_")[0]
+    close += sorted(m for m in names if family and m.startswith(family) and m not in close)
+    return close[:n]
 
 
 def get_spec(name: str) -> DetectorSpec:
