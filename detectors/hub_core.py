@@ -12,12 +12,13 @@ import logging
 import os
 import re
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from .bars import hub_bars
 from .registry import DetectorSpec, UnknownDetectorError, WeightsMissingError
-from .weightfiles import WeightsHashError, pin, verify_file
+from .weightfiles import WeightsHashError, pin, unreachable, verify_file
 
 log = logging.getLogger(__name__)
 
@@ -183,9 +184,11 @@ def snapshot(
         return folder
     if not download:
         return None
+    network_check(repo)
     try:
-        patterns = _download_patterns(repo, revision, weights)
-        with hub_bars(progress) as bars:
+        with quiet_library_logs(not progress):
+            patterns = _download_patterns(repo, revision, weights)
+        with hub_bars(progress) as bars, quiet_library_logs(not progress):
             got = snapshot_download(
                 repo,
                 revision=revision,
@@ -200,6 +203,40 @@ def snapshot(
             f"cannot download {repo} from the Hugging Face hub: {type(exc).__name__}: {exc}"
         ) from exc
     return confined(Path(got), f"the snapshot of {repo}")
+
+
+def hub_host() -> str:
+    """The host huggingface_hub downloads from (its ENDPOINT: HF_ENDPOINT, else huggingface.co)."""
+    from urllib.parse import urlsplit
+
+    from huggingface_hub import constants
+
+    return urlsplit(constants.ENDPOINT).hostname or "huggingface.co"
+
+
+def network_check(repo: str = "") -> None:
+    """Fail at once when the hub cannot be reached by name (huggingface_hub would retry for half a minute)."""
+    why = unreachable(hub_host())
+    if why:
+        raise OSError(
+            f"cannot download {repo or 'from the Hugging Face hub'}: {why}; fetch it where there is network "
+            f"and copy the Hugging Face cache ({hf_cache_dir()}) here, or point HF_HUB_CACHE at a copy"
+        )
+
+
+@contextmanager
+def quiet_library_logs(quiet: bool):
+    """With ``-q``, the hub library's own log lines (retries, warnings) are silenced; its errors still raise."""
+    if not quiet:
+        yield
+        return
+    hub_log = logging.getLogger("huggingface_hub")
+    level = hub_log.level
+    hub_log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        hub_log.setLevel(level)
 
 
 def _download_patterns(repo: str, revision: str | None, weights: tuple[str, ...] = ()) -> list[str]:

@@ -21,12 +21,14 @@ import json
 import logging
 import os
 import re
+import socket
 import sys
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from copybench.io import atomic_write_text, cache_root, file_sha256
 
@@ -166,6 +168,21 @@ def verify_file(url: str, path: Path, digest: str, published: str | None = None)
 
 
 # ------------------------------------------------------------------------------------------------ download
+PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
+
+
+def unreachable(host: str) -> str:
+    """ "" when ``host`` resolves (or a proxy resolves for us), else why the network is unreachable: checked once
+    before a library that would retry a failed look-up five times over half a minute is called."""
+    if any(os.environ.get(v) for v in PROXY_VARS):
+        return ""
+    try:
+        socket.getaddrinfo(host, 443)
+    except socket.gaierror as exc:
+        return f"the network is unreachable ({host} cannot be resolved: {exc.strerror})"
+    return ""
+
+
 def download(
     url: str, dest: Path, *, published: str | None = None, progress: bool = True, timeout: float = 60.0
 ) -> tuple[str, str]:
@@ -197,6 +214,13 @@ def _fetch_into(url: str, part: Path, *, progress: bool, timeout: float) -> None
             return
         raise OSError(f"cannot download {url}: HTTP {exc.code} {exc.reason}") from exc
     except urllib.error.URLError as exc:
+        if isinstance(exc.reason, socket.gaierror):  # no name resolution: offline, say so and what to do
+            dest = part.with_name(part.name.removesuffix(".part"))
+            raise OSError(
+                f"cannot download {url}: the network is unreachable ({urlsplit(url).hostname} cannot be "
+                f"resolved); download the file where there is network and put it at {dest}, or in "
+                f"$COPYBENCH_WEIGHTS_DIR/ (copybench finds it there by its file name {dest.name})"
+            ) from exc
         raise OSError(f"cannot download {url}: {exc.reason}") from exc
     with response:
         if have and response.status != 206:
