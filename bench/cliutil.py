@@ -52,6 +52,9 @@ def expand_detectors(spec: str) -> list[str]:
                 )
             names += found
         elif item.startswith(("timm:", "open_clip:", "hf-hub:", "hf:")):
+            from copybench.detectors.hub import check_hub_name
+
+            check_hub_name(item)  # malformed: refused now, before a file name is made from it
             names.append(item)  # hub names resolve when built (a --download run fetches them first)
         elif item == "baselines":
             from copybench.detectors.fetch import BASELINES

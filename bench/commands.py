@@ -4,6 +4,7 @@ registries, :func:`copybench.run.run_benchmark` and :mod:`copybench.check`)."""
 from __future__ import annotations
 
 import argparse
+import re
 
 from .cliutil import (
     EXIT_BAD_INPUT,
@@ -20,6 +21,7 @@ from .cliutil import (
     out_console,
     split_csv,
 )
+from .listing import add_format_option
 from .protocols import PROTOCOLS
 
 
@@ -34,97 +36,108 @@ def weights_map(items: list[str] | None) -> dict[str, str]:
 
 
 def cmd_list(args) -> int:
-    from rich.table import Table
-
     pattern = args.pattern or "*"
-    if args.what == "detectors":
-        from copybench.detectors import describe_detectors
-
-        rows = describe_detectors(pattern)
-        if not rows:
-            raise UsageError(f"no detector matches {pattern!r} (`copybench list detectors` shows them all)")
-        table = Table(
-            title="registered detectors (weights: real = found offline, missing = needs a file, random = "
-            "random init, none = parameter-free; hash: published or pinned sha256, or hub revision)"
-        )
-        # names are what users copy into --detectors: never wrapped or cut; the other columns give way
-        table.add_column("name", no_wrap=True, min_width=max(len(d["name"]) for d in rows))
-        for col in ("family", "params", "dims", "input", "output", "weights", "hash", "released"):
-            table.add_column(col, no_wrap=col != "input")
-        table.add_column("license", overflow="fold")
-        table.add_column("source", overflow="fold")
-        for d in rows:
-            style = {"missing": "yellow", "real": "green"}.get(d["weights"])
-            table.add_row(
-                d["name"],
-                d["family"],
-                "?" if d["params"] is None else f"{d['params'] / 1e6:.1f}M",
-                str(d["dims"]),
-                f"{d['input_size']} {d['resize']}",
-                d["output"],
-                d["weights"],
-                d["weights_hash"][:12],
-                d["release_date"] or "unknown",
-                d["license"],
-                d["source"],
-                style=style,
-            )
-    elif args.what == "protocols":
-        table = _protocols_table(pattern)
-    elif args.what == "subsets":
-        table = _subsets_table(pattern)
-    else:
-        from fnmatch import fnmatch
-
-        from copybench.datasets import list_recipes
-
-        rows = [(name, desc) for name, desc in list_recipes() if fnmatch(name, pattern)]
-        if not rows:
-            raise UsageError(f"no recipe matches {pattern!r} (`copybench list recipes` shows them all)")
-        table = Table(title="dataset recipes (copybench data build RECIPE --out DIR)")
-        table.add_column("recipe", no_wrap=True, min_width=max(len(name) for name, _ in rows))
-        table.add_column("description")
-        for name, desc in rows:
-            table.add_row(name, desc)
-    out_console().print(table)
+    fmt = getattr(args, "format", "table")
+    listing = {
+        "detectors": _detectors_listing,
+        "protocols": _protocols_listing,
+        "subsets": _subsets_listing,
+        "recipes": _recipes_listing,
+    }[args.what]
+    listing(pattern, fmt)
     return EXIT_OK
 
 
-def _subsets_table(pattern: str):
+DETECTOR_COLUMNS = (  # drop order at narrow widths: source first; name and weights never
+    ("name", 0), ("family", 5), ("params", 2), ("dims", 1), ("input", 3), ("output", 4), ("weights", 0),
+    ("hash", 6), ("released", 7), ("license", 8), ("source", 9),
+)  # fmt: skip
+
+
+def _detectors_listing(pattern: str, fmt: str) -> None:
+    from copybench.detectors import describe_detectors
+
+    from .listing import Column, print_listing, short_source
+
+    rows = describe_detectors(pattern)
+    if not rows:
+        raise UsageError(f"no detector matches {pattern!r} (`copybench list detectors` shows them all)")
+    cells = []
+    for d in rows:
+        params = d["params"]
+        cells.append(
+            {
+                "name": d["name"],
+                "family": d["family"],
+                "params": "?" if params is None else f"{params / 1e6:.1f}M" if params else "0",
+                "dims": "?" if d["dims"] is None else str(d["dims"]),
+                "input": "?" if d["input_size"] is None else f"{d['input_size']} {d['resize']}",
+                "output": d["output"] or "?",
+                "weights": d["weights"],
+                "hash": d["weights_hash"][:12],
+                # a parameter-free detector has no weights to date; "unknown" is for weights nobody dated
+                "released": d["release_date"] or ("none" if d["weights"] == "none" else "unknown"),
+                "license": d["license"],
+                "source": short_source(d["source"]),
+            }
+        )
+    columns = [Column(k, drop, fold=k in ("license", "source")) for k, drop in DETECTOR_COLUMNS]
+    styles = [{"missing": "yellow", "real": "green"}.get(d["weights"]) for d in rows]
+    title = (
+        "registered detectors (weights: real = found offline, missing = needs a file, random = random init, "
+        "none = parameter-free; hash: published or pinned sha256, or hub revision)"
+    )
+    print_listing(title, columns, cells, rows, fmt, styles)
+
+
+def _subsets_listing(pattern: str, fmt: str) -> None:
     from fnmatch import fnmatch
 
-    from rich.table import Table
-
     from copybench.datasets.subsets import list_subsets
+
+    from .listing import Column, print_listing
 
     rows = [r for r in list_subsets() if fnmatch(r[1], pattern)]
     if not rows:
         raise UsageError(f"no subset matches {pattern!r} (`copybench list subsets` shows them all)")
-    table = Table(title="query subsets of imported benchmarks (copybench run --subset NAME)")
-    for col in ("format", "subset", "queries"):
-        table.add_column(col)
-    for row in rows:
-        table.add_row(*row)
-    return table
+    records = [dict(zip(("format", "subset", "queries"), row, strict=True)) for row in rows]
+    columns = [Column("format"), Column("subset"), Column("queries", fold=True)]
+    title = "query subsets of imported benchmarks (copybench run --subset NAME)"
+    print_listing(title, columns, records, records, fmt)
 
 
-def _protocols_table(pattern: str):
+def _recipes_listing(pattern: str, fmt: str) -> None:
+    from fnmatch import fnmatch
+
+    from copybench.datasets import list_recipes
+
+    from .listing import Column, print_listing
+
+    records = [{"recipe": n, "description": d} for n, d in list_recipes() if fnmatch(n, pattern)]
+    if not records:
+        raise UsageError(f"no recipe matches {pattern!r} (`copybench list recipes` shows them all)")
+    columns = [Column("recipe"), Column("description", fold=True)]
+    print_listing("dataset recipes (copybench data build RECIPE --out DIR)", columns, records, records, fmt)
+
+
+def _protocols_listing(pattern: str, fmt: str) -> None:
     import fnmatch
 
-    from rich.table import Table
-
+    from .listing import Column, print_listing
     from .protocols import describe_protocols
 
     rows = [row for row in describe_protocols() if fnmatch.fnmatch(row["name"], pattern)]
     if not rows:
         raise UsageError(f"no protocol matches {pattern!r} (`copybench list protocols` shows them all)")
-    table = Table(title="evaluation protocols (--protocol NAME; definitions in docs/PROTOCOLS.md)")
-    cols = ("name", "preprocessing", "similarity", "whitening", "score_norm", "depth", "metrics", "scan")
-    for col in cols:
-        table.add_column(col, no_wrap=col == "name")
-    for row in rows:
-        table.add_row(*(row[c] for c in cols))
-    return table
+    # the settings are what a protocol listing is for: they wrap; none is left out before scan and metrics
+    columns = [
+        Column("name"),
+        *(Column(c, fold=True) for c in ("preprocessing", "similarity", "whitening", "score_norm", "depth")),
+        Column("metrics", drop=1, fold=True),
+        Column("scan", drop=2, fold=True),
+    ]
+    title = "evaluation protocols (--protocol NAME; definitions in docs/PROTOCOLS.md)"
+    print_listing(title, columns, rows, rows, fmt)
 
 
 def settings_from_args(args):
@@ -194,19 +207,34 @@ def cmd_run(args) -> int:
     return EXIT_BAD_INPUT if failed else EXIT_OK
 
 
+MISSING = "WeightsMissingError: "
+
+
+def _outcome_message(o, n_missing: int) -> str:
+    """A failure the user can fix reads as a sentence, not an exception class; with several detectors missing
+    weights, their lines point at the one fetch command printed below them."""
+    if not o.message.startswith(MISSING):
+        return o.message
+    message = o.message.removeprefix(MISSING)
+    if n_missing > 1:
+        message = re.sub(r"`copybench weights fetch [^`]+`", "the command below", message)
+    return message
+
+
 def _print_outcomes(outcomes) -> None:
     console = err_console()
+    missing = [o.detector for o in outcomes if o.message.startswith(MISSING)]
     for o in outcomes:
         colour = {"done": "green", "skipped": "cyan", "failed": "red"}[o.status]
         where = f" -> {o.path}" if o.path else ""
-        console.print(f"[{colour}]{o.status:8}[/{colour}] {o.detector}{where} {o.message}".rstrip())
+        text = f"{o.detector}{where} {_outcome_message(o, len(missing))}".rstrip()
+        console.print(f"[{colour}]{o.status:8}[/{colour}] {text}")
         if o.result and o.result.skipped:
             console.print(
                 f"          {len(o.result.skipped)} unreadable image(s) skipped: "
                 + ", ".join(s["path"] for s in o.result.skipped[:5])
             )
-    missing = [o.detector for o in outcomes if o.message.startswith("WeightsMissingError")]
-    if missing:  # one command for everything missing, not one hunt per detector
+    if len(missing) > 1:  # one command for everything missing, not one hunt per detector
         console.print(f"fetch the missing weights with: copybench weights fetch {' '.join(missing)}")
 
 
@@ -383,6 +411,7 @@ def add_demo_and_list(sub) -> None:
     p = sub.add_parser("list", help="list registered detectors, dataset recipes or evaluation protocols")
     p.add_argument("what", choices=("detectors", "recipes", "protocols", "subsets"))
     p.add_argument("pattern", nargs="?", default=None, help="shell pattern, e.g. 'dino_*'")
+    add_format_option(p)
     p.intermixed = True  # `list recipes -q PATTERN`: -q/-v anywhere, PATTERN still found
     p.set_defaults(func=cmd_list)
 

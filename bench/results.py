@@ -10,6 +10,7 @@ documented in docs/results.md.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import re
@@ -175,8 +176,13 @@ def dumps(result: dict) -> str:
 
 
 def safe_name(text: str) -> str:
-    """A file-name-safe rendering of a detector or dataset name."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "unnamed"
+    """A file-name-safe rendering of a detector or dataset name. A long one keeps its first 100 characters and
+    the start of its sha256, so the file name (with its suffixes and lock prefix) stays under the filesystem's
+    255-byte limit and two long names never share a file."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "unnamed"
+    if len(name) <= 120:
+        return name
+    return f"{name[:100]}-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
 
 
 def settings_suffix(settings: dict) -> str:

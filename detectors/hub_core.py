@@ -12,12 +12,13 @@ import logging
 import os
 import re
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from .bars import hub_bars
 from .registry import DetectorSpec, UnknownDetectorError, WeightsMissingError
-from .weightfiles import WeightsHashError, pin, verify_file
+from .weightfiles import WeightsHashError, pin, unreachable, verify_file
 
 log = logging.getLogger(__name__)
 
@@ -56,12 +57,87 @@ def hf_cache_dir() -> Path:
     return (Path(home).expanduser() if home else Path.home() / ".cache" / "huggingface") / "hub"
 
 
+# A hub name is checked before anything is made from it (a file name, a lock key, a cache path): at most
+# MAX_HUB_NAME characters, and each part in the grammar of the library that owns it.
+MAX_HUB_NAME = 200
+MODEL_NAME = re.compile(r"[A-Za-z0-9][\w.-]*")  # a timm model name, an open_clip architecture or tag
+# Hugging Face repository ids: ORG/NAME, each 1-96 of [A-Za-z0-9_.-], not starting or ending with '.' or '-',
+# no '--' or '..' (huggingface_hub's validate_repo_id rules)
+REPO_PART = re.compile(r"[A-Za-z0-9_](?:[\w.-]{0,94}[A-Za-z0-9_])?")
+COMMIT = re.compile(r"[0-9a-f]{40}")
+
+
+def shown(name: str) -> str:
+    """A name as quoted in an error: whole when short, its start and length when not."""
+    return repr(name) if len(name) <= 80 else f"{name[:60]!r}... ({len(name)} characters)"
+
+
+def check_revision(rev: str, ident: str) -> None:
+    """A revision is a commit hash or a branch or tag name (git's ref rules: no '..', no component starting
+    with '.', no '//', not starting with '-' or '/', not ending with '/', '.' or '.lock'); anything else could
+    name a path outside the cache."""
+    if COMMIT.fullmatch(rev):
+        return
+    parts = rev.split("/")
+    if (
+        not 0 < len(rev) <= 128
+        or not re.fullmatch(r"[\w./-]+", rev)
+        or rev.startswith("-")
+        or rev.endswith((".", ".lock"))
+        or ".." in rev
+        or any(not part or part.startswith(".") for part in parts)
+    ):
+        raise UnknownDetectorError(
+            f"hub name {shown(ident)}: revision {shown(rev)} is not a commit hash, branch or tag name"
+        )
+
+
 def split_repo(ident: str) -> tuple[str, str | None]:
     """``ORG/NAME[@REV]`` -> (repo id, revision or None); anything else is a bad name."""
-    repo, _, rev = ident.partition("@")
-    if not re.fullmatch(r"[\w.-]+/[\w.-]+", repo):
-        raise UnknownDetectorError(f"hub name needs ORG/NAME[@REVISION], got {ident!r}")
+    repo, at, rev = ident.partition("@")
+    parts = repo.split("/")
+    if len(parts) != 2 or not all(REPO_PART.fullmatch(p) and "--" not in p and ".." not in p for p in parts):
+        raise UnknownDetectorError(f"hub name needs ORG/NAME[@REVISION], got {shown(ident)}")
+    if at:
+        check_revision(rev, ident)
     return repo, rev or None
+
+
+def check_hub_name(name: str) -> None:
+    """Refuse a malformed hub name (UnknownDetectorError, exit 2 on the command line) before it is used."""
+    prefix, _, ident = name.partition(":")
+    if len(name) > MAX_HUB_NAME:
+        raise UnknownDetectorError(
+            f"hub name {name[:60]!r}... is too long ({len(name)} characters, at most {MAX_HUB_NAME})"
+        )
+    if not ident:
+        raise UnknownDetectorError(f"hub name {shown(name)} names no model")
+    if prefix == "timm":
+        if not MODEL_NAME.fullmatch(ident) or ".." in ident:
+            raise UnknownDetectorError(
+                f"hub name {shown(name)}: a timm model name holds letters, digits and '_', '.', '-' only "
+                f"(a character it cannot hold is there)"
+            )
+    elif prefix == "open_clip":
+        arch, _, tag = ident.partition("/")
+        if not all(MODEL_NAME.fullmatch(p) and ".." not in p for p in (arch, tag)):
+            raise UnknownDetectorError(
+                f"hub name {shown(name)}: open_clip names are open_clip:ARCH/TAG, each of letters, digits "
+                f"and '_', '.', '-' (e.g. open_clip:ViT-B-32/openai)"
+            )
+    else:
+        split_repo(ident)
+
+
+def confined(path: Path, what: str) -> Path:
+    """``path`` when it resolves inside the Hugging Face cache; a cache entry (a ref, a snapshot link, a shard
+    index) pointing elsewhere is refused, never followed."""
+    root = hf_cache_dir().resolve()
+    if not path.resolve().is_relative_to(root):
+        raise UnknownDetectorError(
+            f"{what} {path} resolves to {path.resolve()}, outside the Hugging Face cache {root}: refusing it"
+        )
+    return path
 
 
 def cached_snapshot(repo: str, revision: str | None = None) -> Path | None:
@@ -73,11 +149,19 @@ def cached_snapshot(repo: str, revision: str | None = None) -> Path | None:
 
     root = hf_cache_dir() / repo_folder_name(repo_id=repo, repo_type="model")
     rev = revision or "main"
-    commit = rev if re.fullmatch(r"[0-9a-f]{40}", rev) else None
+    check_revision(rev, f"{repo}@{rev}")
+    commit = rev if COMMIT.fullmatch(rev) else None
     if commit is None and (root / "refs" / rev).is_file():
         commit = (root / "refs" / rev).read_text(encoding="utf-8").strip()
+        if not COMMIT.fullmatch(commit):
+            raise UnknownDetectorError(
+                f"{root / 'refs' / rev} holds {shown(commit)}, not a commit hash: the Hugging Face cache entry "
+                f"of {repo} is damaged; delete {root} and fetch it again"
+            )
     folder = root / "snapshots" / commit if commit else None
-    return folder if folder is not None and folder.is_dir() else None
+    if folder is None or not folder.is_dir():
+        return None
+    return confined(folder, f"the snapshot of {repo}")
 
 
 def snapshot(
@@ -100,9 +184,11 @@ def snapshot(
         return folder
     if not download:
         return None
+    network_check(repo)
     try:
-        patterns = _download_patterns(repo, revision, weights)
-        with hub_bars(progress) as bars:
+        with quiet_library_logs(not progress):
+            patterns = _download_patterns(repo, revision, weights)
+        with hub_bars(progress) as bars, quiet_library_logs(not progress):
             got = snapshot_download(
                 repo,
                 revision=revision,
@@ -116,7 +202,41 @@ def snapshot(
         raise OSError(
             f"cannot download {repo} from the Hugging Face hub: {type(exc).__name__}: {exc}"
         ) from exc
-    return Path(got)
+    return confined(Path(got), f"the snapshot of {repo}")
+
+
+def hub_host() -> str:
+    """The host huggingface_hub downloads from (its ENDPOINT: HF_ENDPOINT, else huggingface.co)."""
+    from urllib.parse import urlsplit
+
+    from huggingface_hub import constants
+
+    return urlsplit(constants.ENDPOINT).hostname or "huggingface.co"
+
+
+def network_check(repo: str = "") -> None:
+    """Fail at once when the hub cannot be reached by name (huggingface_hub would retry for half a minute)."""
+    why = unreachable(hub_host())
+    if why:
+        raise OSError(
+            f"cannot download {repo or 'from the Hugging Face hub'}: {why}; fetch it where there is network "
+            f"and copy the Hugging Face cache ({hf_cache_dir()}) here, or point HF_HUB_CACHE at a copy"
+        )
+
+
+@contextmanager
+def quiet_library_logs(quiet: bool):
+    """With ``-q``, the hub library's own log lines (retries, warnings) are silenced; its errors still raise."""
+    if not quiet:
+        yield
+        return
+    hub_log = logging.getLogger("huggingface_hub")
+    level = hub_log.level
+    hub_log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        hub_log.setLevel(level)
 
 
 def _download_patterns(repo: str, revision: str | None, weights: tuple[str, ...] = ()) -> list[str]:
@@ -152,6 +272,11 @@ def shards(path: Path) -> list[Path]:
     if not path.name.endswith(".index.json"):
         return []
     names = sorted(set(json.loads(path.read_text(encoding="utf-8")).get("weight_map", {}).values()))
+    for n in names:  # a shard lies in the snapshot (a link into the cache's blobs), never elsewhere
+        if Path(n).is_absolute() or ".." in Path(n).parts:
+            raise UnknownDetectorError(
+                f"{path} names the shard {shown(n)}, outside its snapshot: refusing it"
+            )
     missing_shards = [n for n in names if not (path.parent / n).is_file()]
     if missing_shards:
         raise FileNotFoundError(f"{path.parent} lacks the shards {', '.join(missing_shards)} its index names")
@@ -163,6 +288,8 @@ def file_check(key: str, path: Path, revision: str = "") -> str:
     sha256) and against its pin in the weights lock, pinned on first use; a mismatch raises WeightsHashError."""
     from copybench.io import file_sha256
 
+    if path.absolute().is_relative_to(hf_cache_dir().absolute()):  # a cached hub file: its link stays inside
+        confined(path, f"the hub file {key}")
     digest = file_sha256(path)
     blob = path.resolve().name
     if re.fullmatch(r"[0-9a-f]{64}", blob) and digest != blob:

@@ -21,10 +21,11 @@ from .locate import (  # noqa: F401  (WEIGHTS_DIR_ENV, weights_status: re-export
     WeightsInfo,
     find_weights,
     missing_message,
+    package_file,
     weights_status,
 )
 from .registry import DetectorSpec, WeightsMissingError, get_entry
-from .weightfiles import fetch_spec, is_url, official_path, verify_file
+from .weightfiles import WeightsHashError, fetch_spec, is_url, official_path, verify_file
 
 log = logging.getLogger(__name__)
 
@@ -142,8 +143,16 @@ def _hub_weights(
 
 
 def _checked_info(spec: DetectorSpec, path: Path) -> WeightsInfo:
-    """Provenance of a found file; the managed copy of an official file must pass its sha256 check."""
+    """Provenance of a found file; the managed copy of an official file and the file a pip package ships must
+    pass their sha256 check."""
     digest = file_sha256(path)
+    if spec.weights.startswith("package:") and spec.sha256 and digest != spec.sha256:
+        if path == package_file(spec.weights.removeprefix("package:")):
+            raise WeightsHashError(
+                f"{path} has sha256 {digest}, but the file {spec.name!r} loads from its package must hash to "
+                f"{spec.sha256}: refusing it (edited or replaced; reinstall the package)"
+            )
+        log.warning("%s: %s is not the packaged file (sha256 %s)", spec.name, path, digest[:12])
     if is_url(spec.weights):
         if path.resolve() == official_path(spec.weights).resolve():
             verify_file(spec.weights, path, digest, spec.sha256)  # raises WeightsHashError

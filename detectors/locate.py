@@ -33,7 +33,7 @@ class WeightsInfo:
     sha256: str | None = None
 
 
-def _package_file(ref: str) -> Path | None:
+def package_file(ref: str) -> Path | None:
     """``module[/relative/file]`` inside an installed package, or None when it is not installed."""
     module, _, rel = ref.partition("/")
     spec = importlib.util.find_spec(module)
@@ -75,7 +75,7 @@ def find_weights(spec: DetectorSpec, weights_file: str | Path | None = None) -> 
         if names:
             return min(names)
     if spec.weights.startswith("package:"):
-        return _package_file(spec.weights.removeprefix("package:"))
+        return package_file(spec.weights.removeprefix("package:"))
     if is_url(spec.weights):
         cached = official_path(spec.weights)
         return cached if cached.is_file() else None

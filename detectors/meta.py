@@ -24,7 +24,7 @@ from .params import (  # noqa: F401  (re-exported: this module's names before th
     count_parameters,
     entry_parameters,
 )
-from .registry import get_entry, list_detectors
+from .registry import WeightsMissingError, get_entry, list_detectors
 from .weightfiles import expected_sha256, is_url, read_lock
 
 
@@ -103,7 +103,11 @@ def describe_detectors(pattern: str = "*") -> list[dict]:
     rows = []
     # a hub name (never enumerated) describes that one model, resolved from the caches offline
     for name in [pattern] if is_hub_name(pattern) else list_detectors(pattern):
-        entry = get_entry(name)
+        try:
+            entry = get_entry(name)
+        except WeightsMissingError as exc:  # an hf-hub: / hf: repository not cached: listed as missing
+            rows.append(_uncached_row(name, exc))
+            continue
         spec = entry.spec
         meta = entry_meta(entry)
         rows.append(
@@ -128,3 +132,22 @@ def describe_detectors(pattern: str = "*") -> list[dict]:
             }
         )
     return rows
+
+
+def _uncached_row(name: str, error: Exception) -> dict:
+    """The row of a hub repository that is not cached (what it is cannot be read offline): status missing."""
+    unknown = dict.fromkeys(("dims", "input_size", "resize_size", "params"))
+    text = dict.fromkeys(
+        ("family", "output", "resize", "interpolation", "license", "paper", "release_date"), ""
+    )
+    return {
+        "name": name,
+        **text,
+        **unknown,
+        "weights": "missing",
+        "source": f"https://huggingface.co/{name.partition(':')[2].partition('@')[0]}",
+        "origin": "hub",
+        "release_source": "",
+        "weights_hash": "",
+        "error": str(error),
+    }

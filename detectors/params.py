@@ -84,4 +84,6 @@ def cached_parameters(entry) -> int | None:
 def entry_parameters(entry) -> int | None:
     """A built-in's stored parameter count, else the count of its architecture built on the meta device."""
     stored = getattr(entry, "params", None)
+    if stored is None and getattr(entry, "_factory", True) is None:
+        return None  # a declared plugin not built yet: counting would import its framework (unknown)
     return stored if stored is not None else cached_parameters(entry)

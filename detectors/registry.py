@@ -22,12 +22,18 @@ from __future__ import annotations
 
 import fnmatch
 import importlib
+import importlib.machinery
+import importlib.util
 import logging
 import math
+import os
+import re
+import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
+from types import ModuleType
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +47,8 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 RESIZE_POLICIES = ("square", "short_crop", "short")
 RGB_CONVERSIONS = ("viewer", "convert")  # see DetectorSpec.rgb_conversion
 ENTRY_POINT_GROUP = "copybench.detectors"
+PLUGINS_ENV = "COPYBENCH_PLUGINS"
+HEX = "0123456789abcdef"
 
 
 class UnknownDetectorError(KeyError):
@@ -119,6 +127,13 @@ class DetectorSpec:
                 f"detector {self.name!r}: rgb_conversion must be one of {RGB_CONVERSIONS}, "
                 f"got {self.rgb_conversion!r}"
             )
+        if self.sha256 is not None and not (
+            isinstance(self.sha256, str) and len(self.sha256) == 64 and set(self.sha256) <= set(HEX)
+        ):
+            raise ValueError(
+                f"detector {self.name!r}: sha256 must be the file's full sha256, 64 hex digits in lower case, "
+                f"got {self.sha256!r}"
+            )
         if not 0.0 < self.crop_pct <= 1.0:
             raise ValueError(f"detector {self.name!r}: crop_pct must be in (0, 1], got {self.crop_pct!r}")
 
@@ -172,7 +187,12 @@ class _Entry:
     @property
     def factory(self) -> Factory:
         if self._factory is None:
-            importlib.import_module(self.module)  # its @register_detector fills this entry in
+            module_name, _, attr = self.module.partition(":")
+            module = importlib.import_module(
+                module_name
+            )  # a built-in's @register_detector fills this entry in
+            if self._factory is None and attr:  # a declared plugin names its factory: "module:function"
+                self._factory = getattr(module, attr)
             if self._factory is None:
                 raise LookupError(
                     f"built-in detector {self.spec.name!r}: {self.module} registers no factory for it"
@@ -231,11 +251,47 @@ def add_builtin(spec: DetectorSpec, module: str, params: int) -> None:
     _REGISTRY.setdefault(spec.name, _Entry(spec, None, "builtin", module, params))
 
 
+def declare_detector(spec: DetectorSpec, factory: str, *, params: int | None = None) -> None:
+    """Register a detector by its spec and where its factory is (``"package.module:function"``), imported only
+    when the detector is built: a plugin's package then lists, shows ``--help`` and reads its metadata without
+    importing torch or its model code (keep the spec module free of them, as mteb keeps ``ModelMeta`` apart).
+    ``params``: the model's parameter count, shown by ``list detectors`` (unknown when not given).
+
+    Declaring the same spec and factory again is a no-op; another definition under a taken name is an error."""
+    module, sep, attr = factory.partition(":")
+    if not (module and sep and attr):
+        raise ValueError(f"detector {spec.name!r}: factory must be 'module:function', got {factory!r}")
+    old = _REGISTRY.get(spec.name)
+    if old is not None and not (old.spec == spec and old.module == factory):
+        raise ValueError(
+            f"detector {spec.name!r} is already registered (by {old.origin}) with another definition; "
+            "unregister_detector(name) first to replace it"
+        )
+    if old is None:
+        _REGISTRY[spec.name] = _Entry(spec, None, f"declared {module}", factory, params)
+
+
 def register_resolver(prefixes: tuple[str, ...], resolve: Callable[[str], object]) -> None:
     """Resolve names starting with one of ``prefixes`` with ``resolve(name)`` (an entry with ``spec`` and
     ``factory``), before plugins and ``module:factory`` are tried; such names are never enumerated."""
     for prefix in prefixes:
         _RESOLVERS[prefix] = resolve
+
+
+def plugin_allowed(ep: metadata.EntryPoint) -> bool:
+    """Whether an entry point's distribution may load: all of them, unless ``$COPYBENCH_PLUGINS`` lists the
+    distributions allowed (comma-separated; empty: none), as the test suite does to stay apart from plugins
+    a user installed."""
+    allowed = os.environ.get(PLUGINS_ENV)
+    if allowed is None:
+        return True
+    names = {_normalise(n) for n in allowed.split(",") if n.strip()}
+    dist = getattr(ep, "dist", None)
+    return dist is not None and _normalise(dist.metadata["Name"] or "") in names
+
+
+def _normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name.strip()).lower()  # PEP 503: My_Plugin == my-plugin
 
 
 def _load_plugins() -> None:
@@ -245,6 +301,9 @@ def _load_plugins() -> None:
         return
     _PLUGINS_LOADED = True
     for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if not plugin_allowed(ep):
+            log.debug("detector plugin %s (%s) not loaded: not in $%s", ep.name, ep.value, PLUGINS_ENV)
+            continue
         try:
             before = set(_REGISTRY)
             ep.load()
@@ -254,11 +313,64 @@ def _load_plugins() -> None:
             log.warning("detector plugin %s (%s) failed to load: %s", ep.name, ep.value, exc)
 
 
-def _load_ad_hoc(name: str) -> _Entry:
-    """``module:factory``: import it; a decorated factory brings its own spec."""
-    module_name, _, attr = name.partition(":")
+def _import_from_cwd(module_name: str) -> ModuleType:
+    """Import ``module_name`` from the import path, else its top-level package from the working folder.
+
+    The README's plugin is a folder ``my_detectors/`` beside the user: ``python -m`` and notebooks have the
+    working folder on ``sys.path``, the ``copybench`` console script does not. Only this one package is
+    looked up there (``sys.path`` is left alone, so a stray file in the working folder never shadows a
+    library elsewhere); once it is in ``sys.modules`` its submodules and relative imports resolve as usual."""
     try:
-        factory = getattr(importlib.import_module(module_name), attr)
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        top = module_name.partition(".")[0]
+        if exc.name != top or top in sys.modules:
+            raise
+        found = importlib.machinery.PathFinder.find_spec(top, [os.getcwd()])
+        if found is None or found.loader is None:
+            raise
+        module = importlib.util.module_from_spec(found)
+        sys.modules[top] = module
+        try:
+            found.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[top]
+            raise
+        log.debug("imported %s from the working folder %s", top, found.origin)
+        return importlib.import_module(module_name)
+
+
+def _declared_by(module_name: str, name: str, before: set[str]) -> _Entry | None:
+    """The detector ``name`` when ``module_name`` declared it (``declare_detector`` with a factory in that
+    package), just now or on an earlier import; None otherwise."""
+    entry = _REGISTRY.get(name)
+    if entry is None:
+        return None
+    factory_module = entry.module.partition(":")[0]
+    if name in set(_REGISTRY) - before:
+        entry.origin = f"ad hoc {module_name}"
+    elif not (factory_module == module_name or factory_module.startswith(module_name + ".")):
+        return None
+    return entry
+
+
+def _load_ad_hoc(name: str) -> _Entry:
+    """``module:factory``: import it (from the import path, or the working folder); a decorated factory
+    brings its own spec."""
+    module_name, _, attr = name.partition(":")
+    before = set(_REGISTRY)
+    try:
+        module = _import_from_cwd(module_name)
+        declared = None if hasattr(module, attr) else _declared_by(module_name, attr, before)
+        if declared is not None:  # "package:name" where the package declares that detector
+            return declared
+        factory = getattr(module, attr)
+    except ModuleNotFoundError as exc:
+        raise UnknownDetectorError(
+            f"cannot load detector {name!r}: {exc} (a `module:factory` name is imported from the Python path "
+            f"or from a package or module `{module_name.partition('.')[0]}` in the working folder, "
+            f"{os.getcwd()})"
+        ) from exc
     except (ImportError, AttributeError) as exc:
         raise UnknownDetectorError(f"cannot load detector {name!r}: {exc}") from exc
     spec = getattr(factory, "copybench_spec", None)
@@ -266,6 +378,8 @@ def _load_ad_hoc(name: str) -> _Entry:
         raise UnknownDetectorError(
             f"{name!r} is not a registered detector factory: decorate it with @register_detector(DetectorSpec(...))"
         )
+    for added in set(_REGISTRY) - before:  # registered by this import: not a built-in
+        _REGISTRY[added].origin = f"ad hoc {module_name}"
     return _REGISTRY.get(spec.name) or _Entry(spec, factory, f"ad hoc {name}")
 
 
@@ -281,9 +395,20 @@ def get_entry(name: str) -> _Entry:
     _load_plugins()
     if name in _REGISTRY:
         return _REGISTRY[name]
-    close = [n for n in _REGISTRY if name.split("_")[0] in n][:5]
+    close = close_names(name, list(_REGISTRY))
     hint = f"; close names: {', '.join(close)}" if close else ""
     raise UnknownDetectorError(f"unknown detector {name!r}{hint} (see `copybench list detectors`)")
+
+
+def close_names(name: str, names: list[str], n: int = 5) -> list[str]:
+    """Up to ``n`` registered names a typo most likely meant, the closest first (difflib's similarity ratio),
+    then names sharing its family prefix (``dino_...``) to fill the list."""
+    import difflib
+
+    close = difflib.get_close_matches(name, names, n=n, cutoff=0.6)
+    family = name.split("_")[0]
+    close += sorted(m for m in names if family and m.startswith(family) and m not in close)
+    return close[:n]
 
 
 def get_spec(name: str) -> DetectorSpec:

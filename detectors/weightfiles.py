@@ -21,12 +21,14 @@ import json
 import logging
 import os
 import re
+import socket
 import sys
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from copybench.io import atomic_write_text, cache_root, file_sha256
 
@@ -50,9 +52,14 @@ class Expected:
 
     sha256: str
     origin: str  # "published", "published prefix" or "pinned <date> in <lock file>"
+    size: int | None = None  # bytes, as pinned (a lock entry records it)
 
     def matches(self, digest: str) -> bool:
-        return digest.startswith(self.sha256)
+        # only a prefix a publisher put in the file name is compared as a prefix; every full hash exactly
+        return digest.startswith(self.sha256) if self.origin == "published prefix" else digest == self.sha256
+
+
+SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
 def is_url(weights: str) -> bool:
@@ -118,16 +125,39 @@ def expected_sha256(url: str, published: str | None = None) -> Expected | None:
     if published:
         return Expected(published, "published")
     entry = read_lock().get(url)
-    if entry:
-        rev = f" from revision {entry['revision']}" if entry.get("revision") else ""
-        return Expected(entry["sha256"], f"pinned {entry.get('pinned', '')}{rev} in {lock_path()}")
+    if entry is not None:
+        return _pinned(url, entry)
     prefix = re.search(r"-([0-9a-f]{8,64})\.[a-z.]+$", url.rsplit("/", 1)[-1])
     return Expected(prefix[1], "published prefix") if prefix else None
+
+
+def _pinned(url: str, entry: object) -> Expected:
+    """A lock entry as the check it stands for; an entry that is not a full sha256 (empty, truncated, edited)
+    or whose size is not a byte count is refused: it would otherwise match anything."""
+    sha = entry.get("sha256") if isinstance(entry, dict) else None
+    size = entry.get("size") if isinstance(entry, dict) else None
+    if not isinstance(sha, str) or not SHA256_HEX.fullmatch(sha):
+        raise WeightsHashError(
+            f"weights lock file {lock_path()}: the entry for {url} has sha256 {sha!r}, not 64 hex digits "
+            f"(lower case): fix or delete that entry, then fetch again to pin it"
+        )
+    if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
+        raise WeightsHashError(
+            f"weights lock file {lock_path()}: the entry for {url} has size {size!r}, not a byte count: "
+            f"fix or delete that entry"
+        )
+    rev = f" from revision {entry['revision']}" if entry.get("revision") else ""
+    return Expected(sha, f"pinned {entry.get('pinned', '')}{rev} in {lock_path()}", size)
 
 
 def verify_file(url: str, path: Path, digest: str, published: str | None = None) -> Expected | None:
     """Raise WeightsHashError when ``path`` (hashing to ``digest``) fails the check for ``url``."""
     want = expected_sha256(url, published)
+    if want is not None and want.size is not None and path.stat().st_size != want.size:
+        raise WeightsHashError(
+            f"{path} is {path.stat().st_size} bytes, but {url} was pinned at {want.size} bytes "
+            f"({want.origin}): refusing it. Delete the file and fetch it again."
+        )
     if want is not None and not want.matches(digest):
         raise WeightsHashError(
             f"{path} has sha256 {digest}, but {url} must hash to {want.sha256} ({want.origin}): refusing it. "
@@ -138,6 +168,21 @@ def verify_file(url: str, path: Path, digest: str, published: str | None = None)
 
 
 # ------------------------------------------------------------------------------------------------ download
+PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
+
+
+def unreachable(host: str) -> str:
+    """ "" when ``host`` resolves (or a proxy resolves for us), else why the network is unreachable: checked once
+    before a library that would retry a failed look-up five times over half a minute is called."""
+    if any(os.environ.get(v) for v in PROXY_VARS):
+        return ""
+    try:
+        socket.getaddrinfo(host, 443)
+    except socket.gaierror as exc:
+        return f"the network is unreachable ({host} cannot be resolved: {exc.strerror})"
+    return ""
+
+
 def download(
     url: str, dest: Path, *, published: str | None = None, progress: bool = True, timeout: float = 60.0
 ) -> tuple[str, str]:
@@ -169,6 +214,13 @@ def _fetch_into(url: str, part: Path, *, progress: bool, timeout: float) -> None
             return
         raise OSError(f"cannot download {url}: HTTP {exc.code} {exc.reason}") from exc
     except urllib.error.URLError as exc:
+        if isinstance(exc.reason, socket.gaierror):  # no name resolution: offline, say so and what to do
+            dest = part.with_name(part.name.removesuffix(".part"))
+            raise OSError(
+                f"cannot download {url}: the network is unreachable ({urlsplit(url).hostname} cannot be "
+                f"resolved); download the file where there is network and put it at {dest}, or in "
+                f"$COPYBENCH_WEIGHTS_DIR/ (copybench finds it there by its file name {dest.name})"
+            ) from exc
         raise OSError(f"cannot download {url}: {exc.reason}") from exc
     with response:
         if have and response.status != 206:

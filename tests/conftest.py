@@ -43,6 +43,9 @@ TEST_CACHE = Path(tempfile.mkdtemp(prefix="copybench-test-cache-"))
 os.environ.pop("COPYBENCH_CACHE_DIR", None)  # the older variable: the cache root again if a test unsets ours
 for _var, _rel in CACHE_VARS.items():
     os.environ[_var] = str(TEST_CACHE / _rel)
+# Plugins the user installed never load in tests (here and in every child process): only the suite's own
+# example plugin (tests/plugin_example, installed into a temp folder by tests/detectors/test_plugin.py) may.
+os.environ["COPYBENCH_PLUGINS"] = "copybench-plugin-example"
 
 import numpy as np
 import pandas as pd

@@ -8,6 +8,7 @@ and is marked slow: ``.venv/bin/python -m pytest -m slow tests/test_readme_examp
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import subprocess
@@ -156,6 +157,7 @@ def _python_blocks() -> list[str]:
 # how each Python block is recognised (a line it contains) -> None (run here) or why it is not run
 PYTHON_BLOCKS = {
     "# my_detectors/__init__.py": None,
+    "# my_detectors/model.py": None,
     'frame = copybench.load_results("results/default")': None,
     "fetch_weights([": "downloads weights, then runs every baseline on a 150-query dataset",
 }
@@ -166,11 +168,19 @@ def test_every_readme_python_block_is_run_or_listed():
         assert [k for k in PYTHON_BLOCKS if k in block], block[:200]
 
 
+def _write_plugin(workdir: Path) -> None:
+    """The docs' plugin package, each `# my_detectors/FILE` block into its file, in the working folder."""
+    (workdir / "my_detectors").mkdir()
+    files = [b for b in _python_blocks() if b.startswith("# my_detectors/")]
+    assert len(files) == 2, files
+    for block in files:
+        name = re.match(r"# my_detectors/(\w+\.py)", block).group(1)
+        (workdir / "my_detectors" / name).write_text(block)
+
+
 def test_readme_python_examples_run(workdir):
     blocks = _python_blocks()
-    plugin = next(b for b in blocks if b.startswith("# my_detectors/__init__.py"))
-    (workdir / "my_detectors").mkdir()
-    (workdir / "my_detectors" / "__init__.py").write_text(plugin)
+    _write_plugin(workdir)
     contract = re.search(
         r'`python -c "(from copybench\.detectors import check_detector_contract[^"]*)"`',
         "\n".join(TEXTS.values()),
@@ -223,3 +233,21 @@ def _prepare(command: str, workdir: Path) -> str:
         if not torch.cuda.is_available():
             command = command.replace("--device cuda", "--device cpu")
     return command
+
+
+def test_readme_plugin_runs_through_the_console_script(workdir, tiny_dataset):
+    """The detectors page's plugin, as a user follows it: `my_detectors/__init__.py` in the working folder (not the
+    repository, not on sys.path), then the installed `copybench` console script with `module:factory`.
+    `python -m` would put the working folder on sys.path and hide the bug, so the console script runs here."""
+    _write_plugin(workdir)
+    name = re.search(r"--detectors (my_detectors:\w+)`", TEXTS["docs/detectors.md"]).group(1)
+    script = Path(sys.executable).parent / "copybench"
+    args = [str(script), "-q", "run", "--dataset", str(tiny_dataset), "--detectors", name]
+    done = subprocess.run(
+        [*args, "--results", "plugin-results"], cwd=workdir, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    written = [json.loads(p.read_text()) for p in (workdir / "plugin-results").rglob("*.json")]
+    assert [r["detector"]["name"] for r in written] == ["edge_hist_128"]
+    assert written[0]["detector"]["meta"]["origin"] == "ad hoc my_detectors"  # not labelled a built-in
+    assert "micro_ap" in written[0]["metrics"]

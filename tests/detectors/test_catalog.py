@@ -120,3 +120,20 @@ def test_docs_document_every_release_date_with_its_source():
             assert any(f"| {spec.release_date} |" in r and f"({spec.release_source})" in r for r in rows), (
                 name
             )
+
+
+@pytest.mark.parametrize(
+    ("typo", "meant"),
+    [
+        ("sscd_disc_mixp", "sscd_disc_mixup"),
+        ("dino_vitb61", "dino_vitb16"),
+        ("pixel_grey_16", "pixel_gray_16"),
+    ],
+)
+def test_a_typo_suggests_the_obvious_match_first(typo, meant):
+    from copybench.detectors import UnknownDetectorError, get_spec
+
+    with pytest.raises(UnknownDetectorError) as err:
+        get_spec(typo)
+    close = str(err.value).split("close names: ")[1].split(" (")[0].split(", ")
+    assert close[0] == meant and len(close) <= 5

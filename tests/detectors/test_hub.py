@@ -319,7 +319,23 @@ def test_cli_run_with_an_uncached_hub_name_says_how_to_fetch_it(hub_cache, tiny_
     assert main([*argv, "--results", str(tmp_path / "r"), "--no-cache", "--n-boot", "10"]) == 2
     err = capsys.readouterr().err
     assert "No module named" not in err and f"copybench weights fetch {name}" in err
+    assert err.count("copybench weights fetch") == 1, err  # the hint once, not per line and again below
+    assert "WeightsMissingError" not in err  # a user-facing message, not an exception class
     assert any((tmp_path / "r").rglob("pixel_gray_8*.json")), err  # the other detector's result is kept
+
+
+def test_cli_run_with_several_uncached_names_gives_one_fetch_command(
+    hub_cache, tiny_dataset, tmp_path, capsys
+):
+    from copybench.cli import main
+
+    names = "hf-hub:timm/not_cached_a,hf:org/not_cached_b"
+    argv = ["--quiet", "run", "--dataset", str(tiny_dataset), "--detectors", names, "--no-cache"]
+    assert main([*argv, "--results", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "WeightsMissingError" not in err
+    assert "copybench weights fetch hf-hub:timm/not_cached_a hf:org/not_cached_b" in err
+    assert err.count("copybench weights fetch") == 1, err
 
 
 def test_weights_list_shows_a_cached_hub_model(timm_repo, capsys):

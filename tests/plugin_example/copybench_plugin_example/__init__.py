@@ -1,23 +1,10 @@
-"""A copybench detector plugin: 8-bin gradient-orientation histograms over a 4x4 grid (HOG-like, 128-d)."""
+"""A copybench detector plugin: what copybench lists (names, specs) without importing torch. The entry point
+names this module; the model lives in ``model.py``, imported only when the detector is built."""
 
-import torch
-import torch.nn.functional as F
+from copybench.detectors import DetectorSpec, declare_detector
 
-from copybench.detectors import DetectorSpec, register_detector
-
-
-class EdgeHistogram(torch.nn.Module):
-    def forward(self, x):
-        gray = x.mean(dim=1, keepdim=True)
-        gx = F.conv2d(gray, torch.tensor([[[[-1.0, 0.0, 1.0]]]]), padding=(0, 1))
-        gy = F.conv2d(gray, torch.tensor([[[[-1.0], [0.0], [1.0]]]]), padding=(1, 0))
-        angle = (torch.atan2(gy, gx) % torch.pi) / torch.pi * 8  # unsigned orientation, 8 bins
-        votes = F.one_hot(angle.long().clamp(0, 7).squeeze(1), 8).permute(0, 3, 1, 2) * torch.hypot(gx, gy)
-        return F.adaptive_avg_pool2d(votes, 4).flatten(1) + 1e-8
-
-
-@register_detector(
-    DetectorSpec(name="edge_hist_128", dims=128, input_size=128, mean=(0, 0, 0), std=(1, 1, 1))
+declare_detector(
+    DetectorSpec(name="edge_hist_128", dims=128, input_size=128, mean=(0, 0, 0), std=(1, 1, 1)),
+    factory="copybench_plugin_example.model:edge_hist_128",
+    params=0,
 )
-def edge_hist_128(path):
-    return EdgeHistogram()
