@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import shutil
+import time
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -164,7 +165,7 @@ def _progress(enabled: bool):
 
 
 def _write_queries(root, rec, seed, pool, view, device, progress) -> tuple[pd.DataFrame, dict[str, str]]:
-    from .render import render
+    from .render import cpu_pool, render
 
     (root / "queries").mkdir()
     by_id, paste_ok = pool.by_id(), pool.masks != "none"
@@ -174,14 +175,26 @@ def _write_queries(root, rec, seed, pool, view, device, progress) -> tuple[pd.Da
         for start in range(0, rec.n_queries, BATCH):
             idx = range(start, min(start + BATCH, rec.n_queries))
             plist = [sample_query(rec, seed, i, view, paste_ok) for i in idx]
-            for i, p, img in zip(idx, plist, render(plist, by_id, device)):
-                qid = f"Q{i:06d}"
-                _save_png(root / "queries" / f"{qid}.png", img)
-                pixels[qid] = pixel_digest(img)
+            qids = [f"Q{i:06d}" for i in idx]
+            paths = [root / "queries" / f"{qid}.png" for qid in qids]
+            # PNG encoding releases the GIL: the writes spread over the same threads as overlays and JPEG
+            digests = cpu_pool(None).map(_write_query, paths, render(plist, by_id, device))
+            for qid, p, digest in zip(qids, plist, digests):
+                pixels[qid] = digest
                 rows.append(_row(qid, p))
             if bar:
                 bar.advance(task, len(idx))
     return pd.DataFrame(rows), pixels
+
+
+def _write_query(path: Path, img: np.ndarray) -> str:
+    """Write one query as PNG; returns its pixel digest (timed as the profile's ``write`` stage)."""
+    from .render import account_stage
+
+    t0 = time.perf_counter()
+    _save_png(path, img)
+    account_stage("write", time.perf_counter() - t0)
+    return pixel_digest(img)
 
 
 def _row(qid: str, p: dict) -> dict:

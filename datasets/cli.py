@@ -7,8 +7,13 @@ from copybench.cliutil import EXIT_CHECK_FAILED, EXIT_OK, err_console, out_conso
 
 
 def cmd_data_build(args) -> int:
-    from copybench.datasets import build_dataset
+    import time
 
+    from copybench.datasets import build_dataset
+    from copybench.datasets.render import build_threads, stage_profile
+
+    stage_profile(reset=True)
+    t0 = time.perf_counter()
     ds = build_dataset(
         args.recipe,
         args.out,
@@ -20,7 +25,22 @@ def cmd_data_build(args) -> int:
         cache_dir=args.cache_dir,
     )
     _report_dataset(ds)
+    if args.profile:
+        _print_profile(stage_profile(), time.perf_counter() - t0, build_threads())
     return EXIT_OK
+
+
+def _print_profile(stages: dict, wall: float, threads: int) -> None:
+    """Where a build spent its time: seconds per stage (per-image stages summed over their threads)."""
+    err = err_console()
+    n = max((v["images"] for v in stages.values()), default=0)
+    err.print(f"build profile: {n} queries in {wall:.2f} s ({n / wall:.1f} queries/s), {threads} CPU threads")
+    for stage, v in stages.items():
+        rate = v["images"] / v["seconds"] if v["seconds"] else float("inf")
+        err.print(
+            f"  {stage:8} {v['seconds']:8.2f} s  {v['images']:6d} images  {rate:9.1f} images/s",
+            highlight=False,
+        )
 
 
 def cmd_data_import(args) -> int:
@@ -100,6 +120,11 @@ def register_cli(sub) -> None:
         default=None,
         help="cache root for computed saliency masks, in DIR/u2netp-masks (default: $COPYBENCH_CACHE, "
         "~/.cache/copybench)",
+    )
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="print seconds per copy-generation stage (kornia, overlay, jpeg, write) and queries/s to stderr",
     )
     p.set_defaults(func=cmd_data_build)
     _add_data_import(data)

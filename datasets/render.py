@@ -19,6 +19,10 @@ from __future__ import annotations
 
 import io
 import math
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -38,17 +42,64 @@ def group_key(p: dict) -> tuple:
     )
 
 
-def render(plist: list[dict], pool: dict[str, SourceImage], device: str = "cpu") -> list[np.ndarray]:
-    """uint8 (h, w, 3) images of the queries ``plist``, in order."""
-    out: list[np.ndarray | None] = [None] * len(plist)
+def render(
+    plist: list[dict], pool: dict[str, SourceImage], device: str = "cpu", threads: int | None = None
+) -> list[np.ndarray]:
+    """uint8 (h, w, 3) images of the queries ``plist``, in order.
+
+    The kornia stage runs batched (on ``device``); overlays and JPEG then run per image on the CPU, spread
+    over ``threads`` (default: every core, ``$COPYBENCH_BUILD_THREADS`` to set it): Pillow's codecs and drawing
+    release the GIL, and each image depends on its own parameters only, so the output is the same bytes
+    whatever the thread count."""
+    rendered: list[np.ndarray | None] = [None] * len(plist)
     groups: dict[tuple, list[int]] = {}
     for i, p in enumerate(plist):
         groups.setdefault(group_key(p), []).append(i)
+    t0 = time.perf_counter()
     for idx in groups.values():
-        imgs = render_group([plist[i] for i in idx], pool, device)
-        for i, img in zip(idx, imgs):
-            out[i] = post_process(img, plist[i])
-    return out  # type: ignore[return-value]
+        for i, img in zip(idx, render_group([plist[i] for i in idx], pool, device)):
+            rendered[i] = img
+    account_stage("kornia", time.perf_counter() - t0, len(plist))
+    return list(cpu_pool(threads).map(post_process, rendered, plist))
+
+
+# ---------------------------------------------------------------------------------------------- profile
+_STAGES: dict[str, list[float]] = {}  # stage -> [seconds (summed over threads), images]
+_STAGES_LOCK = threading.Lock()
+_EXECUTORS: dict[int, ThreadPoolExecutor] = {}
+
+
+def account_stage(stage: str, seconds: float, n: int = 1) -> None:
+    with _STAGES_LOCK:
+        entry = _STAGES.setdefault(stage, [0.0, 0])
+        entry[0] += seconds
+        entry[1] += n
+
+
+def stage_profile(reset: bool = False) -> dict[str, dict[str, float]]:
+    """Seconds and images per copy-generation stage since the last reset (``kornia``: wall time of the batched
+    stage; ``overlay``, ``jpeg``: summed over the threads that ran them; ``write`` is added by the builder)."""
+    with _STAGES_LOCK:
+        out = {k: {"seconds": v[0], "images": v[1]} for k, v in sorted(_STAGES.items())}
+        if reset:
+            _STAGES.clear()
+    return out
+
+
+def build_threads(threads: int | None = None) -> int:
+    """Threads for the per-image CPU stages: ``threads``, else $COPYBENCH_BUILD_THREADS, else every core."""
+    if threads is None:
+        threads = int(os.environ.get("COPYBENCH_BUILD_THREADS") or 0) or (os.cpu_count() or 1)
+    if threads < 1:
+        raise ValueError(f"build threads must be at least 1, got {threads}")
+    return threads
+
+
+def cpu_pool(threads: int | None) -> ThreadPoolExecutor:
+    n = build_threads(threads)
+    if n not in _EXECUTORS:  # one pool per size for the process: no threads started per batch
+        _EXECUTORS[n] = ThreadPoolExecutor(max_workers=n, thread_name_prefix="copybench-build")
+    return _EXECUTORS[n]
 
 
 def _canvas(plist: list[dict], pool: dict, key: str, with_alpha: bool) -> torch.Tensor:
@@ -231,12 +282,16 @@ def post_process(arr: np.ndarray, p: dict) -> np.ndarray:
     """AugLy overlay then JPEG, on CPU (Pillow)."""
     img = Image.fromarray(arr)
     if p["overlay"]:
+        t0 = time.perf_counter()
         img = apply_overlay(img, p["overlay"]).convert("RGB")
+        account_stage("overlay", time.perf_counter() - t0)
     if p["jpeg"]:
+        t0 = time.perf_counter()
         buf = io.BytesIO()
         img.save(buf, format="JPEG", quality=int(p["jpeg"]))
         buf.seek(0)
         img = Image.open(buf).convert("RGB")
+        account_stage("jpeg", time.perf_counter() - t0)
     return np.asarray(img, dtype=np.uint8)
 
 
