@@ -188,6 +188,8 @@ def settings_suffix(settings: dict) -> str:
         parts.append("whiten")
     if settings.get("score_norm"):
         parts.append("scorenorm")
+    if settings.get("norm_set_sha256"):  # results of two norm sets side by side, never one over the other
+        parts.append("norm" + settings["norm_set_sha256"][:12])
     if settings.get("dtype", "fp32") != "fp32":
         parts.append(settings["dtype"])
     if settings.get("multiscale"):

@@ -19,6 +19,7 @@ from copybench.io import atomic_output, file_lock
 from .evaluate import (
     NO_DESCRIPTOR,
     Predictions,
+    check_norm_set,
     evaluate_detector,
     extract_lists,
     family_groups,
@@ -131,6 +132,7 @@ def run_benchmark(
         raise ValueError(f"on_error must be one of {', '.join(ON_ERROR)}, got {on_error!r}")
     dataset = _scored_dataset(dataset, settings)
     _refuse_unfaithful(detectors, settings)
+    check_norm_set(dataset, settings)
 
     def make_detector(name: str):
         return create_detector(

@@ -61,6 +61,7 @@ def settings_label(result: Result) -> str:
     similarity = s.get("similarity", "cosine")
     parts = [similarity + (str(s["chunks"]) if s.get("chunks") and similarity != "cosine" else "")]
     parts += [p for p in ("whitening", "score_norm") if s.get(p)]
+    parts += [f"norm {key['norm_set_sha256'][:8]}"] if key.get("norm_set_sha256") else []
     parts += [s["dtype"]] if s.get("dtype", "fp32") != "fp32" else []
     parts += ["ms" + "-".join(f"{x:g}" for x in s["multiscale"])] if s.get("multiscale") else []
     parts += [f"top{key['topk']}"] if key.get("topk") else []
