@@ -289,6 +289,8 @@ def score_descriptors(
             "detector": detector_name,
             "dataset_fingerprint": dataset.fingerprint,
             **settings.key_settings(),
+            # other weights, other numbers; absent for parameter-free detectors, so their keys stay
+            **({"weights_sha256": weights["sha256"]} if weights.get("sha256") else {}),
         },
         detector={"name": detector_name, "spec": spec, "weights": weights},
         dataset={

@@ -160,6 +160,7 @@ def run_benchmark(
                     progress,
                     make_detector,
                     engine,
+                    (weights or {}).get(name),
                 )
             )
         _speak_up(outcomes[-1], on_error)
@@ -205,7 +206,16 @@ def _refuse_unfaithful(detectors: list[str], settings: RunSettings) -> None:
 
 
 def _run_one(
-    name, path, dataset, settings, skip_existing, descriptor_dir, progress, make_detector, engine=None
+    name,
+    path,
+    dataset,
+    settings,
+    skip_existing,
+    descriptor_dir,
+    progress,
+    make_detector,
+    engine=None,
+    weights_file=None,
 ) -> RunOutcome:
     """One detector: skipped when its result is there, else computed and saved; any failure is its outcome."""
     if skip_existing and path.is_file():
@@ -214,9 +224,12 @@ def _run_one(
         except ValueError as exc:
             log.warning("recomputing %s: %s", path, exc)
         else:
-            if _same_key_settings(existing, settings, len(dataset.reference_ids)):
+            if not _same_weights(existing, weights_file):
+                log.warning("recomputing %s: it was computed with other weights", path)
+            elif _same_key_settings(existing, settings, len(dataset.reference_ids)):
                 return RunOutcome(name, "skipped", path, "already computed", existing)
-            log.warning("recomputing %s: it was computed with other settings (%s)", path, existing.key)
+            else:
+                log.warning("recomputing %s: it was computed with other settings (%s)", path, existing.key)
     try:
         det = make_detector(name)
         result, preds = evaluate_detector(
@@ -245,6 +258,17 @@ def _is_runtime(exc: Exception) -> bool:
     return not isinstance(exc, bad_input)
 
 
+def _same_weights(result: Result, weights_file: str | None) -> bool:
+    """Whether an explicit ``--weights`` file is the one a stored result was computed with (by sha256); a
+    detector's own weights are verified when it loads (copybench.detectors)."""
+    from .io import file_sha256
+
+    if not weights_file or not Path(weights_file).is_file():
+        return True  # a missing file fails when the detector loads, with its own message
+    recorded = result.key.get("weights_sha256") or (result.detector.get("weights") or {}).get("sha256")
+    return recorded == file_sha256(weights_file)
+
+
 def _cache_location(descriptor_dir: str | Path | None):
     """A folder, or a URI (``s3://...``) kept as text for the distributed engine's pyarrow filesystems."""
     if not descriptor_dir:
@@ -253,8 +277,10 @@ def _cache_location(descriptor_dir: str | Path | None):
 
 
 def _same_key_settings(result: Result, settings: RunSettings, n_references: int) -> bool:
-    """Whether a stored result was computed with these settings (a file name alone can be ambiguous)."""
-    key = {k: v for k, v in result.key.items() if k not in ("detector", "dataset_fingerprint")}
+    """Whether a stored result was computed with these settings (a file name alone can be ambiguous); the
+    weights hash is compared by :func:`_same_weights`, as only loading the detector tells it."""
+    ignored = ("detector", "dataset_fingerprint", "weights_sha256")
+    key = {k: v for k, v in result.key.items() if k not in ignored}
     n_ok = n_references - sum(1 for s in result.skipped if s.get("role") == "reference")
     depth = result.settings.get("topk")  # the ranking depth used; older keys did not record --topk
     same_boot = result.settings.get("n_boot") == settings.n_boot  # the CIs depend on it
