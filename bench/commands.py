@@ -258,7 +258,9 @@ def check_summary(changes) -> str:
             f"{missing} missing)"
         )
     n_keys = len({(c.detector, c.dataset) for c in changes})
-    return f"[green]passed[/]: {len(changes)} comparisons over {n_keys} results ({count('improved')} improved)"
+    return (
+        f"[green]passed[/]: {len(changes)} comparisons over {n_keys} results ({count('improved')} improved)"
+    )
 
 
 def cmd_demo(args) -> int:

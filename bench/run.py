@@ -26,7 +26,7 @@ from .evaluate import (
     score_descriptors,
 )
 from .options import renamed_keyword
-from .results import Result, read_result, result_path, write_result
+from .results import Result, predictions_sha256, read_result, result_path, write_result
 from .settings import DEFAULT_CACHE, DEFAULT_TOPK, RunSettings
 
 log = logging.getLogger(__name__)
@@ -294,7 +294,10 @@ def save_result(path: Path, dataset, result: Result, preds: Predictions) -> Resu
     had_old = pred_file.is_file()
     written = write_predictions(pred_file, dataset, preds.query_ids, preds.idx, preds.scores)
     try:
-        write_result(path, result.replace(predictions_file=written.name))
+        recorded = result.replace(
+            predictions_file=written.name, predictions_sha256=predictions_sha256(written)
+        )
+        write_result(path, recorded)
     except BaseException:
         if not had_old:
             written.unlink(missing_ok=True)
