@@ -450,3 +450,42 @@ def add_no_verify(p: argparse.ArgumentParser) -> None:
         help="do not recompute each result's metrics from its stored predictions first (by default a "
         "result whose numbers its predictions do not give is refused; `copybench verify` checks in full)",
     )
+
+
+def cmd_verify(args) -> int:
+    from .verify import verify_results
+
+    checks = verify_results(args.results, full=True, dataset=args.dataset)
+    if not checks:
+        raise UsageError(f"no accuracy results under {args.results} (write some with `copybench run`)")
+    console = out_console()
+    for c in checks:
+        if c.disagreements:
+            console.print(f"[red]DISAGREES[/] {c.path}: " + "; ".join(c.disagreements), highlight=False)
+        elif c.unverified:
+            err_console().print(f"[red]error:[/] {c.path}: not verified: {c.unverified}", highlight=False)
+        elif args.verbose:
+            console.print(f"[green]ok[/] {c.path}", highlight=False)
+    bad = sum(1 for c in checks if c.disagreements)
+    unverified = sum(1 for c in checks if c.unverified)
+    console.print(
+        f"{len(checks)} result(s): {len(checks) - bad - unverified} agree with their predictions, {bad} "
+        f"disagree, {unverified} could not be verified"
+    )
+    return EXIT_CHECK_FAILED if bad else EXIT_BAD_INPUT if unverified else EXIT_OK
+
+
+def add_verify(sub) -> None:
+    p = sub.add_parser(
+        "verify",
+        help="recompute every metric of result files from their stored predictions and the dataset's ground "
+        "truth; exit 1 when a stored number disagrees",
+    )
+    p.add_argument("results", help="a result file or a folder searched recursively")
+    p.add_argument(
+        "--dataset",
+        default=None,
+        help="the dataset folder to check against (default: the one each result records; needed when the "
+        "results were moved without it)",
+    )
+    p.set_defaults(func=cmd_verify)

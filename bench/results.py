@@ -142,12 +142,12 @@ class Result:
         if self.kind != "accuracy":
             return []
         key, problems = self.key, []
-        expected = {"detector": self.detector.get("name")}
+        # a section the record does not hold is not checked (hand-made records; every written result holds all)
+        expected = {"detector": self.detector["name"]} if "name" in self.detector else {}
         if "weights_sha256" in key:  # keys written before it was keyed lack it: the detector section has it
             expected["weights_sha256"] = _weights_sha256(self)
-        if self.dataset is not None:
-            expected["dataset_fingerprint"] = self.dataset.get("fingerprint")
-        # a setting the record does not hold is not checked (hand-made records; every written result holds all)
+        if "fingerprint" in (self.dataset or {}):
+            expected["dataset_fingerprint"] = self.dataset["fingerprint"]
         expected.update({f: self.settings[f] for f in KEY_SETTINGS if f in self.settings})
         for name, want in expected.items():
             if name in key and key[name] != want or name not in key and want not in (None, False):
