@@ -365,6 +365,12 @@ def _search_decoded(
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Top-k over the references that decoded, for every query: (scores, reference rows, k)."""
     rd_ok, keep = rd.ok, qd.ok
+    if not rd_ok.any():  # else an IndexError deep in the search: say why nothing can be searched
+        first = min(rd.failed, default=None)
+        cause = f" (first: {rd.failed[first]})" if first is not None else ""
+        raise ValueError(
+            f"none of the {len(rd_ok)} references could be read{cause}: nothing to search against"
+        )
     k = settings.depth(int(rd_ok.sum()))
     scores, idx = _search(settings, _subset(qd, keep), _subset(rd, rd_ok), k, engine)
     ref_rows = np.flatnonzero(rd_ok)
