@@ -132,3 +132,36 @@ def test_results_of_other_weights_are_compared_only_when_asked(gate_results, tmp
     assert "weights changed" in err and "abababababab" in err and str(edited) in err
     assert "--allow-weights-change" in err
     assert _check(gate_results, res, "--no-verify", "--allow-weights-change") == 0
+
+
+@pytest.mark.parametrize("value", [float("nan"), "high", -0.5])
+def test_table_flags_an_invalid_metric_value_naming_file_and_field(gate_results, tmp_path, value, capsys):
+    res = _copy(gate_results, tmp_path / "res")
+    edited = _edit(res, "pixel_gray_8", lambda d: d["metrics"].update(micro_ap=value))
+    capsys.readouterr()
+    assert main(["-q", "table", str(res), "--format", "md"]) == 2  # was exit 0 with an empty cell or "nan"
+    captured = capsys.readouterr()
+    assert "pixel_gray_8 [invalid: metrics.micro_ap]" in captured.out  # shown, marked
+    assert "pixel_rgb_16 |" in captured.out  # the other rows are still there
+    err = " ".join(captured.err.split())
+    assert str(edited) in err and "metrics.micro_ap =" in err
+
+
+@pytest.mark.weights
+def test_the_weights_sha256_is_in_the_key_of_a_detector_with_weights(tiny_dataset_module, tmp_path):
+    from copybench.detectors import weights_status
+
+    if weights_status("sscd_distilled.onnx") != "real":
+        pytest.skip("offline weights package not installed (run .ci/setup.sh)")
+    outcomes = run_benchmark(
+        load_dataset(tiny_dataset_module),
+        ["sscd_distilled.onnx", "pixel_gray_8"],
+        RunSettings(n_boot=0),
+        results=tmp_path / "res",
+        descriptor_dir=None,
+        progress=False,
+    )
+    learned, pixel = (o.result for o in outcomes)
+    sha = learned.detector["weights"]["sha256"]
+    assert len(sha) == 64 and learned.key["weights_sha256"] == sha
+    assert "weights_sha256" not in pixel.key  # parameter-free: keys as before
