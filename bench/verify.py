@@ -128,9 +128,13 @@ def _prediction_arrays(result: Result, dataset):
     import numpy as np
     import pandas as pd
 
+    from .results import predictions_sha256
+
     path = result.predictions_path
     if path is None or not path.is_file():
         raise VerifyError(f"its predictions file {path or '(none recorded)'} is missing")
+    if result.predictions_sha256 and predictions_sha256(path) != result.predictions_sha256:
+        raise ValueError(f"its predictions file {path.name} is not the one it recorded (sha256 differs)")
     try:
         table = pd.read_csv(path, dtype={"query_id": str, "reference_id": str}, keep_default_na=False)
         rank, scores = table["rank"].to_numpy(np.int64), table["score"].to_numpy(np.float64)

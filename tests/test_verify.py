@@ -106,3 +106,16 @@ def test_missing_predictions_cannot_be_verified(computed, tmp_path, capsys, capl
     assert "predictions file" in " ".join(capsys.readouterr().err.split())
     assert _cli("table", res) == 0  # warned about on stderr, the numbers themselves are not contradicted
     assert "not verified" in caplog.text
+
+
+def test_publish_leaves_out_a_result_its_predictions_contradict(computed, tmp_path):
+    from copybench.report.site.build import publish
+
+    res = shutil.copytree(computed, tmp_path / "res")
+    _edit(res, "pixel_gray_8", lambda d: d["metrics"].update(micro_ap=0.99))
+    report = publish([res], tmp_path / "site", examples=False)
+    reasons = dict(report.excluded)
+    [(label, reason)] = [(k, v) for k, v in reasons.items() if "pixel_gray_8" in k]
+    assert "not what its predictions give" in reason and "metrics.micro_ap is 0.99" in reason
+    report = publish([res], tmp_path / "site2", examples=False, verify=False)
+    assert not any("pixel_gray_8" in label for label, _ in report.excluded)
