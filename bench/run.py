@@ -130,9 +130,7 @@ def run_benchmark(
 
     if on_error not in ON_ERROR:
         raise ValueError(f"on_error must be one of {', '.join(ON_ERROR)}, got {on_error!r}")
-    dataset = _scored_dataset(dataset, settings)
-    _refuse_unfaithful(detectors, settings)
-    check_norm_set(dataset, settings)
+    dataset = _checked_before_work(dataset, detectors, settings)
 
     def make_detector(name: str):
         return create_detector(
@@ -187,6 +185,15 @@ def _scored_dataset(dataset, settings: RunSettings):
             f"dataset {dataset.name!r} at {dataset.root} has no queries, so nothing to score "
             "(a `data import folder` index holds references only)"
         )
+    return dataset
+
+
+def _checked_before_work(dataset, detectors: list[str], settings: RunSettings):
+    """The dataset as scored, once every refusal that needs no model has been made: no query, a detector the
+    protocol cannot run faithfully, a norm set too small or overlapping the dataset."""
+    dataset = _scored_dataset(dataset, settings)
+    _refuse_unfaithful(detectors, settings)
+    check_norm_set(dataset, settings)
     return dataset
 
 
