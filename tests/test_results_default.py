@@ -86,3 +86,13 @@ def _flat(data, path=()) -> dict:
     if isinstance(data, list):
         return {k: v for i, value in enumerate(data) for k, v in _flat(value, (*path, i)).items()}
     return {path: data}
+
+
+def test_every_committed_result_agrees_with_its_predictions(rerun):
+    """`copybench verify`: every number of every committed result (groups and CIs too, learned detectors
+    included) is what its committed predictions give on the rebuilt dataset."""
+    from copybench.verify import verify_results
+
+    checks = verify_results(DEFAULT, dataset=rerun.parent / "data")
+    assert len(checks) == len(RESULT_FILES)
+    assert [(c.path.name, c.disagreements, c.unverified) for c in checks if not c.ok] == []
