@@ -10,6 +10,7 @@ recomputes the overall point metrics only, after checking the predictions file's
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -18,6 +19,7 @@ from typing import Any
 
 from .results import Result
 
+log = logging.getLogger(__name__)
 # result files written before full precision rounded metrics to 6 digits: up to 5e-7 off the recomputation
 TOLERANCE = 1e-6
 COUNT_PREFIX = "n_"
@@ -115,12 +117,32 @@ def _dataset_for(result: Result, datasets: dict[str, Any]):
 
     if result.fingerprint in datasets:
         return datasets[result.fingerprint]
-    try:
-        dataset = load_result_dataset(result)
-    except (OSError, ValueError) as exc:  # DatasetError and a changed fingerprint are ValueErrors
-        raise VerifyError(f"its dataset cannot be read ({exc})") from exc
-    datasets[dataset.fingerprint] = dataset
-    return dataset
+    failed = f"unreadable:{result.dataset_root}"  # tried once per folder: a failed load is not retried
+    if failed not in datasets:
+        try:
+            dataset = load_result_dataset(result)
+        except (OSError, ValueError) as exc:  # DatasetError and a changed fingerprint are ValueErrors
+            datasets[failed] = str(exc).removeprefix(f"{result.source}: ")
+        else:
+            datasets[dataset.fingerprint] = dataset
+            return dataset
+    why = datasets[failed]
+    raise VerifyError(why if why.startswith("its dataset") else f"its dataset cannot be read: {why}")
+
+
+def warn_unverified(checks: list[Verification]) -> None:
+    """One warning per reason a result could not be verified, naming its files (not one line per file)."""
+    by_reason: dict[str, list[str]] = {}
+    for c in checks:
+        if c.unverified:
+            by_reason.setdefault(c.unverified, []).append(c.path.name if c.path else "result")
+    for reason, names in by_reason.items():
+        log.warning(
+            "%d result(s) not verified (%s): %s; `copybench verify --dataset DIR` checks them",
+            len(names),
+            reason,
+            ", ".join(names),
+        )
 
 
 def _prediction_arrays(result: Result, dataset):
@@ -257,20 +279,15 @@ def verify_for_gate(results: list[Result]) -> None:
     """What ``check`` runs before comparing: the cheap verification of every result (the overall point
     metrics recomputed from the predictions); ValueError naming every file whose numbers its predictions do
     not give. A result that cannot be verified (its predictions or dataset are not there) is warned about."""
-    import logging
-
-    log = logging.getLogger(__name__)
     datasets: dict[str, Any] = {}
     # results whose dataset is where they say first: a baseline copied without its dataset then finds it
+    unique = list({str(r.source): r for r in results}.values())  # a baseline folder given as results too
     ordered = sorted(
-        results, key=lambda r: not (r.dataset_root and (r.dataset_root / "dataset.json").is_file())
+        unique, key=lambda r: not (r.dataset_root and (r.dataset_root / "dataset.json").is_file())
     )
-    bad = []
-    for check in (verify_result(r, datasets=datasets) for r in ordered):
-        if check.unverified:
-            log.warning("%s: not verified: %s", check.path, check.unverified)
-        if check.disagreements:
-            bad.append(f"{check.path}: {'; '.join(check.disagreements[:3])}")
+    checks = [verify_result(r, datasets=datasets) for r in ordered]
+    warn_unverified(checks)
+    bad = [f"{c.path}: {'; '.join(c.disagreements[:3])}" for c in checks if c.disagreements]
     if bad:
         raise ValueError(
             "results whose numbers their predictions do not give (edited, or not what was computed): "
@@ -283,13 +300,11 @@ def table_flags(root: str | Path) -> tuple[dict[str, str], list[str]]:
     """What ``table`` marks, by result file, and the error lines naming each file and field: rows with
     invalid metric values, and rows whose overall metrics their predictions do not give (the cheap
     verification). A result that cannot be verified is warned about (logged), not marked."""
-    import logging
 
     from .results import read_results
 
-    log = logging.getLogger(__name__)
     results, _ = read_results(root)  # unreadable files: table warns about them itself
-    flags, errors, datasets = {}, [], {}
+    flags, errors, datasets, checks = {}, [], {}, []
     for r in (r for r in results if r.kind == "accuracy"):
         problems = metric_problems(r)
         if problems:
@@ -297,9 +312,9 @@ def table_flags(root: str | Path) -> tuple[dict[str, str], list[str]]:
             flags[str(r.source)] = "invalid: " + ", ".join(p.split(" ", 1)[0].rstrip(":") for p in problems)
             continue
         check = verify_result(r, datasets=datasets)
-        if check.unverified:
-            log.warning("%s: not verified: %s", r.source, check.unverified)
+        checks.append(check)
         if check.disagreements:
             errors.append(f"{r.source}: {'; '.join(check.disagreements)}")
             flags[str(r.source)] = "does not match its predictions"
+    warn_unverified(checks)
     return flags, errors

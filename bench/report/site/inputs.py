@@ -120,14 +120,13 @@ def _misfit(result: Result) -> str | None:
 def _untrusted(result: Result, datasets: dict) -> str | None:
     """Why a result's numbers cannot be published as computed (None: they can, or cannot be checked here,
     which is logged): :mod:`copybench.verify`'s cheap check, as ``table`` and ``check`` run it."""
-    from copybench.verify import metric_problems, verify_result
+    from copybench.verify import metric_problems, verify_result, warn_unverified
 
     problems = metric_problems(result)
     if problems:
         return "invalid metric values: " + "; ".join(problems)
     check = verify_result(result, datasets=datasets)
-    if check.unverified:
-        log.warning("%s: not verified: %s", result.source, check.unverified)
+    warn_unverified([check])
     if check.disagreements:
         return "its numbers are not what its predictions give: " + "; ".join(check.disagreements[:3])
     return None
