@@ -165,3 +165,26 @@ def test_the_weights_sha256_is_in_the_key_of_a_detector_with_weights(tiny_datase
     sha = learned.detector["weights"]["sha256"]
     assert len(sha) == 64 and learned.key["weights_sha256"] == sha
     assert "weights_sha256" not in pixel.key  # parameter-free: keys as before
+
+
+def test_a_rerun_with_another_weights_file_is_not_skipped(tmp_path):
+    """The skip test of `run`: a stored result names the sha256 of the weights it was computed with; an explicit
+    --weights file with other bytes is other weights (recomputed), the same bytes are the same weights."""
+    import hashlib
+
+    from copybench.results import Result
+    from copybench.run import _same_weights
+
+    used, other = tmp_path / "used.pth", tmp_path / "other.pth"
+    used.write_bytes(b"weights one")
+    other.write_bytes(b"weights two")
+    sha = hashlib.sha256(b"weights one").hexdigest()
+    stored = Result(
+        kind="accuracy",
+        key={"detector": "d", "weights_sha256": sha},
+        detector={"name": "d", "weights": {"status": "real", "source": "used.pth", "sha256": sha}},
+    )
+    assert _same_weights(stored, str(used)) and not _same_weights(stored, str(other))
+    assert _same_weights(stored, None)  # no explicit file: the detector verifies its own when it loads
+    older = stored.replace(key={"detector": "d"})  # written before the key held it: read from detector
+    assert not _same_weights(older, str(other))
