@@ -239,39 +239,56 @@ def _print_outcomes(outcomes) -> None:
 
 
 def cmd_check(args) -> int:
-    from rich.table import Table
-
     from .check import GATED_METRICS, compare, failed
 
     metrics = tuple(split_csv(args.metrics)) if args.metrics else GATED_METRICS
-    changes = compare(args.baseline, args.results, tolerance=args.tolerance, metrics=metrics)
-    table = Table(title=f"regression check (tolerance {args.tolerance})")
-    for col in ("detector", "dataset", "metric", "baseline", "new", "delta", "status"):
+    changes = compare(
+        args.baseline,
+        args.results,
+        tolerance=args.tolerance,
+        metrics=metrics,
+        allow_weights_change=args.allow_weights_change,
+        verify=not args.no_verify,
+    )
+    console = out_console()
+    table = _check_table(changes, args.tolerance, args.verbose)
+    if table.row_count:
+        console.print(table)
+    bad = failed(changes)
+    console.print(check_summary(changes))
+    return EXIT_CHECK_FAILED if bad else EXIT_OK
+
+
+def _check_table(changes, tolerance: float, verbose: bool):
+    from rich.table import Table
+
+    table = Table(title=f"regression check (tolerance {tolerance})")
+    noted = any(c.note for c in changes if c.status != "ok" or verbose)
+    for col in ("detector", "dataset", "metric", "baseline", "new", "delta", "status", *(("note",) * noted)):
         table.add_column(col)
     colours = {"dropped": "red", "missing": "red", "improved": "green", "ok": ""}
     fmt = lambda v: "-" if v is None else f"{v:.4f}"
     for c in changes:
-        if c.status != "ok" or args.verbose:
-            table.add_row(
-                c.detector,
-                c.dataset,
-                c.metric,
-                fmt(c.baseline),
-                fmt(c.new),
-                "-" if c.delta is None else f"{c.delta:+.4f}",
-                c.status,
-                style=colours[c.status],
-            )
-    console = out_console()
-    if table.row_count:
-        console.print(table)
-    bad = failed(changes)
+        if c.status != "ok" or verbose:
+            delta = "-" if c.delta is None else f"{c.delta:+.4f}"
+            cells = [c.detector, c.dataset, c.metric, fmt(c.baseline), fmt(c.new), delta, c.status]
+            table.add_row(*cells, *((c.note,) * noted), style=colours[c.status])
+    return table
+
+
+def check_summary(changes) -> str:
+    """``FAILED: 1 of 28 comparisons (1 dropped, 0 missing)`` or ``passed: 28 comparisons ...``."""
+    count = lambda status: sum(1 for c in changes if c.status == status)
+    dropped, missing = count("dropped"), count("missing")
+    if dropped or missing:
+        return (
+            f"[red]FAILED[/]: {dropped + missing} of {len(changes)} comparisons ({dropped} dropped, "
+            f"{missing} missing)"
+        )
     n_keys = len({(c.detector, c.dataset) for c in changes})
-    console.print(
-        f"[{'red' if bad else 'green'}]{'FAILED' if bad else 'passed'}[/]: {len(changes)} comparisons "
-        f"over {n_keys} (detector, dataset) results"
+    return (
+        f"[green]passed[/]: {len(changes)} comparisons over {n_keys} results ({count('improved')} improved)"
     )
-    return EXIT_CHECK_FAILED if bad else EXIT_OK
 
 
 def cmd_demo(args) -> int:
@@ -444,4 +461,60 @@ def add_check(sub) -> None:
     p.add_argument(
         "--metrics", default=None, help="comma list (default: micro_ap,map,recall@1,recall_at_p90)"
     )
+    p.add_argument(
+        "--allow-weights-change",
+        action="store_true",
+        help="compare results computed with different weights files (refused by default: other weights, "
+        "other numbers)",
+    )
+    add_no_verify(p)
     p.set_defaults(func=cmd_check)
+
+
+def add_no_verify(p: argparse.ArgumentParser) -> None:
+    """--no-verify: skip the check of every result's metrics against its stored predictions."""
+    p.add_argument(
+        "--no-verify",
+        action="store_true",
+        help="do not recompute each result's metrics from its stored predictions first (by default a "
+        "result whose numbers its predictions do not give is refused; `copybench verify` checks in full)",
+    )
+
+
+def cmd_verify(args) -> int:
+    from .verify import verify_results
+
+    checks = verify_results(args.results, full=True, dataset=args.dataset)
+    if not checks:
+        raise UsageError(f"no accuracy results under {args.results} (write some with `copybench run`)")
+    console = out_console()
+    for c in checks:
+        if c.disagreements:
+            console.print(f"[red]DISAGREES[/] {c.path}: " + "; ".join(c.disagreements), highlight=False)
+        elif c.unverified:
+            err_console().print(f"[red]error:[/] {c.path}: not verified: {c.unverified}", highlight=False)
+        elif args.verbose:
+            console.print(f"[green]ok[/] {c.path}", highlight=False)
+    bad = sum(1 for c in checks if c.disagreements)
+    unverified = sum(1 for c in checks if c.unverified)
+    console.print(
+        f"{len(checks)} result(s): {len(checks) - bad - unverified} agree with their predictions, {bad} "
+        f"disagree, {unverified} could not be verified"
+    )
+    return EXIT_CHECK_FAILED if bad else EXIT_BAD_INPUT if unverified else EXIT_OK
+
+
+def add_verify(sub) -> None:
+    p = sub.add_parser(
+        "verify",
+        help="recompute every metric of result files from their stored predictions and the dataset's ground "
+        "truth; exit 1 when a stored number disagrees",
+    )
+    p.add_argument("results", help="a result file or a folder searched recursively")
+    p.add_argument(
+        "--dataset",
+        default=None,
+        help="the dataset folder to check against (default: the one each result records; needed when the "
+        "results were moved without it)",
+    )
+    p.set_defaults(func=cmd_verify)

@@ -17,6 +17,7 @@ from .settings import RunSettings
 
 log = logging.getLogger(__name__)
 NO_DESCRIPTOR = "no descriptor for"  # how imported descriptor files report an id they lack
+MIN_NORM_SET = 16  # fewer images cannot fit a whitening or a score-normalisation neighbourhood
 
 
 @dataclass(frozen=True)
@@ -85,12 +86,55 @@ def _whitener(protocol, train: np.ndarray):
 
 
 def _norm_set(settings: RunSettings, extractor, tokens: bool):
-    from .io import list_images
-
-    paths = [str(p) for p in list_images(settings.norm_set)]
-    if len(paths) < 16:
-        raise ValueError(f"--norm-set {settings.norm_set}: needs at least 16 images, found {len(paths)}")
+    paths = list(settings.norm_set_files)  # the files its fingerprint (in the result key) was hashed from
+    if len(paths) < MIN_NORM_SET:
+        raise ValueError(
+            f"--norm-set {settings.norm_set}: needs at least {MIN_NORM_SET} images, found {len(paths)}"
+        )
     return extractor.run(paths, tokens=tokens, label="norm set")
+
+
+def check_norm_set(dataset, settings: RunSettings) -> None:
+    """ValueError, before any work, for a norm set too small or sharing an image (by sha256) with the dataset:
+    whitening or score normalisation learned on the evaluated images inflates every metric, and none of the
+    protocols' originals (native, isc, dcr, dino) learns them there."""
+    files = settings.norm_set_files
+    if not files:
+        return
+    if len(files) < MIN_NORM_SET:
+        raise ValueError(
+            f"--norm-set {settings.norm_set}: needs at least {MIN_NORM_SET} images, found {len(files)}"
+        )
+    evaluated = _dataset_digests(dataset)
+    shared = [(path, evaluated[digest]) for path, digest in files.items() if digest in evaluated]
+    if shared:
+        path, same = shared[0]
+        raise ValueError(
+            f"--norm-set {settings.norm_set}: {len(shared)} of its {len(files)} images are also in dataset "
+            f"{dataset.name!r} (e.g. {path} is {same}); whitening and score normalisation are learned on "
+            "images kept apart from the evaluated queries and references"
+        )
+
+
+def _dataset_digests(dataset) -> dict[str, str]:
+    """sha256 -> path of every image of the dataset: from files.csv, hashed here for images it lacks."""
+    import pandas as pd
+
+    from .io import file_sha256
+
+    images_root = (dataset.root / dataset.meta.get("images_root", ".")).resolve()
+    known: dict[str, str] = {}
+    listing = dataset.root / "files.csv"
+    if listing.is_file():
+        table = pd.read_csv(listing, dtype={"path": str, "sha256": str}, keep_default_na=False)
+        known = {str((images_root / p).resolve()): d for p, d in zip(table["path"], table["sha256"]) if d}
+    digests = {}
+    for path in [*dataset.references["path"], *dataset.queries["path"]]:
+        path = str(Path(path).resolve())
+        digest = known.get(path) or (file_sha256(path) if Path(path).is_file() else None)
+        if digest:
+            digests[digest] = path
+    return digests
 
 
 def _offsets(settings: RunSettings, protocol, qd, nd) -> np.ndarray:
@@ -245,6 +289,8 @@ def score_descriptors(
             "detector": detector_name,
             "dataset_fingerprint": dataset.fingerprint,
             **settings.key_settings(),
+            # other weights, other numbers; absent for parameter-free detectors, so their keys stay
+            **({"weights_sha256": weights["sha256"]} if weights.get("sha256") else {}),
         },
         detector={"name": detector_name, "spec": spec, "weights": weights},
         dataset={
@@ -319,6 +365,12 @@ def _search_decoded(
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Top-k over the references that decoded, for every query: (scores, reference rows, k)."""
     rd_ok, keep = rd.ok, qd.ok
+    if not rd_ok.any():  # else an IndexError deep in the search: say why nothing can be searched
+        first = min(rd.failed, default=None)
+        cause = f" (first: {rd.failed[first]})" if first is not None else ""
+        raise ValueError(
+            f"none of the {len(rd_ok)} references could be read{cause}: nothing to search against"
+        )
     k = settings.depth(int(rd_ok.sum()))
     scores, idx = _search(settings, _subset(qd, keep), _subset(rd, rd_ok), k, engine)
     ref_rows = np.flatnonzero(rd_ok)

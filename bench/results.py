@@ -2,9 +2,11 @@
 
 Every result, accuracy or throughput, is one typed record, :class:`Result`; it is the only thing that writes
 or reads a result file. A result's path is derived from its key, so an interrupted run resumes and finished
-work is skipped. JSON is written atomically with sorted keys, NaN/inf as null and floats rounded to 6 digits.
-Files of an unknown schema version or with unknown fields are refused, never guessed. Schema v1 fields are
-documented in docs/results.md.
+work is skipped. JSON is written atomically with sorted keys, NaN/inf as null and floats at full precision
+(printed figures then equal the original code's; rounding only happens for display). Files of an unknown
+schema version or with unknown fields are refused, never guessed, and so is an accuracy result whose key does
+not follow from its settings, detector and dataset, or whose predictions file is not the one it recorded
+(``predictions_sha256``). Schema v1 fields are documented in docs/results.md.
 """
 
 from __future__ import annotations
@@ -19,6 +21,18 @@ from pathlib import Path
 from typing import Any
 
 SCHEMA_VERSION = 1
+# settings that enter an accuracy result's key (copybench.settings.RunSettings.key_settings) besides topk
+KEY_SETTINGS = (
+    "similarity",
+    "chunks",
+    "whitening",
+    "score_norm",
+    "dtype",
+    "protocol",
+    "multiscale",
+    "subset",
+    "norm_set_sha256",
+)
 KINDS = ("accuracy", "throughput", "scale")  # scale: memory at size (copybench.throughput.scale)
 
 
@@ -46,6 +60,7 @@ class Result:
     skipped: list[dict[str, Any]] = field(default_factory=list)
     timings: dict[str, Any] = field(default_factory=dict)
     predictions_file: str | None = None
+    predictions_sha256: str | None = None  # of the predictions CSV's content (gzip headers vary per write)
     measurements: list[dict[str, Any]] = field(default_factory=list)
     note: str | None = None
     schema_version: int = SCHEMA_VERSION
@@ -59,11 +74,20 @@ class Result:
     def to_dict(self) -> dict[str, Any]:
         """The file's content (``source`` left out, empty optional sections dropped)."""
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "source"}
-        optional = ("dataset", "predictions_file", "note", "measurements", "groups", "skipped", "timings")
+        optional = (
+            "dataset",
+            "predictions_file",
+            "predictions_sha256",
+            "note",
+            "measurements",
+            "groups",
+            "skipped",
+            "timings",
+        )
         return {k: v for k, v in data.items() if not (k in optional and v in (None, [], {}))}
 
     def to_json(self) -> str:
-        """Canonical JSON text: sorted keys, floats rounded to 6 digits, NaN/inf as null."""
+        """Canonical JSON text: sorted keys, floats at full precision, NaN/inf as null."""
         return dumps(self.to_dict())
 
     @classmethod
@@ -92,9 +116,13 @@ class Result:
                 "settings": {"protocol": "native", **(data.get("settings") or {})},
             }
         try:
-            return cls(**data, source=Path(source) if source else None)
+            record = cls(**data, source=Path(source) if source else None)
         except ResultError as exc:
             raise ResultError(f"{where}{exc}") from None
+        problems = record.key_problems()
+        if problems:
+            raise ResultError(f"{where}its key does not follow from its content: {'; '.join(problems)}")
+        return record
 
     @classmethod
     def from_json(cls, text: str, source: str | Path | None = None) -> Result:
@@ -108,6 +136,27 @@ class Result:
     def replace(self, **changes: Any) -> Result:
         """A copy with some fields changed (records are frozen)."""
         return dataclasses.replace(self, **changes)
+
+    def key_problems(self) -> list[str]:
+        """How the key differs from what its detector, dataset and settings give (empty when it does not):
+        a hand-edited key would otherwise be trusted by ``check`` and every table."""
+        if self.kind != "accuracy":
+            return []
+        key, problems = self.key, []
+        # a section the record does not hold is not checked (hand-made records; every written result holds all)
+        expected = {"detector": self.detector["name"]} if "name" in self.detector else {}
+        if "weights_sha256" in key:  # keys written before it was keyed lack it: the detector section has it
+            expected["weights_sha256"] = _weights_sha256(self)
+        if "fingerprint" in (self.dataset or {}):
+            expected["dataset_fingerprint"] = self.dataset["fingerprint"]
+        expected.update({f: self.settings[f] for f in KEY_SETTINGS if f in self.settings})
+        for name, want in expected.items():
+            if name in key and key[name] != want or name not in key and want not in (None, False):
+                problems.append(f"key.{name} is {key.get(name)!r}, its content says {want!r}")
+        depth = self.settings.get("topk")
+        if key.get("topk") is not None and isinstance(depth, int) and depth > key["topk"]:
+            problems.append(f"key.topk is {key['topk']}, but settings.topk (the depth used) is {depth}")
+        return problems
 
     # ------------------------------------------------------------------ common questions
     @property
@@ -157,12 +206,17 @@ class Result:
         return self.source.parent / self.predictions_file
 
 
+def _weights_sha256(result: Result) -> str | None:
+    return (result.detector.get("weights") or {}).get("sha256")
+
+
 def _clean(value):
-    """JSON-ready: floats rounded to 6 digits, NaN/inf -> None, numpy scalars and arrays -> python."""
+    """JSON-ready: NaN/inf -> None, numpy scalars and arrays -> python; floats keep full precision (JSON
+    round-trips a Python float exactly, and rounding moved printed figures off the original code's)."""
     if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
         value = value.tolist()
     if isinstance(value, float):
-        return None if not math.isfinite(value) else round(value, 6)
+        return None if not math.isfinite(value) else value
     if isinstance(value, dict):
         return {str(k): _clean(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -194,6 +248,8 @@ def settings_suffix(settings: dict) -> str:
         parts.append("whiten")
     if settings.get("score_norm"):
         parts.append("scorenorm")
+    if settings.get("norm_set_sha256"):  # results of two norm sets side by side, never one over the other
+        parts.append("norm" + settings["norm_set_sha256"][:12])
     if settings.get("dtype", "fp32") != "fp32":
         parts.append(settings["dtype"])
     if settings.get("multiscale"):
@@ -265,13 +321,39 @@ def write_result(path: str | Path, result: Result) -> Result:
 
 
 def read_result(path: str | Path) -> Result:
-    """Read and validate one result file."""
+    """Read and validate one result file; refused when its predictions file is there but is not the one it
+    recorded (a missing predictions file is left to ``copybench verify``: a result alone still reads)."""
     path = Path(path)
     try:
         text = path.read_text()
     except OSError as exc:
         raise ResultError(f"{path}: cannot read result file ({exc})") from exc
-    return Result.from_json(text, path)
+    result = Result.from_json(text, path)
+    preds = result.predictions_path
+    if result.predictions_sha256 and preds is not None and preds.is_file():
+        found = predictions_sha256(preds)
+        if found != result.predictions_sha256:
+            raise ResultError(
+                f"{path}: its predictions file {preds.name} is not the one it was computed with (sha256 "
+                f"{found[:12]}, recorded {result.predictions_sha256[:12]}); rerun it with --force"
+            )
+    return result
+
+
+def predictions_sha256(path: str | Path) -> str:
+    """sha256 of a predictions file's CSV content (decompressed: the gzip header holds a time stamp)."""
+    import gzip
+    import hashlib
+    import zlib
+
+    h = hashlib.sha256()
+    try:
+        with gzip.open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise ResultError(f"{path}: unreadable predictions file ({exc})") from exc
+    return h.hexdigest()
 
 
 def load_result_dataset(result: Result):

@@ -19,13 +19,14 @@ from copybench.io import atomic_output, file_lock
 from .evaluate import (
     NO_DESCRIPTOR,
     Predictions,
+    check_norm_set,
     evaluate_detector,
     extract_lists,
     family_groups,
     score_descriptors,
 )
 from .options import renamed_keyword
-from .results import Result, read_result, result_path, write_result
+from .results import Result, predictions_sha256, read_result, result_path, write_result
 from .settings import DEFAULT_CACHE, DEFAULT_TOPK, RunSettings
 
 log = logging.getLogger(__name__)
@@ -129,8 +130,7 @@ def run_benchmark(
 
     if on_error not in ON_ERROR:
         raise ValueError(f"on_error must be one of {', '.join(ON_ERROR)}, got {on_error!r}")
-    dataset = _scored_dataset(dataset, settings)
-    _refuse_unfaithful(detectors, settings)
+    dataset = _checked_before_work(dataset, detectors, settings)
 
     def make_detector(name: str):
         return create_detector(
@@ -158,6 +158,7 @@ def run_benchmark(
                     progress,
                     make_detector,
                     engine,
+                    (weights or {}).get(name),
                 )
             )
         _speak_up(outcomes[-1], on_error)
@@ -187,6 +188,15 @@ def _scored_dataset(dataset, settings: RunSettings):
     return dataset
 
 
+def _checked_before_work(dataset, detectors: list[str], settings: RunSettings):
+    """The dataset as scored, once every refusal that needs no model has been made: no query, a detector the
+    protocol cannot run faithfully, a norm set too small or overlapping the dataset."""
+    dataset = _scored_dataset(dataset, settings)
+    _refuse_unfaithful(detectors, settings)
+    check_norm_set(dataset, settings)
+    return dataset
+
+
 def _refuse_unfaithful(detectors: list[str], settings: RunSettings) -> None:
     """ProtocolError, before any work, for a detector the protocol cannot run faithfully (known from its spec)."""
     from copybench.detectors import get_spec
@@ -203,7 +213,16 @@ def _refuse_unfaithful(detectors: list[str], settings: RunSettings) -> None:
 
 
 def _run_one(
-    name, path, dataset, settings, skip_existing, descriptor_dir, progress, make_detector, engine=None
+    name,
+    path,
+    dataset,
+    settings,
+    skip_existing,
+    descriptor_dir,
+    progress,
+    make_detector,
+    engine=None,
+    weights_file=None,
 ) -> RunOutcome:
     """One detector: skipped when its result is there, else computed and saved; any failure is its outcome."""
     if skip_existing and path.is_file():
@@ -212,9 +231,12 @@ def _run_one(
         except ValueError as exc:
             log.warning("recomputing %s: %s", path, exc)
         else:
-            if _same_key_settings(existing, settings, len(dataset.reference_ids)):
+            if not _same_weights(existing, weights_file):
+                log.warning("recomputing %s: it was computed with other weights", path)
+            elif _same_key_settings(existing, settings, len(dataset.reference_ids)):
                 return RunOutcome(name, "skipped", path, "already computed", existing)
-            log.warning("recomputing %s: it was computed with other settings (%s)", path, existing.key)
+            else:
+                log.warning("recomputing %s: it was computed with other settings (%s)", path, existing.key)
     try:
         det = make_detector(name)
         result, preds = evaluate_detector(
@@ -243,6 +265,17 @@ def _is_runtime(exc: Exception) -> bool:
     return not isinstance(exc, bad_input)
 
 
+def _same_weights(result: Result, weights_file: str | None) -> bool:
+    """Whether an explicit ``--weights`` file is the one a stored result was computed with (by sha256); a
+    detector's own weights are verified when it loads (copybench.detectors)."""
+    from .io import file_sha256
+
+    if not weights_file or not Path(weights_file).is_file():
+        return True  # a missing file fails when the detector loads, with its own message
+    recorded = result.key.get("weights_sha256") or (result.detector.get("weights") or {}).get("sha256")
+    return recorded == file_sha256(weights_file)
+
+
 def _cache_location(descriptor_dir: str | Path | None):
     """A folder, or a URI (``s3://...``) kept as text for the distributed engine's pyarrow filesystems."""
     if not descriptor_dir:
@@ -251,8 +284,10 @@ def _cache_location(descriptor_dir: str | Path | None):
 
 
 def _same_key_settings(result: Result, settings: RunSettings, n_references: int) -> bool:
-    """Whether a stored result was computed with these settings (a file name alone can be ambiguous)."""
-    key = {k: v for k, v in result.key.items() if k not in ("detector", "dataset_fingerprint")}
+    """Whether a stored result was computed with these settings (a file name alone can be ambiguous); the
+    weights hash is compared by :func:`_same_weights`, as only loading the detector tells it."""
+    ignored = ("detector", "dataset_fingerprint", "weights_sha256")
+    key = {k: v for k, v in result.key.items() if k not in ignored}
     n_ok = n_references - sum(1 for s in result.skipped if s.get("role") == "reference")
     depth = result.settings.get("topk")  # the ranking depth used; older keys did not record --topk
     same_boot = result.settings.get("n_boot") == settings.n_boot  # the CIs depend on it
@@ -266,7 +301,10 @@ def save_result(path: Path, dataset, result: Result, preds: Predictions) -> Resu
     had_old = pred_file.is_file()
     written = write_predictions(pred_file, dataset, preds.query_ids, preds.idx, preds.scores)
     try:
-        write_result(path, result.replace(predictions_file=written.name))
+        recorded = result.replace(
+            predictions_file=written.name, predictions_sha256=predictions_sha256(written)
+        )
+        write_result(path, recorded)
     except BaseException:
         if not had_old:
             written.unlink(missing_ok=True)

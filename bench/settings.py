@@ -113,4 +113,30 @@ class RunSettings:
             keys["topk"] = self.topk
         if self.subset:  # other queries, other numbers; absent for the whole dataset, so older keys stay
             keys["subset"] = self.subset
+        if self.norm_set_sha256:  # another norm set, other numbers; absent when none is used
+            keys["norm_set_sha256"] = self.norm_set_sha256
         return keys
+
+    @cached_property
+    def norm_set_files(self) -> dict[str, str]:
+        """sha256 of every image of the norm set, by path; empty when no norm set is used (a folder given
+        without --whitening or --score-norm shapes no number). Hashed once per run."""
+        from .io import file_sha256, list_images
+
+        if not self.norm_set or not (self.whitening or self.score_norm):
+            return {}
+        try:
+            paths = list_images(self.norm_set)
+            return {str(p): file_sha256(p) for p in paths}
+        except OSError as exc:  # NotADirectoryError included: one line naming the folder, exit 2
+            raise ValueError(f"--norm-set {self.norm_set}: cannot read it ({exc})") from exc
+
+    @property
+    def norm_set_sha256(self) -> str | None:
+        """The norm set's fingerprint: sha256 over its images' sha256, sorted (content, not names or order,
+        is what whitening and score normalisation learn from); None when no norm set is used."""
+        import hashlib
+
+        if not self.norm_set_files:
+            return None
+        return hashlib.sha256("\n".join(sorted(self.norm_set_files.values())).encode()).hexdigest()

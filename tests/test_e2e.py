@@ -127,7 +127,7 @@ def test_whitening_and_score_norm_with_a_separate_set(built, tmp_path):
         )
         == 0
     )
-    result = read_result(next(res.rglob("*__whiten__scorenorm.json")))
+    result = read_result(next(res.rglob("*__whiten__scorenorm__norm*.json")))
     assert result.key["whitening"] and result.key["score_norm"]
     assert 0.0 <= result.metrics["micro_ap"] <= 1.0
     # score normalisation shifts each query's scores by a constant: rankings, hence mAP, are unchanged
@@ -149,7 +149,7 @@ def test_whitening_and_score_norm_with_a_separate_set(built, tmp_path):
         )
         == 0
     )
-    plain = read_result(next(res.rglob("*__whiten.json")))
+    plain = read_result(next(res.rglob("*__whiten__norm*.json")))
     assert plain.metrics["map"] == pytest.approx(result.metrics["map"])
     assert (
         _cli("run", "--dataset", built, "--detectors", "pixel_gray_8", "--results", res, "--whitening") == 2

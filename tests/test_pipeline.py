@@ -301,7 +301,9 @@ def test_cli_run_table_check_export_end_to_end(tiny_dataset, tmp_path, capsys):
     planted["metrics"]["micro_ap"] -= 0.2
     files[0].write_text(json.dumps(planted))
     capsys.readouterr()
-    assert _cli("check", "--baseline", base, "--results", res, "--tolerance", "0.05") == 1
+    assert _cli("check", "--baseline", base, "--results", res, "--tolerance", "0.05") == 2
+    assert "predictions do not give" in capsys.readouterr().err  # a hand-edited number is never gated
+    assert _cli("check", "--baseline", base, "--results", res, "--tolerance", "0.05", "--no-verify") == 1
     assert "dropped" in capsys.readouterr().out
     # a misspelt metric compares nothing: refused, never a silent pass over the planted drop
     assert _cli("check", "--baseline", base, "--results", res, "--metrics", "micro_AP") == 2

@@ -35,7 +35,7 @@ def test_record_round_trips_through_json(tmp_path):
     data = json.loads((tmp_path / "r.json").read_text())
     assert data["schema_version"] == 1 and "source" not in data and "_path" not in data
     assert data["metrics"]["map"] is None  # NaN written as null
-    assert data["metrics"]["recall@1"] == 0.333333  # rounded to 6 digits
+    assert data["metrics"]["recall@1"] == 1 / 3  # full precision: printed figures equal the original code's
     back = read_result(tmp_path / "r.json")
     assert back.source == tmp_path / "r.json"
     assert back.metrics["micro_ap_ci"] == [0.125, 0.5] and back.is_random and back.detector_name == "d"

@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import sys
 
-from copybench.cliutil import EXIT_OK, UsageError, add_top_k, err_console
+from copybench.cliutil import EXIT_BAD_INPUT, EXIT_OK, UsageError, add_top_k, err_console
 
 
 def cmd_table(args) -> int:
     from copybench.report.render import render_table
     from copybench.results import iter_result_files
+    from copybench.verify import table_flags
 
     if not any(True for _ in iter_result_files(args.results_dir)):
         raise UsageError(f"no result files under {args.results_dir} (write some with `copybench run`)")
+    flags, errors = ({}, []) if args.no_verify else table_flags(args.results_dir)
+    for error in errors:  # the rows stay in the table, marked; exit 2 once it is printed
+        err_console().print(f"[red]error:[/red] {error}", highlight=False)
     if args.published:
         from copybench.report.published import render_published
 
@@ -22,13 +26,18 @@ def cmd_table(args) -> int:
         raise UsageError("table --subset selects rows of the --published comparison; add --published")
     else:
         text = render_table(
-            args.results_dir, fmt=args.format, out=args.out, columns=args.columns, protocol=args.protocol
+            args.results_dir,
+            fmt=args.format,
+            out=args.out,
+            columns=args.columns,
+            protocol=args.protocol,
+            flags=flags,
         )
     if text and not args.out:
         sys.stdout.write(text)
     elif args.out:
         err_console().print(f"wrote {args.out}")
-    return EXIT_OK
+    return EXIT_BAD_INPUT if flags else EXIT_OK
 
 
 def cmd_plot(args) -> int:
@@ -105,6 +114,9 @@ def add_table(sub) -> None:
         help="with --published: only this subset's rows (a Copydays family subset is read from a "
         "whole-dataset result's per-family metrics)",
     )
+    from copybench.commands import add_no_verify
+
+    add_no_verify(p)
     p.set_defaults(func=cmd_table)
 
 

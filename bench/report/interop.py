@@ -78,13 +78,19 @@ def _descriptors_for(ids: list[str], paths: list[str], names: list[str], vectors
     from copybench.extract import Descriptors
 
     row = {n: i for i, n in enumerate(names)}
+    if len(row) < len(names):  # which row would be meant is a guess: refused, never the last one taken
+        seen: set[str] = set()
+        twice = sorted({n for n in names if n in seen or seen.add(n)})
+        raise ValueError(f"{source}: image_names holds {', '.join(map(repr, twice[:5]))} more than once")
     out = np.zeros((len(ids), vectors.shape[1]), dtype=np.float32)
     failed = {}
     for i, ident in enumerate(ids):
-        if ident in row:
-            out[i] = vectors[row[ident]]
-        else:
+        if ident not in row:
             failed[i] = f"{source}: {NO_DESCRIPTOR} {ident!r}"
+        elif not np.isfinite(vectors[row[ident]]).all():  # a failed extraction: counted, never searched
+            failed[i] = f"{source}: non-finite descriptor for {ident!r}"
+        else:
+            out[i] = vectors[row[ident]]
     out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
     return Descriptors(list(paths), out, None, failed)
 

@@ -24,11 +24,13 @@ def render_table(
     *,
     columns: str = "headline",
     protocol: str | None = None,
+    flags: dict[str, str] | None = None,
 ) -> str:
     """Render the leaderboard of every result under ``results_dir``; returns the text written (or printed).
 
     One board per dataset and protocol, with that protocol's columns (``columns="all"``: every column);
-    ``protocol`` keeps one protocol's results only."""
+    ``protocol`` keeps one protocol's results only; ``flags``: rows to mark, by result file
+    (:func:`copybench.verify.table_flags`)."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown table format {fmt!r}; choose one of {', '.join(FORMATS)}")
     if columns not in COLUMN_SETS:
@@ -45,7 +47,7 @@ def render_table(
         results = [r for r in results if r.kind != "accuracy" or _protocol(r) == protocol]
         if not any(r.kind == "accuracy" for r in results):
             raise ValueError(f"no accuracy result under protocol {protocol!r} in {results_dir}")
-    acc, thr = accuracy_frame(results), throughput_frame(results)
+    acc, thr = accuracy_frame(results, flags), throughput_frame(results)
     if fmt == "terminal":
         return _terminal(acc, thr, out, columns)
     if fmt == "csv":

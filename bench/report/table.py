@@ -61,6 +61,7 @@ def settings_label(result: Result) -> str:
     similarity = s.get("similarity", "cosine")
     parts = [similarity + (str(s["chunks"]) if s.get("chunks") and similarity != "cosine" else "")]
     parts += [p for p in ("whitening", "score_norm") if s.get(p)]
+    parts += [f"norm {key['norm_set_sha256'][:8]}"] if key.get("norm_set_sha256") else []
     parts += [s["dtype"]] if s.get("dtype", "fp32") != "fp32" else []
     parts += ["ms" + "-".join(f"{x:g}" for x in s["multiscale"])] if s.get("multiscale") else []
     parts += [f"top{key['topk']}"] if key.get("topk") else []
@@ -90,17 +91,19 @@ def _params_label(result: Result) -> str:
     return "" if params is None else f"{params / 1e6:.1f}M" if params else "0"
 
 
-def accuracy_frame(results: list[Result]) -> pd.DataFrame:
-    """One row per accuracy result, best micro-AP first within each dataset and protocol."""
+def accuracy_frame(results: list[Result], flags: dict[str, str] | None = None) -> pd.DataFrame:
+    """One row per accuracy result, best micro-AP first within each dataset and protocol; ``flags`` (by
+    result file) mark rows whose numbers failed verification (copybench.verify), in the detector column."""
     rows, columns = [], _columns(results)
     for r in results:
         if r.kind != "accuracy":
             continue
         m = r.metrics
+        flag = (flags or {}).get(str(r.source))
         row = {
             "dataset": r.dataset_name,
             "fingerprint": r.fingerprint[:12],
-            "detector": _detector_label(r),
+            "detector": _detector_label(r) + (f" [{flag}]" if flag else ""),
             "weights": r.weights_status,
             "params": _params_label(r),
             "similarity": settings_label(r),

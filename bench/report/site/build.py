@@ -49,12 +49,15 @@ def check_out(out: Path) -> None:
         )
 
 
-def publish(paths: list[str | Path], out: str | Path, *, examples: bool = True) -> SiteReport:
+def publish(
+    paths: list[str | Path], out: str | Path, *, examples: bool = True, verify: bool = True
+) -> SiteReport:
     """Write the site of every result under ``paths`` into ``out``.
 
     Raises :class:`InputError` when the inputs hold no result file and :class:`SiteError` when ``out`` is not
     a folder this builder may replace. ``examples=False`` leaves out the contact sheets of example images
-    (for sites that may not carry the dataset's pictures).
+    (for sites that may not carry the dataset's pictures). ``verify=False`` skips the check of each accuracy
+    result's metrics against its stored predictions (a result that fails it is left out, with the reason).
     """
     out = Path(out)
     check_out(out)
@@ -63,7 +66,7 @@ def publish(paths: list[str | Path], out: str | Path, *, examples: bool = True) 
             raise SiteError(
                 f"--out {out} is inside the input {path}: the site's copies would be read as results"
             )
-    inputs = collect(paths)
+    inputs = collect(paths, verify=verify)
     files, notes, boards = assemble(inputs, examples=examples)
     _write(out, files)
     return SiteReport(out, sorted(files), [b.slug for b in boards], [(e.label, e.reason) for e in inputs.excluded],

@@ -13,7 +13,7 @@ def cmd_publish(args) -> int:
 
     from .build import publish
 
-    report = publish(args.results, args.out, examples=args.examples)
+    report = publish(args.results, args.out, examples=args.examples, verify=not args.no_verify)
     for label, reason in report.excluded:
         print(f"warning: not included: {label}: {reason}", file=sys.stderr)
     for note in report.notes:
@@ -55,4 +55,7 @@ def register_cli(subparsers) -> None:
         "--strict", action="store_true", help="exit 2 when any input file is left out of the site (the site is "
         "still written)"
     )  # fmt: skip
+    from copybench.commands import add_no_verify
+
+    add_no_verify(p)
     p.set_defaults(func=cmd_publish)

@@ -117,18 +117,36 @@ def _misfit(result: Result) -> str | None:
     return None
 
 
+def _untrusted(result: Result, datasets: dict) -> str | None:
+    """Why a result's numbers cannot be published as computed (None: they can, or cannot be checked here,
+    which is logged): :mod:`copybench.verify`'s cheap check, as ``table`` and ``check`` run it."""
+    from copybench.verify import metric_problems, verify_result, warn_unverified
+
+    problems = metric_problems(result)
+    if problems:
+        return "invalid metric values: " + "; ".join(problems)
+    check = verify_result(result, datasets=datasets)
+    warn_unverified([check])
+    if check.disagreements:
+        return "its numbers are not what its predictions give: " + "; ".join(check.disagreements[:3])
+    return None
+
+
 def _identity(result: Result) -> str:
     return json.dumps([result.kind, result.key], sort_keys=True, default=str)
 
 
-def collect(paths: list[str | Path]) -> SiteInputs:
-    """Read every result file under ``paths``; raises :class:`InputError` when there is none."""
+def collect(paths: list[str | Path], *, verify: bool = True) -> SiteInputs:
+    """Read every result file under ``paths``; raises :class:`InputError` when there is none. ``verify``:
+    an accuracy result whose metrics are invalid or not what its predictions give is left out (named)."""
     files = _files(paths)
     if not files:
         raise InputError(f"no result files (*.json) under {', '.join(str(p) for p in paths)}")
-    inputs, by_key = SiteInputs(), {}
+    inputs, by_key, datasets = SiteInputs(), {}, {}
     for file, label, raw in files:
         read = _read(file, label)
+        if verify and isinstance(read, Result):
+            read = _untrusted(read, datasets) or read
         if isinstance(read, str):
             inputs.excluded.append(Excluded(label, read))
         else:
