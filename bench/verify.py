@@ -159,6 +159,7 @@ def _prediction_arrays(result: Result, dataset):
         raise ValueError(f"its predictions file {path.name} is not the one it recorded (sha256 differs)")
     try:
         table = pd.read_csv(path, dtype={"query_id": str, "reference_id": str}, keep_default_na=False)
+        table = _dataset_rows(table)
         rank, scores = table["rank"].to_numpy(np.int64), table["score"].to_numpy(np.float64)
     except (OSError, ValueError, KeyError, EOFError) as exc:
         raise VerifyError(f"its predictions file {path} cannot be read ({exc})") from exc
@@ -176,6 +177,26 @@ def _prediction_arrays(result: Result, dataset):
     out_scores[q.to_numpy(np.int64), rank] = scores.astype(np.float32)
     out_idx[q.to_numpy(np.int64), rank] = r.to_numpy(np.int64)
     return out_scores, out_idx
+
+
+def _dataset_rows(table):
+    """The rows of the dataset's own queries: sscd-copydays also stores the originals' rankings (query ids
+    ``original:<reference>``), which only its two SSCD figures read."""
+    from .copydays import ORIGINALS_PREFIX
+
+    return table[~table["query_id"].str.startswith(ORIGINALS_PREFIX)].reset_index(drop=True)
+
+
+def _copydays_figures(result: Result, dataset) -> dict:
+    """SSCD's strong mAP and overall µAP recomputed from the predictions file (originals' rows included)."""
+    import pandas as pd
+
+    from .copydays import metrics_from_predictions
+
+    table = pd.read_csv(
+        result.predictions_path, dtype={"query_id": str, "reference_id": str}, keep_default_na=False
+    )
+    return metrics_from_predictions(table, dataset)
 
 
 def recompute_metrics(result: Result, dataset, *, full: bool) -> dict:
@@ -197,6 +218,8 @@ def recompute_metrics(result: Result, dataset, *, full: bool) -> dict:
     out = evaluate(
         scores, hits, n_pos, groups=groups, n_boot=n_boot, seed=int(result.settings.get("seed", 0))
     )
+    if result.key.get("protocol") == "sscd-copydays":
+        out["overall"].update(_copydays_figures(result, dataset))
     for kind in ("missing", "undecodable"):  # counted from the skipped images the result lists
         out["overall"][f"n_queries_{kind}"] = sum(
             1 for s in result.skipped if s.get("role") == "query" and s.get("kind") == kind

@@ -52,16 +52,20 @@ def copydays(tmp_path_factory):
     blocks = {"original": names, "strong": [f"{2000 + i}{j:02d}.jpg" for i in range(N_ORIG) for j in (1, 2)]}
     blocks.update({f"jpegqual/{t}": names for t in TIERS} | {f"crops/{t}": names for t in TIERS})
     orig = rng.standard_normal((N_ORIG, D))
-    emb, tiny = {}, Image.new("RGB", (8, 8), (9, 9, 9))
+    emb, pixels = {}, np.random.default_rng(99)  # distinct files: an import refuses byte-identical references
+
+    def tiny():
+        return Image.fromarray(pixels.integers(0, 256, (8, 8, 3), dtype=np.uint8))
+
     for block, files in blocks.items():
         (src / block).mkdir(parents=True)
         for f in files:
-            tiny.save(src / block / f)
+            tiny().save(src / block / f)
             noise = 0.0 if block == "original" else rng.uniform(0.2, 1.5)
             emb[(src / block / f).resolve()] = orig[int(f[:4]) - 2000] + noise * rng.standard_normal(D)
     dis.mkdir()
     for j in range(120):  # more than 100 references: the depth is the protocol's 100
-        tiny.save(dis / f"d{j:03d}.jpg")
+        tiny().save(dis / f"d{j:03d}.jpg")
         emb[(dis / f"d{j:03d}.jpg").resolve()] = rng.standard_normal(D)
     ds = import_dataset("copydays", src, root / "ds", progress=False, distractors=[dis])
     emb = {k: (v / np.linalg.norm(v)).astype(np.float32) for k, v in emb.items()}
@@ -163,3 +167,25 @@ def test_the_figures_are_recomputed_from_the_stored_predictions(copydays, tmp_pa
     again = metrics_from_predictions(pd.read_csv(path, dtype={"query_id": str, "reference_id": str}), ds)
     assert again["strong_map"] == pytest.approx(result.metrics["strong_map"], abs=1e-12)
     assert again["overall_uap"] == pytest.approx(result.metrics["overall_uap"], abs=1e-12)
+
+
+def test_a_saved_sscd_copydays_result_verifies_and_plots(copydays, tmp_path):
+    """Its predictions file holds the originals' own rankings (query ids ``original:<ref>``) besides the
+    dataset's queries: verify recomputes every metric, SSCD's two figures included, and the PR curve reads it."""
+    from copybench.report.plots import predictions_arrays
+    from copybench.results import read_result
+    from copybench.run import save_result
+    from copybench.verify import verify_result
+
+    ds, emb = copydays
+    qd, rd = _descriptors(ds, emb, ds.queries["path"]), _descriptors(ds, emb, ds.references["path"])
+    result, preds = score_descriptors(
+        ds, qd, rd, RunSettings(protocol="sscd-copydays", n_boot=0), detector_name="x", spec=None, weights={}
+    )
+    saved = read_result(save_result(tmp_path / "x.json", ds, result, preds).source or tmp_path / "x.json")
+    check = verify_result(saved, full=False, datasets={ds.fingerprint: ds})
+    assert check.unverified is None and check.disagreements == []
+    edited = saved.replace(metrics={**saved.metrics, "strong_map": saved.metrics["strong_map"] - 0.1})
+    assert any("strong_map" in d for d in verify_result(edited, datasets={ds.fingerprint: ds}).disagreements)
+    scores, hits, n_pos = predictions_arrays(saved)
+    assert len(scores) == len(ds.query_ids)
