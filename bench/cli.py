@@ -34,8 +34,8 @@ COMMANDS = (
     ("copybench.datasets.cli", "register_cli"),  # data build | import | verify
     ("copybench.commands", "add_run"),  # run
     ("copybench.report.cli", "add_table"),  # table
-    ("copybench.commands", "add_check"),  # check
-    ("copybench.commands", "add_verify"),  # verify
+    ("copybench.gate_commands", "add_check"),  # check
+    ("copybench.gate_commands", "add_verify"),  # verify
     ("copybench.report.cli", "add_score_h5"),  # score-h5
     ("copybench.report.cli", "add_plot"),  # plot
     ("copybench.report.cli", "add_export"),  # export

@@ -114,7 +114,7 @@ def add_table(sub) -> None:
         help="with --published: only this subset's rows (a Copydays family subset is read from a "
         "whole-dataset result's per-family metrics)",
     )
-    from copybench.commands import add_no_verify
+    from copybench.gate_commands import add_no_verify
 
     add_no_verify(p)
     p.set_defaults(func=cmd_table)

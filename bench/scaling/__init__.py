@@ -8,16 +8,6 @@ plan_scan`` keeps working: names load from the submodules on first use.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from copybench._lazy import submodule_getattr
 
-_SUBMODULES = ("plan", "engine", "extractor", "actor", "store", "records")
-
-
-def __getattr__(name: str) -> Any:
-    if not name.startswith("__"):
-        for sub in _SUBMODULES:
-            module = importlib.import_module(f"{__name__}.{sub}")
-            if hasattr(module, name):
-                return getattr(module, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = submodule_getattr(__name__, ("plan", "engine", "extractor", "actor", "store", "records"))

@@ -8,16 +8,6 @@ keeps working: names load from the submodules on first use.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from copybench._lazy import submodule_getattr
 
-_SUBMODULES = ("experiment", "subsets")
-
-
-def __getattr__(name: str) -> Any:
-    if not name.startswith("__"):
-        for sub in _SUBMODULES:
-            module = importlib.import_module(f"{__name__}.{sub}")
-            if hasattr(module, name):
-                return getattr(module, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = submodule_getattr(__name__, ("experiment", "subsets"))

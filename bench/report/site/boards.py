@@ -11,25 +11,13 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from copybench.report.table import COLUMNS, PROTOCOL_COLUMNS
 from copybench.results import Result, safe_name
 
 from .inputs import Included
 
-TITLES = {  # metric key -> column title (the terminal table's, where it has one)
-    "micro_ap": "µAP",
-    "map": "mAP",
-    "recall@1": "R@1",
-    "recall@10": "R@10",
-    "recall_at_p90": "R@P90",
-    "mrr": "MRR",
-    "recall_frac@1": "R@1 (frac)",
-    "recall_frac@5": "R@5 (frac)",
-    "recall_frac@10": "R@10 (frac)",
-    "mrr_all": "MRR (all q)",
-    "precision_rv@10": "P@10 (rv)",
-    "isc_recall@1": "R@1 (ISC)",
-    "isc_recall@10": "R@10 (ISC)",
-}
+# metric key -> column title: the terminal table's, so a metric reads the same everywhere
+TITLES = {**COLUMNS, **PROTOCOL_COLUMNS}
 SHOWN = 4  # metrics per board: the headline and the protocol's next three
 
 

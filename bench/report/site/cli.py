@@ -55,7 +55,7 @@ def register_cli(subparsers) -> None:
         "--strict", action="store_true", help="exit 2 when any input file is left out of the site (the site is "
         "still written)"
     )  # fmt: skip
-    from copybench.commands import add_no_verify
+    from copybench.gate_commands import add_no_verify
 
     add_no_verify(p)
     p.set_defaults(func=cmd_publish)
