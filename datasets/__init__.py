@@ -52,9 +52,12 @@ def build_dataset(
     device: str = "cpu",
     progress: bool = True,
     cache_dir: str | Path | None = None,
+    levels: int | None = None,
+    severities: Sequence[float] | None = None,
 ) -> CopyDataset:
     """Build ``recipe`` from ``sources`` (None: the embedded photos; a folder; cutouts:/voc:/coco:) into ``out``;
-    computed saliency masks are cached under ``cache_dir`` (default: $COPYBENCH_CACHE or ~/.cache/copybench)."""
+    computed saliency masks are cached under ``cache_dir`` (default: $COPYBENCH_CACHE or ~/.cache/copybench).
+    A sweep recipe (``sweep-AXIS-SIZE``) takes ``levels`` (default 8) or explicit ``severities``."""
     from .build import build_dataset as _build
 
     return _build(
@@ -66,6 +69,8 @@ def build_dataset(
         device=device,
         progress=progress,
         cache_dir=cache_dir,
+        levels=levels,
+        severities=None if severities is None else list(severities),
     )
 
 

@@ -30,10 +30,11 @@ from .dataset import (
     load_dataset,
     write_dataset_index,
 )
-from .errors import MaskError, SourceError
+from .errors import MaskError, RecipeError, SourceError
 from .params import PoolView, sample_query
 from .recipes import RECIPE_VERSION, Recipe, parse_recipe
 from .sources import Pool, SourceImage, load_pool
+from .sweep import Sweep, make_sweep, sample_sweep_query
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +56,16 @@ def build_dataset(
     device: str = "cpu",
     progress: bool = True,
     cache_dir: str | Path | None = None,
+    levels: int | None = None,
+    severities: list[float] | None = None,
 ) -> CopyDataset:
     """Build recipe ``recipe`` (e.g. ``default-s``) into folder ``out`` and return the loaded dataset.
-    ``cache_dir``: cache root for computed saliency masks (default: $COPYBENCH_CACHE or ~/.cache/copybench)."""
+    ``cache_dir``: cache root for computed saliency masks (default: $COPYBENCH_CACHE or ~/.cache/copybench).
+    ``levels`` / ``severities``: a sweep recipe's severity levels (default 8 over each axis's span)."""
     from .masks import use_cache_dir
 
     rec = parse_recipe(recipe, n_queries)
+    sweep = _sweep_of(rec, levels, severities)
     out = Path(out).expanduser().resolve()
     _check_target(out)
     with use_cache_dir(cache_dir):
@@ -68,14 +73,14 @@ def build_dataset(
         if rec.family == "default" and pool.masks == "none":
             pool = _try_masks(pool)
     view = PoolView.of(pool)
-    _check_pool(rec, pool, view)
+    _check_pool(rec, pool, view, sweep)
     out.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temp_dirs(out.parent, f".{out.name}.old-")  # a replaced folder a killed build left
     tmp = make_temp_dir(out.parent, f".{out.name}.building-")
     try:
         refs = _write_pool(tmp, pool)
-        queries, pixels = _write_queries(tmp, rec, seed, pool, view, device, progress)
-        meta = _meta(rec, seed, pool, refs, queries, pixels, device)
+        queries, pixels = _write_queries(tmp, rec, sweep, seed, pool, view, device, progress)
+        meta = _meta(rec, sweep, seed, pool, refs, queries, pixels, device)
         write_contact_sheet(tmp, queries, pool)
         atomic_write_text(tmp / "skipped.txt", "".join(f"{n}\t{why}\n" for n, why in pool.skipped))
         write_dataset_index(tmp, meta, refs, queries)
@@ -122,7 +127,38 @@ def _try_masks(pool: Pool) -> Pool:
     return pool
 
 
-def _check_pool(rec: Recipe, pool: Pool, view: PoolView) -> None:
+def _sweep_of(rec: Recipe, levels: int | None, severities: list[float] | None) -> Sweep | None:
+    if rec.family == "sweep":
+        return make_sweep(str(rec.axis), levels, severities)
+    if levels is not None or severities is not None:
+        raise RecipeError(
+            f"--levels and --severities apply to sweep recipes (sweep-AXIS-SIZE), not {rec.name!r}"
+        )
+    return None
+
+
+def _sweep_from_meta(meta: dict) -> Sweep | None:
+    s = meta.get("sweep")
+    return None if s is None else Sweep(tuple(s["axes"]), {a: tuple(v) for a, v in s["severities"].items()})
+
+
+def _sampler(rec: Recipe, sweep: Sweep | None, seed: int, view: PoolView, paste_ok: bool):
+    """index -> the parameters of query ``index``, for a sweep or any other recipe."""
+    if sweep is not None:
+        return lambda i: sample_sweep_query(rec, sweep, seed, i, view)
+    return lambda i: sample_query(rec, seed, i, view, paste_ok)
+
+
+def total_queries(rec: Recipe, sweep: Sweep | None) -> int:
+    """Queries a build writes: a sweep has ``n_queries`` per level of each axis."""
+    return rec.n_queries if sweep is None else rec.n_queries * sweep.n_levels * len(sweep.axes)
+
+
+def _check_pool(rec: Recipe, pool: Pool, view: PoolView, sweep: Sweep | None = None) -> None:
+    if sweep is not None and "paste" in sweep.axes and len(view.backgrounds) < 2:
+        raise SourceError(
+            f"sources {pool.spec!r}: the paste axis needs at least 2 held-out images for backgrounds"
+        )
     if rec.needs_masks and not any(view.segments[i] for i in view.references):
         raise MaskError(f"sources {pool.spec!r}: no reference has a usable mask segment (>= 1% of the image)")
     if len(view.backgrounds) < 2 and rec.family in (
@@ -164,17 +200,19 @@ def _progress(enabled: bool):
     return Progress(transient=True, console=Console(stderr=True))  # stdout is for results
 
 
-def _write_queries(root, rec, seed, pool, view, device, progress) -> tuple[pd.DataFrame, dict[str, str]]:
+def _write_queries(
+    root, rec, sweep, seed, pool, view, device, progress
+) -> tuple[pd.DataFrame, dict[str, str]]:
     from .render import cpu_pool, render
 
     (root / "queries").mkdir()
-    by_id, paste_ok = pool.by_id(), pool.masks != "none"
-    rows, pixels = [], {}
+    by_id, sample = pool.by_id(), _sampler(rec, sweep, seed, view, pool.masks != "none")
+    rows, pixels, total = [], {}, total_queries(rec, sweep)
     with _progress(progress) as bar:
-        task = bar.add_task(f"building {rec.name}", total=rec.n_queries) if bar else None
-        for start in range(0, rec.n_queries, BATCH):
-            idx = range(start, min(start + BATCH, rec.n_queries))
-            plist = [sample_query(rec, seed, i, view, paste_ok) for i in idx]
+        task = bar.add_task(f"building {rec.name}", total=total) if bar else None
+        for start in range(0, total, BATCH):
+            idx = range(start, min(start + BATCH, total))
+            plist = [sample(i) for i in idx]
             qids = [f"Q{i:06d}" for i in idx]
             paths = [root / "queries" / f"{qid}.png" for qid in qids]
             # PNG encoding releases the GIL: the writes spread over the same threads as overlays and JPEG
@@ -204,15 +242,16 @@ def _row(qid: str, p: dict) -> dict:
     }  # fmt: skip
 
 
-def _meta(rec, seed, pool, refs, queries, pixels, device) -> dict:
+def _meta(rec, sweep, seed, pool, refs, queries, pixels, device) -> dict:
     n_dis = int((queries["reference_id"] == "").sum())
     counts = {"references": len(refs), "queries": len(queries), "distractors": n_dis}
     identity = {
         "recipe": rec.name, "recipe_version": RECIPE_VERSION, "seed": int(seed), "counts": counts,
         "masks": pool.masks, "held_out": {s.id: s.digest() for s in (*pool.held_out, *pool.backgrounds)},
     }  # fmt: skip
+    extra = {} if sweep is None else {"sweep": sweep.to_json()}  # other recipes' fingerprints unchanged
     digests = {f"R:{s.id}": s.digest() for s in pool.references}
-    fingerprint = compute_fingerprint(identity, refs, queries, digests)
+    fingerprint = compute_fingerprint({**identity, **extra}, refs, queries, digests)
     pix = hashlib.sha256("".join(f"{q}:{d}\n" for q, d in sorted(pixels.items())).encode()).hexdigest()
     return {
         "name": f"{rec.name}.seed{seed}", "recipe": rec.name, "recipe_version": RECIPE_VERSION, "seed": int(seed),
@@ -220,7 +259,7 @@ def _meta(rec, seed, pool, refs, queries, pixels, device) -> dict:
         "device": str(device), "images_root": ".", "sources": pool.spec, "masks": pool.masks,
         "skipped": [n for n, _ in pool.skipped], "batch": BATCH,
         "reference_origins": {s.id: s.origin for s in pool.references},
-        "held_out": [s.id for s in pool.held_out], "backgrounds": [s.id for s in pool.backgrounds],
+        "held_out": [s.id for s in pool.held_out], "backgrounds": [s.id for s in pool.backgrounds], **extra,
     }  # fmt: skip
 
 
@@ -300,14 +339,11 @@ def replay_query(dataset: str | Path | CopyDataset, query_id: str, device: str =
     if query_id not in set(ds.query_ids):
         raise SourceError(f"{ds.root}: no query {query_id!r}")
     rec = parse_recipe(ds.meta["recipe"], ds.meta["n_queries"])
-    pool = _pool_from_folder(ds)
-    view, paste_ok = PoolView.of(pool), pool.masks != "none"
+    pool, sweep = _pool_from_folder(ds), _sweep_from_meta(ds.meta)
+    sample = _sampler(rec, sweep, ds.meta["seed"], PoolView.of(pool), pool.masks != "none")
     index, batch = int(query_id[1:]), int(ds.meta["batch"])
     start = index // batch * batch
-    plist = [
-        sample_query(rec, ds.meta["seed"], i, view, paste_ok)
-        for i in range(start, min(start + batch, rec.n_queries))
-    ]
+    plist = [sample(i) for i in range(start, min(start + batch, total_queries(rec, sweep)))]
     mine = plist[index - start]
     stored = json.loads(ds.queries.set_index("query_id").loc[query_id, "params"])
     if stored != json.loads(json.dumps(mine)):

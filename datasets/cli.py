@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from copybench.cliutil import EXIT_CHECK_FAILED, EXIT_OK, err_console, out_console
+from copybench.cliutil import EXIT_CHECK_FAILED, EXIT_OK, UsageError, err_console, out_console
 
 
 def cmd_data_build(args) -> int:
@@ -23,6 +23,8 @@ def cmd_data_build(args) -> int:
         device=args.device,
         progress=not args.quiet,
         cache_dir=args.cache_dir,
+        levels=args.levels,
+        severities=_severities(args.severities),
     )
     _report_dataset(ds)
     if args.profile:
@@ -41,6 +43,15 @@ def _print_profile(stages: dict, wall: float, threads: int) -> None:
             f"  {stage:8} {v['seconds']:8.2f} s  {v['images']:6d} images  {rate:9.1f} images/s",
             highlight=False,
         )
+
+
+def _severities(text: str | None) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UsageError(f"--severities expects a comma list of numbers, got {text!r}") from None
 
 
 def cmd_data_import(args) -> int:
@@ -125,6 +136,18 @@ def register_cli(sub) -> None:
         "--profile",
         action="store_true",
         help="print seconds per copy-generation stage (kornia, overlay, jpeg, write) and queries/s to stderr",
+    )
+    p.add_argument(
+        "--levels",
+        type=int,
+        default=None,
+        help="sweep recipes: number of severity levels, evenly spaced over each axis's span (default 8)",
+    )
+    p.add_argument(
+        "--severities",
+        default=None,
+        metavar="V1,V2,...",
+        help="sweep-AXIS recipes: explicit severities in the axis's unit, e.g. 95,50,20,5 for jpeg",
     )
     p.set_defaults(func=cmd_data_build)
     _add_data_import(data)

@@ -1,4 +1,5 @@
-"""Recipe names: ``FAMILY[.TIER]-SIZE``, e.g. ``segmix_hard-s``, ``crop-m``, ``crop.strong-xs``, ``mixed-l``.
+"""Recipe names: ``FAMILY[.TIER]-SIZE``, e.g. ``segmix_hard-s``, ``crop-m``, ``crop.strong-xs``, ``mixed-l``,
+and sweeps ``sweep-AXIS-SIZE`` / ``sweep-all-SIZE`` (:mod:`copybench.datasets.sweep`).
 
 The size fixes the number of queries (20% of them distractors) and the most references used from a source.
 Tiered families draw each query's tier (light, medium, strong) at random unless the name fixes it.
@@ -37,6 +38,19 @@ FAMILIES: dict[str, str] = {
 TIERED = frozenset({"crop", "color", "blur_noise", "jpeg", "rotate", "flip", "overlay", "mixed"})
 MASKED = frozenset({"segmix", "segmix_hard", "segmix_resized"})
 DEFAULT_RECIPE = "default-s"
+# the sweep axes (their units and spans: copybench.datasets.sweep.AXES); "all" sweeps every one
+SWEEP_AXES = (
+    "crop",
+    "downscale",
+    "jpeg",
+    "rotation",
+    "blur",
+    "colour",
+    "perspective",
+    "overlay",
+    "paste",
+    "mix",
+)
 DISTRACTOR_EVERY = 5  # every 5th query is a distractor: 20%, independent of the other queries
 
 
@@ -48,8 +62,9 @@ class Recipe:
     family: str
     tier: str | None
     size: str
-    n_queries: int
+    n_queries: int  # a sweep: queries per level
     max_references: int
+    axis: str | None = None  # a sweep's axis, or "all"
 
     @property
     def needs_masks(self) -> bool:
@@ -60,6 +75,8 @@ def parse_recipe(name: str, n_queries: int | None = None) -> Recipe:
     """Parse ``FAMILY[.TIER]-SIZE``; RecipeError names the recipe and lists the known ones."""
     head, _, size = str(name).rpartition("-")
     family, _, tier = head.partition(".")
+    if head.startswith("sweep-"):
+        return _parse_sweep(str(name), head.removeprefix("sweep-"), size, n_queries)
     if family not in FAMILIES or size not in SIZES or (tier and (tier not in TIERS or family not in TIERED)):
         known = ", ".join(n for n, _ in list_recipes())
         raise RecipeError(
@@ -74,6 +91,22 @@ def parse_recipe(name: str, n_queries: int | None = None) -> Recipe:
     return Recipe(str(name), family, tier or None, size, nq, max_refs)
 
 
+def _parse_sweep(name: str, axis: str, size: str, n_queries: int | None) -> Recipe:
+    if axis not in (*SWEEP_AXES, "all"):
+        raise RecipeError(
+            f"unknown sweep axis {axis!r} in {name!r}: use sweep-AXIS-SIZE with AXIS one of "
+            f"{', '.join(SWEEP_AXES)}, all"
+        )
+    if size not in SIZES:
+        raise RecipeError(f"unknown size {size!r} in {name!r}: sizes are {', '.join(SIZES)}")
+    nq, max_refs = SIZES[size]
+    if n_queries is not None:
+        if int(n_queries) < 1:
+            raise RecipeError(f"n_queries must be >= 1, got {n_queries!r}")
+        nq = int(n_queries)
+    return Recipe(name, "sweep", None, size, nq, max_refs, axis)
+
+
 def list_recipes() -> list[tuple[str, str]]:
     """(name, one-line description) of every family at every size."""
     out = []
@@ -81,4 +114,16 @@ def list_recipes() -> list[tuple[str, str]]:
         for size, (nq, refs) in SIZES.items():
             tiers = " (tiers light/medium/strong; FAMILY.TIER-SIZE fixes one)" if family in TIERED else ""
             out.append((f"{family}-{size}", f"{desc}; {nq} queries, <= {refs} references{tiers}"))
+    for axis in (*SWEEP_AXES, "all"):
+        what = "every axis" if axis == "all" else f"the {axis} axis"
+        for size, (nq, refs) in SIZES.items():
+            out.append(
+                (
+                    f"sweep-{axis}-{size}",
+                    (
+                        f"{what} at 8 severity levels (--levels, --severities); "
+                        f"{nq} queries per level, <= {refs} references"
+                    ),
+                )
+            )
     return out
