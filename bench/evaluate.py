@@ -271,6 +271,7 @@ def score_descriptors(
 ) -> tuple[Result, Predictions]:
     """Search and metrics for descriptors already computed (by a detector, or imported from ISC HDF5 files)."""
     from .env import environment
+    from .levels import sweep_levels
     from .metrics import evaluate
 
     t1 = time.perf_counter()
@@ -281,6 +282,9 @@ def score_descriptors(
     groups = family_groups(dataset, np.ones(len(keep), dtype=bool))
     metrics = evaluate(scores, hits, n_pos, groups=groups, n_boot=settings.n_boot, seed=settings.seed)
     originals = _copydays_metrics(settings, dataset, rd, engine, (scores, hits), metrics)
+    # {} unless the dataset is a sweep: other results stay byte for byte the same
+    levels = sweep_levels(dataset, scores, hits, n_pos, keep, n_boot=settings.n_boot, seed=settings.seed,
+                          protocol=settings.protocol)  # fmt: skip
     t3 = time.perf_counter()
     skipped = _skipped(rd, qd, metrics["overall"])
     result = Result(
@@ -293,13 +297,7 @@ def score_descriptors(
             **({"weights_sha256": weights["sha256"]} if weights.get("sha256") else {}),
         },
         detector={"name": detector_name, "spec": spec, "weights": weights},
-        dataset={
-            "name": dataset.name,
-            "fingerprint": dataset.fingerprint,
-            "recipe": dataset.meta.get("recipe"),
-            "counts": dataset.counts(),
-            "path": str(dataset.root),
-        },
+        dataset=_dataset_record(dataset),
         settings={
             **settings.key_settings(),
             "topk": k,
@@ -311,6 +309,7 @@ def score_descriptors(
         },
         metrics=metrics["overall"],
         groups=metrics["groups"],
+        robustness=levels,
         skipped=skipped,
         environment=environment(settings.device, settings.dtype),
         timings={"search_s": t2 - t1, "metrics_s": t3 - t2},
@@ -358,6 +357,16 @@ def _chunks_used(settings: RunSettings, qd) -> int | None:
 
 def _finite_or_none(x: float) -> float | None:
     return float(x) if np.isfinite(x) else None  # JSON has no NaN
+
+
+def _dataset_record(dataset) -> dict:
+    return {
+        "name": dataset.name,
+        "fingerprint": dataset.fingerprint,
+        "recipe": dataset.meta.get("recipe"),
+        "counts": dataset.counts(),
+        "path": str(dataset.root),
+    }
 
 
 def _search_decoded(

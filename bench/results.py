@@ -57,6 +57,7 @@ class Result:
     dataset: dict[str, Any] | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
     groups: dict[str, Any] = field(default_factory=dict)
+    robustness: dict[str, Any] = field(default_factory=dict)  # per-level scores of a sweep (copybench.levels)
     skipped: list[dict[str, Any]] = field(default_factory=list)
     timings: dict[str, Any] = field(default_factory=dict)
     predictions_file: str | None = None
@@ -81,6 +82,7 @@ class Result:
             "note",
             "measurements",
             "groups",
+            "robustness",
             "skipped",
             "timings",
         )
