@@ -38,6 +38,7 @@ COMMANDS = (
     ("copybench.gate_commands", "add_verify"),  # verify
     ("copybench.report.cli", "add_score_h5"),  # score-h5
     ("copybench.report.cli", "add_plot"),  # plot
+    ("copybench.robustness.cli", "register_cli"),  # robustness
     ("copybench.report.cli", "add_export"),  # export
     ("copybench.report.site.cli", "register_cli"),  # publish
     ("copybench.throughput.cli", "register_cli"),  # throughput

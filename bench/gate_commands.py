@@ -29,6 +29,10 @@ def cmd_check(args) -> int:
         allow_weights_change=args.allow_weights_change,
         verify=not args.no_verify,
     )
+    if args.robustness_tolerance is not None:  # AUC per axis of sweep results (copybench.robustness.gate)
+        from .robustness.gate import auc_changes
+
+        changes += auc_changes(args.baseline, args.results, tolerance=args.robustness_tolerance)
     console = out_console()
     table = _check_table(changes, args.tolerance, args.verbose)
     if table.row_count:
@@ -83,6 +87,14 @@ def add_check(sub) -> None:
         action="store_true",
         help="compare results computed with different weights files (refused by default: other weights, "
         "other numbers)",
+    )
+    p.add_argument(
+        "--robustness-tolerance",
+        type=float,
+        default=None,
+        metavar="T",
+        help="also gate robustness profiles: fail when the normalised R@1 AUC of any sweep axis drops by more "
+        "than T (the baseline must hold sweep results; see `copybench robustness`)",
     )
     add_no_verify(p)
     p.set_defaults(func=cmd_check)

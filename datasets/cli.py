@@ -137,18 +137,7 @@ def register_cli(sub) -> None:
         action="store_true",
         help="print seconds per copy-generation stage (kornia, overlay, jpeg, write) and queries/s to stderr",
     )
-    p.add_argument(
-        "--levels",
-        type=int,
-        default=None,
-        help="sweep recipes: number of severity levels, evenly spaced over each axis's span (default 8)",
-    )
-    p.add_argument(
-        "--severities",
-        default=None,
-        metavar="V1,V2,...",
-        help="sweep-AXIS recipes: explicit severities in the axis's unit, e.g. 95,50,20,5 for jpeg",
-    )
+    _add_sweep_options(p)
     p.set_defaults(func=cmd_data_build)
     _add_data_import(data)
     _add_data_verify(data)
@@ -188,6 +177,21 @@ def _add_data_import(data) -> None:
         "--out", required=True, help="folder for the index (dataset.json, queries.csv, references.csv)"
     )
     p.set_defaults(func=cmd_data_import)
+
+
+def _add_sweep_options(p) -> None:
+    p.add_argument(
+        "--levels",
+        type=int,
+        default=None,
+        help="sweep recipes: number of severity levels, evenly spaced over each axis's span (default 8)",
+    )
+    p.add_argument(
+        "--severities",
+        default=None,
+        metavar="V1,V2,...",
+        help="sweep-AXIS recipes: explicit severities in the axis's unit, e.g. 95,50,20,5 for jpeg",
+    )
 
 
 def _add_data_verify(data) -> None:
