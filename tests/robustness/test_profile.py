@@ -126,3 +126,15 @@ def test_sweep_levels_keeps_every_level() -> None:
     assert [lv["position"] for lv in levels] == pytest.approx([0, 0.5, 1])
     assert sweep_levels(SimpleNamespace(meta={}), scores, hits, np.ones(4), decoded, n_boot=0, seed=0,
                         protocol="native") == {}  # fmt: skip
+
+
+def test_html_section() -> None:
+    from copybench.robustness.html import robustness_section
+
+    a = _result("sscd", [1.0, 1.0, 0.5], [1.0, 1.0, 1.0])
+    b = _result("phash_64", [1.0, 0.5, 0.0], [1.0, 1.0, 0.5], status="random")
+    page = robustness_section([a, b], plot=False)
+    assert page.startswith("<h2>Robustness</h2>") and "relative to phash_64" in page
+    assert 'data-v="0.9375"' in page and "phash_64 (random weights)" in page and ">never<" in page
+    assert robustness_section([a.replace(robustness={})]) == ""
+    assert "data:image/png;base64," in robustness_section([a, b])
