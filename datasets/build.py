@@ -294,15 +294,18 @@ def write_contact_sheet(root: Path, queries: pd.DataFrame, pool: Pool, n: int = 
             img.thumbnail((side, side))
             sheet.paste(img, (x0 + j * (side + 4), y0))
         tag = "distractor" if p["distractor"] else "copy"
-        draw.text(
-            (x0, y0 + side + 4), f"{row['query_id']} {p['family']} {p['tier']} {tag}"[:44], fill="black"
-        )
+        tier = p["tier"] or (f"{p['sweep']['severity']:g}" if p.get("sweep") else "")
+        draw.text((x0, y0 + side + 4), f"{row['query_id']} {p['family']} {tier} {tag}"[:44], fill="black")
     buf = root / ".contact_sheet.tmp.png"
     sheet.save(buf, format="PNG")
     os.replace(buf, root / "contact_sheet.png")
 
 
 def _sheet_picks(queries: pd.DataFrame, n: int) -> pd.DataFrame:
+    if len(queries) and queries["family"].str.startswith("sweep_").all():
+        # a sweep's level 0 is the untouched source: show each axis at its most severe level instead
+        level = queries["params"].map(lambda p: json.loads(p)["sweep"]["level"])
+        queries = queries[level == level.max()]
     first = queries.drop_duplicates("family")
     rest = queries.drop(first.index)
     return pd.concat([first, rest]).head(n)
