@@ -74,6 +74,9 @@ def test_profile_summary_and_relative_forms() -> None:
     # rCE: mean over axes of (1 - AUC) / (1 - baseline AUC): sscd (0.125/0.5 + 0/0.125) / 2 = 12.5 %
     assert prof.rce["sscd"] == pytest.approx(12.5) and prof.rce["phash_64"] == pytest.approx(100.0)
     assert prof.rce["rand"] == pytest.approx(100 * (1 / 0.5 + 0) / 2)
+    near = _result("phash_64", [1.0, 0.5, 0.0], [1.0, 1.0, 0.95])  # jpeg AUC 0.9875: error 0.0125 < 0.05
+    (p2,) = build_profiles([a, near])
+    assert p2.rce["sscd"] == pytest.approx(100 * 0.125 / 0.5)  # the jpeg axis is left out of the mean
     assert prof.score("rand", "jpeg").n_empty == 1 and prof.random == {
         "phash_64": False,
         "rand": True,
