@@ -187,5 +187,5 @@ def test_a_saved_sscd_copydays_result_verifies_and_plots(copydays, tmp_path):
     assert check.unverified is None and check.disagreements == []
     edited = saved.replace(metrics={**saved.metrics, "strong_map": saved.metrics["strong_map"] - 0.1})
     assert any("strong_map" in d for d in verify_result(edited, datasets={ds.fingerprint: ds}).disagreements)
-    scores, hits, n_pos = predictions_arrays(saved)
+    scores, _, _ = predictions_arrays(saved)
     assert len(scores) == len(ds.query_ids)

@@ -131,6 +131,13 @@ def _boards(results: list[Result], acc: pd.DataFrame, columns: str, plots: bool)
     return out
 
 
+def _robustness(results: list[Result], plots: bool) -> list[dict]:
+    """Robustness profiles of the sweep results shown (none for other recipes)."""
+    from copybench.robustness.html import robustness_views
+
+    return robustness_views(results, plot=plots)
+
+
 def leaderboard_html(
     results: list[Result],
     acc: pd.DataFrame,
@@ -159,5 +166,6 @@ def leaderboard_html(
         meta=meta,
         mixed="protocol" in acc and acc["protocol"].nunique() > 1,
         boards=_boards(results, acc, columns, plots),
+        robustness=_robustness(results, plots),
         extra=extra,
     )

@@ -1,15 +1,14 @@
 """The robustness section of the HTML leaderboard page (and of the published site): for every sweep profile,
 the summary score, AUC and breaking point per axis as sortable tables, and the curves as an inline PNG.
 
-A hook, kept apart from :mod:`copybench.report.html`: the page calls :func:`robustness_section` with the
-results it shows and appends the fragment; "" when none of them is a sweep result, so other pages are
-unchanged. The tables use the page's ``sortable`` class, so its script sorts them too.
+The page (:mod:`copybench.report.html`) calls :func:`robustness_views` with the results it shows and its
+template renders them with the same table macro as every other table (sortable by its script); the views are
+empty when none of the results is a sweep result, so other pages are unchanged.
 """
 
 from __future__ import annotations
 
 import base64
-import html
 import tempfile
 from pathlib import Path
 
@@ -19,47 +18,42 @@ from .profile import Profile, build_profiles
 from .tables import breaking_text
 
 
-def _cell(value, digits: int = 3) -> str:
-    if value is None:
-        return '<td data-v="-1">-</td>'
-    if isinstance(value, float):
-        return f'<td data-v="{value}">{value:.{digits}f}</td>'
-    return f'<td class="text">{html.escape(str(value))}</td>'
+def _frame(head: list[str], rows: list[list]):
+    import pandas as pd
 
-
-def _table(caption: str, head: list[str], rows: list[list]) -> str:
-    th = "".join(f"<th{' class=text' if i == 0 else ''}>{html.escape(h)}</th>" for i, h in enumerate(head))
-    body = "".join("<tr>" + "".join(_cell(v) for v in row) + "</tr>" for row in rows)
-    return (
-        f'<div class="scroll"><table class="sortable"><caption>{html.escape(caption)}</caption>'
-        f"<thead><tr>{th}</tr></thead><tbody>{body}</tbody></table></div>"
-    )
+    return pd.DataFrame(rows, columns=head)
 
 
 def _name(prof: Profile, det: str) -> str:
     return det + (" (random weights)" if prof.random.get(det) else "")
 
 
-def profile_html(prof: Profile, *, plot: bool = True) -> str:
-    """One profile: summary table, AUC and breaking point per axis, and (``plot``) the curves inline."""
+def profile_view(prof: Profile, *, plot: bool = True) -> dict:
+    """One profile for the page's template: its title, the summary, AUC and breaking-point tables (in the
+    page's table form, :func:`copybench.report.html.table`) and (``plot``) the curves as a data URI."""
+    from copybench.report.html import table
+
     what = {"recall@1": "R@1", "micro_ap": "micro-AP", "map": "mAP"}[prof.metric]
     protocol = prof.settings.get("protocol", "native")
     summary = [
         [_name(prof, d), prof.summary[d], prof.relative.get(d), prof.rce.get(d)] for d in prof.detectors
     ]
-    parts = [
-        f"<h3>{html.escape(prof.dataset)} ({html.escape(prof.fingerprint[:12])}, {html.escape(protocol)})</h3>",
-        _table(f"Mean normalised AUC of {what} over {len(prof.axes)} axes",
-               ["detector", "mean AUC", f"relative to {prof.baseline or '-'}", "rCE % (mCE form)"], summary),
-        _table(f"Normalised AUC of {what} per axis (1 = perfect at every level)", ["detector", *prof.axes],
-               [[_name(prof, d), *(prof.score(d, a).auc for a in prof.axes)] for d in prof.detectors]),
-        _table("Breaking point: lowest severity where R@1 < 0.5 (interpolated), in each axis's unit",
-               ["detector", *(f"{a} ({prof.score(prof.detectors[0], a).unit})" for a in prof.axes)],
-               [[_name(prof, d), *(breaking_text(prof, d, a) for a in prof.axes)] for d in prof.detectors]),
+    units = [f"{a} ({prof.score(prof.detectors[0], a).unit})" for a in prof.axes]
+    tables = [
+        table(_frame(["detector", "mean AUC", f"relative to {prof.baseline or '-'}", "rCE % (mCE form)"], summary),
+              f"Mean normalised AUC of {what} over {len(prof.axes)} axes"),
+        table(_frame(["detector", *prof.axes],
+                     [[_name(prof, d), *(prof.score(d, a).auc for a in prof.axes)] for d in prof.detectors]),
+              f"Normalised AUC of {what} per axis (1 = perfect at every level)"),
+        table(_frame(["detector", *units],
+                     [[_name(prof, d), *(breaking_text(prof, d, a) for a in prof.axes)] for d in prof.detectors]),
+              "Breaking point: lowest severity where R@1 < 0.5 (interpolated), in each axis's unit"),
     ]  # fmt: skip
-    if plot:
-        parts.append(f'<p><img alt="robustness curves" style="max-width:100%" src="{_png_uri(prof)}"></p>')
-    return "".join(parts)
+    return {
+        "title": f"{prof.dataset} ({prof.fingerprint[:12]}, {protocol})",
+        "tables": tables,
+        "image": _png_uri(prof) if plot else None,
+    }
 
 
 def _png_uri(prof: Profile) -> str:
@@ -70,15 +64,9 @@ def _png_uri(prof: Profile) -> str:
     return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
 
 
-def robustness_section(results: list[Result], *, baseline: str | None = None, plot: bool = True) -> str:
-    """The page's robustness section for ``results``; "" when none of them is a sweep result."""
+def robustness_views(results: list[Result], *, baseline: str | None = None, plot: bool = True) -> list[dict]:
+    """The page's robustness section for ``results`` (one entry per sweep profile); [] when none of them is a
+    sweep result, so other pages are unchanged."""
     if not any(r.kind == "accuracy" and r.robustness for r in results):
-        return ""
-    profiles = build_profiles(results, baseline=baseline)
-    note = (
-        "<p>Each sweep dataset holds the same items at increasing severity on every axis "
-        "(<code>copybench data build sweep-all-SIZE</code>); <code>copybench robustness</code> prints the same "
-        "tables. rCE: ImageNet-C's mCE form, the mean over axes of (1 - AUC) / (1 - baseline's AUC), in percent "
-        "(lower is more robust).</p>"
-    )
-    return "<h2>Robustness</h2>" + note + "".join(profile_html(p, plot=plot) for p in profiles)
+        return []
+    return [profile_view(p, plot=plot) for p in build_profiles(results, baseline=baseline)]

@@ -132,12 +132,19 @@ def test_sweep_levels_keeps_every_level() -> None:
 
 
 def test_html_section() -> None:
-    from copybench.robustness.html import robustness_section
+    import pandas as pd
+
+    from copybench.report.html import leaderboard_html
+    from copybench.report.table import accuracy_frame
+    from copybench.robustness.html import robustness_views
 
     a = _result("sscd", [1.0, 1.0, 0.5], [1.0, 1.0, 1.0])
     b = _result("phash_64", [1.0, 0.5, 0.0], [1.0, 1.0, 0.5], status="random")
-    page = robustness_section([a, b], plot=False)
-    assert page.startswith("<h2>Robustness</h2>") and "relative to phash_64" in page
-    assert 'data-v="0.9375"' in page and "phash_64 (random weights)" in page and ">never<" in page
-    assert robustness_section([a.replace(robustness={})]) == ""
-    assert "data:image/png;base64," in robustness_section([a, b])
+    [view] = robustness_views([a, b], plot=False)
+    cells = [c for t in view["tables"] for row in t["rows"] for c in row]
+    assert "phash_64 (random weights)" in [c["text"] for c in cells] and "never" in [c["text"] for c in cells]
+    assert 0.9375 in [c["v"] for c in cells] and view["image"] is None
+    assert robustness_views([a.replace(robustness={})]) == []
+    assert robustness_views([a, b])[0]["image"].startswith("data:image/png;base64,")
+    page = leaderboard_html([a, b], accuracy_frame([a, b]), pd.DataFrame(), plots=False)
+    assert "<h2>Robustness</h2>" in page and "relative to phash_64" in page and 'data-v="0.9375"' in page

@@ -137,7 +137,14 @@ class Pages:
         cell = lambda row, group: family_cell(row, group, metric)
         return {"protocol": PROTOCOLS[board.protocol], "beside": beside, "apart": apart, "group_metric": metric,
                 "cell": cell, "pr": self.pr.get(board.slug), "sheet": self.sheets.get(board.slug),
-                "notes": self.board_notes[board.slug]}  # fmt: skip
+                "notes": self.board_notes[board.slug], "robustness": _robustness(board)}  # fmt: skip
+
+
+def _robustness(board: Board) -> list[dict]:
+    """The board's robustness profile when its dataset is a severity sweep (none otherwise)."""
+    from copybench.robustness.html import robustness_views
+
+    return robustness_views([row.result for row in board.rows])
 
 
 def _short(exc: BaseException) -> str:
