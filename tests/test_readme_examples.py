@@ -69,6 +69,19 @@ NOT_RUN = {
         "a 30,000-image folder and a GPU (tests/study/test_study.py runs the same pipeline on tiny settings)"
     ),
     "copybench study demo": "minutes of CPU training (results/study-demo holds its measured run)",
+    "copybench data build sweep-all-xs": (
+        "a 1,600-query sweep, minutes on a CPU (tests/robustness/test_cli.py builds, runs, profiles and gates a "
+        "small sweep through the same commands)"
+    ),
+    "copybench run --dataset data/sweep": "scores the sweep above (tests/robustness/test_cli.py)",
+    "copybench robustness runs/results": "profiles the sweep above (tests/robustness/test_cli.py)",
+    "copybench check --baseline results/robustness/embedded": (
+        "gates the sweep above (tests/robustness/test_cli.py runs the robustness gate)"
+    ),
+    "copybench scan --generated samples/ --train 's3://": (
+        "an object store, a GPU and a Ray cluster (tests/scaling/test_shards.py and test_shards_ray.py scan "
+        "WebDataset shards locally and on a local Ray cluster)"
+    ),
     "TRAIN=/path/to/30000+/images": "a lent GPU and a 30,000-image folder (tests/benchmarks/study_gpu.sh)",
 }
 # the README's ten baselines: tests never have their weights (no network), so the run must refuse every one of

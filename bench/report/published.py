@@ -15,6 +15,7 @@ predictions in total is no ``isc`` run).
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,8 @@ from pathlib import Path
 import pandas as pd
 
 from copybench.results import Result
+
+log = logging.getLogger(__name__)
 
 PUBLISHED_FILE = Path(__file__).with_name("published.csv")
 # subsets that are one family of the dataset: their metrics are in a whole-dataset result's groups
@@ -175,7 +178,9 @@ def render_published(
 
     if fmt not in ("terminal", "md", "csv"):
         raise ValueError(f"table --published supports terminal, md and csv, not {fmt!r}")
-    results, _ = read_results(results_dir)
+    results, errors = read_results(results_dir)
+    for error in errors:  # named on stderr, never dropped without a word
+        log.warning("skipped %s", error)
     frame = compare_published(results)
     if subset and not frame.empty:
         frame = frame[frame["subset"] == subset]

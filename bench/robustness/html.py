@@ -31,7 +31,7 @@ def _name(prof: Profile, det: str) -> str:
 def profile_view(prof: Profile, *, plot: bool = True) -> dict:
     """One profile for the page's template: its title, the summary, AUC and breaking-point tables (in the
     page's table form, :func:`copybench.report.html.table`) and (``plot``) the curves as a data URI."""
-    from copybench.report.html import table
+    from copybench.report.cells import table
 
     what = {"recall@1": "R@1", "micro_ap": "micro-AP", "map": "mAP"}[prof.metric]
     protocol = prof.settings.get("protocol", "native")

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from copybench.cli import main
-from copybench.report.html import table
+from copybench.report.cells import table
 from copybench.report.render import render_table
 from copybench.report.table import read_report_results
 

@@ -19,11 +19,18 @@ def _result(protocol: str, queries: int, references: int, *, benchmark="disc21",
             whitening=False, metrics=None, groups=None) -> Result:  # fmt: skip
     return Result(
         kind="accuracy",
-        key={"detector": detector, "protocol": protocol, "whitening": whitening, "score_norm": False},
+        key={
+            "detector": detector,
+            "protocol": protocol,
+            "similarity": "cosine",
+            "whitening": whitening,
+            "score_norm": False,
+        },
         detector={"name": detector, "weights": {"status": "official"}},
         dataset={"name": f"{benchmark}:x", "counts": {"queries": queries, "references": references}},
         metrics=metrics or {"micro_ap": 0.44, "recall_at_p90": 0.2},
         groups=groups or {},
+        settings={"protocol": protocol, "similarity": "cosine", "whitening": whitening, "score_norm": False},
     )
 
 
