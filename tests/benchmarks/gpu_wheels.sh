@@ -21,7 +21,10 @@
 #
 # CUDA=13 (default) or 12: the nvImageCodec / nvJPEG build matching the GPU machine's torch (torch.version.cuda).
 # PYVERS="3.10 3.11 3.12 3.13": Python versions to fetch the one version-specific wheel (kornia_rs) for.
-# The folder is about 90 MB with the photos; gpu_check.sh takes it as WHEELS=DIR.
+# The folder is about 90 MB with the photos (123 MB with four kornia_rs wheels); gpu_check.sh takes it as
+# WHEELS=DIR. The device tool carries at most 64 MiB per call: fetch the GPU machine's one Python version
+# (PYVERS=3.X) and carry the folder in two calls, each running gpu_install.sh on its half (a warm machine keeps
+# what it installed), then gpu_check.sh; this split is prepared, not yet run on a lent GPU.
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 2
 WHEELS="${WHEELS:?set WHEELS=DIR}"
