@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from rich.markup import escape
+
 from copybench.cliutil import EXIT_CHECK_FAILED, EXIT_OK, UsageError, err_console, out_console
 
 
@@ -100,6 +102,15 @@ def _import_notes(meta: dict) -> str:
         )
     if meta.get("links"):
         notes.append(f"{meta['links']['count']} symbolic link(s) followed (links.csv)")
+    if meta.get("shards"):
+        notes.append(f"{len(meta['shards'])} shard(s), images in {meta.get('images_root')}")
+    if meta.get("shard_problems"):
+        shown = "; ".join(escape(p) for p in meta["shard_problems"][:5])
+        more = len(meta["shard_problems"]) - 5
+        notes.append(
+            f"[yellow]{len(meta['shard_problems'])} shard problem(s)[/yellow]: {shown}"
+            + (f"; {more} more in dataset.json" if more > 0 else "")
+        )
     return "; " + "; ".join(notes) if notes else ""
 
 
@@ -152,7 +163,11 @@ def _add_data_import(data) -> None:
         "*gt*.csv) with columns query_id,reference_id; ids are file stems, an empty reference_id is a "
         "distractor. copydays: originals BBBB00.jpg in a folder named like 'original', copies with the "
         "same 4-digit block id in crops/<percent>/, jpegqual/<quality>/, strong/ (copy type = family, "
-        "subfolder = tier). folder: every image is a reference, no queries. csv: a manifest with columns "
+        "subfolder = tier). folder: every image is a reference, no queries; SRC may also name WebDataset "
+        "tar or Parquet shards "
+        "(a .tar/.parquet file, a folder of them, a brace pattern like 'shards/{00000..00127}.tar' or a URI): "
+        "their images are written once to OUT.images/<shard>/<key>.<ext> and indexed there. csv: a manifest "
+        "with columns "
         "query,reference[,family], one row per pair, an empty reference for a query without a match, paths "
         "relative to the manifest. --distractors DIR adds every image under DIR as a distractor reference. "
         "Byte-identical references (distractors included), or a query identical to a reference it is not paired "

@@ -51,6 +51,7 @@ from .duplicates import NEAR_DUPLICATE_BITS, Item, near_duplicates, refuse_exact
 from .errors import SourceError
 from .integrity import IMPORT_FORMATS, LINKS_FILE
 from .links import LinkPolicy, walk_images
+from .shard_import import images_folder, is_shards, materialize, remove_images, shard_identity
 from .sources import image_id
 
 log = logging.getLogger(__name__)
@@ -167,6 +168,14 @@ def import_dataset(
     ``allow_outside_links`` (see :mod:`copybench.datasets.links`)."""
     if fmt not in FORMATS:
         raise SourceError(f"unknown dataset format {fmt!r}: known formats are {', '.join(FORMATS)}")
+    if fmt == "folder" and is_shards(src):
+        return _import_shards(str(src), out, progress, distractors, allow_outside_links)
+    return _import(fmt, src, out, progress, distractors, allow_outside_links)
+
+
+def _import(
+    fmt, src, out, progress, distractors, allow_outside_links, shards: dict | None = None
+) -> CopyDataset:
     src = Path(src).expanduser().resolve()
     refs, queries, root = _read_layout(fmt, src)
     own = len(refs)
@@ -188,6 +197,8 @@ def import_dataset(
     if sets:  # only then, so imports without distractors keep their fingerprint
         counts["distractor_references"] = sum(n for _, n in sets)
         identity["distractor_sets"] = [n for _, n in sets]
+    if shards:  # the shards the images came from: their names, sizes and checksums
+        identity["shards"] = shard_identity(shards["shards"])
     meta = {"name": f"{fmt}:{src.stem if fmt == 'csv' else src.name}", "format": fmt, "counts": counts,
             "import_version": IMPORT_VERSION,
             "images_root": str(root), "fingerprint": compute_fingerprint(identity, refs, queries, digests)}  # fmt: skip
@@ -197,7 +208,22 @@ def import_dataset(
         meta["near_duplicates"] = near
     if links.links:
         meta["links"] = {"count": len(links.links), "outside_allowed": allow_outside_links}
+    if shards:
+        meta["shards"], meta["shard_problems"] = shards["shards"], shards["problems"]
     return _write_import(out, meta, refs, queries, digests, links.rows(root))
+
+
+def _import_shards(spec: str, out, progress: bool, distractors, allow_outside_links: bool) -> CopyDataset:
+    """``data import folder SHARDS``: the shards' images written beside the index, then imported as a folder,
+    with the shards (name, size, sha256) in the dataset record and its fingerprint."""
+    out = Path(out).expanduser().resolve()
+    dest = images_folder(out)
+    record = materialize(spec, dest, progress)
+    try:
+        return _import("folder", dest, out, progress, distractors, allow_outside_links, shards=record)
+    except BaseException:
+        remove_images(dest)
+        raise
 
 
 def _read_layout(fmt: str, src: Path) -> tuple[pd.DataFrame, pd.DataFrame, Path]:

@@ -125,6 +125,10 @@ def check_import_fingerprint(root: Path, meta: dict, refs: pd.DataFrame, queries
     identity = {"format": meta["format"], "import_version": version, "counts": meta.get("counts")}
     if meta.get("distractor_sets"):
         identity["distractor_sets"] = [d["count"] for d in meta["distractor_sets"]]
+    if meta.get("shards"):
+        from .shard_import import shard_identity
+
+        identity["shards"] = shard_identity(meta["shards"])
     full = queries.assign(family=queries.get("family", ""), tier=queries.get("tier", ""))
     full = full.assign(params=queries.get("params", "{}"))
     recomputed = compute_fingerprint(identity, refs, full, digests)
