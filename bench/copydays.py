@@ -31,6 +31,12 @@ __all__ = [
 ORIGINALS_PREFIX = "original:"  # query ids of the originals querying themselves (predictions file)
 
 
+def dataset_rows(table):
+    """The rows of a predictions table that rank the dataset's own queries: sscd-copydays also stores the
+    originals' rankings (query ids ``original:<reference>``), which only SSCD's two figures read."""
+    return table[~table["query_id"].astype(str).str.startswith(ORIGINALS_PREFIX)].reset_index(drop=True)
+
+
 def original_rows(dataset) -> np.ndarray:
     """Reference rows of the Copydays originals: the references some query is a copy of (never a distractor)."""
     named = {r for q in dataset.query_ids for r in dataset.positives[q]}

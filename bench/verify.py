@@ -150,6 +150,7 @@ def _prediction_arrays(result: Result, dataset):
     import numpy as np
     import pandas as pd
 
+    from .copydays import dataset_rows
     from .results import predictions_sha256
 
     path = result.predictions_path
@@ -159,7 +160,7 @@ def _prediction_arrays(result: Result, dataset):
         raise ValueError(f"its predictions file {path.name} is not the one it recorded (sha256 differs)")
     try:
         table = pd.read_csv(path, dtype={"query_id": str, "reference_id": str}, keep_default_na=False)
-        table = _dataset_rows(table)
+        table = dataset_rows(table)
         rank, scores = table["rank"].to_numpy(np.int64), table["score"].to_numpy(np.float64)
     except (OSError, ValueError, KeyError, EOFError) as exc:
         raise VerifyError(f"its predictions file {path} cannot be read ({exc})") from exc
@@ -177,14 +178,6 @@ def _prediction_arrays(result: Result, dataset):
     out_scores[q.to_numpy(np.int64), rank] = scores.astype(np.float32)
     out_idx[q.to_numpy(np.int64), rank] = r.to_numpy(np.int64)
     return out_scores, out_idx
-
-
-def _dataset_rows(table):
-    """The rows of the dataset's own queries: sscd-copydays also stores the originals' rankings (query ids
-    ``original:<reference>``), which only its two SSCD figures read."""
-    from .copydays import ORIGINALS_PREFIX
-
-    return table[~table["query_id"].str.startswith(ORIGINALS_PREFIX)].reset_index(drop=True)
 
 
 def _copydays_figures(result: Result, dataset) -> dict:

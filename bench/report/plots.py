@@ -19,10 +19,9 @@ from copybench.results import Result, load_result_dataset, safe_name, settings_s
 def predictions_arrays(result: Result) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(scores, hits, n_pos) rebuilt from a result's predictions file and its dataset's ground truth."""
     dataset = load_result_dataset(result)
-    from copybench.copydays import ORIGINALS_PREFIX
+    from copybench.copydays import dataset_rows
 
-    preds = pd.read_csv(result.predictions_path, dtype={"query_id": str, "reference_id": str})
-    preds = preds[~preds["query_id"].str.startswith(ORIGINALS_PREFIX)]  # sscd-copydays' originals' rankings
+    preds = dataset_rows(pd.read_csv(result.predictions_path, dtype={"query_id": str, "reference_id": str}))
     skipped = result.skipped_files("query")
     qids = [q for q, p in zip(dataset.query_ids, dataset.queries["path"]) if p not in skipped]
     k = int(result.settings["topk"])
